@@ -1,0 +1,1 @@
+"""FlexLog core: colors, sequencer tree, replicated shards and the native client."""

@@ -1,0 +1,285 @@
+"""Kafka RecordBatch v2: the one entry format of FlexLog.
+
+Both faces of the system store the same bytes: a native append builds a batch
+here, a Kafka producer sends one. Only the 61-byte header is ever parsed on the
+hot path; the records stay opaque. baseOffset (bytes 0..8) and
+partitionLeaderEpoch (bytes 12..16) lie outside the CRC, so the log rewrites
+them without touching the checksum.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import crc32c
+
+HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_SIZE = HEADER.size  # 61
+# batchLength counts the bytes after the batchLength field itself.
+LENGTH_PREFIX = 12
+CRC_START = 21
+MAGIC = 2
+
+CODEC_MASK = 0x07
+TIMESTAMP_TYPE_BIT = 0x08
+TRANSACTIONAL_BIT = 0x10
+CONTROL_BIT = 0x20
+
+CODEC_NONE = 0
+CODEC_GZIP = 1
+CODEC_SNAPPY = 2
+CODEC_LZ4 = 3
+CODEC_ZSTD = 4
+
+_BASE_OFFSET = struct.Struct(">q")
+_LEADER_EPOCH = struct.Struct(">i")
+
+
+class CorruptBatch(ValueError):
+    """The bytes are not a valid RecordBatch v2 (maps to Kafka CORRUPT_MESSAGE)."""
+
+
+class BatchHeader(NamedTuple):
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & CODEC_MASK
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & TRANSACTIONAL_BIT)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & CONTROL_BIT)
+
+    @property
+    def total_size(self) -> int:
+        return self.batch_length + LENGTH_PREFIX
+
+
+@dataclass(slots=True)
+class Record:
+    value: bytes | None
+    key: bytes | None = None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    timestamp_ms: int | None = None
+    offset: int = -1
+
+
+def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+    if len(buf) - pos < HEADER_SIZE:
+        raise CorruptBatch(f"batch header needs {HEADER_SIZE} bytes, got {len(buf) - pos}")
+    return BatchHeader._make(HEADER.unpack_from(buf, pos))
+
+
+def validate(buf: bytes | bytearray | memoryview) -> BatchHeader:
+    """Check that buf is exactly one well-formed batch with a correct CRC-32C."""
+    header = parse_header(buf)
+    if header.magic != MAGIC:
+        raise CorruptBatch(f"unsupported record batch magic {header.magic}")
+    if header.total_size != len(buf):
+        raise CorruptBatch(f"batchLength says {header.total_size} bytes, buffer has {len(buf)}")
+    if header.records_count < 0 or header.last_offset_delta + 1 != header.records_count:
+        raise CorruptBatch(
+            f"lastOffsetDelta {header.last_offset_delta} does not match "
+            f"recordsCount {header.records_count}"
+        )
+    if crc32c.crc32c(memoryview(buf)[CRC_START:]) != header.crc:
+        raise CorruptBatch("record batch CRC-32C mismatch")
+    return header
+
+
+def split(buf: bytes | memoryview) -> Iterator[memoryview]:
+    """Yield each batch of a concatenation of batches (as Kafka's records field holds)."""
+    view = memoryview(buf)
+    pos = 0
+    while pos < len(view):
+        if len(view) - pos < LENGTH_PREFIX:
+            raise CorruptBatch("truncated record batch length prefix")
+        (length,) = struct.unpack_from(">i", view, pos + 8)
+        end = pos + LENGTH_PREFIX + length
+        if length < HEADER_SIZE - LENGTH_PREFIX or end > len(view):
+            raise CorruptBatch(f"record batch length {length} out of bounds")
+        yield view[pos:end]
+        pos = end
+
+
+def set_base_offset(buf: bytearray, base_offset: int, leader_epoch: int | None = None) -> None:
+    _BASE_OFFSET.pack_into(buf, 0, base_offset)
+    if leader_epoch is not None:
+        _LEADER_EPOCH.pack_into(buf, 12, leader_epoch)
+
+
+def with_base_offset(buf: bytes, base_offset: int) -> bytes:
+    return _BASE_OFFSET.pack(base_offset) + buf[8:]
+
+
+def _zigzag(n: int) -> int:
+    return (n << 1) ^ (n >> 63)
+
+
+def _write_varint(out: bytearray, n: int) -> None:
+    v = _zigzag(n) & 0xFFFFFFFFFFFFFFFF
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    shift = 0
+    result = 0
+    while True:
+        if pos >= len(buf):
+            raise CorruptBatch("truncated varint in record")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise CorruptBatch("varint too long in record")
+    return (result >> 1) ^ -(result & 1), pos
+
+
+def _write_bytes(out: bytearray, data: bytes | None) -> None:
+    if data is None:
+        _write_varint(out, -1)
+    else:
+        _write_varint(out, len(data))
+        out += data
+
+
+def build(
+    records: Sequence[Record | bytes],
+    base_offset: int = 0,
+    timestamp_ms: int | None = None,
+) -> bytes:
+    """Encode records into one uncompressed RecordBatch v2 with a valid CRC."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    items = [r if isinstance(r, Record) else Record(value=r) for r in records]
+    stamps = [now if r.timestamp_ms is None else r.timestamp_ms for r in items]
+    base_ts = min(stamps)
+    body = bytearray()
+    for delta, (rec, ts) in enumerate(zip(items, stamps, strict=True)):
+        inner = bytearray(b"\x00")  # attributes, unused in v2
+        _write_varint(inner, ts - base_ts)
+        _write_varint(inner, delta)
+        _write_bytes(inner, rec.key)
+        _write_bytes(inner, rec.value)
+        _write_varint(inner, len(rec.headers))
+        for name, hval in rec.headers:
+            _write_bytes(inner, name.encode())
+            _write_bytes(inner, hval)
+        _write_varint(body, len(inner))
+        body += inner
+    count = len(items)
+    after_crc = struct.pack(
+        ">hiqqqhii", 0, count - 1, base_ts, max(stamps), -1, -1, -1, count
+    ) + bytes(body)
+    crc = crc32c.crc32c(after_crc)
+    batch_length = HEADER_SIZE - LENGTH_PREFIX + len(body)
+    return struct.pack(">qiibI", base_offset, batch_length, 0, MAGIC, crc) + after_crc
+
+
+def _decompress(codec: int, data: bytes) -> bytes:
+    if codec == CODEC_NONE:
+        return data
+    if codec == CODEC_GZIP:
+        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+    try:
+        import cramjam
+    except ImportError as exc:  # pragma: no cover - cramjam is a declared dependency
+        raise CorruptBatch(f"codec {codec} needs the cramjam package") from exc
+    if codec == CODEC_SNAPPY:
+        return _snappy_decompress(data, cramjam)
+    if codec == CODEC_LZ4:
+        return bytes(cramjam.lz4.decompress(data))
+    if codec == CODEC_ZSTD:
+        return bytes(cramjam.zstd.decompress(data))
+    raise CorruptBatch(f"unknown compression codec {codec}")
+
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+
+
+def _snappy_decompress(data: bytes, cramjam: object) -> bytes:
+    # Java clients frame snappy the xerial way: magic, two ints, then length-prefixed blocks.
+    if not data.startswith(_XERIAL_MAGIC):
+        return bytes(cramjam.snappy.decompress_raw(data))  # type: ignore[attr-defined]
+    out = bytearray()
+    pos = 16
+    while pos < len(data):
+        (size,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        out += cramjam.snappy.decompress_raw(data[pos : pos + size])  # type: ignore[attr-defined]
+        pos += size
+    return bytes(out)
+
+
+def decode(buf: bytes | memoryview, verify_crc: bool = True) -> list[Record]:
+    """Decode every record of one batch (decompressing if needed). Not for hot paths."""
+    header = validate(buf) if verify_crc else parse_header(buf)
+    body = memoryview(_decompress(header.codec, bytes(memoryview(buf)[HEADER_SIZE:])))
+    records: list[Record] = []
+    pos = 0
+    for _ in range(header.records_count):
+        length, pos = _read_varint(body, pos)
+        end = pos + length
+        if length < 0 or end > len(body):
+            raise CorruptBatch("record length out of bounds")
+        pos += 1  # record attributes
+        ts_delta, pos = _read_varint(body, pos)
+        off_delta, pos = _read_varint(body, pos)
+        key, pos = _read_nullable(body, pos)
+        value, pos = _read_nullable(body, pos)
+        n_headers, pos = _read_varint(body, pos)
+        headers: list[tuple[str, bytes | None]] = []
+        for _ in range(n_headers):
+            name, pos = _read_nullable(body, pos)
+            hval, pos = _read_nullable(body, pos)
+            headers.append(((name or b"").decode(), hval))
+        if pos != end:
+            raise CorruptBatch("record length does not match its fields")
+        records.append(
+            Record(
+                value=value,
+                key=key,
+                headers=headers,
+                timestamp_ms=header.base_timestamp + ts_delta,
+                offset=header.base_offset + off_delta,
+            )
+        )
+    return records
+
+
+def _read_nullable(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
+    length, pos = _read_varint(buf, pos)
+    if length < 0:
+        return None, pos
+    end = pos + length
+    if end > len(buf):
+        raise CorruptBatch("record field out of bounds")
+    return bytes(buf[pos:end]), end

@@ -1,0 +1,78 @@
+"""The storage engine interface every replica writes through.
+
+A replica's log is a set of *entries*: one append of n records, stored as one
+RecordBatch, owning the SN block [sn, sn + count). An entry is first
+*prepared* under the client's token (durable, not readable) and later
+*committed* to its SN (readable). The in-memory engine (`memory_engine`) and
+the persistent-memory engine (`flexlog.pm`) both implement this Protocol.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class StoreFull(Exception):
+    """The engine cannot take another entry; the replica answers with backpressure."""
+
+
+class UnknownToken(KeyError):
+    """A commit or abort named a token that is not prepared."""
+
+
+class StoredEntry(NamedTuple):
+    sn: int
+    count: int
+    payload: bytes  # a RecordBatch whose baseOffset equals sn once committed
+
+    @property
+    def end(self) -> int:
+        return self.sn + self.count
+
+
+class PreparedEntry(NamedTuple):
+    token: int
+    color: int
+    count: int
+
+
+class ColorState(NamedTuple):
+    log_start: int  # the first SN not trimmed
+    tail: int  # one past the highest committed SN
+
+
+class RecoveredState(NamedTuple):
+    prepared: list[PreparedEntry]
+    colors: dict[int, ColorState]
+
+
+class StorageEngine(Protocol):
+    def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
+        """Store an entry durably under token; it is not readable yet. Raises StoreFull."""
+
+    def commit(self, token: int, sn: int) -> StoredEntry:
+        """Make the prepared entry readable as [sn, sn + count). Raises UnknownToken."""
+
+    def abort(self, token: int) -> None:
+        """Forget a prepared entry that will never be committed."""
+
+    def read(self, color: int, sn: int) -> StoredEntry | None:
+        """The committed entry containing sn, or None if none is stored here."""
+
+    def read_range(self, color: int, from_sn: int, max_bytes: int) -> list[StoredEntry]:
+        """Committed entries in SN order from the one containing from_sn, up to max_bytes.
+
+        The first entry is returned even if it alone exceeds max_bytes.
+        """
+
+    def trim(self, color: int, sn: int) -> None:
+        """Drop every record with SN <= sn: log_start becomes sn + 1."""
+
+    def state(self, color: int) -> ColorState:
+        """log_start and tail of a color (0, 0 when nothing was ever stored)."""
+
+    def recover(self) -> RecoveredState:
+        """What survived the last shutdown or crash: prepared tokens and per-color state."""
+
+    def close(self) -> None:
+        """Release the store; the object is unusable afterwards."""
