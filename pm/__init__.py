@@ -1,0 +1,1 @@
+"""FlexLog's replica storage engine on persistent memory (libpmemobj), with a DRAM cache and an SSD tier."""

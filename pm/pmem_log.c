@@ -1,0 +1,343 @@
+/*
+ * C helpers behind flexlog.pm: each exported function is one storage operation,
+ * so Python crosses into C once per prepare/commit/trim and every persistence
+ * barrier happens here, in the order the crash-consistency argument needs
+ * (see docs/storage.md).
+ */
+#include "pmem_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpmemobj.h>
+
+#define LAYOUT "flexlog-pm-v1"
+#define ROOT_MAGIC 0x474f4c4d50584c46ULL /* "FLXPMLOG" */
+#define ROOT_VERSION 1
+#define COLORS_OFF 128
+#define ARENA_STEP (256u * 1024u)
+
+#define POP(log) ((PMEMobjpool *)(log)->pop)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t slot_size(uint64_t length)
+{
+	return PM_ENTRY_HDR + ((length + 63) & ~(uint64_t)63);
+}
+
+static pm_entry *entry_at(pm_log *log, uint64_t pos)
+{
+	return (pm_entry *)(log->arena + pos % log->cap);
+}
+
+static void set_err(char *err, size_t errlen, const char *what, const char *path)
+{
+	snprintf(err, errlen, "%s %s: %s", what, path, pmemobj_errormsg());
+}
+
+/* fsync the directory holding path so a rename into it survives a crash. */
+static void sync_parent(const char *path)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof buf, "%s", path);
+	int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/*
+ * Build the pool under a temporary name and rename it into place, so a crash
+ * during creation never leaves a half-initialised pool at the real path.
+ */
+static int create_pool(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
+		       size_t errlen)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.creating", path);
+	unlink(tmp);
+	PMEMobjpool *pop = pmemobj_create(tmp, LAYOUT, pool_size, 0600);
+	if (pop == NULL) {
+		set_err(err, errlen, "pmemobj_create", tmp);
+		return -1;
+	}
+	uint64_t fixed = COLORS_OFF + color_cap * sizeof(pm_color) + 64;
+	uint64_t cap = pool_size > fixed ? (pool_size - fixed) & ~(uint64_t)(ARENA_STEP - 1) : 0;
+	PMEMoid oid = OID_NULL;
+	/* libpmemobj's own metadata takes an undocumented share of the pool: probe down. */
+	while (cap >= ARENA_STEP) {
+		oid = pmemobj_root(pop, fixed + cap);
+		if (!OID_IS_NULL(oid))
+			break;
+		cap -= ARENA_STEP;
+	}
+	if (OID_IS_NULL(oid)) {
+		snprintf(err, errlen, "pool of %llu bytes leaves no room for an arena",
+			 (unsigned long long)pool_size);
+		pmemobj_close(pop);
+		unlink(tmp);
+		return -1;
+	}
+	char *base = pmemobj_direct(oid);
+	pm_root *root = (pm_root *)base;
+	uintptr_t arena = ((uintptr_t)base + COLORS_OFF + color_cap * sizeof(pm_color) + 63) &
+			  ~(uintptr_t)63;
+	root->version = ROOT_VERSION;
+	root->arena_cap = cap;
+	root->arena_off = arena - (uintptr_t)base;
+	root->color_cap = color_cap;
+	root->created_ns = now_ns();
+	pmemobj_persist(pop, root, sizeof *root);
+	root->magic = ROOT_MAGIC;
+	pmemobj_persist(pop, &root->magic, sizeof root->magic);
+	pmemobj_close(pop);
+	if (rename(tmp, path) != 0) {
+		snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	sync_parent(path);
+	return 0;
+}
+
+pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
+		size_t errlen)
+{
+	if (access(path, F_OK) != 0 && create_pool(path, pool_size, color_cap, err, errlen) != 0)
+		return NULL;
+	PMEMobjpool *pop = pmemobj_open(path, LAYOUT);
+	if (pop == NULL) {
+		set_err(err, errlen, "pmemobj_open", path);
+		return NULL;
+	}
+	size_t root_size = pmemobj_root_size(pop);
+	pm_root *root = root_size ? pmemobj_direct(pmemobj_root(pop, root_size)) : NULL;
+	if (root == NULL || root->magic != ROOT_MAGIC || root->version != ROOT_VERSION) {
+		snprintf(err, errlen, "%s is not a flexlog pool of version %d", path,
+			 ROOT_VERSION);
+		pmemobj_close(pop);
+		return NULL;
+	}
+	pm_log *log = malloc(sizeof *log);
+	if (log == NULL) {
+		snprintf(err, errlen, "out of memory");
+		pmemobj_close(pop);
+		return NULL;
+	}
+	log->pop = pop;
+	log->root = root;
+	log->colors = (pm_color *)((char *)root + COLORS_OFF);
+	log->arena = (char *)root + root->arena_off;
+	log->cap = root->arena_cap;
+	return log;
+}
+
+void pm_close(pm_log *log)
+{
+	pmemobj_close(POP(log));
+	free(log);
+}
+
+/*
+ * Copy header and payload to the tail and make them durable, then publish
+ * them by moving the tail: the tail store is the commit point. An entry never
+ * wraps; the unused end of the ring becomes a PAD slot.
+ */
+static int64_t append_slot(pm_log *log, const pm_entry *hdr, const char *payload)
+{
+	pm_root *r = log->root;
+	uint64_t size = slot_size(hdr->length);
+	uint64_t tail = r->tail;
+	uint64_t phys = tail % log->cap;
+	uint64_t pad = phys + size > log->cap ? log->cap - phys : 0;
+	if (size > log->cap || tail + pad + size - r->head > log->cap)
+		return PM_EFULL;
+	if (pad) {
+		pm_entry *p = entry_at(log, tail);
+		memset(p, 0, sizeof *p);
+		p->state = PM_ST_PAD;
+		p->size = (uint32_t)pad;
+		pmemobj_flush(POP(log), p, sizeof *p);
+	}
+	pm_entry *e = entry_at(log, tail + pad);
+	*e = *hdr;
+	e->size = (uint32_t)size;
+	pmemobj_memcpy(POP(log), (char *)e + PM_ENTRY_HDR, payload, hdr->length,
+		       PMEMOBJ_F_MEM_NODRAIN);
+	pmemobj_flush(POP(log), e, sizeof *e);
+	pmemobj_drain(POP(log));
+	r->tail = tail + pad + size;
+	pmemobj_persist(POP(log), &r->tail, sizeof r->tail);
+	return (int64_t)(tail + pad);
+}
+
+int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
+		   uint32_t length, uint32_t count)
+{
+	pm_entry hdr = {
+		.state = PM_ST_PREPARED,
+		.token = token,
+		.color = color,
+		.count = count,
+		.length = length,
+		.prepared_ns = now_ns(),
+	};
+	return append_slot(log, &hdr, payload);
+}
+
+/* The color's metadata slot; slot == n_colors claims the next free one. */
+static pm_color *color_slot(pm_log *log, uint32_t slot, uint64_t color)
+{
+	pm_root *r = log->root;
+	if (slot < r->n_colors)
+		return log->colors[slot].color == color ? &log->colors[slot] : NULL;
+	if (slot != r->n_colors || slot >= r->color_cap)
+		return NULL;
+	pm_color *c = &log->colors[slot];
+	memset(c, 0, sizeof *c);
+	c->color = color;
+	pmemobj_persist(POP(log), c, sizeof *c);
+	/* Only now is the slot counted, so a crash before this leaves it unused. */
+	r->n_colors = slot + 1;
+	pmemobj_persist(POP(log), &r->n_colors, sizeof r->n_colors);
+	return c;
+}
+
+static int is_dead(pm_log *log, const pm_entry *e)
+{
+	if (e->state == PM_ST_COMMITTED) {
+		if (e->slot >= log->root->n_colors)
+			return 0;
+		return e->sn + e->count <= log->colors[e->slot].log_start;
+	}
+	return e->state == PM_ST_ABORTED || e->state == PM_ST_PAD ||
+	       e->state == PM_ST_RELOCATED;
+}
+
+/* Move the head over entries nobody can read any more, freeing their space. */
+static void reclaim(pm_log *log)
+{
+	pm_root *r = log->root;
+	uint64_t head = r->head;
+	while (head < r->tail) {
+		pm_entry *e = entry_at(log, head);
+		if (!is_dead(log, e))
+			break;
+		head += e->size;
+	}
+	if (head != r->head) {
+		r->head = head;
+		pmemobj_persist(POP(log), &r->head, sizeof r->head);
+	}
+}
+
+int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot)
+{
+	pm_entry *e = entry_at(log, pos);
+	if (e->state != PM_ST_PREPARED || e->token != token)
+		return PM_ESTATE;
+	pm_color *c = color_slot(log, slot, e->color);
+	if (c == NULL)
+		return PM_ECOLOR;
+	e->sn = sn;
+	e->slot = slot;
+	e->committed_ns = now_ns();
+	unsigned char *base_offset = (unsigned char *)e + PM_ENTRY_HDR;
+	if (e->length >= 8) {
+		for (int i = 0; i < 8; i++)
+			base_offset[i] = (unsigned char)(sn >> (56 - 8 * i));
+	}
+	/* Header and baseOffset are contiguous: one persist covers both. */
+	pmemobj_persist(POP(log), e, PM_ENTRY_HDR + 8);
+	e->state = PM_ST_COMMITTED;
+	pmemobj_persist(POP(log), &e->state, sizeof e->state);
+	/* The scan at open recomputes tails, so this may lag behind a crash. */
+	if (sn + e->count > c->tail) {
+		c->tail = sn + e->count;
+		pmemobj_persist(POP(log), &c->tail, sizeof c->tail);
+	}
+	return PM_OK;
+}
+
+int pm_abort(pm_log *log, uint64_t pos, uint64_t token)
+{
+	pm_entry *e = entry_at(log, pos);
+	if (e->state != PM_ST_PREPARED || e->token != token)
+		return PM_ESTATE;
+	e->state = PM_ST_ABORTED;
+	pmemobj_persist(POP(log), &e->state, sizeof e->state);
+	reclaim(log);
+	return PM_OK;
+}
+
+int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start)
+{
+	pm_color *c = color_slot(log, slot, color);
+	if (c == NULL)
+		return PM_ECOLOR;
+	if (log_start > c->log_start) {
+		/* log_start is the commit point; tail is only a lower bound kept in step. */
+		c->log_start = log_start;
+		if (c->tail < log_start)
+			c->tail = log_start;
+		pmemobj_persist(POP(log), c, sizeof *c);
+	}
+	reclaim(log);
+	return PM_OK;
+}
+
+/*
+ * Move a prepared entry to the tail so the head can pass its old place. The
+ * copy is published before the original is retired; a crash in between leaves
+ * two prepared copies of one token, which the scan at open resolves.
+ */
+int64_t pm_relocate(pm_log *log, uint64_t pos)
+{
+	pm_entry *e = entry_at(log, pos);
+	if (e->state != PM_ST_PREPARED)
+		return PM_ESTATE;
+	int64_t moved = append_slot(log, e, (const char *)e + PM_ENTRY_HDR);
+	if (moved < 0)
+		return moved;
+	e->state = PM_ST_RELOCATED;
+	pmemobj_persist(POP(log), &e->state, sizeof e->state);
+	return moved;
+}
+
+/*
+ * Hand [head, new_head) over to the SSD tier. Refuses to drop a prepared entry
+ * or to stop inside one, whatever the caller computed.
+ */
+int pm_advance(pm_log *log, uint64_t new_head)
+{
+	pm_root *r = log->root;
+	if (new_head < r->head || new_head > r->tail)
+		return PM_ERANGE;
+	uint64_t pos = r->head;
+	while (pos < new_head) {
+		pm_entry *e = entry_at(log, pos);
+		if (e->state == PM_ST_PREPARED)
+			return PM_ESTATE;
+		pos += e->size;
+	}
+	if (pos != new_head)
+		return PM_ERANGE;
+	r->head = new_head;
+	pmemobj_persist(POP(log), &r->head, sizeof r->head);
+	reclaim(log);
+	return PM_OK;
+}

@@ -1,0 +1,83 @@
+/*
+ * The persistent half of the FlexLog replica store: one libpmemobj pool holding
+ * a ring arena of entries and a table of per-color metadata.
+ *
+ * Every function that changes the pool is one call from Python and ends at a
+ * single 8-byte commit point (an entry's state word, the arena tail or head,
+ * or a color's log_start), so a crash leaves either the old or the new state.
+ * The structs below are mirrored in _build_pmem.py's cdef.
+ */
+#ifndef FLEXLOG_PMEM_LOG_H
+#define FLEXLOG_PMEM_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PM_OK 0
+#define PM_EFULL (-1)  /* no room in the arena */
+#define PM_ESTATE (-2) /* the entry is not in the state the call expects */
+#define PM_ECOLOR (-3) /* color slot out of range or naming another color */
+#define PM_ERANGE (-4) /* a head position that is not an entry boundary */
+
+/* Entry states; the high half is a tag so a stray zero never reads as a state. */
+#define PM_ST_PREPARED 0x464c580000000001ULL
+#define PM_ST_COMMITTED 0x464c580000000002ULL
+#define PM_ST_ABORTED 0x464c580000000003ULL
+#define PM_ST_PAD 0x464c580000000004ULL
+#define PM_ST_RELOCATED 0x464c580000000005ULL
+
+#define PM_ENTRY_HDR 64
+
+typedef struct pm_entry {
+	uint64_t state;
+	uint64_t token;
+	uint64_t color;
+	uint64_t sn;
+	uint32_t count;
+	uint32_t length;  /* payload bytes */
+	uint32_t size;    /* whole slot: header + payload rounded up to 64 */
+	uint32_t slot;    /* index of the color's metadata slot, set at commit */
+	uint64_t prepared_ns;
+	uint64_t committed_ns;
+} pm_entry;
+
+typedef struct pm_color {
+	uint64_t color;
+	uint64_t log_start; /* first SN not trimmed */
+	uint64_t tail;      /* one past the highest committed SN (a lower bound) */
+	uint64_t reserved;
+} pm_color;
+
+typedef struct pm_root {
+	uint64_t magic;
+	uint64_t version;
+	uint64_t arena_cap;  /* bytes, a multiple of 64 */
+	uint64_t arena_off;  /* from the root object's start */
+	uint64_t color_cap;
+	uint64_t n_colors;
+	/* Logical byte positions that only grow; the physical offset is pos % arena_cap. */
+	uint64_t head; /* oldest entry still owned by PM */
+	uint64_t tail; /* where the next entry goes */
+	uint64_t created_ns;
+} pm_root;
+
+typedef struct pm_log {
+	void *pop;
+	pm_root *root;
+	pm_color *colors;
+	char *arena;
+	uint64_t cap;
+} pm_log;
+
+pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
+		size_t errlen);
+void pm_close(pm_log *log);
+int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
+		uint32_t length, uint32_t count);
+int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot);
+int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
+int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
+int64_t pm_relocate(pm_log *log, uint64_t pos);
+int pm_advance(pm_log *log, uint64_t new_head);
+
+#endif
