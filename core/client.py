@@ -1,0 +1,489 @@
+"""The native asyncio client: append, read, subscribe, trim, tail, and the color registry.
+
+Appends of one event-loop iteration travel together: one AppendRequest per
+shard, serialized once and written to every replica's stream. Reads go to one
+replica (read-one); for a color stored on several shards they ask each shard
+and merge by SN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import grpc
+
+from flexlog.core import record_batch, registry, rpc
+from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.config import ClusterConfig
+from flexlog.core.errors import (
+    ColorExists,
+    FlexLogError,
+    InvalidEntry,
+    NotFound,
+    Timeout,
+    TooLarge,
+    Unavailable,
+    from_code,
+)
+from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.record_batch import Record
+from flexlog.core.registry import ColorInfo, Registry
+from flexlog.core.storage import StoredEntry
+
+log = logging.getLogger("flexlog.client")
+
+MESSAGE_BYTES = 4 << 20  # split append batches above this so no single message balloons
+READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
+SUBSCRIBE_WAIT_MS = 5_000
+SUBSCRIBE_BYTES = 1 << 20
+
+ColorRef = str | int | ColorInfo
+
+
+class RangeResult(NamedTuple):
+    entries: list[StoredEntry]
+    log_start: int
+    tail: int
+
+
+@dataclass(slots=True)
+class _PendingAppend:
+    future: asyncio.Future[int]
+    remaining: int
+    sn: int = -1
+
+
+class _ReplicaLink:
+    """The two long-lived streams from this client to one replica."""
+
+    def __init__(self, address: str, on_acks: _ShardWriter) -> None:
+        self.address = address
+        self._writer = on_acks
+        self._channel: grpc.aio.Channel | None = None
+        self._append_q: ByteQueue | None = None
+        self._query_q: ByteQueue | None = None
+        self._queries: dict[int, asyncio.Future[pb.QueryResult]] = {}
+        self._ids = itertools.count()
+        self._batcher: Batcher[pb.QueryOp] = Batcher(self._flush_queries)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _ensure(self) -> None:
+        if self._channel is None:
+            self._channel = rpc.channel(self.address)
+        if self._append_q is None or self._append_q.closed:
+            self._append_q = ByteQueue()
+            call = rpc.raw_stream(self._channel, "/flexlog.Replica/Append", pb.AppendReply)(
+                self._append_q.drain()
+            )
+            self._tasks.append(asyncio.create_task(self._read_acks(call, self._append_q)))
+        if self._query_q is None or self._query_q.closed:
+            self._query_q = ByteQueue()
+            call = rpc.raw_stream(self._channel, "/flexlog.Replica/Query", pb.QueryReply)(
+                self._query_q.drain()
+            )
+            self._tasks.append(asyncio.create_task(self._read_results(call, self._query_q)))
+
+    def send_appends(self, data: bytes) -> None:
+        self._ensure()
+        assert self._append_q is not None
+        self._append_q.put(data)
+
+    async def _read_acks(self, call: grpc.aio.StreamStreamCall, queue: ByteQueue) -> None:
+        try:
+            async for reply in call:
+                self._writer.on_acks(reply.acks)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("append stream to %s ended: %s", self.address, exc.code().name)
+        finally:
+            queue.close()
+            self._writer.on_link_lost(self)
+
+    def query(self, op: pb.QueryOp) -> asyncio.Future[pb.QueryResult]:
+        self._ensure()
+        op.id = next(self._ids)
+        fut: asyncio.Future[pb.QueryResult] = asyncio.get_running_loop().create_future()
+        self._queries[op.id] = fut
+        self._batcher.put(op)
+        return fut
+
+    def _flush_queries(self, ops: list[pb.QueryOp]) -> None:
+        if self._query_q is None or self._query_q.closed:
+            self._fail_queries(Unavailable(f"replica {self.address} is unreachable"))
+            return
+        self._query_q.put(pb.QueryRequest(ops=ops).SerializeToString())
+
+    async def _read_results(self, call: grpc.aio.StreamStreamCall, queue: ByteQueue) -> None:
+        try:
+            async for reply in call:
+                for result in reply.results:
+                    fut = self._queries.pop(result.id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(result)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("query stream to %s ended: %s", self.address, exc.code().name)
+        finally:
+            queue.close()
+            self._fail_queries(Unavailable(f"replica {self.address} is unreachable"))
+
+    def _fail_queries(self, error: FlexLogError) -> None:
+        queries, self._queries = self._queries, {}
+        for fut in queries.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+    async def close(self) -> None:
+        for q in (self._append_q, self._query_q):
+            if q is not None:
+                q.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._channel is not None:
+            await self._channel.close()
+
+
+@dataclass
+class _ShardWriter:
+    """Pending appends of one shard and the links to its replicas."""
+
+    shard: int
+    links: list[_ReplicaLink] = field(default_factory=list)
+    pending: dict[int, _PendingAppend] = field(default_factory=dict)
+    batcher: Batcher[pb.AppendOp] | None = None
+
+    def flush(self, ops: list[pb.AppendOp]) -> None:
+        start = 0
+        size = 0
+        for i, op in enumerate(ops):
+            size += len(op.payload)
+            if size > MESSAGE_BYTES and i > start:
+                self._send(ops[start:i])
+                start, size = i, len(op.payload)
+        self._send(ops[start:])
+
+    def _send(self, ops: list[pb.AppendOp]) -> None:
+        data = pb.AppendRequest(ops=ops).SerializeToString()
+        for link in self.links:
+            link.send_appends(data)
+
+    def on_acks(self, acks: Sequence[pb.AppendAck]) -> None:
+        for ack in acks:
+            p = self.pending.get(ack.token)
+            if p is None:
+                continue
+            if ack.error:
+                del self.pending[ack.token]
+                if not p.future.done():
+                    p.future.set_exception(from_code(ack.error, ack.message))
+                continue
+            p.remaining -= 1
+            p.sn = ack.sn
+            if p.remaining == 0:
+                del self.pending[ack.token]
+                if not p.future.done():
+                    p.future.set_result(ack.sn)
+
+    def on_link_lost(self, link: _ReplicaLink) -> None:
+        pending, self.pending = self.pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(
+                    Unavailable(f"lost the stream to replica {link.address} of shard {self.shard}")
+                )
+
+
+class FlexLogClient:
+    """Use as `async with FlexLogClient(config) as log:`."""
+
+    def __init__(self, config: ClusterConfig, *, timeout_ms: int | None = None,
+                 max_in_flight: int = 16_384) -> None:
+        self.config = config
+        self.timeout_s = (timeout_ms or config.request_timeout_ms) / 1000
+        self.client_id = random.getrandbits(31) | 1
+        self._seq = itertools.count(random.getrandbits(16))
+        self._writers: dict[int, _ShardWriter] = {}
+        self._read_pick = self.client_id
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self.registry = Registry(config)
+        self._registry_lock = asyncio.Lock()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def __aenter__(self) -> FlexLogClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for writer in self._writers.values():
+            for link in writer.links:
+                await link.close()
+        self._writers.clear()
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+    def _writer(self, shard: int) -> _ShardWriter:
+        writer = self._writers.get(shard)
+        if writer is None:
+            writer = _ShardWriter(shard)
+            writer.links = [_ReplicaLink(r.address, writer) for r in self.config.shard(shard).replicas]
+            writer.batcher = Batcher(writer.flush)
+            self._writers[shard] = writer
+        return writer
+
+    # ---- colors ------------------------------------------------------------
+
+    async def color(self, color: ColorRef) -> ColorInfo:
+        if isinstance(color, ColorInfo):
+            return color
+        try:
+            return self.registry.get(color)
+        except FlexLogError:
+            await self.sync_registry()
+            return self.registry.get(color)
+
+    def colors(self) -> list[ColorInfo]:
+        return sorted(self.registry.by_id.values(), key=lambda c: c.id)
+
+    async def sync_registry(self) -> None:
+        """Apply every registry record up to the system color's current tail."""
+        async with self._registry_lock:
+            system = registry.system_color(self.config)
+            while True:
+                res = await self.read_range(system, self.registry.applied, SUBSCRIBE_BYTES)
+                if not res.entries:
+                    return
+                for entry in res.entries:
+                    for rec in record_batch.decode(entry.payload):
+                        if rec.offset >= self.registry.applied:
+                            self.registry.apply(rec.offset, rec.value)
+
+    async def create_color(self, name: str, owner: int | None = None,
+                           shards: Sequence[int] | None = None) -> ColorInfo:
+        await self.sync_registry()
+        if name in self.registry.by_name:
+            raise ColorExists(f"color {name!r} already exists")
+        owner, placed = registry.check_placement(
+            self.config, name, owner, tuple(shards) if shards is not None else None,
+            self.registry.load(),
+        )
+        sn = await self.append([registry.create_record(name, owner, placed)],
+                               registry.system_color(self.config))
+        while self.registry.applied <= sn:
+            await self.sync_registry()
+        return self.registry.created(name, sn)
+
+    async def delete_color(self, color: ColorRef) -> None:
+        info = await self.color(color)
+        if info.id == registry.SYSTEM_COLOR:
+            raise ValueError("the system color cannot be deleted")
+        end = await self.tail(info)
+        sn = await self.append([registry.delete_record(info.name, info.id)],
+                               registry.system_color(self.config))
+        while self.registry.applied <= sn:
+            await self.sync_registry()
+        if end > 0:
+            await self.trim(end - 1, info)
+
+    # ---- append ------------------------------------------------------------
+
+    def _next_token(self) -> int:
+        return (self.client_id << 32) | (next(self._seq) & 0xFFFFFFFF)
+
+    async def append(self, records: Sequence[Record | bytes], color: ColorRef) -> int:
+        """Append records as one entry; returns the SN of the first record."""
+        return await self.append_batch(record_batch.build(records), color, validated=True)
+
+    async def append_batch(self, batch: bytes, color: ColorRef, *, validated: bool = False) -> int:
+        """Append one prebuilt RecordBatch v2 as one entry; returns its first SN."""
+        info = await self.color(color)
+        if len(batch) > self.config.max_entry_bytes:
+            raise TooLarge(f"entry of {len(batch)} bytes exceeds max_entry_bytes "
+                           f"{self.config.max_entry_bytes}")
+        try:
+            header = record_batch.validate(batch) if not validated else record_batch.parse_header(batch)
+        except record_batch.CorruptBatch as exc:
+            raise InvalidEntry(str(exc)) from None
+        token = self._next_token()
+        shard = info.shards[0] if info.contiguous else info.shards[(token >> 2) % len(info.shards)]
+        writer = self._writer(shard)
+        async with self._in_flight:
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            writer.pending[token] = _PendingAppend(fut, len(writer.links))
+            assert writer.batcher is not None
+            writer.batcher.put(pb.AppendOp(token=token, color=info.id, owner=info.owner,
+                                           count=header.records_count, payload=batch))
+            try:
+                return await asyncio.wait_for(fut, self.timeout_s)
+            except TimeoutError:
+                writer.pending.pop(token, None)
+                raise Timeout(f"append to color {info.name!r} timed out after "
+                              f"{self.timeout_s:.1f}s") from None
+
+    # ---- reads -------------------------------------------------------------
+
+    def _link(self, shard: int) -> _ReplicaLink:
+        links = self._writer(shard).links
+        return links[self._read_pick % len(links)]
+
+    async def _ask(self, shard: int, op: pb.QueryOp) -> pb.QueryResult:
+        """One query to one replica of shard, falling over to the others if it is down."""
+        links = self._writer(shard).links
+        last: FlexLogError | None = None
+        for i in range(len(links)):
+            link = links[(self._read_pick + i) % len(links)]
+            try:
+                attempt = pb.QueryOp()
+                attempt.CopyFrom(op)
+                fut = link.query(attempt)
+                return await asyncio.wait_for(fut, self.timeout_s + op.wait_ms / 1000)
+            except Unavailable as exc:
+                last = exc
+            except TimeoutError:
+                raise Timeout(f"replica {link.address} did not answer in time") from None
+        raise last or Unavailable(f"no replica of shard {shard} answered")
+
+    @staticmethod
+    def _check(result: pb.QueryResult) -> pb.QueryResult:
+        if result.error:
+            raise from_code(result.error, result.message)
+        return result
+
+    @staticmethod
+    def _entries(result: pb.QueryResult) -> list[StoredEntry]:
+        return [StoredEntry(sn, n, bytes(p))
+                for sn, n, p in zip(result.sns, result.counts, result.payloads, strict=True)]
+
+    async def read_entry(self, sn: int, color: ColorRef, wait_ms: int = READ_WAIT_MS) -> StoredEntry:
+        """The entry (RecordBatch) containing sn."""
+        info = await self.color(color)
+        op = pb.QueryOp(kind=pb.QueryOp.READ, color=info.id, sn=sn,
+                        wait_ms=wait_ms, contiguous=info.contiguous)
+        if info.contiguous:
+            return self._entries(self._check(await self._ask(info.shards[0], op)))[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        op.wait_ms = 0
+        while True:
+            results = await asyncio.gather(*(self._ask(s, op) for s in info.shards))
+            for r in results:
+                if r.error and r.error != NotFound.code:
+                    self._check(r)
+                if not r.error:
+                    return self._entries(r)[0]
+            if loop.time() >= deadline or sn >= await self.tail(info):
+                raise NotFound(f"SN {sn} of color {info.name!r} is not readable")
+            await asyncio.sleep(0.005)
+
+    async def read(self, sn: int, color: ColorRef) -> Record:
+        """The record with that SN."""
+        entry = await self.read_entry(sn, color)
+        for rec in record_batch.decode(entry.payload):
+            if rec.offset == sn:
+                return rec
+        raise NotFound(f"SN {sn} is not in the entry that claims it")
+
+    async def read_range(self, color: ColorRef, from_sn: int, max_bytes: int,
+                         wait_ms: int = 0) -> RangeResult:
+        """Entries in SN order from the one containing from_sn, without gaps, up to max_bytes.
+
+        With wait_ms > 0 and nothing readable at from_sn, waits up to wait_ms for it.
+        """
+        info = await self.color(color)
+        op = pb.QueryOp(kind=pb.QueryOp.RANGE, color=info.id, sn=from_sn, max_bytes=max_bytes,
+                        wait_ms=wait_ms, contiguous=info.contiguous)
+        if info.contiguous:
+            r = self._check(await self._ask(info.shards[0], op))
+            return RangeResult(self._entries(r), r.log_start, r.tail)
+        return await self._merged_range(info, op)
+
+    async def _merged_range(self, info: ColorInfo, op: pb.QueryOp) -> RangeResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + op.wait_ms / 1000
+        while True:
+            op.wait_ms = 0
+            results = [self._check(r) for r in
+                       await asyncio.gather(*(self._ask(s, op) for s in info.shards))]
+            entries = sorted((e for r in results for e in self._entries(r)), key=lambda e: e.sn)
+            chain: list[StoredEntry] = []
+            expect = op.sn
+            for e in entries:
+                if e.sn <= expect < e.end:
+                    chain.append(e)
+                    expect = e.end
+            log_start = max(r.log_start for r in results)
+            if chain or loop.time() >= deadline:
+                return RangeResult(chain, log_start, max(expect, op.sn))
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            op.wait_ms = max(1, min(remaining_ms, 200))
+            waits = [asyncio.ensure_future(self._ask(s, op)) for s in info.shards]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+
+    async def subscribe(self, color: ColorRef, from_sn: int = 0) -> AsyncIterator[Record]:
+        """Every record of color from from_sn on, in SN order, without gaps; blocks at the tail."""
+        info = await self.color(color)
+        next_sn = from_sn
+        while True:
+            res = await self.read_range(info, next_sn, SUBSCRIBE_BYTES, wait_ms=SUBSCRIBE_WAIT_MS)
+            for entry in res.entries:
+                for rec in record_batch.decode(entry.payload):
+                    if rec.offset >= next_sn:
+                        yield rec
+                next_sn = entry.end
+
+    async def state(self, color: ColorRef) -> tuple[int, int]:
+        """(log start, tail) of a color as one replica sees it."""
+        info = await self.color(color)
+        op = pb.QueryOp(kind=pb.QueryOp.STATE, color=info.id, contiguous=info.contiguous)
+        results = [self._check(r) for r in
+                   await asyncio.gather(*(self._ask(s, op) for s in info.shards))]
+        log_start = max(r.log_start for r in results)
+        if info.contiguous:
+            return log_start, results[0].tail
+        return log_start, await self._next_sn(info)
+
+    async def tail(self, color: ColorRef) -> int:
+        """One past the last SN of the color that readers can see (Kafka's high watermark)."""
+        return (await self.state(color))[1]
+
+    async def _next_sn(self, info: ColorInfo) -> int:
+        address = self.config.node_address(info.owner)
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = rpc.channel(address)
+        stub = ch.unary_unary("/flexlog.Sequencer/NextSn",
+                              request_serializer=pb.NextSnRequest.SerializeToString,
+                              response_deserializer=pb.NextSnReply.FromString)
+        try:
+            reply = await stub(pb.NextSnRequest(color=info.id, owner=info.owner),
+                               timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"sequencer node {info.owner} unreachable: {exc.code().name}") from None
+        if reply.error:
+            raise from_code(reply.error, reply.message)
+        return reply.next_sn
+
+    async def trim(self, sn: int, color: ColorRef) -> None:
+        """Drop every record with SN <= sn on every replica."""
+        info = await self.color(color)
+        ops = []
+        for shard in info.shards:
+            for link in self._writer(shard).links:
+                ops.append(link.query(pb.QueryOp(kind=pb.QueryOp.TRIM, color=info.id, sn=sn)))
+        for r in await asyncio.wait_for(asyncio.gather(*ops), self.timeout_s):
+            self._check(r)
+
+    async def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Wait until every sequencer and replica reports ready, then load the registry."""
+        from flexlog.core.status import wait_healthy
+
+        await wait_healthy(self.config, timeout_s)
+        await self.sync_registry()

@@ -1,0 +1,300 @@
+"""Cluster configuration: one TOML file describes the whole cluster.
+
+Every process reads the same file and picks its own part by name, so the
+tree, the shards and every address are stated once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: int
+    parent: int | None
+    process: str
+
+
+@dataclass(frozen=True)
+class SequencerConfig:
+    name: str
+    address: str
+    metrics_port: int
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    name: str
+    shard: int
+    index: int
+    address: str
+    metrics_port: int
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    id: int
+    leaf: int
+    replicas: tuple[ReplicaConfig, ...]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    name: str
+    node_id: int
+    address: str
+    advertised: str
+    metrics_port: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: Path | None
+    data_dir: Path
+    storage: str
+    pool_size_bytes: int
+    cache_bytes: int
+    max_entry_bytes: int
+    request_timeout_ms: int
+    batch_interval_us: int
+    auto_create_topics: bool
+    default_partitions: int
+    nodes: dict[int, NodeConfig]
+    sequencers: tuple[SequencerConfig, ...]
+    shards: tuple[ShardConfig, ...]
+    gateways: tuple[GatewayConfig, ...] = field(default=())
+
+    @property
+    def root(self) -> int:
+        return next(n.id for n in self.nodes.values() if n.parent is None)
+
+    def sequencer(self, name: str) -> SequencerConfig:
+        for seq in self.sequencers:
+            if seq.name == name:
+                return seq
+        raise ConfigError(f"no [[sequencer]] named {name!r}")
+
+    def replica(self, name: str) -> ReplicaConfig:
+        for shard in self.shards:
+            for rep in shard.replicas:
+                if rep.name == name:
+                    return rep
+        raise ConfigError(f"no replica named {name!r}")
+
+    def gateway(self, name: str) -> GatewayConfig:
+        for gw in self.gateways:
+            if gw.name == name:
+                return gw
+        raise ConfigError(f"no [[gateway]] named {name!r}")
+
+    def node_address(self, node_id: int) -> str:
+        return self.sequencer(self.nodes[node_id].process).address
+
+    def shard(self, shard_id: int) -> ShardConfig:
+        for shard in self.shards:
+            if shard.id == shard_id:
+                return shard
+        raise ConfigError(f"no [[shard]] with id {shard_id}")
+
+    def region(self, node_id: int) -> tuple[int, ...]:
+        """The shards whose leaf lies under node_id (node_id included)."""
+        return tuple(s.id for s in self.shards if node_id in self.ancestors(s.leaf))
+
+    def ancestors(self, node_id: int) -> list[int]:
+        """node_id and every node above it, leaf first."""
+        chain = []
+        current: int | None = node_id
+        while current is not None:
+            chain.append(current)
+            current = self.nodes[current].parent
+        return chain
+
+    def replica_dir(self, name: str) -> Path:
+        return self.data_dir / "replicas" / name
+
+
+_TOP_KEYS = {
+    "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
+    "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
+    "sequencer", "shard", "gateway",
+}
+
+
+def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}: required key missing")
+        return default
+    value = table[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _address(value: str, where: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {value!r} is not host:port")
+    return value
+
+
+def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
+    _check_keys(doc, _TOP_KEYS, "config")
+    base = path.parent if path else Path.cwd()
+    storage = _take(doc, "storage", str, "config", "pm")
+    if storage not in ("pm", "memory"):
+        raise ConfigError(f"config.storage: expected 'pm' or 'memory', got {storage!r}")
+
+    nodes: dict[int, NodeConfig] = {}
+    sequencers = []
+    for i, raw in enumerate(_take(doc, "sequencer", list, "config")):
+        where = f"sequencer[{i}]"
+        _check_keys(raw, {"name", "address", "metrics_port", "nodes"}, where)
+        name = _take(raw, "name", str, where)
+        node_ids = []
+        for j, node in enumerate(_take(raw, "nodes", list, where)):
+            nwhere = f"{where}.nodes[{j}]"
+            _check_keys(node, {"id", "parent"}, nwhere)
+            node_id = _take(node, "id", int, nwhere)
+            if node_id in nodes:
+                raise ConfigError(f"{nwhere}.id: node {node_id} defined twice")
+            nodes[node_id] = NodeConfig(node_id, _take(node, "parent", int, nwhere, None), name)
+            node_ids.append(node_id)
+        sequencers.append(
+            SequencerConfig(
+                name,
+                _address(_take(raw, "address", str, where), f"{where}.address"),
+                _take(raw, "metrics_port", int, where, 0),
+                tuple(node_ids),
+            )
+        )
+    roots = [n.id for n in nodes.values() if n.parent is None]
+    if len(roots) != 1:
+        raise ConfigError(f"sequencer.nodes: need exactly one root node (no parent), found {roots}")
+    for node in nodes.values():
+        if node.parent is not None and node.parent not in nodes:
+            raise ConfigError(f"sequencer.nodes: node {node.id} has unknown parent {node.parent}")
+
+    shards = []
+    for i, raw in enumerate(_take(doc, "shard", list, "config")):
+        where = f"shard[{i}]"
+        _check_keys(raw, {"id", "leaf", "replicas", "metrics_ports"}, where)
+        shard_id = _take(raw, "id", int, where)
+        leaf = _take(raw, "leaf", int, where)
+        if leaf not in nodes:
+            raise ConfigError(f"{where}.leaf: unknown sequencer node {leaf}")
+        addresses = _take(raw, "replicas", list, where)
+        ports = _take(raw, "metrics_ports", list, where, [0] * len(addresses))
+        if not addresses:
+            raise ConfigError(f"{where}.replicas: a shard needs at least one replica")
+        if len(ports) != len(addresses):
+            raise ConfigError(f"{where}.metrics_ports: one port per replica expected")
+        replicas = tuple(
+            ReplicaConfig(
+                f"shard{shard_id}-r{k}", shard_id, k,
+                _address(addr, f"{where}.replicas[{k}]"), int(ports[k]),
+            )
+            for k, addr in enumerate(addresses)
+        )
+        shards.append(ShardConfig(shard_id, leaf, replicas))
+    if len({s.id for s in shards}) != len(shards):
+        raise ConfigError("shard.id: shard ids must be unique")
+
+    gateways = []
+    for i, raw in enumerate(doc.get("gateway", [])):
+        where = f"gateway[{i}]"
+        _check_keys(raw, {"name", "node_id", "address", "advertised", "metrics_port"}, where)
+        address = _address(_take(raw, "address", str, where), f"{where}.address")
+        gateways.append(
+            GatewayConfig(
+                _take(raw, "name", str, where),
+                _take(raw, "node_id", int, where, i),
+                address,
+                _address(_take(raw, "advertised", str, where, address), f"{where}.advertised"),
+                _take(raw, "metrics_port", int, where, 0),
+            )
+        )
+
+    data_dir = Path(_take(doc, "data_dir", str, "config", "data"))
+    return ClusterConfig(
+        path=path,
+        data_dir=data_dir if data_dir.is_absolute() else (base / data_dir).resolve(),
+        storage=storage,
+        pool_size_bytes=_take(doc, "pool_size_bytes", int, "config", 256 << 20),
+        cache_bytes=_take(doc, "cache_bytes", int, "config", 64 << 20),
+        max_entry_bytes=_take(doc, "max_entry_bytes", int, "config", 16 << 20),
+        request_timeout_ms=_take(doc, "request_timeout_ms", int, "config", 10_000),
+        batch_interval_us=_take(doc, "batch_interval_us", int, "config", 0),
+        auto_create_topics=_take(doc, "auto_create_topics", bool, "config", True),
+        default_partitions=_take(doc, "default_partitions", int, "config", 1),
+        nodes=nodes,
+        sequencers=tuple(sequencers),
+        shards=tuple(shards),
+        gateways=tuple(gateways),
+    )
+
+
+def load(path: str | Path) -> ClusterConfig:
+    path = Path(path).resolve()
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(doc, path)
+
+
+def default_toml(
+    data_dir: str = "data",
+    base_port: int = 7100,
+    kafka_port: int = 9092,
+    storage: str = "pm",
+    gateways: int = 1,
+) -> str:
+    """The single-machine default: 1 root + 1 leaf sequencer, 1 shard x 3 replicas."""
+    rep = ", ".join(f'"127.0.0.1:{base_port + 100 + k}"' for k in range(3))
+    metrics = ", ".join(str(base_port + 1100 + k) for k in range(3))
+    gw = "".join(
+        f'\n[[gateway]]\nname = "gateway{g}"\nnode_id = {g}\n'
+        f'address = "127.0.0.1:{kafka_port + g}"\nmetrics_port = {base_port + 1200 + g}\n'
+        for g in range(gateways)
+    )
+    return f"""# FlexLog cluster: generated default (1 root + 1 leaf, 1 shard x 3 replicas)
+data_dir = "{data_dir}"
+storage = "{storage}"
+
+[[sequencer]]
+name = "root"
+address = "127.0.0.1:{base_port}"
+metrics_port = {base_port + 1000}
+nodes = [{{ id = 0 }}]
+
+[[sequencer]]
+name = "leaf"
+address = "127.0.0.1:{base_port + 1}"
+metrics_port = {base_port + 1001}
+nodes = [{{ id = 1, parent = 0 }}]
+
+[[shard]]
+id = 0
+leaf = 1
+replicas = [{rep}]
+metrics_ports = [{metrics}]
+{gw}"""

@@ -1,0 +1,85 @@
+"""Errors of the native API, and the codes that carry them across gRPC."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    OK = 0
+    UNKNOWN_COLOR = 1
+    TRIMMED = 2
+    NOT_FOUND = 3
+    TIMEOUT = 4
+    UNAVAILABLE = 5
+    INVALID_ENTRY = 6
+    TOO_LARGE = 7
+    STORE_FULL = 8
+    UNKNOWN_OWNER = 9
+    COLOR_EXISTS = 10
+    INTERNAL = 11
+
+
+class FlexLogError(Exception):
+    code = Code.INTERNAL
+
+
+class UnknownColor(FlexLogError):
+    code = Code.UNKNOWN_COLOR
+
+
+class ColorExists(FlexLogError):
+    code = Code.COLOR_EXISTS
+
+
+class Trimmed(FlexLogError):
+    """The SN was garbage-collected by trim."""
+
+    code = Code.TRIMMED
+
+
+class NotFound(FlexLogError):
+    """No record has that SN yet (beyond the tail)."""
+
+    code = Code.NOT_FOUND
+
+
+class Timeout(FlexLogError):
+    code = Code.TIMEOUT
+
+
+class Unavailable(FlexLogError):
+    """A replica or sequencer the call needs is not reachable."""
+
+    code = Code.UNAVAILABLE
+
+
+class InvalidEntry(FlexLogError):
+    """The payload is not a well-formed RecordBatch v2."""
+
+    code = Code.INVALID_ENTRY
+
+
+class TooLarge(FlexLogError):
+    code = Code.TOO_LARGE
+
+
+class StoreFull(FlexLogError):
+    code = Code.STORE_FULL
+
+
+class UnknownOwner(FlexLogError):
+    code = Code.UNKNOWN_OWNER
+
+
+_BY_CODE: dict[int, type[FlexLogError]] = {
+    cls.code: cls
+    for cls in (
+        UnknownColor, ColorExists, Trimmed, NotFound, Timeout, Unavailable,
+        InvalidEntry, TooLarge, StoreFull, UnknownOwner,
+    )
+}
+
+
+def from_code(code: int, message: str) -> FlexLogError:
+    return _BY_CODE.get(code, FlexLogError)(message)

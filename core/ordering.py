@@ -1,0 +1,102 @@
+"""The ordering logic of one sequencer tree node, free of I/O.
+
+A node owns some colors and hands out their SNs from per-color 64-bit
+counters. Requests for colors owned higher up are aggregated per color and
+forwarded to the parent as one request for the sum of their counts; the block
+the parent grants is split among the aggregated requests in arrival order.
+The gRPC service (`sequencer.py`) only moves these calls and their results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flexlog.core.errors import FlexLogError, UnknownOwner
+
+SN_LIMIT = 1 << 64
+
+# Called with the first SN of the granted block, or with the error.
+Reply = Callable[[int | FlexLogError], None]
+
+
+@dataclass(slots=True)
+class ForwardRequest:
+    id: int
+    color: int
+    owner: int
+    count: int
+
+
+class OrderingNode:
+    def __init__(self, node_id: int, parent: int | None, ancestors: frozenset[int]) -> None:
+        self.node_id = node_id
+        self.parent = parent
+        # Owners this node may forward to; anything else is answered UnknownOwner at once.
+        self._ancestors = ancestors
+        self.counters: dict[int, int] = {}
+        self._pending: dict[tuple[int, int], list[tuple[int, Reply]]] = {}
+        self._in_flight: dict[int, list[tuple[int, Reply]]] = {}
+        self._next_forward_id = 0
+        self.ordered_requests = 0
+        self.ordered_records = 0
+
+    def learn_tail(self, color: int, tail: int) -> None:
+        """Never hand out an SN below what some replica already stores."""
+        if tail > self.counters.get(color, 0):
+            self.counters[color] = tail
+
+    def next_sn(self, color: int) -> int:
+        return self.counters.get(color, 0)
+
+    def submit(self, color: int, owner: int, count: int, reply: Reply) -> bool:
+        """Order count SNs of color. Returns True when a forward is now pending."""
+        if owner == self.node_id:
+            reply(self.assign(color, count))
+            return False
+        if owner not in self._ancestors:
+            reply(UnknownOwner(f"node {owner} is not above node {self.node_id} for color {color}"))
+            return False
+        self._pending.setdefault((color, owner), []).append((count, reply))
+        return True
+
+    def assign(self, color: int, count: int) -> int:
+        sn = self.counters.get(color, 0)
+        if sn + count > SN_LIMIT:
+            raise OverflowError(f"color {color} ran out of 64-bit SNs")
+        self.counters[color] = sn + count
+        self.ordered_requests += 1
+        self.ordered_records += count
+        return sn
+
+    def take_forwards(self) -> list[ForwardRequest]:
+        """One aggregated request per (color, owner) for everything pending."""
+        out = []
+        for (color, owner), waiters in self._pending.items():
+            fid = self._next_forward_id
+            self._next_forward_id += 1
+            self._in_flight[fid] = waiters
+            out.append(ForwardRequest(fid, color, owner, sum(c for c, _ in waiters)))
+        self._pending = {}
+        return out
+
+    def on_grant(self, forward_id: int, result: int | FlexLogError) -> None:
+        """Split a granted block among the requests it was aggregated from, in order."""
+        waiters = self._in_flight.pop(forward_id, None)
+        if waiters is None:
+            return
+        if isinstance(result, FlexLogError):
+            for _, reply in waiters:
+                reply(result)
+            return
+        sn = result
+        for count, reply in waiters:
+            reply(sn)
+            sn += count
+
+    def fail_in_flight(self, error: FlexLogError) -> None:
+        """The parent link broke: every forwarded request fails (clients retry)."""
+        in_flight, self._in_flight = self._in_flight, {}
+        for waiters in in_flight.values():
+            for _, reply in waiters:
+                reply(error)

@@ -1,0 +1,436 @@
+"""A storage replica: prepares entries from clients, commits them when the leaf grants SNs.
+
+Write-all/read-one: a client sends each entry to every replica of the shard;
+the one replica responsible for the token (token mod shard size) asks the
+leaf for an SN block; the leaf broadcasts the grant to the whole shard; every
+replica commits token -> SN and acks the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from flexlog.core import record_batch, rpc
+from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.config import ClusterConfig
+from flexlog.core.errors import Code
+from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.storage import StorageEngine, StoreFull, UnknownToken
+
+log = logging.getLogger("flexlog.replica")
+
+RECONNECT_DELAY_S = 0.2
+REPAIR_AFTER_S = 1.0
+PREPARED_TTL_S = 60.0
+SWEEP_INTERVAL_S = 0.5
+
+
+@dataclass
+class _ColorView:
+    """What readers may see of one color on this replica."""
+
+    prefix: int = 0  # every SN below this is committed here (for shard-local colors)
+    high: int = 0  # one past the highest committed SN here
+    log_start: int = 0
+    ahead: dict[int, int] = field(default_factory=dict)  # committed blocks beyond prefix
+    waiters: list[tuple[int, bool, asyncio.Future[None]]] = field(default_factory=list)
+
+    def committed(self, sn: int, end: int) -> bool:
+        """Record a committed block; True when the visible tail moved."""
+        moved = end > self.high
+        self.high = max(self.high, end)
+        if sn <= self.prefix:
+            self.prefix = max(self.prefix, end)
+            while self.prefix in self.ahead:
+                self.prefix = self.ahead.pop(self.prefix)
+            return True
+        self.ahead[sn] = end
+        return moved
+
+    def visible(self, contiguous: bool) -> int:
+        return self.prefix if contiguous else self.high
+
+    def wake(self) -> None:
+        keep = []
+        for sn, contiguous, fut in self.waiters:
+            if fut.done():
+                continue
+            if sn < self.visible(contiguous):
+                fut.set_result(None)
+            else:
+                keep.append((sn, contiguous, fut))
+        self.waiters = keep
+
+
+def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
+    if config.storage == "memory":
+        from flexlog.core.memory_engine import MemoryEngine
+
+        return MemoryEngine(capacity_bytes=config.pool_size_bytes)
+    from flexlog.pm.engine import PmEngine
+
+    return PmEngine(
+        config.replica_dir(name),
+        pool_size_bytes=config.pool_size_bytes,
+        cache_bytes=config.cache_bytes,
+    )
+
+
+class ReplicaServer:
+    def __init__(self, config: ClusterConfig, name: str, engine: StorageEngine) -> None:
+        self.config = config
+        self.me = config.replica(name)
+        self.shard = config.shard(self.me.shard)
+        self.size = len(self.shard.replicas)
+        self.engine = engine
+        self.colors: dict[int, _ColorView] = {}
+        self._origin: dict[int, Batcher[pb.AppendAck]] = {}
+        self._prepared_at: dict[int, float] = {}
+        self._early: dict[int, tuple[pb.Grant, float]] = {}
+        self._repairing: set[int] = set()
+        self._leaf_queue: ByteQueue | None = None
+        self._orders: Batcher[pb.OrderReq] = Batcher(self._send_orders)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: grpc.aio.Server | None = None
+        self.stats = {"prepared": 0, "committed": 0, "reads": 0, "trims": 0, "repairs": 0}
+        self._recover()
+
+    def _recover(self) -> None:
+        state = self.engine.recover()
+        for color, cs in state.colors.items():
+            self.colors[color] = _ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start)
+        now = time.monotonic()
+        for p in state.prepared:
+            self._prepared_at[p.token] = now
+        log.info("replica %s recovered %d colors, %d prepared entries", self.me.name,
+                 len(self.colors), len(state.prepared))
+
+    def view(self, color: int) -> _ColorView:
+        v = self.colors.get(color)
+        if v is None:
+            v = self.colors[color] = _ColorView()
+        return v
+
+    # ---- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = rpc.server()
+        self._server.add_generic_rpc_handlers([
+            rpc.service("flexlog.Replica", {
+                "Append": rpc.bidi(self._append, pb.AppendRequest),
+                "Query": rpc.bidi(self._query, pb.QueryRequest),
+                "Status": rpc.unary(self._status, pb.StatusRequest),
+            })
+        ])
+        self._server.add_insecure_port(self.me.address)
+        await self._server.start()
+        self._tasks.append(asyncio.create_task(self._leaf_link()))
+        self._tasks.append(asyncio.create_task(self._sweep()))
+        log.info("replica %s listening on %s", self.me.name, self.me.address)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            await self._server.stop(0.5)
+        self.engine.close()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    # ---- append path -------------------------------------------------------
+
+    async def _append(self, requests: AsyncIterator[pb.AppendRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        queue = ByteQueue()
+        acks: Batcher[pb.AppendAck] = Batcher(
+            lambda items: queue.put(pb.AppendReply(acks=items).SerializeToString())
+        )
+        reader = asyncio.create_task(self._read_appends(requests, acks, queue))
+        try:
+            async for data in queue.drain():
+                yield data
+        finally:
+            reader.cancel()
+
+    async def _read_appends(self, requests: AsyncIterator[pb.AppendRequest],
+                            acks: Batcher[pb.AppendAck], queue: ByteQueue) -> None:
+        try:
+            async for msg in requests:
+                for op in msg.ops:
+                    self._prepare(op, acks)
+        except grpc.aio.AioRpcError:
+            pass
+        finally:
+            queue.close()
+
+    def _reject(self, acks: Batcher[pb.AppendAck], token: int, code: Code, message: str) -> None:
+        acks.put(pb.AppendAck(token=token, error=code, message=message))
+
+    def _prepare(self, op: pb.AppendOp, acks: Batcher[pb.AppendAck]) -> None:
+        token = op.token
+        payload = op.payload
+        if len(payload) > self.config.max_entry_bytes:
+            self._reject(acks, token, Code.TOO_LARGE,
+                         f"entry of {len(payload)} bytes exceeds max_entry_bytes "
+                         f"{self.config.max_entry_bytes}")
+            return
+        try:
+            header = record_batch.validate(payload)
+        except record_batch.CorruptBatch as exc:
+            self._reject(acks, token, Code.INVALID_ENTRY, str(exc))
+            return
+        if header.records_count != op.count or op.count == 0:
+            self._reject(acks, token, Code.INVALID_ENTRY,
+                         f"count {op.count} does not match the batch's {header.records_count}")
+            return
+        try:
+            self.engine.prepare(token, op.color, payload, op.count)
+        except StoreFull as exc:
+            self._reject(acks, token, Code.STORE_FULL, str(exc))
+            return
+        self.stats["prepared"] += 1
+        self._origin[token] = acks
+        self._prepared_at[token] = time.monotonic()
+        early = self._early.pop(token, None)
+        if early is not None:
+            self._apply_grant(early[0])
+        elif token % self.size == self.me.index:
+            self._orders.put(pb.OrderReq(token=token, color=op.color, owner=op.owner, count=op.count))
+
+    def _send_orders(self, reqs: list[pb.OrderReq]) -> None:
+        queue = self._leaf_queue
+        if queue is None:
+            for r in reqs:
+                self._fail(r.token, Code.UNAVAILABLE, "replica is not attached to its leaf sequencer")
+            return
+        queue.put(pb.ReplicaToSequencer(shard=self.me.shard, replica=self.me.index,
+                                        reqs=reqs).SerializeToString())
+
+    def _fail(self, token: int, code: Code, message: str) -> None:
+        acks = self._origin.pop(token, None)
+        self._prepared_at.pop(token, None)
+        self.engine.abort(token)
+        if acks is not None:
+            self._reject(acks, token, code, message)
+
+    def _apply_grant(self, g: pb.Grant) -> None:
+        if g.error:
+            self._fail(g.token, Code(g.error), g.message)
+            return
+        try:
+            entry = self.engine.commit(g.token, g.sn)
+        except UnknownToken:
+            # The grant outran the client's prepare to this replica; it may still come.
+            self._early[g.token] = (g, time.monotonic())
+            return
+        self.stats["committed"] += 1
+        self._prepared_at.pop(g.token, None)
+        view = self.view(g.color)
+        if view.committed(entry.sn, entry.end):
+            view.wake()
+        acks = self._origin.pop(g.token, None)
+        if acks is not None:
+            acks.put(pb.AppendAck(token=g.token, sn=g.sn))
+
+    async def _leaf_link(self) -> None:
+        """One stream to the leaf sequencer: order requests up, grants down."""
+        address = self.config.node_address(self.shard.leaf)
+        while True:
+            queue = ByteQueue()
+            state = self.engine.recover()
+            tails = [pb.ColorTail(color=c, tail=s.tail) for c, s in state.colors.items()]
+            queue.put(pb.ReplicaToSequencer(shard=self.me.shard, replica=self.me.index,
+                                            tails=tails).SerializeToString())
+            try:
+                async with rpc.channel(address) as ch:
+                    call = rpc.raw_stream(ch, "/flexlog.Sequencer/Attach", pb.SequencerToReplica)(
+                        queue.drain()
+                    )
+                    self._leaf_queue = queue
+                    log.info("replica %s attached to leaf %d at %s", self.me.name,
+                             self.shard.leaf, address)
+                    async for msg in call:
+                        for g in msg.grants:
+                            self._apply_grant(g)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("link to leaf %d broke: %s", self.shard.leaf, exc.code().name)
+            finally:
+                self._leaf_queue = None
+                queue.close()
+            await asyncio.sleep(RECONNECT_DELAY_S)
+
+    # ---- repair: grants whose prepare never came, prepares that were never ordered
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = time.monotonic()
+            for token, (grant, since) in list(self._early.items()):
+                if now - since > REPAIR_AFTER_S and token not in self._repairing:
+                    self._repairing.add(token)
+                    self._tasks.append(asyncio.create_task(self._repair(grant)))
+            stale = [t for t, since in self._prepared_at.items() if now - since > PREPARED_TTL_S]
+            for token in stale:
+                log.warning("aborting entry %x: prepared %ds ago and never ordered", token,
+                            PREPARED_TTL_S)
+                self._fail(token, Code.TIMEOUT, "entry was never ordered")
+
+    async def _repair(self, grant: pb.Grant) -> None:
+        """Copy an ordered entry this replica never received from a peer that has it."""
+        try:
+            for peer in self.shard.replicas:
+                if peer.index == self.me.index:
+                    continue
+                payload = await _fetch_entry(peer.address, grant.color, grant.sn)
+                if payload is None or grant.token not in self._early:
+                    continue
+                self._early.pop(grant.token, None)
+                self.engine.prepare(grant.token, grant.color, payload, grant.count)
+                self._apply_grant(grant)
+                self.stats["repairs"] += 1
+                log.info("repaired SN %d of color %d from %s", grant.sn, grant.color, peer.name)
+                return
+        finally:
+            self._repairing.discard(grant.token)
+
+    # ---- reads -----------------------------------------------------------
+
+    async def _query(self, requests: AsyncIterator[pb.QueryRequest],
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        queue = ByteQueue()
+        out: Batcher[pb.QueryResult] = Batcher(
+            lambda items: queue.put(pb.QueryReply(results=items).SerializeToString())
+        )
+        waits: set[asyncio.Task[None]] = set()
+        reader = asyncio.create_task(self._read_queries(requests, out, queue, waits))
+        try:
+            async for data in queue.drain():
+                yield data
+        finally:
+            reader.cancel()
+            for task in waits:
+                task.cancel()
+
+    async def _read_queries(self, requests: AsyncIterator[pb.QueryRequest],
+                            out: Batcher[pb.QueryResult], queue: ByteQueue,
+                            waits: set[asyncio.Task[None]]) -> None:
+        try:
+            async for msg in requests:
+                for op in msg.ops:
+                    result = self._answer(op)
+                    if result is not None:
+                        out.put(result)
+                    else:
+                        task = asyncio.create_task(self._answer_later(op, out))
+                        waits.add(task)
+                        task.add_done_callback(waits.discard)
+            # The client half-closed: answer what it asked before ending the stream.
+            if waits:
+                await asyncio.gather(*waits, return_exceptions=True)
+            await asyncio.sleep(0)
+        except grpc.aio.AioRpcError:
+            pass
+        finally:
+            queue.close()
+
+    def _answer(self, op: pb.QueryOp, waited: bool = False) -> pb.QueryResult | None:
+        """The result of op now, or None when it should wait for op.sn to become visible."""
+        view = self.view(op.color)
+        kind = op.kind
+        if kind == pb.QueryOp.TRIM:
+            self.engine.trim(op.color, op.sn)
+            self.stats["trims"] += 1
+            view.log_start = max(view.log_start, op.sn + 1)
+            if view.prefix < view.log_start:
+                view.prefix = view.log_start
+                view.high = max(view.high, view.prefix)
+                view.ahead = {s: e for s, e in view.ahead.items() if e > view.prefix}
+                view.wake()
+            return pb.QueryResult(id=op.id, log_start=view.log_start, tail=view.prefix)
+        visible = view.visible(op.contiguous)
+        if kind == pb.QueryOp.STATE:
+            return pb.QueryResult(id=op.id, log_start=view.log_start, tail=visible)
+        if op.sn < view.log_start:
+            return pb.QueryResult(id=op.id, error=Code.TRIMMED, log_start=view.log_start,
+                                  tail=visible,
+                                  message=f"SN {op.sn} of color {op.color} was trimmed "
+                                          f"(log start {view.log_start})")
+        if op.sn >= visible and op.wait_ms and not waited:
+            return None
+        self.stats["reads"] += 1
+        result = pb.QueryResult(id=op.id, log_start=view.log_start, tail=visible)
+        if kind == pb.QueryOp.READ:
+            entry = self.engine.read(op.color, op.sn) if op.sn < visible else None
+            if entry is None:
+                result.error = Code.NOT_FOUND
+                result.message = f"SN {op.sn} of color {op.color} is not stored here"
+            else:
+                result.sns.append(entry.sn)
+                result.counts.append(entry.count)
+                result.payloads.append(entry.payload)
+            return result
+        for entry in self.engine.read_range(op.color, op.sn, op.max_bytes):
+            if entry.sn >= visible:
+                break
+            result.sns.append(entry.sn)
+            result.counts.append(entry.count)
+            result.payloads.append(entry.payload)
+        return result
+
+    async def _answer_later(self, op: pb.QueryOp, out: Batcher[pb.QueryResult]) -> None:
+        view = self.view(op.color)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        view.waiters.append((op.sn, op.contiguous, fut))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fut, op.wait_ms / 1000)
+        result = self._answer(op, waited=True)
+        assert result is not None
+        out.put(result)
+
+    # ---- control -----------------------------------------------------------
+
+    async def _status(self, req: pb.StatusRequest,
+                      context: grpc.aio.ServicerContext) -> pb.StatusReply:
+        detail = {
+            "shard": self.me.shard,
+            "index": self.me.index,
+            "attached": self._leaf_queue is not None,
+            "colors": {str(c): {"log_start": v.log_start, "tail": v.prefix, "high": v.high}
+                       for c, v in self.colors.items()},
+            "prepared": len(self._prepared_at),
+            "waiting_grants": len(self._early),
+            "stats": self.stats,
+        }
+        engine_stats = getattr(self.engine, "stats", None)
+        if callable(engine_stats):
+            detail["engine"] = engine_stats()
+        return pb.StatusReply(role="replica", name=self.me.name,
+                              ready=self._leaf_queue is not None, detail=json.dumps(detail))
+
+
+async def _fetch_entry(address: str, color: int, sn: int) -> bytes | None:
+    """One READ from a peer replica; None when it does not have the entry committed."""
+    req = pb.QueryRequest(ops=[pb.QueryOp(id=0, kind=pb.QueryOp.READ, color=color, sn=sn)])
+    try:
+        async with rpc.channel(address) as ch:
+            call = rpc.raw_stream(ch, "/flexlog.Replica/Query", pb.QueryReply)(
+                iter([req.SerializeToString()])
+            )
+            async for reply in call:
+                for r in reply.results:
+                    if not r.error and r.sns and r.sns[0] == sn:
+                        return bytes(r.payloads[0])
+                return None
+    except grpc.aio.AioRpcError:
+        return None
+    return None

@@ -1,0 +1,64 @@
+"""gRPC plumbing shared by every process: channel/server options, raw-bytes streams.
+
+Hot streams send bytes that were serialized once (the same AppendRequest goes
+to every replica of a shard; a grant batch to every replica), so their
+handlers are registered with no response serializer and their client stubs
+with no request serializer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+MAX_MESSAGE_BYTES = 1 << 30
+
+OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=OPTIONS)
+
+
+def server() -> grpc.aio.Server:
+    return grpc.aio.server(options=OPTIONS)
+
+
+def raw_stream(ch: grpc.aio.Channel, method: str, reply_type: Any) -> Callable[..., Any]:
+    """A bidi stream whose requests are already-serialized bytes."""
+    return ch.stream_stream(method, request_serializer=None, response_deserializer=reply_type.FromString)
+
+
+def service(name: str, handlers: dict[str, grpc.RpcMethodHandler]) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(name, handlers)
+
+
+def bidi(fn: Callable[..., Any], request_type: Any) -> grpc.RpcMethodHandler:
+    """A bidi handler that yields already-serialized bytes."""
+    return grpc.stream_stream_rpc_method_handler(
+        fn, request_deserializer=request_type.FromString, response_serializer=None
+    )
+
+
+def unary(fn: Callable[..., Any], request_type: Any) -> grpc.RpcMethodHandler:
+    return grpc.unary_unary_rpc_method_handler(
+        fn, request_deserializer=request_type.FromString, response_serializer=lambda m: m.SerializeToString()
+    )

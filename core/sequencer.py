@@ -1,0 +1,327 @@
+"""A sequencer process: hosts tree nodes and moves ordering messages over gRPC.
+
+Replicas of a shard attach to their leaf with one long-lived stream; child
+nodes in other processes attach to their parent the same way. Grants for a
+shard are serialized once and written to every attached replica of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from flexlog.core import rpc
+from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.config import ClusterConfig
+from flexlog.core.errors import FlexLogError, Unavailable, from_code
+from flexlog.core.ordering import OrderingNode
+from flexlog.core.proto import flexlog_pb2 as pb
+
+log = logging.getLogger("flexlog.sequencer")
+
+RECONNECT_DELAY_S = 0.2
+
+
+class _ShardFanout:
+    """The replicas of one shard attached to this leaf, and their pending grants."""
+
+    def __init__(self) -> None:
+        self.queues: set[ByteQueue] = set()
+        self.batcher: Batcher[pb.Grant] = Batcher(self._flush)
+
+    def _flush(self, grants: list[pb.Grant]) -> None:
+        data = pb.SequencerToReplica(grants=grants).SerializeToString()
+        for queue in self.queues:
+            queue.put(data)
+
+
+class SequencerServer:
+    def __init__(self, config: ClusterConfig, name: str) -> None:
+        self.config = config
+        self.me = config.sequencer(name)
+        interval = config.batch_interval_us / 1e6
+        self.nodes: dict[int, OrderingNode] = {}
+        self.region: dict[int, frozenset[int]] = {}
+        self.ready_shards: dict[int, set[int]] = {}
+        self._parked: dict[int, list[Callable[[], None]]] = {}
+        for node_id in self.me.nodes:
+            chain = config.ancestors(node_id)
+            self.nodes[node_id] = OrderingNode(node_id, config.nodes[node_id].parent, frozenset(chain[1:]))
+            self.region[node_id] = frozenset(config.region(node_id))
+            self.ready_shards[node_id] = set()
+            self._parked[node_id] = []
+        self._fanouts: dict[int, _ShardFanout] = {}
+        self._parent_out: dict[int, Batcher[pb.ForwardReq]] = {}
+        self._parent_queues: dict[int, ByteQueue] = {}
+        self._flush_scheduled: set[int] = set()
+        self._interval = interval
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: grpc.aio.Server | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = rpc.server()
+        self._server.add_generic_rpc_handlers([
+            rpc.service("flexlog.Sequencer", {
+                "Attach": rpc.bidi(self._attach, pb.ReplicaToSequencer),
+                "Forward": rpc.bidi(self._forward, pb.ChildToParent),
+                "NextSn": rpc.unary(self._next_sn, pb.NextSnRequest),
+                "Status": rpc.unary(self._status, pb.StatusRequest),
+            })
+        ])
+        self._server.add_insecure_port(self.me.address)
+        await self._server.start()
+        for node_id, node in self.nodes.items():
+            if node.parent is not None and node.parent not in self.nodes:
+                self._tasks.append(asyncio.create_task(self._parent_link(node_id, node.parent)))
+        log.info("sequencer %s listening on %s, nodes %s", self.me.name, self.me.address,
+                 list(self.nodes))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            await self._server.stop(0.5)
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    # ---- readiness: a node assigns SNs only once it knows every shard's tails
+
+    def is_ready(self, node_id: int) -> bool:
+        return self.ready_shards[node_id] >= self.region[node_id]
+
+    def _shard_reported(self, node_id: int, shard: int, tails: Any) -> None:
+        node = self.nodes[node_id]
+        for t in tails:
+            node.learn_tail(t.color, t.tail)
+        was_ready = self.is_ready(node_id)
+        self.ready_shards[node_id].add(shard)
+        parent = node.parent
+        if parent is not None:
+            if parent in self.nodes:
+                self._shard_reported(parent, shard, tails)
+            else:
+                queue = self._parent_queues.get(node_id)
+                if queue is not None:
+                    queue.put(pb.ChildToParent(
+                        child=node_id, parent=parent, shards_ready=[shard], tails=tails
+                    ).SerializeToString())
+        if not was_ready and self.is_ready(node_id):
+            log.info("node %d ready: every shard of its region reported", node_id)
+            parked, self._parked[node_id] = self._parked[node_id], []
+            for retry in parked:
+                retry()
+
+    # ---- ordering ----------------------------------------------------------
+
+    def _submit(self, node_id: int, color: int, owner: int, count: int,
+                reply: Callable[[int | FlexLogError], None]) -> None:
+        if owner == node_id and not self.is_ready(node_id):
+            self._parked[node_id].append(lambda: self._submit(node_id, color, owner, count, reply))
+            return
+        if self.nodes[node_id].submit(color, owner, count, reply):
+            self._schedule_flush(node_id)
+
+    def _schedule_flush(self, node_id: int) -> None:
+        if node_id in self._flush_scheduled:
+            return
+        self._flush_scheduled.add(node_id)
+        loop = asyncio.get_running_loop()
+        if self._interval > 0:
+            loop.call_later(self._interval, self._flush_up, node_id)
+        else:
+            loop.call_soon(self._flush_up, node_id)
+
+    def _flush_up(self, node_id: int) -> None:
+        self._flush_scheduled.discard(node_id)
+        node = self.nodes[node_id]
+        forwards = node.take_forwards()
+        parent = node.parent
+        assert parent is not None
+        if parent in self.nodes:
+            for f in forwards:
+                self._submit(parent, f.color, f.owner, f.count,
+                             lambda r, fid=f.id: node.on_grant(fid, r))
+            return
+        batcher = self._parent_out.get(node_id)
+        if batcher is None:
+            for f in forwards:
+                node.on_grant(f.id, Unavailable(f"parent of node {node_id} is not connected"))
+            return
+        for f in forwards:
+            batcher.put(pb.ForwardReq(id=f.id, color=f.color, owner=f.owner, count=f.count))
+
+    # ---- replica streams -------------------------------------------------------
+
+    async def _attach(self, requests: AsyncIterator[pb.ReplicaToSequencer],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        queue = ByteQueue()
+        reader = asyncio.create_task(self._read_replica(requests, queue))
+        try:
+            async for data in queue.drain():
+                yield data
+        finally:
+            reader.cancel()
+            for fan in self._fanouts.values():
+                fan.queues.discard(queue)
+
+    async def _read_replica(self, requests: AsyncIterator[pb.ReplicaToSequencer],
+                            queue: ByteQueue) -> None:
+        fan: _ShardFanout | None = None
+        leaf = -1
+        try:
+            async for msg in requests:
+                if fan is None:
+                    leaf = self.config.shard(msg.shard).leaf
+                    if leaf not in self.nodes:
+                        log.error("replica %d/%d attached to the wrong sequencer", msg.shard,
+                                  msg.replica)
+                        return
+                    fan = self._fanouts.setdefault(msg.shard, _ShardFanout())
+                    fan.queues.add(queue)
+                    log.info("replica %d of shard %d attached to node %d", msg.replica,
+                             msg.shard, leaf)
+                    self._shard_reported(leaf, msg.shard, msg.tails)
+                for req in msg.reqs:
+                    self._submit(leaf, req.color, req.owner, req.count,
+                                 self._grant_reply(fan, req.token, req.color, req.count))
+        finally:
+            queue.close()
+
+    @staticmethod
+    def _grant_reply(fan: _ShardFanout, token: int, color: int,
+                     count: int) -> Callable[[int | FlexLogError], None]:
+        def reply(result: int | FlexLogError) -> None:
+            if isinstance(result, FlexLogError):
+                fan.batcher.put(pb.Grant(token=token, color=color, count=count,
+                                         error=result.code, message=str(result)))
+            else:
+                fan.batcher.put(pb.Grant(token=token, color=color, sn=result, count=count))
+        return reply
+
+    # ---- child streams ---------------------------------------------------------
+
+    async def _forward(self, requests: AsyncIterator[pb.ChildToParent],
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        queue = ByteQueue()
+        out: Batcher[pb.ForwardGrant] = Batcher(
+            lambda grants: queue.put(pb.ParentToChild(grants=grants).SerializeToString())
+        )
+        reader = asyncio.create_task(self._read_child(requests, out, queue))
+        try:
+            async for data in queue.drain():
+                yield data
+        finally:
+            reader.cancel()
+
+    async def _read_child(self, requests: AsyncIterator[pb.ChildToParent],
+                          out: Batcher[pb.ForwardGrant], queue: ByteQueue) -> None:
+        try:
+            async for msg in requests:
+                node_id = msg.parent
+                if node_id not in self.nodes:
+                    log.error("child %d forwarded to node %d, which is not here", msg.child, node_id)
+                    return
+                for shard in msg.shards_ready:
+                    self._shard_reported(node_id, shard, msg.tails)
+                for req in msg.reqs:
+                    self._submit(node_id, req.color, req.owner, req.count,
+                                 self._forward_reply(out, req.id))
+        finally:
+            queue.close()
+
+    @staticmethod
+    def _forward_reply(out: Batcher[pb.ForwardGrant],
+                       fid: int) -> Callable[[int | FlexLogError], None]:
+        def reply(result: int | FlexLogError) -> None:
+            if isinstance(result, FlexLogError):
+                out.put(pb.ForwardGrant(id=fid, error=result.code, message=str(result)))
+            else:
+                out.put(pb.ForwardGrant(id=fid, sn=result))
+        return reply
+
+    async def _parent_link(self, node_id: int, parent: int) -> None:
+        """Keep one stream to the parent node's process, reconnecting when it breaks."""
+        node = self.nodes[node_id]
+        address = self.config.node_address(parent)
+        while True:
+            queue = ByteQueue()
+            hello = pb.ChildToParent(child=node_id, parent=parent)
+            queue.put(hello.SerializeToString())
+            for shard in self.ready_shards[node_id]:
+                queue.put(pb.ChildToParent(
+                    child=node_id, parent=parent, shards_ready=[shard],
+                    tails=[pb.ColorTail(color=c, tail=t) for c, t in node.counters.items()],
+                ).SerializeToString())
+            self._parent_queues[node_id] = queue
+            self._parent_out[node_id] = Batcher(
+                lambda reqs, q=queue: q.put(
+                    pb.ChildToParent(child=node_id, parent=parent, reqs=reqs).SerializeToString()
+                )
+            )
+            try:
+                async with rpc.channel(address) as ch:
+                    call = rpc.raw_stream(ch, "/flexlog.Sequencer/Forward", pb.ParentToChild)(
+                        queue.drain()
+                    )
+                    log.info("node %d linked to parent %d at %s", node_id, parent, address)
+                    async for msg in call:
+                        for g in msg.grants:
+                            if g.error:
+                                node.on_grant(g.id, from_code(g.error, g.message))
+                            else:
+                                node.on_grant(g.id, g.sn)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("link from node %d to parent %d broke: %s", node_id, parent,
+                            exc.code().name)
+            finally:
+                queue.close()
+                self._parent_out.pop(node_id, None)
+                self._parent_queues.pop(node_id, None)
+                node.fail_in_flight(Unavailable(f"link from node {node_id} to its parent broke"))
+            await asyncio.sleep(RECONNECT_DELAY_S)
+
+    # ---- control ---------------------------------------------------------------
+
+    async def _next_sn(self, req: pb.NextSnRequest,
+                       context: grpc.aio.ServicerContext) -> pb.NextSnReply:
+        node = self.nodes.get(req.owner)
+        if node is None:
+            return pb.NextSnReply(error=int(Unavailable.code),
+                                  message=f"node {req.owner} is not hosted here")
+        if not self.is_ready(req.owner):
+            return pb.NextSnReply(error=int(Unavailable.code),
+                                  message=f"node {req.owner} is waiting for its shards")
+        return pb.NextSnReply(next_sn=node.next_sn(req.color))
+
+    async def _status(self, req: pb.StatusRequest,
+                      context: grpc.aio.ServicerContext) -> pb.StatusReply:
+        detail = {
+            "nodes": {
+                str(nid): {
+                    "parent": node.parent,
+                    "ready": self.is_ready(nid),
+                    "shards_ready": sorted(self.ready_shards[nid]),
+                    "colors": len(node.counters),
+                    "ordered_requests": node.ordered_requests,
+                    "ordered_records": node.ordered_records,
+                    "parent_linked": node.parent is None or node.parent in self.nodes
+                    or nid in self._parent_out,
+                }
+                for nid, node in self.nodes.items()
+            },
+            "attached": {str(s): len(f.queues) for s, f in self._fanouts.items()},
+        }
+        ready = all(self.is_ready(n) for n in self.nodes) and all(
+            d["parent_linked"] for d in detail["nodes"].values()
+        )
+        return pb.StatusReply(role="sequencer", name=self.me.name, ready=ready,
+                              detail=json.dumps(detail))

@@ -1,0 +1,115 @@
+"""Start a real FlexLog cluster (separate processes, real gRPC) for a test, and stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flexlog.core import config as config_mod
+from flexlog.core.config import ClusterConfig
+from flexlog.core.status import wait_healthy
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def two_level_toml(data_dir: Path, storage: str = "memory", shards: int = 1,
+                   replicas: int = 3, gateways: int = 0, extra: str = "") -> str:
+    """root + one leaf per shard, each in its own process; replicas per shard."""
+    ports = iter(free_ports(1 + shards + shards * replicas + gateways))
+    out = [f'data_dir = "{data_dir}"', f'storage = "{storage}"', extra,
+           f'[[sequencer]]\nname = "root"\naddress = "127.0.0.1:{next(ports)}"\nnodes = [{{ id = 0 }}]']
+    for s in range(shards):
+        out.append(f'[[sequencer]]\nname = "leaf{s}"\naddress = "127.0.0.1:{next(ports)}"\n'
+                   f'nodes = [{{ id = {s + 1}, parent = 0 }}]')
+    for s in range(shards):
+        addrs = ", ".join(f'"127.0.0.1:{next(ports)}"' for _ in range(replicas))
+        out.append(f"[[shard]]\nid = {s}\nleaf = {s + 1}\nreplicas = [{addrs}]")
+    for g in range(gateways):
+        p = next(ports)
+        out.append(f'[[gateway]]\nname = "gateway{g}"\nnode_id = {g}\naddress = "127.0.0.1:{p}"')
+    return "\n\n".join(out) + "\n"
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_process(self, role: str, name: str) -> None:
+        log_dir = self.config.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        out = (log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "flexlog.core.cli", "--log-level", "WARNING", role,
+             "--config", str(self.config.path), "--id", name],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        out.close()
+
+    def start(self) -> None:
+        for seq in self.config.sequencers:
+            self.start_process("sequencer", seq.name)
+        for shard in self.config.shards:
+            for rep in shard.replicas:
+                self.start_process("replica", rep.name)
+        for gw in self.config.gateways:
+            self.start_process("gateway", gw.name)
+        asyncio.run(wait_healthy(self.config, 30))
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def logs(self) -> str:
+        parts = []
+        for path in sorted((self.config.data_dir / "logs").glob("*.log")):
+            parts.append(f"--- {path.name}\n{path.read_text()[-3000:]}")
+        return "\n".join(parts)
+
+
+@contextmanager
+def running_cluster(tmp: Path, **kwargs: object) -> Iterator[Cluster]:
+    path = tmp / "cluster.toml"
+    path.write_text(two_level_toml(tmp / "data", **kwargs))  # type: ignore[arg-type]
+    cluster = Cluster(config_mod.load(path))
+    try:
+        cluster.start()
+        yield cluster
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
