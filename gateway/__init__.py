@@ -1,0 +1,1 @@
+"""Kafka wire-protocol gateway in front of the FlexLog shared log."""

@@ -1,0 +1,304 @@
+"""Byte-level readers and writers that the compiled message codecs call.
+
+The code generated in ``types.py`` imports these names, so each one is a plain
+function of a ``BytesIO``. Readers raise ``MalformedFrame`` on short or invalid
+input; a length prefix is never trusted for an allocation because ``BytesIO.read``
+returns at most what is left, and the result length is checked afterwards.
+Null follows Kafka's generated readers: any negative classic length (or a compact
+length of 0) is null.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from io import BytesIO
+from typing import Any
+
+from .exceptions import EncodeError, MalformedFrame
+
+I8 = struct.Struct(">b")
+I16 = struct.Struct(">h")
+I32 = struct.Struct(">i")
+I64 = struct.Struct(">q")
+U16 = struct.Struct(">H")
+F64 = struct.Struct(">d")
+
+_VARINT_BYTES = [bytes((i,)) for i in range(128)]
+_NULL_I16 = b"\xff\xff"
+_NULL_I32 = b"\xff\xff\xff\xff"
+
+TagDecoders = dict[int, tuple[str, Callable[[BytesIO, Any], Any]]]
+
+
+def read_exact(io: BytesIO, n: int) -> bytes:
+    data = io.read(n)
+    if len(data) != n:
+        raise MalformedFrame(f"truncated: wanted {n} bytes, {len(data)} left")
+    return data
+
+
+def read_bool(io: BytesIO) -> bool:
+    data = io.read(1)
+    if not data:
+        raise MalformedFrame("truncated bool")
+    return data != b"\x00"
+
+
+def write_bool(io: BytesIO, value: bool) -> None:
+    io.write(b"\x01" if value else b"\x00")
+
+
+def read_uuid(io: BytesIO) -> bytes:
+    return read_exact(io, 16)
+
+
+def write_uuid(io: BytesIO, value: bytes) -> None:
+    if len(value) != 16:
+        raise EncodeError(f"uuid must be 16 bytes, got {len(value)}")
+    io.write(value)
+
+
+def read_uvarint(io: BytesIO) -> int:
+    data = io.read(1)
+    if not data:
+        raise MalformedFrame("truncated varint")
+    byte = data[0]
+    if byte < 0x80:
+        return byte
+    result = byte & 0x7F
+    shift = 7
+    while True:
+        data = io.read(1)
+        if not data:
+            raise MalformedFrame("truncated varint")
+        byte = data[0]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result
+        shift += 7
+        # Kafka's unsigned varints hold an int32: five bytes at most.
+        if shift > 28:
+            raise MalformedFrame("varint longer than 5 bytes")
+
+
+def write_uvarint(io: BytesIO, value: int) -> None:
+    if 0 <= value < 0x80:
+        io.write(_VARINT_BYTES[value])
+        return
+    if value < 0 or value > 0xFFFFFFFF:
+        raise EncodeError(f"unsigned varint out of range: {value}")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    io.write(out)
+
+
+# -- strings -----------------------------------------------------------------------
+
+
+def read_string(io: BytesIO) -> str:
+    n = I16.unpack(read_exact(io, 2))[0]
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable string")
+    return read_exact(io, n).decode()
+
+
+def read_nullable_string(io: BytesIO) -> str | None:
+    n = I16.unpack(read_exact(io, 2))[0]
+    if n < 0:
+        return None
+    return read_exact(io, n).decode()
+
+
+def read_compact_string(io: BytesIO) -> str:
+    n = read_uvarint(io) - 1
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable compact string")
+    return read_exact(io, n).decode()
+
+
+def read_compact_nullable_string(io: BytesIO) -> str | None:
+    n = read_uvarint(io) - 1
+    if n < 0:
+        return None
+    return read_exact(io, n).decode()
+
+
+def write_string(io: BytesIO, value: str) -> None:
+    if value is None:
+        raise EncodeError("None given for a non-nullable string")
+    data = value.encode()
+    if len(data) > 0x7FFF:
+        raise EncodeError(f"string of {len(data)} bytes exceeds int16 length")
+    io.write(I16.pack(len(data)))
+    io.write(data)
+
+
+def write_nullable_string(io: BytesIO, value: str | None) -> None:
+    if value is None:
+        io.write(_NULL_I16)
+    else:
+        write_string(io, value)
+
+
+def write_compact_string(io: BytesIO, value: str) -> None:
+    if value is None:
+        raise EncodeError("None given for a non-nullable string")
+    data = value.encode()
+    write_uvarint(io, len(data) + 1)
+    io.write(data)
+
+
+def write_compact_nullable_string(io: BytesIO, value: str | None) -> None:
+    if value is None:
+        io.write(b"\x00")
+    else:
+        write_compact_string(io, value)
+
+
+# -- bytes (also records, which stay opaque) ----------------------------------------
+
+
+def read_bytes(io: BytesIO) -> bytes:
+    n = I32.unpack(read_exact(io, 4))[0]
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable bytes field")
+    return read_exact(io, n)
+
+
+def read_nullable_bytes(io: BytesIO) -> bytes | None:
+    n = I32.unpack(read_exact(io, 4))[0]
+    if n < 0:
+        return None
+    return read_exact(io, n)
+
+
+def read_compact_bytes(io: BytesIO) -> bytes:
+    n = read_uvarint(io) - 1
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable compact bytes field")
+    return read_exact(io, n)
+
+
+def read_compact_nullable_bytes(io: BytesIO) -> bytes | None:
+    n = read_uvarint(io) - 1
+    if n < 0:
+        return None
+    return read_exact(io, n)
+
+
+def write_bytes(io: BytesIO, value: bytes) -> None:
+    if value is None:
+        raise EncodeError("None given for a non-nullable bytes field")
+    io.write(I32.pack(len(value)))
+    io.write(value)
+
+
+def write_nullable_bytes(io: BytesIO, value: bytes | None) -> None:
+    if value is None:
+        io.write(_NULL_I32)
+    else:
+        write_bytes(io, value)
+
+
+def write_compact_bytes(io: BytesIO, value: bytes) -> None:
+    if value is None:
+        raise EncodeError("None given for a non-nullable bytes field")
+    write_uvarint(io, len(value) + 1)
+    io.write(value)
+
+
+def write_compact_nullable_bytes(io: BytesIO, value: bytes | None) -> None:
+    if value is None:
+        io.write(b"\x00")
+    else:
+        write_compact_bytes(io, value)
+
+
+# -- array counts: readers return -1 for null ---------------------------------------
+
+
+def read_array_len(io: BytesIO) -> int:
+    n = I32.unpack(read_exact(io, 4))[0]
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable array")
+    return n
+
+
+def read_nullable_array_len(io: BytesIO) -> int:
+    n = I32.unpack(read_exact(io, 4))[0]
+    return -1 if n < 0 else n
+
+
+def read_compact_array_len(io: BytesIO) -> int:
+    n = read_uvarint(io) - 1
+    if n < 0:
+        raise MalformedFrame("null in a non-nullable compact array")
+    return n
+
+
+def read_compact_nullable_array_len(io: BytesIO) -> int:
+    return read_uvarint(io) - 1
+
+
+def write_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+    if items is None:
+        raise EncodeError("None given for a non-nullable array")
+    io.write(I32.pack(len(items)))
+
+
+def write_nullable_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+    io.write(_NULL_I32 if items is None else I32.pack(len(items)))
+
+
+def write_compact_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+    if items is None:
+        raise EncodeError("None given for a non-nullable array")
+    write_uvarint(io, len(items) + 1)
+
+
+def write_compact_nullable_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+    if items is None:
+        io.write(b"\x00")
+    else:
+        write_uvarint(io, len(items) + 1)
+
+
+# -- tagged fields (KIP-482) -------------------------------------------------------
+
+
+def read_tags(io: BytesIO, result: dict[str, Any], decoders: TagDecoders) -> None:
+    """Parse a tagged-field buffer into ``result``; tags without a decoder are skipped."""
+    for _ in range(read_uvarint(io)):
+        tag = read_uvarint(io)
+        data = read_exact(io, read_uvarint(io))
+        decoder = decoders.get(tag)
+        if decoder is not None:
+            name, parse = decoder
+            result[name] = parse(BytesIO(data), None)
+
+
+def skip_tags(io: BytesIO) -> None:
+    for _ in range(read_uvarint(io)):
+        read_uvarint(io)
+        read_exact(io, read_uvarint(io))
+
+
+def write_tags(io: BytesIO, tagged: list[tuple[int, bytes]]) -> None:
+    """Write ``(tag, encoded value)`` pairs, already in ascending tag order."""
+    write_uvarint(io, len(tagged))
+    for tag, data in tagged:
+        write_uvarint(io, tag)
+        write_uvarint(io, len(data))
+        io.write(data)
+
+
+def encode_value(build: Callable[[Any, BytesIO, Any], Any], value: Any) -> bytes:
+    """Run a compiled builder into a fresh buffer (tagged values are length-prefixed)."""
+    io = BytesIO()
+    build(value, io, None)
+    return io.getvalue()
+
