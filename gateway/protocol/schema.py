@@ -143,7 +143,7 @@ def _struct(fields: tuple[Field, ...], version: int, flexible: bool) -> KafkaStr
             StructField(
                 name=f.name,
                 con=_construct(f.type, version, flexible, nullable),
-                default=_default(f, version),
+                default=field_default(f, version),
                 tag=f.tag,
             )
         )
@@ -159,7 +159,7 @@ def _construct(ftype: FieldType, version: int, flexible: bool, nullable: bool) -
     return KafkaArray(element, flexible, nullable)
 
 
-def _default(f: Field, version: int) -> Any:
+def field_default(f: Field, version: int) -> Any:
     if f.default is not _NO_DEFAULT:
         return f.default
     return type_default(f.type, version)
@@ -170,4 +170,4 @@ def type_default(ftype: FieldType, version: int) -> Any:
         return _SCALAR_DEFAULTS[ftype.kind]
     if isinstance(ftype, ArrayOf):
         return []
-    return {f.name: _default(f, version) for f in ftype.fields if f.exists_in(version)}
+    return {f.name: field_default(f, version) for f in ftype.fields if f.exists_in(version)}
