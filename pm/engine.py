@@ -1,0 +1,333 @@
+"""PmEngine: the replica StorageEngine on a libpmemobj pool, a DRAM cache and an SSD tier.
+
+Semantics are MemoryEngine's (core/memory_engine.py). Durability lives in PM:
+every mutating method is one C helper call (see pmem_log.c) ending at an
+8-byte commit point. Everything else here (the per-color index, the cache,
+the list of prepared tokens) is DRAM, rebuilt at open from the pool and the
+segment footers. docs/storage.md has the layout and the crash argument.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from flexlog.core.storage import (
+    ColorState,
+    PreparedEntry,
+    RecoveredState,
+    StoredEntry,
+    StoreFull,
+    UnknownToken,
+)
+from flexlog.pm._pmem import lib
+from flexlog.pm.cache import EntryCache
+from flexlog.pm.index import ColorIndex, split_ssd_loc, ssd_loc
+from flexlog.pm.pool import ENTRY_HDR, Pool, check, slot_bytes
+from flexlog.pm.segments import FILE_OVERHEAD, RECORD_OVERHEAD, SegmentStore
+
+DEFAULT_POOL_BYTES = 256 << 20
+DEFAULT_CACHE_BYTES = 64 << 20
+DEFAULT_SSD_MAX_BYTES = 16 << 30
+DEFAULT_MAX_COLORS = 16384
+POOL_FILE = "pm.pool"
+SSD_DIR = "ssd"
+# A checkpoint started by prepare blocks the replica; moving at most this much bounds the stall.
+_MAX_RELIEF_BYTES = 32 << 20
+_MIN_PAYLOAD = 8  # baseOffset, which commit rewrites
+_MAX_PAYLOAD = 1 << 31  # entry sizes are u32 in the pool
+
+# token -> (arena position, color, count, payload length)
+_Prepared = tuple[int, int, int, int]
+
+
+class PmEngine:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        pool_size_bytes: int = DEFAULT_POOL_BYTES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        ssd_high_water: float = 0.75,
+        ssd_max_bytes: int = DEFAULT_SSD_MAX_BYTES,
+        *,
+        ssd_dir: str | Path | None = None,
+        max_colors: int = DEFAULT_MAX_COLORS,
+    ) -> None:
+        """Open the store in data_dir, creating the pool on first use.
+
+        pool_size_bytes and max_colors only apply when the pool is created. The
+        SSD tier goes to ssd_dir (default data_dir/ssd); checkpoints start when
+        PM use passes ssd_high_water of the arena.
+        """
+        if not 0.0 < ssd_high_water <= 1.0:
+            raise ValueError("ssd_high_water must be in (0, 1]")
+        started = time.perf_counter()
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._pool = Pool(data_dir / POOL_FILE, pool_size_bytes, max_colors)
+        self._log = self._pool.log
+        self._root = self._pool.root
+        self._cap = self._pool.cap
+        self._buf = self._pool.buf
+        self._high_water = int(self._cap * ssd_high_water)
+        self._relief = min(self._cap // 8, _MAX_RELIEF_BYTES)
+        self._cache = EntryCache(cache_bytes)
+        self._colors: dict[int, ColorIndex] = {}
+        self._prepared: dict[int, _Prepared] = {}
+        self._checkpoints = 0
+        self._last_checkpoint_seconds = 0.0
+        self._trims = 0
+        try:
+            self._ssd = SegmentStore(Path(ssd_dir) if ssd_dir else data_dir / SSD_DIR, ssd_max_bytes)
+            self._rebuild()
+        except BaseException:
+            self._pool.close()
+            raise
+        self.open_seconds = time.perf_counter() - started
+
+    # -- open ---------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        """Rebuild the DRAM view from the arena between head and tail, then the segments."""
+        pool = self._pool
+        by_slot: dict[int, ColorIndex] = {}
+        for slot, color, log_start, tail in pool.colors():
+            by_slot[slot] = self._colors[color] = ColorIndex(slot, log_start, tail)
+        found: defaultdict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+        retired: list[tuple[int, int]] = []
+        committed, prepared = lib.PM_ST_COMMITTED, lib.PM_ST_PREPARED
+        for pos, h in pool.scan():
+            if h.state == committed:
+                if h.sn + h.count > by_slot[h.slot].log_start:
+                    found[h.color].append((h.sn, h.count, h.length, pos))
+            elif h.state == prepared:
+                # Two copies of a token: a relocation was cut short; the later copy is whole.
+                older = self._prepared.get(h.token)
+                if older is not None:
+                    retired.append((older[0], h.token))
+                self._prepared[h.token] = (pos, h.color, h.count, h.length)
+        for seg in self._ssd.load(pool.head):
+            log_start = self._colors[seg.color].log_start
+            live = [
+                (sn, count, length, ssd_loc(seg.id, i))
+                for i, (sn, count, length) in enumerate(zip(seg.sns, seg.counts, seg.lengths, strict=True))
+                if sn + count > log_start
+            ]
+            if live:
+                found[seg.color] += live
+                self._colors[seg.color].segments.add(seg.id)
+            else:  # trimmed away before a crash let the file be deleted
+                self._ssd.delete(seg.id)
+        for color, items in found.items():
+            items.sort()
+            self._colors[color].load_sorted(items)
+        for pos, token in retired:
+            check(lib.pm_abort(self._log, pos, token), "retire a duplicate prepared copy")
+
+    # -- StorageEngine ------------------------------------------------------
+
+    def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
+        if token in self._prepared:
+            return
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        length = len(payload)
+        if not _MIN_PAYLOAD <= length < _MAX_PAYLOAD:
+            raise ValueError(f"an entry is a RecordBatch of 8 bytes to 2 GiB, not {length}")
+        need = slot_bytes(length)
+        root = self._root
+        if root.tail - root.head + need > self._high_water:
+            self.checkpoint(max(0, self._high_water - need - self._relief))
+        pos = lib.pm_prepare(self._log, token, color, payload, length, count)
+        if pos == lib.PM_EFULL:
+            # Below the high-water mark PM can still be too fragmented at the ring's end.
+            self.checkpoint(max(0, self._cap - 2 * need - self._relief))
+            pos = lib.pm_prepare(self._log, token, color, payload, length, count)
+            if pos == lib.PM_EFULL:
+                raise StoreFull(self._full_message(length))
+        self._prepared[token] = (check(pos, "prepare"), color, count, length)
+
+    def commit(self, token: int, sn: int) -> StoredEntry:
+        item = self._prepared.pop(token, None)
+        if item is None:
+            raise UnknownToken(token)
+        pos, color, count, length = item
+        idx = self._colors.get(color)
+        slot = idx.slot if idx is not None else self._root.n_colors
+        rc = lib.pm_commit(self._log, pos, token, sn, slot)
+        if rc:
+            self._prepared[token] = item
+            check(rc, "commit")
+        if idx is None:
+            idx = self._colors[color] = ColorIndex(slot)
+        idx.add(sn, count, length, pos)
+        start = pos % self._cap + ENTRY_HDR
+        entry = StoredEntry(sn, count, self._buf[start : start + length])
+        self._cache.put(color, sn, entry)
+        return entry
+
+    def abort(self, token: int) -> None:
+        item = self._prepared.pop(token, None)
+        if item is not None:
+            check(lib.pm_abort(self._log, item[0], token), "abort")
+
+    def read(self, color: int, sn: int) -> StoredEntry | None:
+        idx = self._colors.get(color)
+        if idx is None or sn < idx.log_start:
+            return None
+        i = idx.find(sn)
+        return self._entry(color, idx, i) if i >= 0 else None
+
+    def read_range(self, color: int, from_sn: int, max_bytes: int) -> list[StoredEntry]:
+        idx = self._colors.get(color)
+        if idx is None:
+            return []
+        out: list[StoredEntry] = []
+        size = 0
+        lengths = idx.lengths
+        i = idx.first_from(max(from_sn, idx.log_start))
+        while i < len(idx):
+            size += lengths[i]
+            if out and size > max_bytes:
+                break
+            out.append(self._entry(color, idx, i))
+            i += 1
+        return out
+
+    def trim(self, color: int, sn: int) -> None:
+        log_start = sn + 1
+        idx = self._colors.get(color)
+        if idx is not None and log_start <= idx.log_start:
+            return
+        slot = idx.slot if idx is not None else self._root.n_colors
+        check(lib.pm_trim(self._log, slot, color, max(log_start, 0)), "trim")
+        if idx is None:
+            idx = self._colors[color] = ColorIndex(slot)
+            if log_start <= 0:
+                return
+        idx.log_start = log_start
+        idx.tail = max(idx.tail, log_start)
+        idx.drop_below(log_start)
+        # Files go after the pool says so: a crash in between leaves files the next open drops.
+        for seg_id in [s for s in idx.segments if self._ssd.segments[s].max_end <= log_start]:
+            idx.segments.discard(seg_id)
+            self._ssd.delete(seg_id)
+        self._trims += 1
+
+    def state(self, color: int) -> ColorState:
+        idx = self._colors.get(color)
+        if idx is None:
+            return ColorState(0, 0)
+        return ColorState(idx.log_start, idx.tail)
+
+    def recover(self) -> RecoveredState:
+        prepared = [PreparedEntry(t, c, n) for t, (_, c, n, _) in self._prepared.items()]
+        colors = {c: ColorState(idx.log_start, idx.tail) for c, idx in self._colors.items()}
+        return RecoveredState(prepared, colors)
+
+    def close(self) -> None:
+        if self._pool is None:
+            return
+        self._ssd.close()
+        self._cache.clear()
+        self._buf = None
+        self._pool.close()
+        self._pool = None  # type: ignore[assignment]
+
+    # -- tiering --------------------------------------------------------------
+
+    def checkpoint(self, target_used: int = 0) -> int:
+        """Move the oldest entries out of PM until it holds at most target_used bytes.
+
+        Committed entries go to SSD segments, prepared ones are copied to the
+        tail, trimmed and aborted ones are skipped. Stops early when the SSD
+        tier is full or a prepared entry finds no room. Returns bytes freed.
+        """
+        started = time.perf_counter()
+        pool = self._pool
+        head, tail = pool.head, pool.tail
+        goal = tail - head - target_used
+        batches: dict[int, list[tuple[int, int, int, int]]] = {}
+        ssd_room = self._ssd.max_bytes - self._ssd.used_bytes
+        pos = head
+        while pos < tail and pos - head < goal:
+            h = pool.header(pos)
+            if h.state == lib.PM_ST_PREPARED:
+                moved = lib.pm_relocate(self._log, pos)
+                if moved < 0:
+                    break
+                self._prepared[h.token] = (moved, h.color, h.count, h.length)
+            elif h.state == lib.PM_ST_COMMITTED and h.sn + h.count > self._log_start(h.color):
+                batch = batches.get(h.color)
+                cost = h.length + RECORD_OVERHEAD + (FILE_OVERHEAD if batch is None else 0)
+                if cost > ssd_room:
+                    break
+                ssd_room -= cost
+                batches.setdefault(h.color, []).append((h.sn, h.count, h.length, pos))
+            pos += h.size
+        if pos == head:
+            return 0
+        self._move_to_ssd(batches, pos)
+        self._checkpoints += 1
+        self._last_checkpoint_seconds = time.perf_counter() - started
+        return pool.head - head
+
+    def _log_start(self, color: int) -> int:
+        return self._colors[color].log_start
+
+    def _move_to_ssd(self, batches: dict[int, list[tuple[int, int, int, int]]], new_head: int) -> None:
+        """Write the segments, make them durable, then move the head: the commit point."""
+        pool = self._pool
+        written = []
+        try:
+            for color, items in batches.items():
+                records = [(sn, n, pool.payload_view(p, length)) for sn, n, length, p in items]
+                written.append((color, items, self._ssd.write(color, new_head, records)))
+            self._ssd.sync()
+            check(lib.pm_advance(self._log, new_head), "checkpoint")
+        except BaseException:
+            for _, _, seg in written:
+                self._ssd.delete(seg.id)
+            raise
+        for color, items, seg in written:
+            idx = self._colors[color]
+            idx.segments.add(seg.id)
+            for record, (sn, _, _, _) in enumerate(items):
+                idx.locs[idx.position(sn)] = ssd_loc(seg.id, record)
+
+    def _entry(self, color: int, idx: ColorIndex, i: int) -> StoredEntry:
+        sn = idx.sns[i]
+        entry = self._cache.get(color, sn)
+        if entry is None:
+            loc = idx.locs[i]
+            if loc >= 0:
+                start = loc % self._cap + ENTRY_HDR
+                payload = self._buf[start : start + idx.lengths[i]]
+            else:
+                payload = self._ssd.read(*split_ssd_loc(loc))
+            entry = StoredEntry(sn, idx.counts[i], payload)
+            self._cache.put(color, sn, entry)
+        return entry
+
+    def _full_message(self, length: int) -> str:
+        pool, ssd = self._pool, self._ssd
+        return (
+            f"store full: cannot take a {length}-byte entry; persistent memory holds "
+            f"{pool.used} of {self._cap} bytes ({len(self._prepared)} prepared entries), "
+            f"SSD tier {ssd.used_bytes} of {ssd.max_bytes} bytes. Trim the log, resolve "
+            f"prepared entries, or give the SSD tier more room (ssd_max_bytes)."
+        )
+
+    def stats(self) -> dict[str, float]:
+        used = self._pool.used
+        return {
+            "pm_used_bytes": used,
+            "pm_free_bytes": self._cap - used,
+            "cache_hits": self._cache.hits,
+            "cache_misses": self._cache.misses,
+            "ssd_bytes": self._ssd.used_bytes,
+            "checkpoints": self._checkpoints,
+            "last_checkpoint_seconds": self._last_checkpoint_seconds,
+            "trims": self._trims,
+        }

@@ -1,0 +1,114 @@
+"""A libpmemobj pool as seen from Python: open/close and reading the arena.
+
+Everything that changes the pool goes through one C helper in `_pmem.lib`
+(called directly by the engine to keep the hot path short); this module holds
+the cold paths around them: opening, reading entry headers and payloads,
+turning C status codes into exceptions.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from flexlog.core.storage import StoreFull
+from flexlog.pm._pmem import ffi, lib
+
+ENTRY_HDR: int = lib.PM_ENTRY_HDR
+# The first 48 bytes of struct pm_entry (timestamps are not needed in Python).
+_HEADER = struct.Struct("<QQQQIIII")
+MIN_POOL_BYTES = 8 << 20  # PMEMOBJ_MIN_POOL
+
+
+class PoolError(OSError):
+    """The pool cannot be opened or a C helper reported a broken invariant."""
+
+
+class EntryHeader(NamedTuple):
+    state: int
+    token: int
+    color: int
+    sn: int
+    count: int
+    length: int
+    size: int
+    slot: int
+
+
+def slot_bytes(length: int) -> int:
+    """Arena bytes one entry of `length` payload bytes takes (mirrors slot_size in C)."""
+    return ENTRY_HDR + ((length + 63) & ~63)
+
+
+def check(rc: int, what: str) -> int:
+    """Pass a non-negative C result through; raise for an error code."""
+    if rc >= 0:
+        return rc
+    if rc == lib.PM_EFULL:
+        raise StoreFull(f"{what}: persistent-memory arena full")
+    if rc == lib.PM_ECOLOR:
+        raise StoreFull(f"{what}: per-color metadata table full (raise max_colors)")
+    raise PoolError(f"{what}: pool invariant violated (status {rc})")
+
+
+class Pool:
+    """An open pool. `log` is the C handle the engine passes to the helpers."""
+
+    def __init__(self, path: Path, pool_size: int, max_colors: int) -> None:
+        if pool_size < MIN_POOL_BYTES:
+            raise ValueError(f"pool_size_bytes must be at least {MIN_POOL_BYTES}")
+        err = ffi.new("char[512]")
+        log = lib.pm_open(str(path).encode(), pool_size, max_colors, err, len(err))
+        if log == ffi.NULL:
+            raise PoolError(ffi.string(err).decode(errors="replace"))
+        self.log = log
+        self.root = log.root
+        self.cap: int = log.cap
+        # Slicing a cffi buffer copies into fresh bytes: nothing handed out points into PM.
+        self.buf = ffi.buffer(log.arena, self.cap)
+
+    @property
+    def head(self) -> int:
+        return self.root.head
+
+    @property
+    def tail(self) -> int:
+        return self.root.tail
+
+    @property
+    def used(self) -> int:
+        return self.root.tail - self.root.head
+
+    def header(self, pos: int) -> EntryHeader:
+        return EntryHeader._make(_HEADER.unpack_from(self.buf, pos % self.cap))
+
+    def payload(self, pos: int, length: int) -> bytes:
+        start = pos % self.cap + ENTRY_HDR
+        return self.buf[start : start + length]
+
+    def payload_view(self, pos: int, length: int) -> memoryview:
+        """A zero-copy view, valid only until the pool changes (checkpoint writes use it)."""
+        start = pos % self.cap + ENTRY_HDR
+        return memoryview(self.buf)[start : start + length]
+
+    def scan(self) -> Iterator[tuple[int, EntryHeader]]:
+        """Every slot between head and tail, with its logical position."""
+        pos, tail, cap, buf = self.root.head, self.root.tail, self.cap, self.buf
+        unpack = _HEADER.unpack_from
+        while pos < tail:
+            hdr = EntryHeader._make(unpack(buf, pos % cap))
+            yield pos, hdr
+            pos += hdr.size
+
+    def colors(self) -> Iterator[tuple[int, int, int, int]]:
+        """(slot, color, log_start, tail) of every claimed metadata slot."""
+        for slot in range(self.root.n_colors):
+            c = self.log.colors[slot]
+            yield slot, c.color, c.log_start, c.tail
+
+    def close(self) -> None:
+        self.buf = None  # type: ignore[assignment]
+        lib.pm_close(self.log)
+        self.log = ffi.NULL

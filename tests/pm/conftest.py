@@ -1,0 +1,35 @@
+"""Fixtures for the PM storage engine tests.
+
+libpmem reads PMEM_IS_PMEM_FORCE once per process, at the first pool it maps,
+so it is set here, before any test opens a pool; the msync path is exercised
+in child processes that run without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["PMEM_IS_PMEM_FORCE"] = "1"
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="flexlog-pm-test-", dir="/dev/shm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["shm", "disk"])
+def data_dir(request, tmp_path) -> Path:
+    """A replica directory on /dev/shm (emulated PM) or on a normal file system."""
+    if request.param == "disk":
+        return tmp_path / "replica"
+    return request.getfixturevalue("shm_dir") / "replica"

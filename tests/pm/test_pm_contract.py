@@ -1,0 +1,219 @@
+"""The same behavioural checks against MemoryEngine and PmEngine, so the two agree."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pm_helpers import batch
+
+from flexlog.core import record_batch
+from flexlog.core.memory_engine import MemoryEngine
+from flexlog.core.storage import StorageEngine, UnknownToken
+from flexlog.pm.engine import PmEngine
+
+SMALL_POOL = 8 << 20
+
+
+@pytest.fixture(params=["memory", "pm-shm", "pm-disk"])
+def engine(request, tmp_path) -> Iterator[StorageEngine]:
+    if request.param == "memory":
+        eng: StorageEngine = MemoryEngine()
+    elif request.param == "pm-shm":
+        eng = PmEngine(request.getfixturevalue("shm_dir"), pool_size_bytes=SMALL_POOL)
+    else:
+        eng = PmEngine(tmp_path, pool_size_bytes=SMALL_POOL)
+    yield eng
+    eng.close()
+
+
+def append(eng: StorageEngine, token: int, color: int, sn: int, records: int = 1) -> bytes:
+    payload = batch(token, records)
+    eng.prepare(token, color, payload, records)
+    eng.commit(token, sn)
+    return payload
+
+
+def test_commit_rewrites_base_offset_only(engine):
+    payload = batch(1, records=3)
+    engine.prepare(1, 5, payload, 3)
+    entry = engine.commit(1, 10)
+    assert (entry.sn, entry.count, entry.end) == (10, 3, 13)
+    assert struct.unpack(">q", entry.payload[:8]) == (10,)
+    assert entry.payload[8:] == payload[8:]
+    assert record_batch.validate(entry.payload).base_offset == 10
+    for sn in (10, 11, 12):
+        assert engine.read(5, sn) == entry
+    assert engine.read(5, 13) is None
+    assert engine.read(5, 9) is None
+    assert engine.state(5) == (0, 13)
+
+
+def test_prepared_entry_is_not_readable(engine):
+    engine.prepare(7, 1, batch(7), 1)
+    assert engine.read(1, 0) is None
+    assert engine.read_range(1, 0, 1 << 20) == []
+    assert engine.state(1) == (0, 0)
+    assert [p.token for p in engine.recover().prepared] == [7]
+
+
+def test_second_prepare_of_a_token_is_a_noop(engine):
+    first = batch(1)
+    engine.prepare(1, 1, first, 1)
+    engine.prepare(1, 1, batch(2, records=2), 2)
+    entry = engine.commit(1, 0)
+    assert entry.count == 1
+    assert entry.payload[8:] == first[8:]
+
+
+def test_commit_of_unknown_or_committed_token_raises(engine):
+    with pytest.raises(UnknownToken):
+        engine.commit(99, 0)
+    append(engine, 1, 1, 0)
+    with pytest.raises(UnknownToken):
+        engine.commit(1, 1)
+
+
+def test_abort_forgets_the_entry(engine):
+    engine.prepare(1, 1, batch(1), 1)
+    engine.abort(1)
+    engine.abort(1)
+    engine.abort(12345)
+    with pytest.raises(UnknownToken):
+        engine.commit(1, 0)
+    assert engine.recover().prepared == []
+
+
+def test_read_range_budget_and_first_entry_over_budget(engine):
+    payloads = [append(engine, t, 2, sn, records=2) for t, sn in ((1, 0), (2, 2), (3, 4))]
+    size = len(payloads[0])
+    assert [e.sn for e in engine.read_range(2, 0, 1)] == [0]
+    assert [e.sn for e in engine.read_range(2, 0, 2 * size)] == [0, 2]
+    assert [e.sn for e in engine.read_range(2, 3, 1 << 20)] == [2, 4]
+    assert [e.sn for e in engine.read_range(2, 5, 0)] == [4]
+    assert engine.read_range(2, 6, 1 << 20) == []
+    assert engine.read_range(3, 0, 1 << 20) == []
+
+
+def test_trim_keeps_a_straddling_entry(engine):
+    for t, sn, n in ((1, 0, 3), (2, 3, 2), (3, 5, 1)):
+        append(engine, t, 4, sn, records=n)
+    engine.trim(4, 3)
+    assert engine.state(4) == (4, 6)
+    assert engine.read(4, 3) is None
+    assert engine.read(4, 4).sn == 3
+    assert [e.sn for e in engine.read_range(4, 0, 1 << 20)] == [3, 5]
+    engine.trim(4, 1)
+    assert engine.state(4) == (4, 6)
+    engine.trim(4, 10)
+    assert engine.state(4) == (11, 11)
+    assert engine.read_range(4, 0, 1 << 20) == []
+
+
+def test_trim_of_an_unknown_color_sets_its_state(engine):
+    engine.trim(9, 4)
+    assert engine.state(9) == (5, 5)
+    assert engine.recover().colors[9] == (5, 5)
+
+
+def test_out_of_order_commits_read_in_sn_order(engine):
+    engine.prepare(1, 3, batch(1), 1)
+    engine.prepare(2, 3, batch(2), 1)
+    engine.commit(2, 1)
+    assert engine.read(3, 0) is None
+    engine.commit(1, 0)
+    assert [e.sn for e in engine.read_range(3, 0, 1 << 20)] == [0, 1]
+
+
+def test_colors_are_independent(engine):
+    append(engine, 1, 1, 0)
+    append(engine, 2, 2, 0)
+    engine.trim(1, 0)
+    assert engine.read(2, 0) is not None
+    assert engine.recover().colors == {1: (1, 1), 2: (0, 1)}
+
+
+def _random_ops(seed: int, steps: int) -> Iterator[tuple]:
+    rng = random.Random(seed)
+    tails: dict[int, int] = {}
+    pending: list[tuple[int, int, int]] = []
+    token = 0
+    for _ in range(steps):
+        roll = rng.random()
+        if roll < 0.45 or not pending:
+            token += 1
+            color, n = rng.randrange(3), rng.randint(1, 4)
+            pending.append((token, color, n))
+            yield ("prepare", token, color, batch(token, n, rng.randint(10, 3000)), n)
+        elif roll < 0.85:
+            tok, color, n = pending.pop(rng.randrange(len(pending)))
+            yield ("commit", tok, tails.get(color, 0))
+            tails[color] = tails.get(color, 0) + n
+        elif roll < 0.9:
+            tok, _, _ = pending.pop(rng.randrange(len(pending)))
+            yield ("abort", tok)
+        elif roll < 0.95:
+            color = rng.randrange(3)
+            yield ("trim", color, rng.randint(-1, tails.get(color, 0)))
+        else:
+            yield ("reopen",)
+
+
+def _observe(eng: StorageEngine, rng: random.Random) -> list:
+    seen: list = []
+    for color in range(3):
+        state = eng.state(color)
+        seen.append(state)
+        seen.append(eng.read_range(color, 0, rng.randint(0, 20000)))
+        for sn in rng.sample(range(state.tail + 2), min(5, state.tail + 2)):
+            seen.append(eng.read(color, sn))
+    rec = eng.recover()
+    seen.append((sorted(rec.prepared), rec.colors))
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pm_engine_matches_memory_engine_through_checkpoints_and_reopens(seed, shm_dir):
+    """Random workloads on a small pool, so entries cross to the SSD tier and back."""
+    make_pm: Callable[[], PmEngine] = lambda: PmEngine(  # noqa: E731
+        shm_dir, pool_size_bytes=SMALL_POOL, cache_bytes=16 << 10, ssd_high_water=0.3
+    )
+    memory, pm = MemoryEngine(), make_pm()
+    rng = random.Random(seed)
+    checkpoints = 0
+    try:
+        for op in _random_ops(seed, 3000):
+            if op[0] == "reopen":
+                checkpoints += pm.stats()["checkpoints"]
+                pm.close()
+                pm = make_pm()
+                continue
+            results = [getattr(eng, op[0])(*op[1:]) for eng in (memory, pm)]
+            assert results[0] == results[1], op
+            if rng.random() < 0.05:
+                state = rng.getstate()
+                expected = _observe(memory, rng)
+                rng.setstate(state)
+                assert _observe(pm, rng) == expected
+        assert checkpoints + pm.stats()["checkpoints"] > 0
+    finally:
+        pm.close()
+
+
+def test_pm_engine_reopens_where_it_left_off(shm_dir: Path):
+    eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
+    payload = append(eng, 1, 1, 0, records=2)
+    eng.prepare(2, 1, batch(2), 1)
+    eng.trim(5, 7)
+    eng.close()
+    eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
+    try:
+        assert eng.read(1, 1).payload[8:] == payload[8:]
+        assert eng.recover().prepared == [(2, 1, 1)]
+        assert eng.recover().colors == {1: (0, 2), 5: (8, 8)}
+        assert eng.commit(2, 2).sn == 2
+    finally:
+        eng.close()
