@@ -60,3 +60,45 @@ class ByteQueue:
             if data is None:
                 return
             yield data
+
+
+class Window(Generic[T]):
+    """Adaptive batching: at most `limit` batches in flight, the rest accumulate.
+
+    At low load every item leaves on the next loop iteration; under load the
+    items that arrive while the window is full leave together once a batch
+    completes, so message counts stay low exactly when throughput matters.
+    The owner calls done() once per completed batch.
+    """
+
+    def __init__(self, send: Callable[[list[T]], None], limit: int = 2) -> None:
+        self._send = send
+        self._limit = limit
+        self._items: list[T] = []
+        self._scheduled = False
+        self.in_flight = 0
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        self._schedule()
+
+    def done(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        self._schedule()
+
+    def reset(self) -> None:
+        self.in_flight = 0
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._items and not self._scheduled and self.in_flight < self._limit:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if not self._items or self.in_flight >= self._limit:
+            return
+        items, self._items = self._items, []
+        self.in_flight += 1
+        self._send(items)

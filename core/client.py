@@ -12,14 +12,15 @@ import asyncio
 import itertools
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import grpc
 
 from flexlog.core import record_batch, registry, rpc
-from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.batching import Batcher, ByteQueue, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import (
     ColorExists,
@@ -56,6 +57,7 @@ class RangeResult(NamedTuple):
 class _PendingAppend:
     future: asyncio.Future[int]
     remaining: int
+    batch: list[int]  # shared by the appends of one window batch: how many are unresolved
     sn: int = -1
 
 
@@ -97,7 +99,7 @@ class _ReplicaLink:
     async def _read_acks(self, call: grpc.aio.StreamStreamCall, queue: ByteQueue) -> None:
         try:
             async for reply in call:
-                self._writer.on_acks(reply.acks)
+                self._writer.on_acks(reply)
         except grpc.aio.AioRpcError as exc:
             log.debug("append stream to %s ended: %s", self.address, exc.code().name)
         finally:
@@ -147,54 +149,87 @@ class _ReplicaLink:
             await self._channel.close()
 
 
-@dataclass
 class _ShardWriter:
     """Pending appends of one shard and the links to its replicas."""
 
-    shard: int
-    links: list[_ReplicaLink] = field(default_factory=list)
-    pending: dict[int, _PendingAppend] = field(default_factory=dict)
-    batcher: Batcher[pb.AppendOp] | None = None
+    def __init__(self, shard: int, addresses: list[str], timeout_s: float) -> None:
+        self.shard = shard
+        self.links = [_ReplicaLink(a, self) for a in addresses]
+        self.pending: dict[int, _PendingAppend] = {}
+        self.window: Window[tuple[pb.AppendOp, _PendingAppend]] = Window(self._flush)
+        self._timeout_s = timeout_s
+        # (deadline, token) in submission order, which is deadline order: one timer for all.
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def flush(self, ops: list[pb.AppendOp]) -> None:
+    def submit(self, op: pb.AppendOp, future: asyncio.Future[int]) -> None:
+        p = _PendingAppend(future, len(self.links), [])
+        self.pending[op.token] = p
+        self.window.put((op, p))
+        loop = asyncio.get_running_loop()
+        self._deadlines.append((loop.time() + self._timeout_s, op.token))
+        if self._timer is None:
+            self._timer = loop.call_later(self._timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][1] not in self.pending):
+            _, token = deadlines.popleft()
+            if token in self.pending:
+                self.resolve(token, Timeout(f"append to shard {self.shard} timed out after "
+                                            f"{self._timeout_s:.1f}s"))
+        self._timer = loop.call_at(deadlines[0][0], self._expire) if deadlines else None
+
+    def _flush(self, items: list[tuple[pb.AppendOp, _PendingAppend]]) -> None:
+        batch = [len(items)]
+        for _, p in items:
+            p.batch = batch
         start = 0
         size = 0
-        for i, op in enumerate(ops):
+        for i, (op, _) in enumerate(items):
             size += len(op.payload)
             if size > MESSAGE_BYTES and i > start:
-                self._send(ops[start:i])
+                self._send([op for op, _ in items[start:i]])
                 start, size = i, len(op.payload)
-        self._send(ops[start:])
+        self._send([op for op, _ in items[start:]])
 
     def _send(self, ops: list[pb.AppendOp]) -> None:
         data = pb.AppendRequest(ops=ops).SerializeToString()
         for link in self.links:
             link.send_appends(data)
 
-    def on_acks(self, acks: Sequence[pb.AppendAck]) -> None:
-        for ack in acks:
-            p = self.pending.get(ack.token)
-            if p is None:
-                continue
-            if ack.error:
-                del self.pending[ack.token]
-                if not p.future.done():
-                    p.future.set_exception(from_code(ack.error, ack.message))
-                continue
-            p.remaining -= 1
-            p.sn = ack.sn
-            if p.remaining == 0:
-                del self.pending[ack.token]
-                if not p.future.done():
-                    p.future.set_result(ack.sn)
+    def resolve(self, token: int, result: int | FlexLogError) -> None:
+        p = self.pending.pop(token, None)
+        if p is None:
+            return
+        if not p.future.done():
+            if isinstance(result, FlexLogError):
+                p.future.set_exception(result)
+            else:
+                p.future.set_result(result)
+        if p.batch:
+            p.batch[0] -= 1
+            if p.batch[0] == 0:
+                self.window.done()
+
+    def on_acks(self, reply: pb.AppendReply) -> None:
+        pending = self.pending
+        for token, sn in zip(reply.tokens, reply.sns, strict=True):
+            p = pending.get(token)
+            if p is not None:
+                p.remaining -= 1
+                if p.remaining == 0:
+                    self.resolve(token, sn)
+        for e in reply.errors:
+            self.resolve(e.token, from_code(e.error, e.message))
 
     def on_link_lost(self, link: _ReplicaLink) -> None:
-        pending, self.pending = self.pending, {}
-        for p in pending.values():
-            if not p.future.done():
-                p.future.set_exception(
-                    Unavailable(f"lost the stream to replica {link.address} of shard {self.shard}")
-                )
+        error = Unavailable(f"lost the stream to replica {link.address} of shard {self.shard}")
+        for token in list(self.pending):
+            self.resolve(token, error)
+        self.window.reset()
 
 
 class FlexLogClient:
@@ -208,7 +243,9 @@ class FlexLogClient:
         self._seq = itertools.count(random.getrandbits(16))
         self._writers: dict[int, _ShardWriter] = {}
         self._read_pick = self.client_id
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._room = asyncio.Event()
         self.registry = Registry(config)
         self._registry_lock = asyncio.Lock()
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -231,10 +268,8 @@ class FlexLogClient:
     def _writer(self, shard: int) -> _ShardWriter:
         writer = self._writers.get(shard)
         if writer is None:
-            writer = _ShardWriter(shard)
-            writer.links = [_ReplicaLink(r.address, writer) for r in self.config.shard(shard).replicas]
-            writer.batcher = Batcher(writer.flush)
-            self._writers[shard] = writer
+            addresses = [r.address for r in self.config.shard(shard).replicas]
+            writer = self._writers[shard] = _ShardWriter(shard, addresses, self.timeout_s)
         return writer
 
     # ---- colors ------------------------------------------------------------
@@ -298,33 +333,38 @@ class FlexLogClient:
 
     async def append(self, records: Sequence[Record | bytes], color: ColorRef) -> int:
         """Append records as one entry; returns the SN of the first record."""
-        return await self.append_batch(record_batch.build(records), color, validated=True)
+        info = color if isinstance(color, ColorInfo) else await self.color(color)
+        return await self._submit(record_batch.build(records), info)
 
     async def append_batch(self, batch: bytes, color: ColorRef, *, validated: bool = False) -> int:
         """Append one prebuilt RecordBatch v2 as one entry; returns its first SN."""
-        info = await self.color(color)
+        info = color if isinstance(color, ColorInfo) else await self.color(color)
+        if not validated:
+            try:
+                record_batch.validate(batch)
+            except record_batch.CorruptBatch as exc:
+                raise InvalidEntry(str(exc)) from None
+        return await self._submit(batch, info)
+
+    async def _submit(self, batch: bytes, info: ColorInfo) -> int:
         if len(batch) > self.config.max_entry_bytes:
             raise TooLarge(f"entry of {len(batch)} bytes exceeds max_entry_bytes "
                            f"{self.config.max_entry_bytes}")
-        try:
-            header = record_batch.validate(batch) if not validated else record_batch.parse_header(batch)
-        except record_batch.CorruptBatch as exc:
-            raise InvalidEntry(str(exc)) from None
+        while self._in_flight >= self._max_in_flight:
+            self._room.clear()
+            await self._room.wait()
         token = self._next_token()
         shard = info.shards[0] if info.contiguous else info.shards[(token >> 2) % len(info.shards)]
-        writer = self._writer(shard)
-        async with self._in_flight:
-            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            writer.pending[token] = _PendingAppend(fut, len(writer.links))
-            assert writer.batcher is not None
-            writer.batcher.put(pb.AppendOp(token=token, color=info.id, owner=info.owner,
-                                           count=header.records_count, payload=batch))
-            try:
-                return await asyncio.wait_for(fut, self.timeout_s)
-            except TimeoutError:
-                writer.pending.pop(token, None)
-                raise Timeout(f"append to color {info.name!r} timed out after "
-                              f"{self.timeout_s:.1f}s") from None
+        writer = self._writers.get(shard) or self._writer(shard)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        writer.submit(pb.AppendOp(token=token, color=info.id, owner=info.owner,
+                                  count=record_batch.records_count(batch), payload=batch), fut)
+        self._in_flight += 1
+        try:
+            return await fut
+        finally:
+            self._in_flight -= 1
+            self._room.set()
 
     # ---- reads -------------------------------------------------------------
 

@@ -37,6 +37,8 @@ class OrderingNode:
         self.counters: dict[int, int] = {}
         self._pending: dict[tuple[int, int], list[tuple[int, Reply]]] = {}
         self._in_flight: dict[int, list[tuple[int, Reply]]] = {}
+        self._batch_of: dict[int, list[int]] = {}  # forward id -> unresolved count of its batch
+        self.outstanding = 0  # forward batches sent up and not fully granted
         self._next_forward_id = 0
         self.ordered_requests = 0
         self.ordered_records = 0
@@ -69,15 +71,24 @@ class OrderingNode:
         self.ordered_records += count
         return sn
 
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
     def take_forwards(self) -> list[ForwardRequest]:
-        """One aggregated request per (color, owner) for everything pending."""
+        """One aggregated request per (color, owner) for everything pending: one batch."""
+        if not self._pending:
+            return []
         out = []
+        batch = [len(self._pending)]
         for (color, owner), waiters in self._pending.items():
             fid = self._next_forward_id
             self._next_forward_id += 1
             self._in_flight[fid] = waiters
+            self._batch_of[fid] = batch
             out.append(ForwardRequest(fid, color, owner, sum(c for c, _ in waiters)))
         self._pending = {}
+        self.outstanding += 1
         return out
 
     def on_grant(self, forward_id: int, result: int | FlexLogError) -> None:
@@ -85,6 +96,10 @@ class OrderingNode:
         waiters = self._in_flight.pop(forward_id, None)
         if waiters is None:
             return
+        batch = self._batch_of.pop(forward_id)
+        batch[0] -= 1
+        if batch[0] == 0:
+            self.outstanding -= 1
         if isinstance(result, FlexLogError):
             for _, reply in waiters:
                 reply(result)
@@ -97,6 +112,8 @@ class OrderingNode:
     def fail_in_flight(self, error: FlexLogError) -> None:
         """The parent link broke: every forwarded request fails (clients retry)."""
         in_flight, self._in_flight = self._in_flight, {}
+        self._batch_of.clear()
+        self.outstanding = 0
         for waiters in in_flight.values():
             for _, reply in waiters:
                 reply(error)

@@ -91,6 +91,14 @@ def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHead
     return BatchHeader._make(HEADER.unpack_from(buf, pos))
 
 
+_COUNT = struct.Struct(">i")
+
+
+def records_count(buf: bytes) -> int:
+    """recordsCount of a batch whose header was already validated."""
+    return _COUNT.unpack_from(buf, 57)[0]
+
+
 def validate(buf: bytes | bytearray | memoryview) -> BatchHeader:
     """Check that buf is exactly one well-formed batch with a correct CRC-32C."""
     header = parse_header(buf)
@@ -170,6 +178,35 @@ def _write_bytes(out: bytearray, data: bytes | None) -> None:
         out += data
 
 
+def _varint_table(limit: int) -> list[bytes]:
+    table = []
+    for n in range(limit):
+        out = bytearray()
+        _write_varint(out, n)
+        table.append(bytes(out))
+    return table
+
+
+_SMALL_VARINTS = _varint_table(1 << 14)  # zigzag varints of 0..16383: record fields are mostly small
+
+
+def _varint(n: int) -> bytes:
+    if 0 <= n < len(_SMALL_VARINTS):
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    _write_varint(out, n)
+    return bytes(out)
+
+
+_NULL = _varint(-1)
+# attributes 0, timestampDelta 0, offsetDelta d, null key.
+_PLAIN_PREFIX = [b"\x00\x00" + _varint(d) + _NULL for d in range(128)]
+
+
+def _nullable(data: bytes | None) -> bytes:
+    return _NULL if data is None else _varint(len(data)) + data
+
+
 def build(
     records: Sequence[Record | bytes],
     base_offset: int = 0,
@@ -182,26 +219,31 @@ def build(
     items = [r if isinstance(r, Record) else Record(value=r) for r in records]
     stamps = [now if r.timestamp_ms is None else r.timestamp_ms for r in items]
     base_ts = min(stamps)
-    body = bytearray()
+    parts = []
     for delta, (rec, ts) in enumerate(zip(items, stamps, strict=True)):
-        inner = bytearray(b"\x00")  # attributes, unused in v2
-        _write_varint(inner, ts - base_ts)
-        _write_varint(inner, delta)
-        _write_bytes(inner, rec.key)
-        _write_bytes(inner, rec.value)
-        _write_varint(inner, len(rec.headers))
+        if rec.key is None and not rec.headers and rec.value is not None and ts == base_ts:
+            # The common native record: no key, no headers, the batch's timestamp.
+            body = b"".join((_PLAIN_PREFIX[delta] if delta < 128 else b"\x00\x00" + _varint(delta) + _NULL,
+                             _varint(len(rec.value)), rec.value, b"\x00"))
+            parts.append(_varint(len(body)))
+            parts.append(body)
+            continue
+        inner = [b"\x00", _varint(ts - base_ts), _varint(delta), _nullable(rec.key), _nullable(rec.value),
+                 _varint(len(rec.headers))]
         for name, hval in rec.headers:
-            _write_bytes(inner, name.encode())
-            _write_bytes(inner, hval)
-        _write_varint(body, len(inner))
-        body += inner
+            inner.append(_nullable(name.encode()))
+            inner.append(_nullable(hval))
+        body = b"".join(inner)
+        parts.append(_varint(len(body)))
+        parts.append(body)
     count = len(items)
-    after_crc = struct.pack(
-        ">hiqqqhii", 0, count - 1, base_ts, max(stamps), -1, -1, -1, count
-    ) + bytes(body)
-    crc = crc32c.crc32c(after_crc)
-    batch_length = HEADER_SIZE - LENGTH_PREFIX + len(body)
-    return struct.pack(">qiibI", base_offset, batch_length, 0, MAGIC, crc) + after_crc
+    after_crc = _AFTER_CRC.pack(0, count - 1, base_ts, max(stamps), -1, -1, -1, count) + b"".join(parts)
+    batch_length = len(after_crc) + HEADER_SIZE - LENGTH_PREFIX - (HEADER_SIZE - CRC_START)
+    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+
+
+_AFTER_CRC = struct.Struct(">hiqqqhii")
+_BEFORE_CRC = struct.Struct(">qiibI")
 
 
 def _decompress(codec: int, data: bytes) -> bytes:

@@ -15,11 +15,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 
 from flexlog.core import record_batch, rpc
-from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.batching import Batcher, ByteQueue, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -70,6 +71,48 @@ class _ColorView:
         self.waiters = keep
 
 
+class _Grant(NamedTuple):
+    token: int
+    color: int
+    sn: int
+    count: int
+    error: int = 0
+    message: str = ""
+
+
+class _AckSink:
+    """Acks owed to one client stream, sent as one columnar AppendReply per loop iteration."""
+
+    __slots__ = ("_errors", "_queue", "_scheduled", "_sns", "_tokens")
+
+    def __init__(self, queue: ByteQueue) -> None:
+        self._queue = queue
+        self._tokens: list[int] = []
+        self._sns: list[int] = []
+        self._errors: list[pb.AppendError] = []
+        self._scheduled = False
+
+    def ack(self, token: int, sn: int) -> None:
+        self._tokens.append(token)
+        self._sns.append(sn)
+        self._schedule()
+
+    def reject(self, token: int, code: Code, message: str) -> None:
+        self._errors.append(pb.AppendError(token=token, error=code, message=message))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        reply = pb.AppendReply(tokens=self._tokens, sns=self._sns, errors=self._errors)
+        self._tokens, self._sns, self._errors = [], [], []
+        self._queue.put(reply.SerializeToString())
+
+
 def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
     if config.storage == "memory":
         from flexlog.core.memory_engine import MemoryEngine
@@ -92,12 +135,13 @@ class ReplicaServer:
         self.size = len(self.shard.replicas)
         self.engine = engine
         self.colors: dict[int, _ColorView] = {}
-        self._origin: dict[int, Batcher[pb.AppendAck]] = {}
+        self._origin: dict[int, _AckSink] = {}
         self._prepared_at: dict[int, float] = {}
-        self._early: dict[int, tuple[pb.Grant, float]] = {}
+        self._early: dict[int, tuple[_Grant, float]] = {}
         self._repairing: set[int] = set()
         self._leaf_queue: ByteQueue | None = None
-        self._orders: Batcher[pb.OrderReq] = Batcher(self._send_orders)
+        self._orders: Window[tuple[int, int, int, int]] = Window(self._send_orders)
+        self._order_batch: dict[int, list[int]] = {}  # token -> unresolved count of its order batch
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self.stats = {"prepared": 0, "committed": 0, "reads": 0, "trims": 0, "repairs": 0}
@@ -152,9 +196,7 @@ class ReplicaServer:
     async def _append(self, requests: AsyncIterator[pb.AppendRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         queue = ByteQueue()
-        acks: Batcher[pb.AppendAck] = Batcher(
-            lambda items: queue.put(pb.AppendReply(acks=items).SerializeToString())
-        )
+        acks = _AckSink(queue)
         reader = asyncio.create_task(self._read_appends(requests, acks, queue))
         try:
             async for data in queue.drain():
@@ -163,7 +205,7 @@ class ReplicaServer:
             reader.cancel()
 
     async def _read_appends(self, requests: AsyncIterator[pb.AppendRequest],
-                            acks: Batcher[pb.AppendAck], queue: ByteQueue) -> None:
+                            acks: _AckSink, queue: ByteQueue) -> None:
         try:
             async for msg in requests:
                 for op in msg.ops:
@@ -173,30 +215,27 @@ class ReplicaServer:
         finally:
             queue.close()
 
-    def _reject(self, acks: Batcher[pb.AppendAck], token: int, code: Code, message: str) -> None:
-        acks.put(pb.AppendAck(token=token, error=code, message=message))
-
-    def _prepare(self, op: pb.AppendOp, acks: Batcher[pb.AppendAck]) -> None:
+    def _prepare(self, op: pb.AppendOp, acks: _AckSink) -> None:
         token = op.token
         payload = op.payload
         if len(payload) > self.config.max_entry_bytes:
-            self._reject(acks, token, Code.TOO_LARGE,
+            acks.reject(token, Code.TOO_LARGE,
                          f"entry of {len(payload)} bytes exceeds max_entry_bytes "
                          f"{self.config.max_entry_bytes}")
             return
         try:
             header = record_batch.validate(payload)
         except record_batch.CorruptBatch as exc:
-            self._reject(acks, token, Code.INVALID_ENTRY, str(exc))
+            acks.reject(token, Code.INVALID_ENTRY, str(exc))
             return
         if header.records_count != op.count or op.count == 0:
-            self._reject(acks, token, Code.INVALID_ENTRY,
+            acks.reject(token, Code.INVALID_ENTRY,
                          f"count {op.count} does not match the batch's {header.records_count}")
             return
         try:
             self.engine.prepare(token, op.color, payload, op.count)
         except StoreFull as exc:
-            self._reject(acks, token, Code.STORE_FULL, str(exc))
+            acks.reject(token, Code.STORE_FULL, str(exc))
             return
         self.stats["prepared"] += 1
         self._origin[token] = acks
@@ -205,25 +244,37 @@ class ReplicaServer:
         if early is not None:
             self._apply_grant(early[0])
         elif token % self.size == self.me.index:
-            self._orders.put(pb.OrderReq(token=token, color=op.color, owner=op.owner, count=op.count))
+            self._orders.put((token, op.color, op.owner, op.count))
 
-    def _send_orders(self, reqs: list[pb.OrderReq]) -> None:
+    def _send_orders(self, reqs: list[tuple[int, int, int, int]]) -> None:
+        batch = [len(reqs)]
+        tokens, colors, owners, counts = zip(*reqs, strict=True)
+        for token in tokens:
+            self._order_batch[token] = batch
         queue = self._leaf_queue
         if queue is None:
-            for r in reqs:
-                self._fail(r.token, Code.UNAVAILABLE, "replica is not attached to its leaf sequencer")
+            for token in tokens:
+                self._fail(token, Code.UNAVAILABLE, "replica is not attached to its leaf sequencer")
             return
-        queue.put(pb.ReplicaToSequencer(shard=self.me.shard, replica=self.me.index,
-                                        reqs=reqs).SerializeToString())
+        queue.put(pb.ReplicaToSequencer(shard=self.me.shard, replica=self.me.index, tokens=tokens,
+                                        colors=colors, owners=owners, counts=counts).SerializeToString())
+
+    def _order_resolved(self, token: int) -> None:
+        batch = self._order_batch.pop(token, None)
+        if batch is not None:
+            batch[0] -= 1
+            if batch[0] == 0:
+                self._orders.done()
 
     def _fail(self, token: int, code: Code, message: str) -> None:
+        self._order_resolved(token)
         acks = self._origin.pop(token, None)
         self._prepared_at.pop(token, None)
         self.engine.abort(token)
         if acks is not None:
-            self._reject(acks, token, code, message)
+            acks.reject(token, code, message)
 
-    def _apply_grant(self, g: pb.Grant) -> None:
+    def _apply_grant(self, g: _Grant) -> None:
         if g.error:
             self._fail(g.token, Code(g.error), g.message)
             return
@@ -234,13 +285,14 @@ class ReplicaServer:
             self._early[g.token] = (g, time.monotonic())
             return
         self.stats["committed"] += 1
+        self._order_resolved(g.token)
         self._prepared_at.pop(g.token, None)
         view = self.view(g.color)
         if view.committed(entry.sn, entry.end):
             view.wake()
         acks = self._origin.pop(g.token, None)
         if acks is not None:
-            acks.put(pb.AppendAck(token=g.token, sn=g.sn))
+            acks.ack(g.token, g.sn)
 
     async def _leaf_link(self) -> None:
         """One stream to the leaf sequencer: order requests up, grants down."""
@@ -260,13 +312,17 @@ class ReplicaServer:
                     log.info("replica %s attached to leaf %d at %s", self.me.name,
                              self.shard.leaf, address)
                     async for msg in call:
-                        for g in msg.grants:
-                            self._apply_grant(g)
+                        for row in zip(msg.tokens, msg.colors, msg.sns, msg.counts, strict=True):
+                            self._apply_grant(_Grant(*row))
+                        for e in msg.errors:
+                            self._apply_grant(_Grant(e.token, e.color, 0, 0, e.error, e.message))
             except grpc.aio.AioRpcError as exc:
                 log.warning("link to leaf %d broke: %s", self.shard.leaf, exc.code().name)
             finally:
                 self._leaf_queue = None
                 queue.close()
+                self._order_batch.clear()
+                self._orders.reset()
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     # ---- repair: grants whose prepare never came, prepares that were never ordered
@@ -285,7 +341,7 @@ class ReplicaServer:
                             PREPARED_TTL_S)
                 self._fail(token, Code.TIMEOUT, "entry was never ordered")
 
-    async def _repair(self, grant: pb.Grant) -> None:
+    async def _repair(self, grant: _Grant) -> None:
         """Copy an ordered entry this replica never received from a peer that has it."""
         try:
             for peer in self.shard.replicas:

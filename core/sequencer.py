@@ -25,17 +25,47 @@ from flexlog.core.proto import flexlog_pb2 as pb
 log = logging.getLogger("flexlog.sequencer")
 
 RECONNECT_DELAY_S = 0.2
+FORWARD_WINDOW = 2  # forward batches a node keeps in flight to its parent
 
 
 class _ShardFanout:
-    """The replicas of one shard attached to this leaf, and their pending grants."""
+    """The replicas of one shard attached to this leaf, and their pending grants.
+
+    Grants go out as columns, serialized once per loop iteration and written
+    to every attached replica of the shard.
+    """
 
     def __init__(self) -> None:
         self.queues: set[ByteQueue] = set()
-        self.batcher: Batcher[pb.Grant] = Batcher(self._flush)
+        self._rows: list[tuple[int, int, int, int]] = []
+        self._errors: list[pb.GrantError] = []
+        self._scheduled = False
 
-    def _flush(self, grants: list[pb.Grant]) -> None:
-        data = pb.SequencerToReplica(grants=grants).SerializeToString()
+    def grant(self, token: int, color: int, sn: int, count: int) -> None:
+        self._rows.append((token, color, sn, count))
+        self._schedule()
+
+    def reject(self, token: int, color: int, error: FlexLogError) -> None:
+        self._errors.append(pb.GrantError(token=token, color=color, error=error.code,
+                                          message=str(error)))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        msg = pb.SequencerToReplica(errors=self._errors)
+        if self._rows:
+            tokens, colors, sns, counts = zip(*self._rows, strict=True)
+            msg.tokens.extend(tokens)
+            msg.colors.extend(colors)
+            msg.sns.extend(sns)
+            msg.counts.extend(counts)
+        self._rows, self._errors = [], []
+        data = msg.SerializeToString()
         for queue in self.queues:
             queue.put(data)
 
@@ -131,7 +161,8 @@ class SequencerServer:
             self._schedule_flush(node_id)
 
     def _schedule_flush(self, node_id: int) -> None:
-        if node_id in self._flush_scheduled:
+        node = self.nodes[node_id]
+        if node_id in self._flush_scheduled or node.outstanding >= FORWARD_WINDOW:
             return
         self._flush_scheduled.add(node_id)
         loop = asyncio.get_running_loop()
@@ -149,7 +180,7 @@ class SequencerServer:
         if parent in self.nodes:
             for f in forwards:
                 self._submit(parent, f.color, f.owner, f.count,
-                             lambda r, fid=f.id: node.on_grant(fid, r))
+                             lambda r, fid=f.id: self._granted(node_id, fid, r))
             return
         batcher = self._parent_out.get(node_id)
         if batcher is None:
@@ -158,6 +189,12 @@ class SequencerServer:
             return
         for f in forwards:
             batcher.put(pb.ForwardReq(id=f.id, color=f.color, owner=f.owner, count=f.count))
+
+    def _granted(self, node_id: int, forward_id: int, result: int | FlexLogError) -> None:
+        node = self.nodes[node_id]
+        node.on_grant(forward_id, result)
+        if node.has_pending:
+            self._schedule_flush(node_id)
 
     # ---- replica streams -------------------------------------------------------
 
@@ -190,9 +227,9 @@ class SequencerServer:
                     log.info("replica %d of shard %d attached to node %d", msg.replica,
                              msg.shard, leaf)
                     self._shard_reported(leaf, msg.shard, msg.tails)
-                for req in msg.reqs:
-                    self._submit(leaf, req.color, req.owner, req.count,
-                                 self._grant_reply(fan, req.token, req.color, req.count))
+                for token, color, owner, count in zip(msg.tokens, msg.colors, msg.owners, msg.counts,
+                                                      strict=True):
+                    self._submit(leaf, color, owner, count, self._grant_reply(fan, token, color, count))
         finally:
             queue.close()
 
@@ -201,10 +238,9 @@ class SequencerServer:
                      count: int) -> Callable[[int | FlexLogError], None]:
         def reply(result: int | FlexLogError) -> None:
             if isinstance(result, FlexLogError):
-                fan.batcher.put(pb.Grant(token=token, color=color, count=count,
-                                         error=result.code, message=str(result)))
+                fan.reject(token, color, result)
             else:
-                fan.batcher.put(pb.Grant(token=token, color=color, sn=result, count=count))
+                fan.grant(token, color, result, count)
         return reply
 
     # ---- child streams ---------------------------------------------------------
@@ -275,10 +311,8 @@ class SequencerServer:
                     log.info("node %d linked to parent %d at %s", node_id, parent, address)
                     async for msg in call:
                         for g in msg.grants:
-                            if g.error:
-                                node.on_grant(g.id, from_code(g.error, g.message))
-                            else:
-                                node.on_grant(g.id, g.sn)
+                            self._granted(node_id, g.id,
+                                          from_code(g.error, g.message) if g.error else g.sn)
             except grpc.aio.AioRpcError as exc:
                 log.warning("link from node %d to parent %d broke: %s", node_id, parent,
                             exc.code().name)

@@ -1,16 +1,14 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AppendOp(_message.Message):
-    __slots__ = ("color", "count", "owner", "payload", "token")
+    __slots__ = ("token", "color", "owner", "count", "payload")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     COLOR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -21,34 +19,36 @@ class AppendOp(_message.Message):
     owner: int
     count: int
     payload: bytes
-    def __init__(self, token: int | None = ..., color: int | None = ..., owner: int | None = ..., count: int | None = ..., payload: bytes | None = ...) -> None: ...
+    def __init__(self, token: _Optional[int] = ..., color: _Optional[int] = ..., owner: _Optional[int] = ..., count: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
     __slots__ = ("ops",)
     OPS_FIELD_NUMBER: _ClassVar[int]
     ops: _containers.RepeatedCompositeFieldContainer[AppendOp]
-    def __init__(self, ops: _Iterable[AppendOp | _Mapping] | None = ...) -> None: ...
+    def __init__(self, ops: _Optional[_Iterable[_Union[AppendOp, _Mapping]]] = ...) -> None: ...
 
-class AppendAck(_message.Message):
-    __slots__ = ("error", "message", "sn", "token")
+class AppendError(_message.Message):
+    __slots__ = ("token", "error", "message")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
-    SN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     token: int
-    sn: int
     error: int
     message: str
-    def __init__(self, token: int | None = ..., sn: int | None = ..., error: int | None = ..., message: str | None = ...) -> None: ...
+    def __init__(self, token: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AppendReply(_message.Message):
-    __slots__ = ("acks",)
-    ACKS_FIELD_NUMBER: _ClassVar[int]
-    acks: _containers.RepeatedCompositeFieldContainer[AppendAck]
-    def __init__(self, acks: _Iterable[AppendAck | _Mapping] | None = ...) -> None: ...
+    __slots__ = ("tokens", "sns", "errors")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SNS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    sns: _containers.RepeatedScalarFieldContainer[int]
+    errors: _containers.RepeatedCompositeFieldContainer[AppendError]
+    def __init__(self, tokens: _Optional[_Iterable[int]] = ..., sns: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[AppendError, _Mapping]]] = ...) -> None: ...
 
 class QueryOp(_message.Message):
-    __slots__ = ("color", "contiguous", "id", "kind", "max_bytes", "sn", "wait_ms")
+    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         READ: _ClassVar[QueryOp.Kind]
@@ -73,16 +73,16 @@ class QueryOp(_message.Message):
     max_bytes: int
     wait_ms: int
     contiguous: bool
-    def __init__(self, id: int | None = ..., kind: QueryOp.Kind | str | None = ..., color: int | None = ..., sn: int | None = ..., max_bytes: int | None = ..., wait_ms: int | None = ..., contiguous: bool | None = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("ops",)
     OPS_FIELD_NUMBER: _ClassVar[int]
     ops: _containers.RepeatedCompositeFieldContainer[QueryOp]
-    def __init__(self, ops: _Iterable[QueryOp | _Mapping] | None = ...) -> None: ...
+    def __init__(self, ops: _Optional[_Iterable[_Union[QueryOp, _Mapping]]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("counts", "error", "id", "log_start", "message", "payloads", "sns", "tail")
+    __slots__ = ("id", "error", "message", "sns", "counts", "payloads", "log_start", "tail")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -99,13 +99,13 @@ class QueryResult(_message.Message):
     payloads: _containers.RepeatedScalarFieldContainer[bytes]
     log_start: int
     tail: int
-    def __init__(self, id: int | None = ..., error: int | None = ..., message: str | None = ..., sns: _Iterable[int] | None = ..., counts: _Iterable[int] | None = ..., payloads: _Iterable[bytes] | None = ..., log_start: int | None = ..., tail: int | None = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
 
 class QueryReply(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
-    def __init__(self, results: _Iterable[QueryResult | _Mapping] | None = ...) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
 
 class ColorTail(_message.Message):
     __slots__ = ("color", "tail")
@@ -113,56 +113,54 @@ class ColorTail(_message.Message):
     TAIL_FIELD_NUMBER: _ClassVar[int]
     color: int
     tail: int
-    def __init__(self, color: int | None = ..., tail: int | None = ...) -> None: ...
-
-class OrderReq(_message.Message):
-    __slots__ = ("color", "count", "owner", "token")
-    TOKEN_FIELD_NUMBER: _ClassVar[int]
-    COLOR_FIELD_NUMBER: _ClassVar[int]
-    OWNER_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    token: int
-    color: int
-    owner: int
-    count: int
-    def __init__(self, token: int | None = ..., color: int | None = ..., owner: int | None = ..., count: int | None = ...) -> None: ...
+    def __init__(self, color: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
 
 class ReplicaToSequencer(_message.Message):
-    __slots__ = ("replica", "reqs", "shard", "tails")
+    __slots__ = ("shard", "replica", "tails", "tokens", "colors", "owners", "counts")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     TAILS_FIELD_NUMBER: _ClassVar[int]
-    REQS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COLORS_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     shard: int
     replica: int
     tails: _containers.RepeatedCompositeFieldContainer[ColorTail]
-    reqs: _containers.RepeatedCompositeFieldContainer[OrderReq]
-    def __init__(self, shard: int | None = ..., replica: int | None = ..., tails: _Iterable[ColorTail | _Mapping] | None = ..., reqs: _Iterable[OrderReq | _Mapping] | None = ...) -> None: ...
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    colors: _containers.RepeatedScalarFieldContainer[int]
+    owners: _containers.RepeatedScalarFieldContainer[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., tails: _Optional[_Iterable[_Union[ColorTail, _Mapping]]] = ..., tokens: _Optional[_Iterable[int]] = ..., colors: _Optional[_Iterable[int]] = ..., owners: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class Grant(_message.Message):
-    __slots__ = ("color", "count", "error", "message", "sn", "token")
+class GrantError(_message.Message):
+    __slots__ = ("token", "color", "error", "message")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     COLOR_FIELD_NUMBER: _ClassVar[int]
-    SN_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     token: int
     color: int
-    sn: int
-    count: int
     error: int
     message: str
-    def __init__(self, token: int | None = ..., color: int | None = ..., sn: int | None = ..., count: int | None = ..., error: int | None = ..., message: str | None = ...) -> None: ...
+    def __init__(self, token: _Optional[int] = ..., color: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class SequencerToReplica(_message.Message):
-    __slots__ = ("grants",)
-    GRANTS_FIELD_NUMBER: _ClassVar[int]
-    grants: _containers.RepeatedCompositeFieldContainer[Grant]
-    def __init__(self, grants: _Iterable[Grant | _Mapping] | None = ...) -> None: ...
+    __slots__ = ("tokens", "colors", "sns", "counts", "errors")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COLORS_FIELD_NUMBER: _ClassVar[int]
+    SNS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    colors: _containers.RepeatedScalarFieldContainer[int]
+    sns: _containers.RepeatedScalarFieldContainer[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    errors: _containers.RepeatedCompositeFieldContainer[GrantError]
+    def __init__(self, tokens: _Optional[_Iterable[int]] = ..., colors: _Optional[_Iterable[int]] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[GrantError, _Mapping]]] = ...) -> None: ...
 
 class ForwardReq(_message.Message):
-    __slots__ = ("color", "count", "id", "owner")
+    __slots__ = ("id", "color", "owner", "count")
     ID_FIELD_NUMBER: _ClassVar[int]
     COLOR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -171,10 +169,10 @@ class ForwardReq(_message.Message):
     color: int
     owner: int
     count: int
-    def __init__(self, id: int | None = ..., color: int | None = ..., owner: int | None = ..., count: int | None = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., color: _Optional[int] = ..., owner: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ChildToParent(_message.Message):
-    __slots__ = ("child", "parent", "reqs", "shards_ready", "tails")
+    __slots__ = ("child", "parent", "shards_ready", "tails", "reqs")
     CHILD_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     SHARDS_READY_FIELD_NUMBER: _ClassVar[int]
@@ -185,10 +183,10 @@ class ChildToParent(_message.Message):
     shards_ready: _containers.RepeatedScalarFieldContainer[int]
     tails: _containers.RepeatedCompositeFieldContainer[ColorTail]
     reqs: _containers.RepeatedCompositeFieldContainer[ForwardReq]
-    def __init__(self, child: int | None = ..., parent: int | None = ..., shards_ready: _Iterable[int] | None = ..., tails: _Iterable[ColorTail | _Mapping] | None = ..., reqs: _Iterable[ForwardReq | _Mapping] | None = ...) -> None: ...
+    def __init__(self, child: _Optional[int] = ..., parent: _Optional[int] = ..., shards_ready: _Optional[_Iterable[int]] = ..., tails: _Optional[_Iterable[_Union[ColorTail, _Mapping]]] = ..., reqs: _Optional[_Iterable[_Union[ForwardReq, _Mapping]]] = ...) -> None: ...
 
 class ForwardGrant(_message.Message):
-    __slots__ = ("error", "id", "message", "sn")
+    __slots__ = ("id", "sn", "error", "message")
     ID_FIELD_NUMBER: _ClassVar[int]
     SN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -197,13 +195,13 @@ class ForwardGrant(_message.Message):
     sn: int
     error: int
     message: str
-    def __init__(self, id: int | None = ..., sn: int | None = ..., error: int | None = ..., message: str | None = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., sn: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ParentToChild(_message.Message):
     __slots__ = ("grants",)
     GRANTS_FIELD_NUMBER: _ClassVar[int]
     grants: _containers.RepeatedCompositeFieldContainer[ForwardGrant]
-    def __init__(self, grants: _Iterable[ForwardGrant | _Mapping] | None = ...) -> None: ...
+    def __init__(self, grants: _Optional[_Iterable[_Union[ForwardGrant, _Mapping]]] = ...) -> None: ...
 
 class NextSnRequest(_message.Message):
     __slots__ = ("color", "owner")
@@ -211,24 +209,24 @@ class NextSnRequest(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     color: int
     owner: int
-    def __init__(self, color: int | None = ..., owner: int | None = ...) -> None: ...
+    def __init__(self, color: _Optional[int] = ..., owner: _Optional[int] = ...) -> None: ...
 
 class NextSnReply(_message.Message):
-    __slots__ = ("error", "message", "next_sn")
+    __slots__ = ("next_sn", "error", "message")
     NEXT_SN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     next_sn: int
     error: int
     message: str
-    def __init__(self, next_sn: int | None = ..., error: int | None = ..., message: str | None = ...) -> None: ...
+    def __init__(self, next_sn: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("detail", "name", "ready", "role")
+    __slots__ = ("role", "name", "ready", "detail")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -237,4 +235,4 @@ class StatusReply(_message.Message):
     name: str
     ready: bool
     detail: str
-    def __init__(self, role: str | None = ..., name: str | None = ..., ready: bool | None = ..., detail: str | None = ...) -> None: ...
+    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,117 @@
+"""Append throughput and latency through the native client: 1 shard x 3 replicas.
+
+Run: .venv/bin/python bench/bench_append.py [--storage memory|pm] [--seconds 5]
+Prints entries/s with many appends in flight, p50/p99 at low load, and the raw
+loopback ceiling (length-prefixed frames over asyncio TCP) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_seconds, running_cluster, summary
+
+from flexlog.core import rpc
+from flexlog.core.client import FlexLogClient
+
+
+async def throughput(client: FlexLogClient, color: str, size: int, seconds: float,
+                     in_flight: int) -> float:
+    payload = b"x" * size
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await client.append([payload], color)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return done / (time.perf_counter() - start)
+
+
+async def latency(client: FlexLogClient, color: str, size: int, n: int) -> list[float]:
+    payload = b"x" * size
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await client.append([payload], color)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+async def loopback_ceiling(size: int, seconds: float, in_flight: int) -> tuple[float, list[float]]:
+    """Raw asyncio TCP: a client pipelines size-byte frames, a server acks each with 8 bytes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                (n,) = struct.unpack(">I", await reader.readexactly(4))
+                await reader.readexactly(n)
+                writer.write(b"\x00" * 8)
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    frame = struct.pack(">I", size) + b"x" * size
+    lat = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        writer.write(frame)
+        await reader.readexactly(8)
+        lat.append(time.perf_counter() - t)
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        writer.write(frame * in_flight)
+        await reader.readexactly(8 * in_flight)
+        sent += in_flight
+    rate = sent / (time.perf_counter() - start)
+    writer.close()
+    server.close()
+    return rate, lat
+
+
+async def run(cfg: object, pids: list[int], size: int, seconds: float, in_flight: int) -> None:
+    async with FlexLogClient(cfg) as client:  # type: ignore[arg-type]
+        await client.wait_ready()
+        await client.create_color("bench")
+        await throughput(client, "bench", size, 1.0, in_flight)  # warm-up
+        cpu0 = cpu_seconds(pids)
+        rate = await throughput(client, "bench", size, seconds, in_flight)
+        cpu_per_entry = (cpu_seconds(pids) - cpu0) / (rate * seconds)
+        lat = await latency(client, "bench", size, 2000)
+    raw_rate, raw_lat = await loopback_ceiling(size, seconds, in_flight)
+    print(f"append {size} B entries, 1 shard x 3 replicas, {in_flight} in flight:")
+    print(f"  flexlog       {rate:>10,.0f} entries/s  ({rate * size / 1e6:.1f} MB/s)")
+    print(f"  raw loopback  {raw_rate:>10,.0f} frames/s   ratio {rate / raw_rate:.3f}")
+    print(f"  CPU per entry, client + all cluster processes: {cpu_per_entry * 1e6:.1f} us "
+          f"(= {2 / cpu_per_entry:,.0f} entries/s if 2 cores did nothing else)")
+    print(f"  latency, one append at a time: {summary(lat)}")
+    print(f"  raw loopback round trip:       {summary(raw_lat)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--storage", default="memory", choices=["memory", "pm"])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--in-flight", type=int, default=512)
+    args = parser.parse_args()
+    rpc.install_uvloop()
+    with tempfile.TemporaryDirectory() as tmp, running_cluster(Path(tmp), storage=args.storage) as cl:
+        pids = [p.pid for p in cl.procs.values()]
+        asyncio.run(run(cl.config, pids, args.size, args.seconds, args.in_flight))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Shared helpers for benchmarks: percentiles and a cluster started for the run."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from cluster import running_cluster  # noqa: E402
+
+__all__ = ["cpu_seconds", "percentile", "running_cluster", "summary"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (robust on a noisy machine)."""
+    total = 0
+    for pid in [*pids, os.getpid()]:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def summary(values_s: list[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    return (f"p50 {percentile(ms, 50):.3f} ms  p99 {percentile(ms, 99):.3f} ms  "
+            f"mean {statistics.fmean(ms):.3f} ms")
