@@ -1,0 +1,68 @@
+"""What every handler shares: the log client, topic metadata, the gateways as brokers.
+
+A gateway holds no data of its own: partitions live in FlexLog colors, topic
+metadata in ``__topics``. Caches here (log start offsets, the timestamp index)
+are rebuilt from the log after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from flexlog.core.client import FlexLogClient
+from flexlog.core.config import ClusterConfig, GatewayConfig
+from flexlog.core.errors import FlexLogError
+from flexlog.gateway.timestamps import TimestampIndex
+from flexlog.gateway.topics import TopicStore
+
+log = logging.getLogger("flexlog.gateway")
+
+CLUSTER_ID = "flexlog-kafka-gateway"
+READY_RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    node_id: int
+    host: str
+    port: int
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+class Broker:
+    def __init__(self, config: ClusterConfig, me: GatewayConfig, client: FlexLogClient) -> None:
+        self.config = config
+        self.me = me
+        self.client = client
+        self.topics = TopicStore(client, config)
+        self.timestamps = TimestampIndex(client)
+        self.brokers = [BrokerAddress(g.node_id, *split_address(g.advertised)) for g in config.gateways]
+        # Admin clients send their requests to the controller, which must be a real broker.
+        self.controller_id = self.brokers[0].node_id if self.brokers else me.node_id
+        self.log_starts: dict[int, int] = {}  # color id -> last known log start offset
+        self.ready = asyncio.Event()
+
+    def leader(self, partition: int) -> int:
+        """The gateway a partition is assigned to (clients send its produce and fetch there)."""
+        return self.brokers[partition % len(self.brokers)].node_id
+
+    def leads(self, partition: int) -> bool:
+        return self.leader(partition) == self.me.node_id
+
+    async def open(self) -> None:
+        """Wait for the cluster, then load topic metadata; retries until it works."""
+        while True:
+            try:
+                await self.client.wait_ready(timeout_s=30.0)
+                await self.topics.open()
+                break
+            except FlexLogError as exc:
+                log.warning("cluster not ready for gateway %s yet: %s", self.me.name, exc)
+                await asyncio.sleep(READY_RETRY_S)
+        self.ready.set()

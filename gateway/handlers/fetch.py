@@ -1,0 +1,150 @@
+"""Fetch (1), versions 4-12: range reads with long polling woken by appends.
+
+Every partition is read at once; when the answer is short of min_bytes and the
+client allows a wait, the empty partitions are read again with a replica-side
+wait, so the first append to any of them ends the poll within a round trip
+instead of at max_wait_ms. Limits follow KIP-74: the first non-empty partition
+gets at least one whole batch, later ones only what fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from flexlog.core.client import RangeResult
+from flexlog.core.errors import FlexLogError
+from flexlog.core.registry import ColorInfo
+from flexlog.gateway.broker import Broker
+from flexlog.gateway.handlers.errors import kafka_error
+from flexlog.gateway.handlers.registry import Body, serves
+from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
+
+MIN_WAIT_MS = 1
+
+
+@dataclass
+class _Partition:
+    topic: str
+    index: int
+    offset: int
+    max_bytes: int
+    color: ColorInfo | None = None
+    error: ErrorCode = ErrorCode.NONE
+    result: RangeResult | None = None
+    batches: list[bytes] = field(default_factory=list)
+
+    def size(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+async def _resolve(broker: Broker, part: _Partition) -> None:
+    topic = await broker.topics.lookup(part.topic)
+    if topic is None or not 0 <= part.index < topic.partitions:
+        part.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return
+    try:
+        part.color = await broker.topics.color(part.topic, part.index)
+    except FlexLogError as exc:
+        part.error = kafka_error(exc)
+
+
+async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
+    if part.color is None:
+        return
+    try:
+        res = await broker.client.read_range(part.color, part.offset, max(part.max_bytes, 1),
+                                             wait_ms=wait_ms)
+    except FlexLogError as exc:
+        part.error = kafka_error(exc)
+        return
+    broker.log_starts[part.color.id] = res.log_start
+    if not res.log_start <= part.offset <= res.tail:
+        part.error = ErrorCode.OFFSET_OUT_OF_RANGE
+    part.result = res
+
+
+def _fill(parts: list[_Partition], max_bytes: int) -> int:
+    """Choose the batches each partition returns under the KIP-74 limits; returns the total."""
+    total = 0
+    for part in parts:
+        part.batches = []
+        if part.error or part.result is None:
+            continue
+        used = 0
+        for entry in part.result.entries:
+            size = len(entry.payload)
+            first_overall = total == 0 and used == 0
+            if not first_overall and (used + size > part.max_bytes or total + used + size > max_bytes):
+                break
+            part.batches.append(entry.payload)
+            used += size
+        total += used
+    return total
+
+
+def _wait_ready(parts: list[_Partition]) -> list[_Partition]:
+    """Partitions worth a replica-side wait: readable, no error, nothing new at the offset."""
+    return [p for p in parts if p.color is not None and not p.error and p.result is not None
+            and not p.result.entries]
+
+
+async def _long_poll(broker: Broker, parts: list[_Partition], deadline: float) -> None:
+    """Wait until any idle partition gets data (or the deadline); then that data is in parts."""
+    loop = asyncio.get_running_loop()
+    idle = _wait_ready(parts)
+    if not idle:
+        return
+    wait_ms = max(MIN_WAIT_MS, int((deadline - loop.time()) * 1000))
+    waits = {asyncio.ensure_future(_read(broker, p, wait_ms)): p for p in idle}
+    pending = set(waits)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                return
+            if any(waits[d].error or (waits[d].result and waits[d].result.entries) for d in done):
+                return
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+@serves(ApiKey.FETCH, 4, 12)
+async def handle_fetch(broker: Broker, request: Request) -> Body:
+    body = request.body
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(0, body["max_wait_ms"]) / 1000
+    min_bytes = max(1, body["min_bytes"])
+    max_bytes = body["max_bytes"]
+    parts = [_Partition(t["topic"], p["partition"], p["fetch_offset"], p["partition_max_bytes"])
+             for t in body["topics"] for p in t["partitions"]]
+    await asyncio.gather(*(_resolve(broker, p) for p in parts))
+    await asyncio.gather(*(_read(broker, p) for p in parts))
+    total = _fill(parts, max_bytes)
+    while (total < min_bytes and loop.time() < deadline
+           and not any(p.error for p in parts) and _wait_ready(parts)):
+        await _long_poll(broker, parts, deadline)
+        total = _fill(parts, max_bytes)
+        if total < min_bytes and loop.time() < deadline:
+            # min_bytes above one batch: gather what every partition has now, then wait again.
+            await asyncio.gather(*(_read(broker, p) for p in parts if not p.error))
+            total = _fill(parts, max_bytes)
+    responses: list[Body] = []
+    by_topic: dict[str, list[Body]] = {}
+    for part in parts:
+        res = part.result
+        if part.topic not in by_topic:
+            by_topic[part.topic] = []
+            responses.append({"topic": part.topic, "partitions": by_topic[part.topic]})
+        hwm = res.tail if res is not None and part.error != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else -1
+        log_start = res.log_start if res is not None else -1
+        by_topic[part.topic].append({
+            "partition_index": part.index, "error_code": part.error, "high_watermark": hwm,
+            # No transactions, so everything below the high watermark is stable.
+            "last_stable_offset": hwm, "log_start_offset": log_start, "aborted_transactions": [],
+            "preferred_read_replica": -1, "records": b"".join(part.batches),
+        })
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "session_id": 0,
+            "responses": responses}

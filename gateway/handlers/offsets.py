@@ -1,0 +1,130 @@
+"""Offsets of a partition: ListOffsets (2), OffsetForLeaderEpoch (23), DeleteRecords (21).
+
+Offsets are SNs: the earliest is the color's log start, the latest its tail
+(Kafka's high watermark). DeleteRecords is a FlexLog trim, which moves the log
+start of every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from flexlog.core.errors import FlexLogError
+from flexlog.core.registry import ColorInfo
+from flexlog.gateway.broker import Broker
+from flexlog.gateway.handlers.errors import kafka_error
+from flexlog.gateway.handlers.metadata import LEADER_EPOCH
+from flexlog.gateway.handlers.registry import Body, serves
+from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+
+
+class _PartitionFailed(Exception):
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+async def _color(broker: Broker, topic_name: str, partition: int) -> ColorInfo:
+    topic = await broker.topics.lookup(topic_name)
+    if topic is None or not 0 <= partition < topic.partitions:
+        raise _PartitionFailed(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    try:
+        return await broker.topics.color(topic_name, partition)
+    except FlexLogError as exc:
+        raise _PartitionFailed(kafka_error(exc)) from None
+
+
+async def _per_partition(
+    topics: list[Body], name_key: str,
+    answer: Callable[[str, Body], Awaitable[Body]], error: Callable[[Body, ErrorCode], Body],
+) -> list[Body]:
+    """Answer every partition concurrently, keeping the request's order."""
+
+    async def one(topic: str, part: Body) -> Body:
+        try:
+            return await answer(topic, part)
+        except _PartitionFailed as exc:
+            return error(part, exc.code)
+        except FlexLogError as exc:
+            return error(part, kafka_error(exc))
+
+    jobs = [one(t[name_key], p) for t in topics for p in t["partitions"]]
+    results = iter(await asyncio.gather(*jobs))
+    return [{name_key: t[name_key], "partitions": [next(results) for _ in t["partitions"]]}
+            for t in topics]
+
+
+@serves(ApiKey.LIST_OFFSETS, 1, 7)
+async def handle_list_offsets(broker: Broker, request: Request) -> Body:
+    version = request.api_version
+
+    async def answer(topic: str, part: Body) -> Body:
+        color = await _color(broker, topic, part["partition_index"])
+        wanted = part["timestamp"]
+        timestamp = -1
+        if wanted in (LATEST, EARLIEST):
+            log_start, tail = await broker.client.state(color)
+            broker.log_starts[color.id] = log_start
+            offset = tail if wanted == LATEST else log_start
+        elif wanted == MAX_TIMESTAMP and version >= 7:
+            offset, timestamp = await broker.timestamps.max_timestamp(color)
+        elif wanted >= 0:
+            offset, timestamp = await broker.timestamps.offset_for_time(color, wanted)
+        else:
+            raise _PartitionFailed(ErrorCode.INVALID_REQUEST)
+        return {"partition_index": part["partition_index"], "error_code": ErrorCode.NONE,
+                "timestamp": timestamp, "offset": offset,
+                "leader_epoch": LEADER_EPOCH if offset >= 0 else -1}
+
+    def error(part: Body, code: ErrorCode) -> Body:
+        return {"partition_index": part["partition_index"], "error_code": code,
+                "timestamp": -1, "offset": -1, "leader_epoch": -1}
+
+    topics = await _per_partition(request.body["topics"], "name", answer, error)
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+@serves(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
+async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Body:
+    async def answer(topic: str, part: Body) -> Body:
+        color = await _color(broker, topic, part["partition"])
+        if part["leader_epoch"] > LEADER_EPOCH:
+            # An epoch that never existed: Kafka answers "unknown" rather than guessing.
+            return {"error_code": ErrorCode.NONE, "partition": part["partition"],
+                    "leader_epoch": -1, "end_offset": -1}
+        return {"error_code": ErrorCode.NONE, "partition": part["partition"],
+                "leader_epoch": LEADER_EPOCH, "end_offset": await broker.client.tail(color)}
+
+    def error(part: Body, code: ErrorCode) -> Body:
+        return {"error_code": code, "partition": part["partition"], "leader_epoch": -1,
+                "end_offset": -1}
+
+    topics = await _per_partition(request.body["topics"], "topic", answer, error)
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+@serves(ApiKey.DELETE_RECORDS, 0, 2)
+async def handle_delete_records(broker: Broker, request: Request) -> Body:
+    async def answer(topic: str, part: Body) -> Body:
+        color = await _color(broker, topic, part["partition_index"])
+        log_start, tail = await broker.client.state(color)
+        offset = tail if part["offset"] == -1 else part["offset"]
+        if not 0 <= offset <= tail:
+            raise _PartitionFailed(ErrorCode.OFFSET_OUT_OF_RANGE)
+        if offset > log_start:
+            await broker.client.trim(offset - 1, color)
+            log_start = offset
+        broker.log_starts[color.id] = log_start
+        return {"partition_index": part["partition_index"], "low_watermark": log_start,
+                "error_code": ErrorCode.NONE}
+
+    def error(part: Body, code: ErrorCode) -> Body:
+        return {"partition_index": part["partition_index"], "low_watermark": -1, "error_code": code}
+
+    topics = await _per_partition(request.body["topics"], "name", answer, error)
+    return {"throttle_time_ms": 0, "topics": topics}

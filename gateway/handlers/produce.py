@@ -1,0 +1,119 @@
+"""Produce (0): validate each client batch, then append its bytes untouched as one entry.
+
+The log rewrites only baseOffset (outside the CRC), so consumers get exactly
+the bytes the producer sent, compressed or not. Every append is write-all, so
+acks=1 and acks=-1 both answer after every replica of the shard committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import crc32c
+
+from flexlog.core import record_batch
+from flexlog.core.errors import FlexLogError
+from flexlog.core.record_batch import CorruptBatch
+from flexlog.gateway.broker import Broker
+from flexlog.gateway.handlers.errors import kafka_error
+from flexlog.gateway.handlers.registry import Body, CloseConnection, serves
+from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
+from flexlog.gateway.topics import MAX_MESSAGE_BYTES
+
+FIRST_SERVED_VERSION = 3  # v0-2 carry message sets older than RecordBatch v2
+ZSTD_FROM_VERSION = 7
+
+
+class BatchRejected(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_batch(records: bytes | None, version: int, max_bytes: int) -> record_batch.BatchHeader:
+    """Kafka's checks of one partition's records for Produce v3+; raises BatchRejected."""
+    if not records:
+        raise BatchRejected(ErrorCode.INVALID_RECORD, "no records")
+    try:
+        header = record_batch.parse_header(records)
+    except CorruptBatch as exc:
+        raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    if header.magic != record_batch.MAGIC:
+        raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, f"record batch magic {header.magic}, need 2")
+    if header.total_size != len(records):
+        # Either truncated, or more than the one batch v3+ allows.
+        code = ErrorCode.INVALID_RECORD if header.total_size < len(records) else ErrorCode.CORRUPT_MESSAGE
+        raise BatchRejected(code, f"batch of {header.total_size} bytes in {len(records)} bytes of "
+                                  "records: Produce v3+ takes exactly one batch per partition")
+    if crc32c.crc32c(memoryview(records)[record_batch.CRC_START:]) != header.crc:
+        raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, "record batch CRC-32C mismatch")
+    if header.records_count <= 0 or header.last_offset_delta + 1 != header.records_count:
+        raise BatchRejected(ErrorCode.INVALID_RECORD,
+                            f"lastOffsetDelta {header.last_offset_delta} does not match "
+                            f"recordsCount {header.records_count}")
+    if header.is_control:
+        raise BatchRejected(ErrorCode.INVALID_RECORD, "clients may not write control batches")
+    if header.is_transactional:
+        raise BatchRejected(ErrorCode.INVALID_RECORD, "transactions are not supported by FlexLog")
+    if header.codec > record_batch.CODEC_ZSTD:
+        raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, f"unknown compression codec {header.codec}")
+    if header.codec == record_batch.CODEC_ZSTD and version < ZSTD_FROM_VERSION:
+        raise BatchRejected(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs Produce v7+")
+    if len(records) > max_bytes:
+        raise BatchRejected(ErrorCode.MESSAGE_TOO_LARGE,
+                            f"batch of {len(records)} bytes exceeds max.message.bytes {max_bytes}")
+    return header
+
+
+def _result(index: int, code: ErrorCode, base_offset: int = -1, log_start: int = -1,
+            message: str | None = None) -> Body:
+    return {"index": index, "error_code": code, "base_offset": base_offset,
+            "log_append_time_ms": -1, "log_start_offset": log_start, "record_errors": [],
+            "error_message": message}
+
+
+async def _produce_partition(broker: Broker, topic_name: str, part: Body, version: int) -> Body:
+    index = part["index"]
+    topic = await broker.topics.lookup(topic_name)
+    if topic is None or not 0 <= index < topic.partitions:
+        return _result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    records = part["records"]
+    try:
+        check_batch(records, version, topic.int_config(MAX_MESSAGE_BYTES, broker.topics.defaults))
+        color = await broker.topics.color(topic_name, index)
+        sn = await broker.client.append_batch(records, color, validated=True)
+    except BatchRejected as exc:
+        return _result(index, exc.code, message=str(exc))
+    except FlexLogError as exc:
+        return _result(index, kafka_error(exc), message=str(exc))
+    broker.timestamps.note(color.id, sn, records)
+    return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
+
+
+@serves(ApiKey.PRODUCE, 0, 11)
+async def handle_produce(broker: Broker, request: Request) -> Body | None:
+    body = request.body
+    version = request.api_version
+    acks = body["acks"]
+    topics = body["topic_data"]
+    if version < FIRST_SERVED_VERSION or acks not in (-1, 0, 1):
+        code = ErrorCode.UNSUPPORTED_VERSION if version < FIRST_SERVED_VERSION \
+            else ErrorCode.INVALID_REQUIRED_ACKS
+        if acks == 0:
+            raise CloseConnection(f"acks=0 produce rejected with error {code}")
+        return {"responses": [{"name": t["name"],
+                               "partition_responses": [_result(p["index"], code)
+                                                       for p in t["partition_data"]]}
+                              for t in topics], "throttle_time_ms": 0}
+    jobs = [_produce_partition(broker, t["name"], p, version)
+            for t in topics for p in t["partition_data"]]
+    results = iter(await asyncio.gather(*jobs))
+    responses = [{"name": t["name"], "partition_responses": [next(results) for _ in t["partition_data"]]}
+                 for t in topics]
+    if acks == 0:
+        failed = [r for resp in responses for r in resp["partition_responses"] if r["error_code"]]
+        if failed:
+            # Kafka's only way to tell an acks=0 producer something went wrong.
+            raise CloseConnection(f"acks=0 produce failed with error {failed[0]['error_code']}")
+        return None
+    return {"responses": responses, "throttle_time_ms": 0}

@@ -1,0 +1,71 @@
+"""Retention: trim partitions past retention.ms / retention.bytes, like Kafka's log cleaner.
+
+Only the gateway that leads a partition trims it, so gateways never race each
+other. Kafka deletes whole segments; here whole batches go: from the oldest, a
+batch is dropped while its newest record is older than retention.ms, or while
+the partition without it would still hold more than retention.bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from flexlog.core.errors import FlexLogError
+from flexlog.gateway.broker import Broker
+from flexlog.gateway.timestamps import PartitionIndex
+from flexlog.gateway.topics import RETENTION_BYTES, RETENTION_MS, Topic
+
+log = logging.getLogger("flexlog.gateway.retention")
+
+CHECK_INTERVAL_S = 5.0
+
+
+def trim_point(index: PartitionIndex, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
+    """How many of the oldest indexed batches retention drops."""
+    drop = 0
+    if retention_ms >= 0:
+        cutoff = now_ms - retention_ms
+        while drop < len(index.max_ts) and index.max_ts[drop] < cutoff:
+            drop += 1
+    if retention_bytes >= 0:
+        total = sum(index.sizes)
+        size_drop = 0
+        while size_drop < len(index.sizes) and total > retention_bytes:
+            total -= index.sizes[size_drop]
+            size_drop += 1
+        drop = max(drop, size_drop)
+    return drop
+
+
+async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
+    defaults = broker.topics.defaults
+    retention_ms = topic.int_config(RETENTION_MS, defaults)
+    retention_bytes = topic.int_config(RETENTION_BYTES, defaults)
+    if retention_ms < 0 and retention_bytes < 0:
+        return
+    color = await broker.topics.color(topic.name, partition)
+    index, _, _ = await broker.timestamps.refresh(color)
+    drop = trim_point(index, retention_ms, retention_bytes, int(time.time() * 1000))
+    if drop:
+        end = index.ends[drop - 1]
+        await broker.client.trim(end - 1, color)
+        index.drop_below(end)
+        broker.log_starts[color.id] = end
+        log.info("retention trimmed %s-%d below offset %d", topic.name, partition, end)
+
+
+async def run(broker: Broker, interval_s: float = CHECK_INTERVAL_S) -> None:
+    """Check every partition this gateway leads, forever."""
+    await broker.ready.wait()
+    while True:
+        for topic in broker.topics.all():
+            for p in range(topic.partitions):
+                if not broker.leads(p):
+                    continue
+                try:
+                    await _enforce(broker, topic, p)
+                except FlexLogError as exc:
+                    log.warning("retention of %s-%d failed: %s", topic.name, p, exc)
+        await asyncio.sleep(interval_s)

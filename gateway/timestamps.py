@@ -1,0 +1,138 @@
+"""Per-partition index of batch timestamps: ListOffsets by time, max timestamp, retention.
+
+Kafka keeps a time index on disk; here the gateway keeps one in memory, filled
+from batches it appends itself and, for the rest, by scanning batch headers from
+the log. The log is the only source of truth, so after a restart (or for
+batches another gateway appended) a scan rebuilds exactly the same index.
+Only batch headers are read while indexing; a batch is decoded only to find the
+exact record inside the one batch a lookup lands on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from dataclasses import dataclass, field
+
+from flexlog.core import record_batch
+from flexlog.core.client import FlexLogClient
+from flexlog.core.registry import ColorInfo
+
+SCAN_BYTES = 4 << 20
+
+
+@dataclass
+class PartitionIndex:
+    """Batches of one partition in SN order from the log start."""
+
+    sns: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    max_ts: list[int] = field(default_factory=list)
+    # Running maximum of max_ts: monotone, so the first batch reaching a time is a bisection.
+    cummax: list[int] = field(default_factory=list)
+    upto: int = 0  # every batch below this SN is indexed
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def add(self, sn: int, end: int, size: int, max_ts: int) -> None:
+        self.sns.append(sn)
+        self.ends.append(end)
+        self.sizes.append(size)
+        self.max_ts.append(max_ts)
+        self.cummax.append(max(max_ts, self.cummax[-1]) if self.cummax else max_ts)
+        self.upto = end
+
+    def drop_below(self, log_start: int) -> None:
+        """Forget batches that trimming removed entirely."""
+        keep = bisect.bisect_right(self.ends, log_start)
+        if keep:
+            del self.sns[:keep], self.ends[:keep], self.sizes[:keep], self.max_ts[:keep]
+            del self.cummax[:keep]
+            running = None
+            for i, ts in enumerate(self.max_ts):
+                running = ts if running is None else max(running, ts)
+                self.cummax[i] = running
+        if self.upto < log_start:
+            self.upto = log_start
+
+    def first_reaching(self, timestamp: int) -> int | None:
+        """Position of the first batch holding a record with a time >= timestamp."""
+        pos = bisect.bisect_left(self.cummax, timestamp)
+        return pos if pos < len(self.cummax) else None
+
+    def newest(self) -> int | None:
+        """Position of the first batch with the largest timestamp."""
+        if not self.max_ts:
+            return None
+        return self.max_ts.index(self.cummax[-1])
+
+
+class TimestampIndex:
+    def __init__(self, client: FlexLogClient) -> None:
+        self.client = client
+        self._parts: dict[int, PartitionIndex] = {}
+
+    def part(self, color_id: int) -> PartitionIndex:
+        index = self._parts.get(color_id)
+        if index is None:
+            index = self._parts[color_id] = PartitionIndex()
+        return index
+
+    def note(self, color_id: int, sn: int, batch: bytes) -> None:
+        """Record a batch this gateway just appended, when it extends the index without a gap."""
+        index = self._parts.get(color_id)
+        if index is not None and index.upto == sn and not index.lock.locked():
+            header = record_batch.parse_header(batch)
+            index.add(sn, sn + header.records_count, len(batch), header.max_timestamp)
+
+    def forget(self, color_id: int) -> None:
+        self._parts.pop(color_id, None)
+
+    async def refresh(self, color: ColorInfo) -> tuple[PartitionIndex, int, int]:
+        """The index brought up to the current tail; also returns (log start, tail)."""
+        index = self.part(color.id)
+        async with index.lock:
+            log_start, tail = await self.client.state(color)
+            index.drop_below(log_start)
+            while index.upto < tail:
+                res = await self.client.read_range(color, index.upto, SCAN_BYTES)
+                if not res.entries:
+                    break
+                for entry in res.entries:
+                    if entry.end <= index.upto:
+                        continue
+                    header = record_batch.parse_header(entry.payload)
+                    index.add(entry.sn, entry.end, len(entry.payload), header.max_timestamp)
+        return index, log_start, tail
+
+    async def offset_for_time(self, color: ColorInfo, timestamp: int) -> tuple[int, int]:
+        """(offset, timestamp) of the first record with a time >= timestamp, or (-1, -1)."""
+        index, log_start, _ = await self.refresh(color)
+        first = index.first_reaching(timestamp)
+        if first is None:
+            return -1, -1
+        # Normally the first candidate batch answers; a later one only when trimming cut
+        # into it below the matching records.
+        for pos in range(first, len(index.sns)):
+            if index.max_ts[pos] < timestamp:
+                continue
+            entry = await self.client.read_entry(index.sns[pos], color)
+            for rec in record_batch.decode(entry.payload):
+                ts = rec.timestamp_ms if rec.timestamp_ms is not None else -1
+                if rec.offset >= log_start and ts >= timestamp:
+                    return rec.offset, ts
+        return -1, -1
+
+    async def max_timestamp(self, color: ColorInfo) -> tuple[int, int]:
+        """(offset, timestamp) of the first record carrying the partition's largest time."""
+        index, log_start, _ = await self.refresh(color)
+        pos = index.newest()
+        if pos is None:
+            return -1, -1
+        entry = await self.client.read_entry(index.sns[pos], color)
+        best = (-1, -1)
+        for rec in record_batch.decode(entry.payload):
+            ts = rec.timestamp_ms if rec.timestamp_ms is not None else -1
+            if rec.offset >= log_start and ts > best[1]:
+                best = (rec.offset, ts)
+        return best

@@ -1,0 +1,324 @@
+"""Kafka topics as FlexLog colors, and the topic metadata every gateway shares.
+
+Each partition P of topic T is the color ``kafka/T/P``: offset = SN. Topic
+metadata (partition count, configs, topic id) is a log of JSON events in the
+color ``__topics``, owned by the root so that one sequencer orders them. Every
+gateway folds the same events in SN order, so all gateways and every restart
+agree; a race between two gateways is settled by SN order exactly as the color
+registry settles it (the first create of a name wins, the other one is ignored).
+Events carry the topic id so that an event about a deleted incarnation of a
+name never applies to a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flexlog.core import record_batch
+from flexlog.core.client import FlexLogClient
+from flexlog.core.config import ClusterConfig
+from flexlog.core.errors import ColorExists, FlexLogError, UnknownColor
+from flexlog.core.record_batch import Record
+from flexlog.core.registry import ColorInfo
+
+log = logging.getLogger("flexlog.gateway.topics")
+
+TOPICS_COLOR = "__topics"
+COLOR_PREFIX = "kafka/"
+MAX_TOPIC_NAME = 249
+MAX_PARTITIONS = 10_000
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+WATCH_WAIT_MS = 5_000
+READ_BYTES = 1 << 20
+
+RETENTION_MS = "retention.ms"
+RETENTION_BYTES = "retention.bytes"
+MAX_MESSAGE_BYTES = "max.message.bytes"
+CLEANUP_POLICY = "cleanup.policy"
+
+
+class TopicError(Exception):
+    """A topic operation failed for a reason the client must hear; kind names the Kafka error."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def partition_color(topic: str, partition: int) -> str:
+    return f"{COLOR_PREFIX}{topic}/{partition}"
+
+
+def invalid_topic_name(name: str | None) -> str | None:
+    """Why name is not a legal Kafka topic name, or None if it is."""
+    if not name:
+        return "topic name is empty"
+    if name in (".", ".."):
+        return f"topic name {name!r} is not allowed"
+    if len(name) > MAX_TOPIC_NAME:
+        return f"topic name is longer than {MAX_TOPIC_NAME} characters"
+    if not _LEGAL_NAME.fullmatch(name):
+        return f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' and '-'"
+    return None
+
+
+# ---- topic configs ---------------------------------------------------------------
+
+
+def _int_at_least(low: int) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            number = int(value)
+        except ValueError:
+            return f"{value!r} is not an integer"
+        return None if number >= low else f"{value} is below the minimum {low}"
+
+    return check
+
+
+def _cleanup_policy(value: str) -> str | None:
+    # Compaction would need a key index per partition; the log only trims prefixes.
+    return None if value == "delete" else "only cleanup.policy=delete is supported"
+
+
+CONFIG_CHECKS: dict[str, Callable[[str], str | None]] = {
+    RETENTION_MS: _int_at_least(-1),
+    RETENTION_BYTES: _int_at_least(-1),
+    MAX_MESSAGE_BYTES: _int_at_least(0),
+    CLEANUP_POLICY: _cleanup_policy,
+}
+
+# Shown by DescribeConfigs so tools find the usual keys; not settable here.
+READ_ONLY_TOPIC_CONFIGS = {
+    "compression.type": "producer",
+    "message.timestamp.type": "CreateTime",
+    "segment.bytes": "1073741824",
+}
+
+
+def config_defaults(config: ClusterConfig) -> dict[str, str]:
+    return {
+        RETENTION_MS: "604800000",
+        RETENTION_BYTES: "-1",
+        # The log's own entry limit, not Kafka's 1 MiB: one batch is one entry.
+        MAX_MESSAGE_BYTES: str(config.max_entry_bytes),
+        CLEANUP_POLICY: "delete",
+    }
+
+
+def check_config(name: str, value: str | None, config: ClusterConfig) -> str | None:
+    """Why name=value cannot be a topic config, or None if it can."""
+    check = CONFIG_CHECKS.get(name)
+    if check is None:
+        return f"unsupported topic config {name!r}"
+    if value is None:
+        return f"config {name!r} needs a value"
+    problem = check(value)
+    if problem is None and name == MAX_MESSAGE_BYTES and int(value) > config.max_entry_bytes:
+        problem = f"max.message.bytes cannot exceed the log's max_entry_bytes {config.max_entry_bytes}"
+    return f"{name}: {problem}" if problem else None
+
+
+# ---- the folded state ----------------------------------------------------------
+
+
+@dataclass
+class Topic:
+    name: str
+    topic_id: bytes
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)  # only what was set explicitly
+
+    def config(self, key: str, defaults: dict[str, str]) -> str:
+        return self.configs.get(key, defaults[key])
+
+    def int_config(self, key: str, defaults: dict[str, str]) -> int:
+        return int(self.config(key, defaults))
+
+
+class TopicState:
+    """The fold of the ``__topics`` events; pure, so tests drive it without a cluster."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Topic] = {}
+        self.applied = 0  # next SN of __topics to apply
+
+    def apply(self, sn: int, value: bytes | None) -> None:
+        self.applied = max(self.applied, sn + 1)
+        try:
+            event = json.loads(value or b"")
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        try:
+            self._apply(event)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring malformed topic event at SN %d: %r", sn, event)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        op = event["op"]
+        name = str(event["name"])
+        topic_id = bytes.fromhex(event["id"])
+        current = self.by_name.get(name)
+        if op == "create":
+            if current is None:
+                self.by_name[name] = Topic(name, topic_id, int(event["partitions"]),
+                                           {str(k): str(v) for k, v in event["configs"].items()})
+            return
+        if current is None or current.topic_id != topic_id:
+            return
+        if op == "delete":
+            del self.by_name[name]
+        elif op == "partitions":
+            current.partitions = max(current.partitions, int(event["partitions"]))
+        elif op == "configs":
+            for key, value in event["set"].items():
+                current.configs[str(key)] = str(value)
+            for key in event["delete"]:
+                current.configs.pop(str(key), None)
+
+
+class TopicStore:
+    """Topic metadata as this gateway knows it, kept current from ``__topics``."""
+
+    def __init__(self, client: FlexLogClient, config: ClusterConfig) -> None:
+        self.client = client
+        self.config = config
+        self.defaults = config_defaults(config)
+        self.state = TopicState()
+        self._sync_lock = asyncio.Lock()
+        self._create_locks: dict[str, asyncio.Lock] = {}
+        self._color: ColorInfo | None = None
+
+    # ---- reading the event log ----------------------------------------------
+
+    async def open(self) -> None:
+        """Find or create the ``__topics`` color and fold what it holds."""
+        try:
+            self._color = await self.client.color(TOPICS_COLOR)
+        except UnknownColor:
+            root = self.config.root
+            try:
+                self._color = await self.client.create_color(
+                    TOPICS_COLOR, owner=root, shards=(self.config.region(root)[0],))
+            except ColorExists:
+                self._color = await self.client.color(TOPICS_COLOR)
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Apply every event up to the current tail."""
+        assert self._color is not None, "open() first"
+        async with self._sync_lock:
+            registry_changed = False
+            while True:
+                res = await self.client.read_range(self._color, self.state.applied, READ_BYTES)
+                if not res.entries:
+                    break
+                for entry in res.entries:
+                    for rec in record_batch.decode(entry.payload):
+                        if rec.offset >= self.state.applied:
+                            self.state.apply(rec.offset, rec.value)
+                            registry_changed = True
+            if registry_changed:
+                # Partition colors of topics created or deleted elsewhere must resolve afresh.
+                await self.client.sync_registry()
+
+    async def watch(self) -> None:
+        """Follow events appended by other gateways until cancelled."""
+        assert self._color is not None, "open() first"
+        while True:
+            try:
+                # The wait happens outside sync's lock so that requests syncing meanwhile
+                # are not held up by it.
+                await self.client.read_range(self._color, self.state.applied, 1,
+                                             wait_ms=WATCH_WAIT_MS)
+                await self.sync()
+            except FlexLogError as exc:
+                log.warning("following %s failed, retrying: %s", TOPICS_COLOR, exc)
+                await asyncio.sleep(1.0)
+
+    async def _append(self, event: dict[str, Any]) -> None:
+        assert self._color is not None, "open() first"
+        sn = await self.client.append([Record(json.dumps(event).encode())], self._color)
+        while self.state.applied <= sn:
+            await self.sync()
+
+    # ---- queries ---------------------------------------------------------------
+
+    def get(self, name: str) -> Topic | None:
+        return self.state.by_name.get(name)
+
+    def by_id(self, topic_id: bytes) -> Topic | None:
+        return next((t for t in self.state.by_name.values() if t.topic_id == topic_id), None)
+
+    def all(self) -> list[Topic]:
+        return sorted(self.state.by_name.values(), key=lambda t: t.name)
+
+    async def lookup(self, name: str) -> Topic | None:
+        """The topic, syncing once on a miss so a topic made by another gateway is found."""
+        topic = self.get(name)
+        if topic is None:
+            await self.sync()
+            topic = self.get(name)
+        return topic
+
+    async def color(self, topic: str, partition: int) -> ColorInfo:
+        return await self.client.color(partition_color(topic, partition))
+
+    # ---- changes ---------------------------------------------------------------
+
+    async def _create_colors(self, name: str, first: int, count: int) -> None:
+        for p in range(first, count):
+            # ColorExists: another gateway creating the same topic made it first.
+            with contextlib.suppress(ColorExists):
+                await self.client.create_color(partition_color(name, p))
+
+    async def create(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
+        """Create a topic; TopicError('exists') if the name is taken (also by a racing create)."""
+        lock = self._create_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if await self.lookup(name) is not None:
+                raise TopicError("exists", f"topic {name!r} already exists")
+            # Colors first: a topic is never visible before every partition can take writes.
+            await self._create_colors(name, 0, partitions)
+            topic_id = uuid.uuid4().bytes
+            await self._append({"op": "create", "name": name, "id": topic_id.hex(),
+                                "partitions": partitions, "configs": configs})
+            topic = self.get(name)
+            if topic is None or topic.topic_id != topic_id:
+                raise TopicError("exists", f"topic {name!r} was created concurrently")
+            return topic
+
+    async def ensure(self, name: str, partitions: int) -> Topic:
+        """The topic, created with defaults if missing (auto-creation)."""
+        try:
+            return await self.create(name, partitions, {})
+        except TopicError:
+            topic = await self.lookup(name)
+            if topic is None:
+                raise
+            return topic
+
+    async def delete(self, topic: Topic) -> None:
+        await self._append({"op": "delete", "name": topic.name, "id": topic.topic_id.hex()})
+        for p in range(topic.partitions):
+            with contextlib.suppress(UnknownColor):  # deleted by a racing delete
+                await self.client.delete_color(partition_color(topic.name, p))
+
+    async def add_partitions(self, topic: Topic, count: int) -> None:
+        await self._create_colors(topic.name, topic.partitions, count)
+        await self._append({"op": "partitions", "name": topic.name, "id": topic.topic_id.hex(),
+                            "partitions": count})
+
+    async def alter_configs(self, topic: Topic, set_: dict[str, str], delete: list[str]) -> None:
+        await self._append({"op": "configs", "name": topic.name, "id": topic.topic_id.hex(),
+                            "set": set_, "delete": delete})
