@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from common import cpu_seconds, running_cluster, summary
-
 from flexlog.core import rpc
 from flexlog.core.client import FlexLogClient
 

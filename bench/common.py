@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from cluster import running_cluster  # noqa: E402
+from cluster import running_cluster
 
 __all__ = ["cpu_seconds", "percentile", "running_cluster", "summary"]
 

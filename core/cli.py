@@ -33,7 +33,7 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
     if not path.exists():
         path.write_text(config_mod.default_toml(
             data_dir=str(data_dir), storage=args.storage, gateways=args.gateways,
-            kafka_port=args.kafka_port,
+            kafka_port=args.kafka_port, base_port=args.base_port,
         ))
     return config_mod.load(path)
 
@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where every file of the cluster lives")
     up.add_argument("--storage", choices=["pm", "memory"], default="pm")
     up.add_argument("--gateways", type=int, default=1, help="number of Kafka gateways")
-    up.add_argument("--kafka-port", type=int, default=9092)
+    up.add_argument("--kafka-port", type=int, default=9092, help="first gateway's Kafka port")
+    up.add_argument("--base-port", type=int, default=7100,
+                    help="sequencers listen from here, replicas from +100, metrics from +1000")
 
     for role in ("sequencer", "replica", "gateway"):
         p = sub.add_parser(role, help=f"run one {role} process")

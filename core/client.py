@@ -372,11 +372,15 @@ class FlexLogClient:
         links = self._writer(shard).links
         return links[self._read_pick % len(links)]
 
-    async def _ask(self, shard: int, op: pb.QueryOp) -> pb.QueryResult:
-        """One query to one replica of shard, falling over to the others if it is down."""
+    async def _ask(self, shard: int, op: pb.QueryOp, replica: int | None = None) -> pb.QueryResult:
+        """One query to one replica of shard, falling over to the others if it is down.
+
+        With replica set, only that replica (by index in the shard) is asked.
+        """
         links = self._writer(shard).links
         last: FlexLogError | None = None
-        for i in range(len(links)):
+        tries = range(len(links)) if replica is None else [replica - self._read_pick]
+        for i in tries:
             link = links[(self._read_pick + i) % len(links)]
             try:
                 attempt = pb.QueryOp()
@@ -400,18 +404,19 @@ class FlexLogClient:
         return [StoredEntry(sn, n, bytes(p))
                 for sn, n, p in zip(result.sns, result.counts, result.payloads, strict=True)]
 
-    async def read_entry(self, sn: int, color: ColorRef, wait_ms: int = READ_WAIT_MS) -> StoredEntry:
-        """The entry (RecordBatch) containing sn."""
+    async def read_entry(self, sn: int, color: ColorRef, wait_ms: int = READ_WAIT_MS,
+                         replica: int | None = None) -> StoredEntry:
+        """The entry (RecordBatch) containing sn; from one given replica if replica is set."""
         info = await self.color(color)
         op = pb.QueryOp(kind=pb.QueryOp.READ, color=info.id, sn=sn,
                         wait_ms=wait_ms, contiguous=info.contiguous)
         if info.contiguous:
-            return self._entries(self._check(await self._ask(info.shards[0], op)))[0]
+            return self._entries(self._check(await self._ask(info.shards[0], op, replica)))[0]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
         op.wait_ms = 0
         while True:
-            results = await asyncio.gather(*(self._ask(s, op) for s in info.shards))
+            results = await asyncio.gather(*(self._ask(s, op, replica) for s in info.shards))
             for r in results:
                 if r.error and r.error != NotFound.code:
                     self._check(r)

@@ -1,0 +1,123 @@
+"""The flexlog command as a user runs it: up, status, one process per role, bad configs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import free_ports
+from flexlog.core import config as config_mod
+from flexlog.core.client import FlexLogClient
+
+pytestmark = pytest.mark.slow
+
+FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FLEXLOG, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> list[str]:
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed; got {lines}")
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    base = free_ports(1)[0]
+    base = 20000 + base % 20000
+    kafka = free_ports(1)[0]
+    args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",
+            "--base-port", str(base), "--kafka-port", str(kafka)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        printed = "".join(wait_for_line(proc, "cluster ready"))
+        assert f"127.0.0.1:{base}" in printed and "replica" in printed
+        cfg = config_mod.load(data / "cluster.toml")
+        status = run("status", "--config", str(data / "cluster.toml"))
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "cluster healthy" in status.stdout
+
+        async def append() -> int:
+            async with FlexLogClient(cfg) as c:
+                await c.create_color("cli")
+                return await c.append([b"hello"], "cli")
+
+        assert asyncio.run(append()) == 0
+        kids = children_of(proc.pid)
+        assert len(kids) >= 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "stopped" in out
+    for pid in kids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    status = run("status", "--config", str(data / "cluster.toml"))
+    assert status.returncode == 1
+    assert "DOWN" in status.stdout
+
+
+def test_launcher_restarts_a_killed_child(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    base = 20000 + free_ports(1)[0] % 20000
+    proc = subprocess.Popen(
+        [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory", "--base-port", str(base),
+         "--kafka-port", str(free_ports(1)[0])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_line(proc, "cluster ready")
+        victim = children_of(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if run("status", "--config", str(data / "cluster.toml")).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("cluster did not become healthy again")
+        assert victim not in children_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_invalid_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config_mod.default_toml().replace('storage = "pm"', 'storage = "floppy"'))
+    result = run("sequencer", "--config", str(bad), "--id", "root")
+    assert result.returncode == 2
+    assert "config.storage" in result.stderr
+    result = run("replica", "--config", str(tmp_path / "missing.toml"), "--id", "x")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(config_mod.default_toml())
+    assert run("replica", "--config", str(good), "--id", "shard0-r2", "--check-config").returncode == 0
+    wrong = run("replica", "--config", str(good), "--id", "shard9-r0", "--check-config")
+    assert wrong.returncode == 2 and "shard9-r0" in wrong.stderr

@@ -1,0 +1,91 @@
+"""The entry format: RecordBatch v2 encode/decode, CRC and the offset rewrite."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flexlog.core import record_batch as rb
+
+records = st.builds(
+    rb.Record,
+    value=st.none() | st.binary(max_size=300),
+    key=st.none() | st.binary(max_size=50),
+    headers=st.lists(st.tuples(st.text(max_size=10), st.none() | st.binary(max_size=20)), max_size=3),
+    timestamp_ms=st.none() | st.integers(0, 2**41),
+)
+
+
+@given(st.lists(records, min_size=1, max_size=20), st.integers(0, 2**62))
+def test_build_decode_round_trip(recs: list[rb.Record], base: int) -> None:
+    batch = rb.build(recs, base_offset=base, timestamp_ms=1_700_000_000_000)
+    header = rb.validate(batch)
+    assert header.records_count == len(recs)
+    assert header.base_offset == base
+    decoded = rb.decode(batch)
+    for i, (want, got) in enumerate(zip(recs, decoded, strict=True)):
+        assert (got.key, got.value, got.headers) == (want.key, want.value, want.headers)
+        assert got.timestamp_ms == (1_700_000_000_000 if want.timestamp_ms is None else want.timestamp_ms)
+        assert got.offset == base + i
+
+
+@given(st.lists(st.binary(max_size=100), min_size=1, max_size=10), st.integers(0, 2**63 - 1))
+def test_base_offset_rewrite_keeps_crc_valid(values: list[bytes], sn: int) -> None:
+    batch = rb.build(values)
+    moved = rb.with_base_offset(batch, sn)
+    assert rb.validate(moved).base_offset == sn
+    buf = bytearray(batch)
+    rb.set_base_offset(buf, sn, leader_epoch=7)
+    header = rb.validate(bytes(buf))
+    assert (header.base_offset, header.partition_leader_epoch) == (sn, 7)
+
+
+@given(st.data())
+def test_any_flipped_bit_after_the_crc_field_is_detected(data: st.DataObject) -> None:
+    batch = bytearray(rb.build([b"payload", b"more"]))
+    pos = data.draw(st.integers(rb.CRC_START, len(batch) - 1))
+    batch[pos] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(rb.CorruptBatch):
+        rb.validate(bytes(batch))
+
+
+@given(st.binary(max_size=200))
+def test_garbage_never_raises_anything_but_corrupt_batch(junk: bytes) -> None:
+    with contextlib.suppress(rb.CorruptBatch):
+        rb.validate(junk)
+
+
+def test_truncated_and_wrong_length_are_rejected() -> None:
+    batch = rb.build([b"abc"])
+    with pytest.raises(rb.CorruptBatch, match="header"):
+        rb.validate(batch[:40])
+    with pytest.raises(rb.CorruptBatch, match="batchLength"):
+        rb.validate(batch + b"\x00")
+
+
+def test_split_walks_concatenated_batches() -> None:
+    a, b = rb.build([b"a"], base_offset=0), rb.build([b"b", b"c"], base_offset=1)
+    parts = [bytes(p) for p in rb.split(a + b)]
+    assert parts == [a, b]
+    with pytest.raises(rb.CorruptBatch):
+        list(rb.split(a + b[:20]))
+
+
+def test_gzip_batches_decode() -> None:
+    import gzip
+    import struct
+
+    import crc32c
+
+    plain = rb.build([b"x" * 100, b"y"], timestamp_ms=5)
+    body = gzip.compress(plain[rb.HEADER_SIZE:])
+    header = bytearray(plain[: rb.HEADER_SIZE])
+    struct.pack_into(">h", header, 21, rb.CODEC_GZIP)
+    after = bytes(header[rb.CRC_START:]) + body
+    struct.pack_into(">i", header, 8, len(after) + 9)
+    struct.pack_into(">I", header, 17, crc32c.crc32c(after))
+    batch = bytes(header[: rb.CRC_START]) + after
+    assert [r.value for r in rb.decode(batch)] == [b"x" * 100, b"y"]
