@@ -33,6 +33,7 @@ from .headers import (
 )
 from .messages import APIS
 from .schema import message_struct
+from .wire import ChunkWriter, Sink
 
 _SIZE = struct.Struct(">i")
 # What a truncated or corrupt body can raise from inside the generated parsers.
@@ -118,24 +119,22 @@ def _frame(
     api_key: int,
     api_version: int,
     request: bool,
-    write_header: Callable[[BytesIO], None],
+    write_header: Callable[[Sink], None],
     body: dict[str, Any],
 ) -> bytes:
     api = APIS.get(api_key)
     if api is None or not api.versions[0] <= api_version <= api.versions[1]:
         raise EncodeError(f"cannot encode api key {api_key} version {api_version}")
     codec = message_codec(api_key, api_version, request)
-    io = BytesIO()
-    io.write(b"\x00\x00\x00\x00")  # size, patched once the body length is known
-    write_header(io)
+    out = ChunkWriter()
+    out.write(b"")  # the size prefix, known once the body is built
+    write_header(out)
     try:
-        codec.buildfunc(body, io, None)
+        codec.buildfunc(body, out, None)
     except _ENCODE_FAILURES as exc:
         raise EncodeError(f"api key {api_key} v{api_version}: {exc!r}") from exc
-    size = io.tell() - 4
-    io.seek(0)
-    io.write(_SIZE.pack(size))
-    return io.getvalue()
+    out[0] = _SIZE.pack(sum(map(len, out)))
+    return out.getvalue()
 
 
 def encode_response(

@@ -12,7 +12,7 @@ import struct
 from io import BytesIO
 
 from .messages import APIS, ApiKey
-from .wire import read_nullable_string, skip_tags, write_nullable_string
+from .wire import Sink, read_nullable_string, skip_tags, write_nullable_string
 
 REQUEST_HEADER_FIXED = struct.Struct(">hhi")
 RESPONSE_HEADER_FIXED = struct.Struct(">i")
@@ -40,7 +40,7 @@ def read_request_header_tail(io: BytesIO, header_version: int) -> str | None:
 
 
 def write_request_header(
-    io: BytesIO,
+    io: Sink,
     header_version: int,
     api_key: int,
     api_version: int,
@@ -61,7 +61,7 @@ def read_response_header(io: BytesIO, header_version: int) -> int:
     return correlation_id
 
 
-def write_response_header(io: BytesIO, header_version: int, correlation_id: int) -> None:
+def write_response_header(io: Sink, header_version: int, correlation_id: int) -> None:
     io.write(RESPONSE_HEADER_FIXED.pack(correlation_id))
     if header_version >= 1:
         io.write(b"\x00")

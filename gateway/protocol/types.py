@@ -16,6 +16,7 @@ Struct semantics the generic ``construct.Struct`` lacks and Kafka needs:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -43,13 +44,18 @@ def _block(lines: list[str]) -> str:
 
 
 class Primitive(Construct):
-    """A scalar emitted as one expression over ``io`` (parse) or ``io``/``obj`` (build)."""
+    """A scalar emitted as one expression over ``io`` (parse) or ``io``/``obj`` (build).
 
-    def __init__(self, kind: str, parse_src: str, build_src: str) -> None:
+    ``fmt`` is the ``struct`` format of fixed-size scalars, which lets a struct read or
+    write a run of them with a single ``unpack``/``pack``.
+    """
+
+    def __init__(self, kind: str, parse_src: str, build_src: str, fmt: str | None = None) -> None:
         super().__init__()
         self.kind = kind
         self.parse_src = parse_src
         self.build_src = build_src
+        self.fmt = fmt
 
     def _emitparse(self, code: CodeGen) -> str:
         code.append(_IMPORT_WIRE)
@@ -63,27 +69,29 @@ class Primitive(Construct):
         return f"<Primitive {self.kind}>"
 
 
-def _fixed(fmt: str, size: int) -> tuple[str, str]:
-    return f"{fmt}.unpack(io.read({size}))[0]", f"io.write({fmt}.pack(obj))"
+def _fixed(kind: str, fmt: str, packer: str) -> Primitive:
+    """``packer`` names the matching ``struct.Struct`` in ``wire``."""
+    size = struct.calcsize(">" + fmt)
+    return Primitive(
+        kind, f"{packer}.unpack(io.read({size}))[0]", f"io.write({packer}.pack(obj))", fmt
+    )
 
 
-def _call(reader: str, writer: str) -> tuple[str, str]:
-    return f"{reader}(io)", f"{writer}(io, obj)"
+def _called(kind: str, name: str) -> Primitive:
+    return Primitive(kind, f"read_{name}(io)", f"write_{name}(io, obj)")
 
 
-_FIXED = {
-    "int8": _fixed("I8", 1),
-    "int16": _fixed("I16", 2),
-    "int32": _fixed("I32", 4),
-    "int64": _fixed("I64", 8),
-    "uint16": _fixed("U16", 2),
-    "float64": _fixed("F64", 8),
-    "bool": _call("read_bool", "write_bool"),
-    "uuid": _call("read_uuid", "write_uuid"),
+_FIXED_PRIMITIVES = {
+    "int8": _fixed("int8", "b", "I8"),
+    "int16": _fixed("int16", "h", "I16"),
+    "int32": _fixed("int32", "i", "I32"),
+    "int64": _fixed("int64", "q", "I64"),
+    "uint16": _fixed("uint16", "H", "U16"),
+    "float64": _fixed("float64", "d", "F64"),
+    # "?" reads any non-zero byte as true, which is what Kafka's readers do.
+    "bool": _fixed("bool", "?", "BOOL"),
+    "uuid": _called("uuid", "uuid"),
 }
-
-
-_FIXED_PRIMITIVES = {kind: Primitive(kind, *src) for kind, src in _FIXED.items()}
 
 
 @cache
@@ -93,7 +101,7 @@ def primitive(kind: str, compact: bool, nullable: bool) -> Primitive:
         return _FIXED_PRIMITIVES[kind]
     base = "string" if kind == "string" else "bytes"  # records are opaque nullable bytes
     name = ("compact_" if compact else "") + ("nullable_" if nullable else "") + base
-    return Primitive(name, *_call(f"read_{name}", f"write_{name}"))
+    return _called(name, name)
 
 
 class KafkaArray(Construct):
@@ -164,14 +172,38 @@ class KafkaStruct(Struct):
         self.tagged = sorted((f for f in fields if f.tag is not None), key=lambda f: f.tag)
         self.flexible = flexible
 
+    def _runs(self) -> list[list[StructField]]:
+        """Consecutive fixed-size fields grouped, so one ``struct`` call handles each run."""
+        runs: list[list[StructField]] = []
+        for f in self.plain:
+            fixed = _fmt(f) is not None
+            if fixed and runs and _fmt(runs[-1][0]) is not None:
+                runs[-1].append(f)
+            else:
+                runs.append([f])
+        return runs
+
+    def _packer(self, code: CodeGen, run: list[StructField]) -> str:
+        fmt = ">" + "".join(_fmt(f) or "" for f in run)
+        name = "S_" + fmt[1:].replace("?", "_bool_")
+        code.append(f"{name} = struct.Struct({fmt!r})")
+        return name
+
     def _emitparse(self, code: CodeGen) -> str:
         code.append(_IMPORT_WIRE)
         uid = code.allocateId()
         fname = f"parse_struct_{uid}"
-        # Keyword arguments are evaluated left to right: that is the wire order.
-        args = [f"{f.name}={f.con._compileparse(code)}" for f in self.plain]
+        lines = [f"def {fname}(io, this):"]
+        for run in self._runs():
+            if _fmt(run[0]) is None:
+                lines.append(f"    f_{run[0].name} = {run[0].con._compileparse(code)}")
+            else:
+                packer = self._packer(code, run)
+                targets = "".join(f"f_{f.name}, " for f in run)
+                lines.append(f"    {targets}= {packer}.unpack(io.read({packer}.size))")
+        args = [f"{f.name}=f_{f.name}" for f in self.plain]
         args += [f"{f.name}={literal(f.default)}" for f in self.tagged]
-        lines = [f"def {fname}(io, this):", f"    result = Container({', '.join(args)})"]
+        lines.append(f"    result = Container({', '.join(args)})")
         if self.tagged:
             decoders = ", ".join(
                 f"{f.tag}: ({f.name!r}, lambda io, this: {f.con._compileparse(code)})"
@@ -190,9 +222,14 @@ class KafkaStruct(Struct):
         uid = code.allocateId()
         fname = f"build_struct_{uid}"
         lines = [f"def {fname}(fields, io, this):"]
-        for f in self.plain:
-            lines.append(f"    obj = fields.get({f.name!r}, {_build_default(f.default)})")
-            lines.append(f"    {f.con._compilebuild(code)}")
+        for run in self._runs():
+            if _fmt(run[0]) is None:
+                f = run[0]
+                lines.append(f"    obj = fields.get({f.name!r}, {_build_default(f.default)})")
+                lines.append(f"    {f.con._compilebuild(code)}")
+            else:
+                values = ", ".join(f"fields.get({f.name!r}, {f.default!r})" for f in run)
+                lines.append(f"    io.write({self._packer(code, run)}.pack({values}))")
         if self.tagged:
             lines.append("    tagged = []")
             for f in self.tagged:
@@ -214,6 +251,10 @@ class KafkaStruct(Struct):
         lines.append("    return fields")
         code.append(_block(lines))
         return f"{fname}(obj, io, this)"
+
+
+def _fmt(f: StructField) -> str | None:
+    return f.con.fmt if isinstance(f.con, Primitive) else None
 
 
 def _build_default(value: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from io import BytesIO
-from typing import Any
+from typing import Any, Protocol
 
 from .exceptions import EncodeError, MalformedFrame
 
@@ -23,12 +23,27 @@ I32 = struct.Struct(">i")
 I64 = struct.Struct(">q")
 U16 = struct.Struct(">H")
 F64 = struct.Struct(">d")
+BOOL = struct.Struct(">?")
 
 _VARINT_BYTES = [bytes((i,)) for i in range(128)]
 _NULL_I16 = b"\xff\xff"
 _NULL_I32 = b"\xff\xff\xff\xff"
 
 TagDecoders = dict[int, tuple[str, Callable[[BytesIO, Any], Any]]]
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+class ChunkWriter(list[bytes]):
+    """Where builders write: chunks are joined once at the end, so a record blob is
+    copied exactly once instead of into a growing buffer and out again."""
+
+    write = list.append
+
+    def getvalue(self) -> bytes:
+        return b"".join(self)
 
 
 def read_exact(io: BytesIO, n: int) -> bytes:
@@ -38,22 +53,11 @@ def read_exact(io: BytesIO, n: int) -> bytes:
     return data
 
 
-def read_bool(io: BytesIO) -> bool:
-    data = io.read(1)
-    if not data:
-        raise MalformedFrame("truncated bool")
-    return data != b"\x00"
-
-
-def write_bool(io: BytesIO, value: bool) -> None:
-    io.write(b"\x01" if value else b"\x00")
-
-
 def read_uuid(io: BytesIO) -> bytes:
     return read_exact(io, 16)
 
 
-def write_uuid(io: BytesIO, value: bytes) -> None:
+def write_uuid(io: Sink, value: bytes) -> None:
     if len(value) != 16:
         raise EncodeError(f"uuid must be 16 bytes, got {len(value)}")
     io.write(value)
@@ -82,7 +86,7 @@ def read_uvarint(io: BytesIO) -> int:
             raise MalformedFrame("varint longer than 5 bytes")
 
 
-def write_uvarint(io: BytesIO, value: int) -> None:
+def write_uvarint(io: Sink, value: int) -> None:
     if 0 <= value < 0x80:
         io.write(_VARINT_BYTES[value])
         return
@@ -127,7 +131,7 @@ def read_compact_nullable_string(io: BytesIO) -> str | None:
     return read_exact(io, n).decode()
 
 
-def write_string(io: BytesIO, value: str) -> None:
+def write_string(io: Sink, value: str) -> None:
     if value is None:
         raise EncodeError("None given for a non-nullable string")
     data = value.encode()
@@ -137,14 +141,14 @@ def write_string(io: BytesIO, value: str) -> None:
     io.write(data)
 
 
-def write_nullable_string(io: BytesIO, value: str | None) -> None:
+def write_nullable_string(io: Sink, value: str | None) -> None:
     if value is None:
         io.write(_NULL_I16)
     else:
         write_string(io, value)
 
 
-def write_compact_string(io: BytesIO, value: str) -> None:
+def write_compact_string(io: Sink, value: str) -> None:
     if value is None:
         raise EncodeError("None given for a non-nullable string")
     data = value.encode()
@@ -152,7 +156,7 @@ def write_compact_string(io: BytesIO, value: str) -> None:
     io.write(data)
 
 
-def write_compact_nullable_string(io: BytesIO, value: str | None) -> None:
+def write_compact_nullable_string(io: Sink, value: str | None) -> None:
     if value is None:
         io.write(b"\x00")
     else:
@@ -190,28 +194,28 @@ def read_compact_nullable_bytes(io: BytesIO) -> bytes | None:
     return read_exact(io, n)
 
 
-def write_bytes(io: BytesIO, value: bytes) -> None:
+def write_bytes(io: Sink, value: bytes) -> None:
     if value is None:
         raise EncodeError("None given for a non-nullable bytes field")
     io.write(I32.pack(len(value)))
     io.write(value)
 
 
-def write_nullable_bytes(io: BytesIO, value: bytes | None) -> None:
+def write_nullable_bytes(io: Sink, value: bytes | None) -> None:
     if value is None:
         io.write(_NULL_I32)
     else:
         write_bytes(io, value)
 
 
-def write_compact_bytes(io: BytesIO, value: bytes) -> None:
+def write_compact_bytes(io: Sink, value: bytes) -> None:
     if value is None:
         raise EncodeError("None given for a non-nullable bytes field")
     write_uvarint(io, len(value) + 1)
     io.write(value)
 
 
-def write_compact_nullable_bytes(io: BytesIO, value: bytes | None) -> None:
+def write_compact_nullable_bytes(io: Sink, value: bytes | None) -> None:
     if value is None:
         io.write(b"\x00")
     else:
@@ -244,23 +248,23 @@ def read_compact_nullable_array_len(io: BytesIO) -> int:
     return read_uvarint(io) - 1
 
 
-def write_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+def write_array_len(io: Sink, items: Sequence[Any] | None) -> None:
     if items is None:
         raise EncodeError("None given for a non-nullable array")
     io.write(I32.pack(len(items)))
 
 
-def write_nullable_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+def write_nullable_array_len(io: Sink, items: Sequence[Any] | None) -> None:
     io.write(_NULL_I32 if items is None else I32.pack(len(items)))
 
 
-def write_compact_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+def write_compact_array_len(io: Sink, items: Sequence[Any] | None) -> None:
     if items is None:
         raise EncodeError("None given for a non-nullable array")
     write_uvarint(io, len(items) + 1)
 
 
-def write_compact_nullable_array_len(io: BytesIO, items: Sequence[Any] | None) -> None:
+def write_compact_nullable_array_len(io: Sink, items: Sequence[Any] | None) -> None:
     if items is None:
         io.write(b"\x00")
     else:
@@ -287,7 +291,7 @@ def skip_tags(io: BytesIO) -> None:
         read_exact(io, read_uvarint(io))
 
 
-def write_tags(io: BytesIO, tagged: list[tuple[int, bytes]]) -> None:
+def write_tags(io: Sink, tagged: list[tuple[int, bytes]]) -> None:
     """Write ``(tag, encoded value)`` pairs, already in ascending tag order."""
     write_uvarint(io, len(tagged))
     for tag, data in tagged:
@@ -296,9 +300,9 @@ def write_tags(io: BytesIO, tagged: list[tuple[int, bytes]]) -> None:
         io.write(data)
 
 
-def encode_value(build: Callable[[Any, BytesIO, Any], Any], value: Any) -> bytes:
+def encode_value(build: Callable[[Any, Sink, Any], Any], value: Any) -> bytes:
     """Run a compiled builder into a fresh buffer (tagged values are length-prefixed)."""
-    io = BytesIO()
-    build(value, io, None)
-    return io.getvalue()
+    out = ChunkWriter()
+    build(value, out, None)
+    return out.getvalue()
 
