@@ -35,3 +35,9 @@ def summary(values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
     return (f"p50 {percentile(ms, 50):.3f} ms  p99 {percentile(ms, 99):.3f} ms  "
             f"mean {statistics.fmean(ms):.3f} ms")
+
+
+def free_ports(n: int) -> list[int]:
+    from cluster import free_ports as _free_ports
+
+    return _free_ports(n)
