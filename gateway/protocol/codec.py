@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 from construct import Compiled, ConstructError
@@ -33,7 +32,7 @@ from .headers import (
 )
 from .messages import APIS
 from .schema import message_struct
-from .wire import ChunkWriter, Sink
+from .wire import ChunkWriter, FrameInput, Sink
 
 _SIZE = struct.Struct(">i")
 # What a truncated or corrupt body can raise from inside the generated parsers.
@@ -90,7 +89,7 @@ def decode_request(frame: bytes) -> Request:
     api_key, api_version, correlation_id = REQUEST_HEADER_FIXED.unpack_from(frame)
     _check_version(api_key, api_version, correlation_id)
     codec = message_codec(api_key, api_version, True)
-    io = BytesIO(frame)
+    io = FrameInput(frame)
     io.seek(REQUEST_HEADER_FIXED.size)
     try:
         client_id = read_request_header_tail(io, request_header_version(api_key, api_version))
@@ -106,7 +105,7 @@ def decode_response(api_key: int, api_version: int, frame: bytes) -> Response:
     """Decode a response frame; the caller knows what it asked for."""
     _check_version(api_key, api_version, -1)
     codec = message_codec(api_key, api_version, False)
-    io = BytesIO(frame)
+    io = FrameInput(frame)
     try:
         correlation_id = read_response_header(io, response_header_version(api_key, api_version))
         body = codec.parsefunc(io, None)

@@ -9,10 +9,9 @@ v0 is the correlation id, v1 adds tagged fields.
 from __future__ import annotations
 
 import struct
-from io import BytesIO
 
 from .messages import APIS, ApiKey
-from .wire import Sink, read_nullable_string, skip_tags, write_nullable_string
+from .wire import FrameInput, Sink, read_nullable_string, skip_tags, write_nullable_string
 
 REQUEST_HEADER_FIXED = struct.Struct(">hhi")
 RESPONSE_HEADER_FIXED = struct.Struct(">i")
@@ -31,7 +30,7 @@ def response_header_version(api_key: int, api_version: int) -> int:
     return 1 if APIS[api_key].is_flexible(api_version) else 0
 
 
-def read_request_header_tail(io: BytesIO, header_version: int) -> str | None:
+def read_request_header_tail(io: FrameInput, header_version: int) -> str | None:
     """Read what follows the fixed 8 bytes; returns the client id."""
     client_id = read_nullable_string(io) if header_version >= 1 else None
     if header_version >= 2:
@@ -54,7 +53,7 @@ def write_request_header(
         io.write(b"\x00")
 
 
-def read_response_header(io: BytesIO, header_version: int) -> int:
+def read_response_header(io: FrameInput, header_version: int) -> int:
     (correlation_id,) = RESPONSE_HEADER_FIXED.unpack(io.read(4))
     if header_version >= 1:
         skip_tags(io)

@@ -2,9 +2,11 @@
 
 They exist only in compiled form: each emits Python source (``_emitparse`` /
 ``_emitbuild``) that calls the helpers in ``wire.py``, and ``Construct.compile()``
-turns a whole message into one generated module. Kafka never needs construct's
-context (``this``), so the generated code skips it: that, plus reading straight
-from a ``BytesIO``, is what keeps a Produce parse in the single-digit microseconds.
+turns a whole message into one generated module. Parsers read a ``BytesIO``;
+builders write into a ``wire.ChunkWriter``. Kafka never needs construct's context
+(``this``), so the generated code skips it, and a run of consecutive fixed-size
+fields is read or written by a single ``struct`` call: that is what keeps a
+Produce parse in the single-digit microseconds.
 
 Struct semantics the generic ``construct.Struct`` lacks and Kafka needs:
 - a field missing from a body being built takes its schema default, while an
@@ -29,13 +31,13 @@ from . import wire
 _IMPORT_WIRE = f"from {wire.__name__} import *"
 
 
-def literal(value: Any) -> str:
+def _literal(value: Any) -> str:
     """Python source that evaluates to a fresh copy of a default value."""
     if isinstance(value, dict):
-        inner = ", ".join(f"{k}={literal(v)}" for k, v in value.items())
+        inner = ", ".join(f"{k}={_literal(v)}" for k, v in value.items())
         return f"Container({inner})"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
     return repr(value)
 
 
@@ -202,7 +204,7 @@ class KafkaStruct(Struct):
                 targets = "".join(f"f_{f.name}, " for f in run)
                 lines.append(f"    {targets}= {packer}.unpack(io.read({packer}.size))")
         args = [f"{f.name}=f_{f.name}" for f in self.plain]
-        args += [f"{f.name}={literal(f.default)}" for f in self.tagged]
+        args += [f"{f.name}={_literal(f.default)}" for f in self.tagged]
         lines.append(f"    result = Container({', '.join(args)})")
         if self.tagged:
             decoders = ", ".join(
@@ -235,7 +237,7 @@ class KafkaStruct(Struct):
             for f in self.tagged:
                 enc = f"tagenc_{uid}_{f.tag}"
                 code.append(f"{enc} = lambda obj, io, this: {f.con._compilebuild(code)}")
-                code.append(f"tagdef_{uid}_{f.tag} = encode_value({enc}, {literal(f.default)})")
+                code.append(f"tagdef_{uid}_{f.tag} = encode_value({enc}, {_literal(f.default)})")
                 # The default's encoding doubles as the "field absent" sentinel.
                 lines += [
                     f"    obj = fields.get({f.name!r}, tagdef_{uid}_{f.tag})",

@@ -29,7 +29,14 @@ _VARINT_BYTES = [bytes((i,)) for i in range(128)]
 _NULL_I16 = b"\xff\xff"
 _NULL_I32 = b"\xff\xff\xff\xff"
 
-TagDecoders = dict[int, tuple[str, Callable[[BytesIO, Any], Any]]]
+
+
+class FrameInput(BytesIO):
+    """What parsers read from: a ``BytesIO`` that remembers its total size."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.size = len(data)
 
 
 class Sink(Protocol):
@@ -46,14 +53,14 @@ class ChunkWriter(list[bytes]):
         return b"".join(self)
 
 
-def read_exact(io: BytesIO, n: int) -> bytes:
+def read_exact(io: FrameInput, n: int) -> bytes:
     data = io.read(n)
     if len(data) != n:
         raise MalformedFrame(f"truncated: wanted {n} bytes, {len(data)} left")
     return data
 
 
-def read_uuid(io: BytesIO) -> bytes:
+def read_uuid(io: FrameInput) -> bytes:
     return read_exact(io, 16)
 
 
@@ -63,7 +70,7 @@ def write_uuid(io: Sink, value: bytes) -> None:
     io.write(value)
 
 
-def read_uvarint(io: BytesIO) -> int:
+def read_uvarint(io: FrameInput) -> int:
     data = io.read(1)
     if not data:
         raise MalformedFrame("truncated varint")
@@ -103,28 +110,28 @@ def write_uvarint(io: Sink, value: int) -> None:
 # -- strings -----------------------------------------------------------------------
 
 
-def read_string(io: BytesIO) -> str:
+def read_string(io: FrameInput) -> str:
     n = I16.unpack(read_exact(io, 2))[0]
     if n < 0:
         raise MalformedFrame("null in a non-nullable string")
     return read_exact(io, n).decode()
 
 
-def read_nullable_string(io: BytesIO) -> str | None:
+def read_nullable_string(io: FrameInput) -> str | None:
     n = I16.unpack(read_exact(io, 2))[0]
     if n < 0:
         return None
     return read_exact(io, n).decode()
 
 
-def read_compact_string(io: BytesIO) -> str:
+def read_compact_string(io: FrameInput) -> str:
     n = read_uvarint(io) - 1
     if n < 0:
         raise MalformedFrame("null in a non-nullable compact string")
     return read_exact(io, n).decode()
 
 
-def read_compact_nullable_string(io: BytesIO) -> str | None:
+def read_compact_nullable_string(io: FrameInput) -> str | None:
     n = read_uvarint(io) - 1
     if n < 0:
         return None
@@ -166,28 +173,28 @@ def write_compact_nullable_string(io: Sink, value: str | None) -> None:
 # -- bytes (also records, which stay opaque) ----------------------------------------
 
 
-def read_bytes(io: BytesIO) -> bytes:
+def read_bytes(io: FrameInput) -> bytes:
     n = I32.unpack(read_exact(io, 4))[0]
     if n < 0:
         raise MalformedFrame("null in a non-nullable bytes field")
     return read_exact(io, n)
 
 
-def read_nullable_bytes(io: BytesIO) -> bytes | None:
+def read_nullable_bytes(io: FrameInput) -> bytes | None:
     n = I32.unpack(read_exact(io, 4))[0]
     if n < 0:
         return None
     return read_exact(io, n)
 
 
-def read_compact_bytes(io: BytesIO) -> bytes:
+def read_compact_bytes(io: FrameInput) -> bytes:
     n = read_uvarint(io) - 1
     if n < 0:
         raise MalformedFrame("null in a non-nullable compact bytes field")
     return read_exact(io, n)
 
 
-def read_compact_nullable_bytes(io: BytesIO) -> bytes | None:
+def read_compact_nullable_bytes(io: FrameInput) -> bytes | None:
     n = read_uvarint(io) - 1
     if n < 0:
         return None
@@ -223,29 +230,40 @@ def write_compact_nullable_bytes(io: Sink, value: bytes | None) -> None:
 
 
 # -- array counts: readers return -1 for null ---------------------------------------
+#
+# Every array element takes at least one byte on the wire, so a count larger than
+# what is left of the frame is a lie; rejecting it up front (as Kafka does) keeps a
+# big frame full of tiny forged elements from growing a list of millions of objects.
 
 
-def read_array_len(io: BytesIO) -> int:
+def _checked_count(io: FrameInput, n: int) -> int:
+    if n > io.size - io.tell():
+        raise MalformedFrame(f"array of {n} elements in {io.size - io.tell()} bytes")
+    return n
+
+
+def read_array_len(io: FrameInput) -> int:
     n = I32.unpack(read_exact(io, 4))[0]
     if n < 0:
         raise MalformedFrame("null in a non-nullable array")
-    return n
+    return _checked_count(io, n)
 
 
-def read_nullable_array_len(io: BytesIO) -> int:
+def read_nullable_array_len(io: FrameInput) -> int:
     n = I32.unpack(read_exact(io, 4))[0]
-    return -1 if n < 0 else n
+    return -1 if n < 0 else _checked_count(io, n)
 
 
-def read_compact_array_len(io: BytesIO) -> int:
+def read_compact_array_len(io: FrameInput) -> int:
     n = read_uvarint(io) - 1
     if n < 0:
         raise MalformedFrame("null in a non-nullable compact array")
-    return n
+    return _checked_count(io, n)
 
 
-def read_compact_nullable_array_len(io: BytesIO) -> int:
-    return read_uvarint(io) - 1
+def read_compact_nullable_array_len(io: FrameInput) -> int:
+    n = read_uvarint(io) - 1
+    return -1 if n < 0 else _checked_count(io, n)
 
 
 def write_array_len(io: Sink, items: Sequence[Any] | None) -> None:
@@ -274,7 +292,10 @@ def write_compact_nullable_array_len(io: Sink, items: Sequence[Any] | None) -> N
 # -- tagged fields (KIP-482) -------------------------------------------------------
 
 
-def read_tags(io: BytesIO, result: dict[str, Any], decoders: TagDecoders) -> None:
+TagDecoders = dict[int, tuple[str, Callable[[FrameInput, Any], Any]]]
+
+
+def read_tags(io: FrameInput, result: dict[str, Any], decoders: TagDecoders) -> None:
     """Parse a tagged-field buffer into ``result``; tags without a decoder are skipped."""
     for _ in range(read_uvarint(io)):
         tag = read_uvarint(io)
@@ -282,10 +303,10 @@ def read_tags(io: BytesIO, result: dict[str, Any], decoders: TagDecoders) -> Non
         decoder = decoders.get(tag)
         if decoder is not None:
             name, parse = decoder
-            result[name] = parse(BytesIO(data), None)
+            result[name] = parse(FrameInput(data), None)
 
 
-def skip_tags(io: BytesIO) -> None:
+def skip_tags(io: FrameInput) -> None:
     for _ in range(read_uvarint(io)):
         read_uvarint(io)
         read_exact(io, read_uvarint(io))

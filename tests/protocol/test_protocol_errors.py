@@ -182,3 +182,19 @@ def test_huge_length_fields_never_allocate() -> None:
                     assert tracemalloc.get_traced_memory()[1] < 1 << 20, (frame, offset)
     finally:
         tracemalloc.stop()
+
+
+def test_array_count_beyond_the_frame_is_rejected_before_parsing() -> None:
+    # DeleteGroups v0 with 1 MiB of zeros: as many as 2^19 empty group names would
+    # parse, so a count one above the remaining byte count must fail without a list.
+    zeros = bytes(1 << 20)
+    header = struct.pack(">hhih", 42, 0, 3, -1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedFrame, match="elements in"):
+            decode_request(header + struct.pack(">i", len(zeros) + 1) + zeros)
+        assert tracemalloc.get_traced_memory()[1] < 3 << 20  # the frame itself: 2 x 1 MiB
+    finally:
+        tracemalloc.stop()
+    names = decode_request(header + struct.pack(">i", len(zeros) // 2) + zeros).body.groups_names
+    assert len(names) == len(zeros) // 2
