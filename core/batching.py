@@ -71,7 +71,7 @@ class Window(Generic[T]):
     The owner calls done() once per completed batch.
     """
 
-    def __init__(self, send: Callable[[list[T]], None], limit: int = 2) -> None:
+    def __init__(self, send: Callable[[list[T]], None], limit: int = 4) -> None:
         self._send = send
         self._limit = limit
         self._items: list[T] = []

@@ -274,6 +274,11 @@ class FlexLogClient:
 
     # ---- colors ------------------------------------------------------------
 
+    def _known(self, color: ColorRef) -> ColorInfo | None:
+        if isinstance(color, ColorInfo):
+            return color
+        return self.registry.by_name.get(color) if isinstance(color, str) else self.registry.by_id.get(color)
+
     async def color(self, color: ColorRef) -> ColorInfo:
         if isinstance(color, ColorInfo):
             return color
@@ -333,12 +338,12 @@ class FlexLogClient:
 
     async def append(self, records: Sequence[Record | bytes], color: ColorRef) -> int:
         """Append records as one entry; returns the SN of the first record."""
-        info = color if isinstance(color, ColorInfo) else await self.color(color)
+        info = self._known(color) or await self.color(color)
         return await self._submit(record_batch.build(records), info)
 
     async def append_batch(self, batch: bytes, color: ColorRef, *, validated: bool = False) -> int:
         """Append one prebuilt RecordBatch v2 as one entry; returns its first SN."""
-        info = color if isinstance(color, ColorInfo) else await self.color(color)
+        info = self._known(color) or await self.color(color)
         if not validated:
             try:
                 record_batch.validate(batch)
@@ -364,7 +369,8 @@ class FlexLogClient:
             return await fut
         finally:
             self._in_flight -= 1
-            self._room.set()
+            if self._in_flight < self._max_in_flight:
+                self._room.set()
 
     # ---- reads -------------------------------------------------------------
 
