@@ -1,0 +1,236 @@
+"""PM -> SSD tiering, the DRAM cache, backpressure and restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pm_helpers import batch, tag_of
+
+from flexlog.core.storage import StoredEntry, StoreFull
+from flexlog.pm._pmem import lib
+from flexlog.pm.engine import POOL_FILE, SSD_DIR, PmEngine
+from flexlog.pm.pool import Pool
+from flexlog.pm.segments import CorruptSegment
+
+POOL = 8 << 20
+
+
+def open_engine(path: Path, **kw) -> PmEngine:
+    kw.setdefault("pool_size_bytes", POOL)
+    kw.setdefault("cache_bytes", 64 << 10)
+    kw.setdefault("ssd_high_water", 0.5)
+    return PmEngine(path, **kw)
+
+
+def fill(eng: PmEngine, colors: int, per_color: int, size: int) -> dict[tuple[int, int], bytes]:
+    """Commit per_color 2-record entries in each color; returns (color, sn) -> payload."""
+    stored = {}
+    token = 0
+    for i in range(per_color):
+        for color in range(colors):
+            token += 1
+            eng.prepare(token, color, batch(token, 2, size), 2)
+            stored[(color, 2 * i)] = eng.commit(token, 2 * i).payload
+    return stored
+
+
+def tier_of(eng: PmEngine, color: int, sn: int) -> str:
+    idx = eng._colors[color]
+    return "pm" if idx.locs[idx.find(sn)] >= 0 else "ssd"
+
+
+def read_all(eng: PmEngine, colors: int) -> dict[tuple[int, int], bytes]:
+    out = {}
+    for color in range(colors):
+        for entry in eng.read_range(color, 0, 1 << 40):
+            out[(color, entry.sn)] = entry.payload
+    return out
+
+
+def test_entries_cross_tiers_and_read_back_identically(shm_dir: Path):
+    eng = open_engine(shm_dir)
+    try:
+        stored = fill(eng, colors=3, per_color=400, size=3000)
+        stats = eng.stats()
+        assert stats["checkpoints"] > 0 and stats["ssd_bytes"] > 0
+        assert stats["pm_used_bytes"] <= eng._high_water
+        assert read_all(eng, 3) == stored
+        for (color, sn), payload in stored.items():
+            assert eng.read(color, sn + 1) == StoredEntry(sn, 2, payload)
+        hits = eng.stats()["cache_hits"]
+        assert eng.read(color, sn) == eng.read(color, sn)
+        stats = eng.stats()
+        assert stats["cache_hits"] == hits + 2
+        assert stats["cache_hits"] > 0 and stats["cache_misses"] > 0
+    finally:
+        eng.close()
+    eng = open_engine(shm_dir)
+    try:
+        assert read_all(eng, 3) == stored
+    finally:
+        eng.close()
+
+
+def test_trim_across_the_tier_boundary_frees_both_tiers(shm_dir: Path):
+    eng = open_engine(shm_dir)
+    try:
+        stored = fill(eng, colors=2, per_color=600, size=3000)
+        ssd_before, pm_before = eng.stats()["ssd_bytes"], eng.stats()["pm_used_bytes"]
+        assert (tier_of(eng, 0, 600), tier_of(eng, 1, 1000)) == ("ssd", "pm")
+        eng.trim(0, 600)
+        eng.trim(1, 1000)
+        assert eng.stats()["ssd_bytes"] < ssd_before
+        assert eng.stats()["trims"] == 2
+        eng.trim(0, 1000)
+        assert eng.stats()["pm_used_bytes"] < pm_before
+        expected = {k: v for k, v in stored.items() if k[1] + 2 > 1001}
+        assert read_all(eng, 2) == expected
+        assert eng.read(0, 1000) is None and eng.read(1, 1000) is None
+        assert eng.read(1, 1001).sn == 1000  # the entry straddling the trim point
+    finally:
+        eng.close()
+    eng = open_engine(shm_dir)
+    try:
+        assert read_all(eng, 2) == expected
+        assert eng.state(0) == (1001, 1200) and eng.state(1) == (1001, 1200)
+        more = fill(eng, colors=2, per_color=10, size=100)
+        assert more.keys().isdisjoint(expected)  # SNs restart at 0 in fill: a separate range
+    finally:
+        eng.close()
+
+
+def test_store_full_pushes_back_without_damage(shm_dir: Path):
+    eng = open_engine(shm_dir, ssd_max_bytes=1 << 20)
+    stored: dict[tuple[int, int], bytes] = {}
+    try:
+        with pytest.raises(StoreFull, match="store full") as info:
+            for token in range(1, 10_000):
+                eng.prepare(token, 0, batch(token, 1, 4000), 1)
+                stored[(0, token)] = eng.commit(token, token).payload
+        assert "SSD tier" in str(info.value)
+        assert read_all(eng, 1) == stored
+        assert eng.recover().prepared == []
+    finally:
+        eng.close()
+    eng = open_engine(shm_dir, ssd_max_bytes=1 << 20)
+    try:
+        assert read_all(eng, 1) == stored
+        eng.trim(0, max(sn for _, sn in stored))
+        eng.prepare(1, 0, batch(1), 1)  # room again once the log is trimmed
+    finally:
+        eng.close()
+
+
+def test_an_entry_larger_than_the_arena_is_refused(shm_dir: Path):
+    eng = open_engine(shm_dir)
+    try:
+        with pytest.raises(StoreFull):
+            eng.prepare(1, 0, bytes(POOL), 1)
+        assert eng.recover().prepared == []
+    finally:
+        eng.close()
+
+
+def test_prepared_entries_move_out_of_the_way_of_checkpoints(shm_dir: Path):
+    eng = open_engine(shm_dir)
+    try:
+        eng.prepare(10**9, 5, batch(77), 1)  # oldest in the arena, never committed here
+        stored = fill(eng, colors=1, per_color=800, size=3000)
+        assert eng.stats()["checkpoints"] > 0
+        assert eng.recover().prepared == [(10**9, 5, 1)]
+    finally:
+        eng.close()
+    eng = open_engine(shm_dir)
+    try:
+        assert eng.recover().prepared == [(10**9, 5, 1)]
+        assert tag_of(eng.commit(10**9, 0).payload) == 77
+        assert read_all(eng, 1) == stored
+    finally:
+        eng.close()
+
+
+def test_two_copies_of_a_prepared_token_after_a_cut_relocation(shm_dir: Path):
+    pool = Pool(shm_dir / POOL_FILE, POOL, 16)
+    payload = batch(3)
+    first = lib.pm_prepare(pool.log, 3, 1, payload, len(payload), 1)
+    lib.pm_prepare(pool.log, 3, 1, payload, len(payload), 1)  # the copy, original not retired
+    pool.close()
+    eng = open_engine(shm_dir)
+    try:
+        assert eng.recover().prepared == [(3, 1, 1)]
+        assert eng.stats()["pm_used_bytes"] < 2 * (first + len(payload) + 128)
+        eng.commit(3, 0)
+    finally:
+        eng.close()
+    eng = open_engine(shm_dir)
+    try:
+        assert eng.recover().prepared == []
+        assert eng.read(1, 0) is not None
+    finally:
+        eng.close()
+
+
+def test_segments_of_an_interrupted_checkpoint_are_dropped(shm_dir: Path):
+    eng = open_engine(shm_dir)
+    try:
+        stored = fill(eng, colors=1, per_color=500, size=3000)
+        head = eng._pool.head
+    finally:
+        eng.close()
+    ssd = shm_dir / SSD_DIR
+    seg = next(ssd.iterdir())
+    # What a crash leaves between writing segments and moving the PM head.
+    (ssd / f"0-{head + 4096}.seg").write_bytes(seg.read_bytes())
+    (ssd / f"0-{head + 8192}.seg.tmp").write_bytes(b"partial")
+    eng = open_engine(shm_dir)
+    try:
+        assert read_all(eng, 1) == stored
+        assert not any(p.name.startswith(f"0-{head + 4096}") for p in ssd.iterdir())
+        assert not any(p.name.endswith(".tmp") for p in ssd.iterdir())
+    finally:
+        eng.close()
+
+
+def test_a_damaged_segment_record_is_reported(shm_dir: Path):
+    eng = open_engine(shm_dir, cache_bytes=0)
+    try:
+        fill(eng, colors=1, per_color=500, size=3000)
+        seg = next((shm_dir / SSD_DIR).iterdir())
+        with open(seg, "r+b") as f:
+            f.seek(200)
+            f.write(b"\xff\xff\xff\xff")
+        with pytest.raises(CorruptSegment):
+            read_all(eng, 1)
+    finally:
+        eng.close()
+
+
+def test_msync_path_on_a_normal_file_system(tmp_path: Path):
+    """Without PMEM_IS_PMEM_FORCE on a disk file, PMDK persists with msync."""
+    script = textwrap.dedent(
+        f"""
+        from flexlog.pm.engine import PmEngine
+        eng = PmEngine({str(tmp_path)!r}, pool_size_bytes={POOL}, ssd_high_water=0.2)
+        payload = bytes(64) + bytes(range(200)) * 10
+        for token in range(400):
+            eng.prepare(token, 1, payload, 1)
+            eng.commit(token, token)
+        eng.trim(1, 9)
+        assert eng.stats()["checkpoints"] > 0
+        eng.close()
+        eng = PmEngine({str(tmp_path)!r})
+        assert eng.state(1) == (10, 400)
+        assert eng.read(1, 399).payload[8:] == payload[8:]
+        eng.close()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
