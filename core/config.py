@@ -68,6 +68,7 @@ class ClusterConfig:
     batch_interval_us: int
     auto_create_topics: bool
     default_partitions: int
+    launcher_metrics_port: int
     nodes: dict[int, NodeConfig]
     sequencers: tuple[SequencerConfig, ...]
     shards: tuple[ShardConfig, ...]
@@ -125,6 +126,7 @@ class ClusterConfig:
 _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
+    "launcher_metrics_port",
     "sequencer", "shard", "gateway",
 }
 
@@ -242,6 +244,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         batch_interval_us=_take(doc, "batch_interval_us", int, "config", 0),
         auto_create_topics=_take(doc, "auto_create_topics", bool, "config", True),
         default_partitions=_take(doc, "default_partitions", int, "config", 1),
+        launcher_metrics_port=_take(doc, "launcher_metrics_port", int, "config", 0),
         nodes=nodes,
         sequencers=tuple(sequencers),
         shards=tuple(shards),
@@ -279,6 +282,7 @@ def default_toml(
     return f"""# FlexLog cluster: generated default (1 root + 1 leaf, 1 shard x 3 replicas)
 data_dir = "{data_dir}"
 storage = "{storage}"
+launcher_metrics_port = {base_port + 1300}
 
 [[sequencer]]
 name = "root"

@@ -13,11 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge, start_http_server
+
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Unavailable
 from flexlog.core.status import wait_healthy
 
 log = logging.getLogger("flexlog.launcher")
+
+RESTARTS = Counter("flexlog_launcher_restarts", "Child processes the launcher restarted after they died",
+                   ["role", "name"])
+CHILD_UP = Gauge("flexlog_launcher_child_up", "1 while the child process is running", ["role", "name"])
 
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 5.0
@@ -89,13 +95,16 @@ class Launcher:
     def supervise_once(self) -> None:
         """Restart children that died, with a growing backoff."""
         for child in self.children:
-            if self._stopping or child.proc is None or child.proc.poll() is None:
+            running = child.proc is not None and child.proc.poll() is None
+            CHILD_UP.labels(child.role, child.name).set(1 if running else 0)
+            if self._stopping or child.proc is None or running:
                 continue
             code = child.proc.returncode
             backoff = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
             if time.monotonic() - child.started_at < backoff:
                 continue
             child.restarts += 1
+            RESTARTS.labels(child.role, child.name).inc()
             log.warning("%s %s exited with %s; restart #%d (log: %s)", child.role, child.name,
                         code, child.restarts, child.log_path)
             self._spawn(child)
@@ -107,6 +116,8 @@ class Launcher:
         if self.config.gateways and gateway_available():
             kafka = ", ".join(g.advertised for g in self.config.gateways)
             lines.append(f"  Kafka bootstrap servers: {kafka}")
+        if self.config.launcher_metrics_port:
+            lines.append(f"  launcher metrics: http://127.0.0.1:{self.config.launcher_metrics_port}/metrics")
         lines.append(f"  logs: {self.log_dir}")
         return "\n".join(lines)
 
@@ -121,6 +132,8 @@ def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float =
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if config.launcher_metrics_port:
+        start_http_server(config.launcher_metrics_port, addr="127.0.0.1")
     launcher.start()
     print(launcher.describe(), flush=True)
     try:

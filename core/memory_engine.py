@@ -121,6 +121,9 @@ class MemoryEngine:
         colors = {c: ColorState(log.log_start, log.tail) for c, log in self._colors.items()}
         return RecoveredState(prepared, colors)
 
+    def stats(self) -> dict[str, float]:
+        return {"store_used_bytes": self._used, "store_free_bytes": self._capacity - self._used}
+
     def close(self) -> None:
         self._prepared.clear()
         self._colors.clear()

@@ -26,6 +26,7 @@ class ForwardRequest:
     color: int
     owner: int
     count: int
+    requests: int  # how many order requests were aggregated into this one
 
 
 class OrderingNode:
@@ -37,11 +38,21 @@ class OrderingNode:
         self.counters: dict[int, int] = {}
         self._pending: dict[tuple[int, int], list[tuple[int, Reply]]] = {}
         self._in_flight: dict[int, list[tuple[int, Reply]]] = {}
-        self._batch_of: dict[int, list[int]] = {}  # forward id -> unresolved count of its batch
+        # forward id -> [unresolved forwards of its batch, time the batch went up]
+        self._batch_of: dict[int, list[float]] = {}
         self.outstanding = 0  # forward batches sent up and not fully granted
         self._next_forward_id = 0
-        self.ordered_requests = 0
-        self.ordered_records = 0
+        # What this node assigned, per color: read by the metrics collector at scrape time.
+        self.requests_by_color: dict[int, int] = {}
+        self.records_by_color: dict[int, int] = {}
+
+    @property
+    def ordered_requests(self) -> int:
+        return sum(self.requests_by_color.values())
+
+    @property
+    def ordered_records(self) -> int:
+        return sum(self.records_by_color.values())
 
     def learn_tail(self, color: int, tail: int) -> None:
         """Never hand out an SN below what some replica already stores."""
@@ -67,47 +78,53 @@ class OrderingNode:
         if sn + count > SN_LIMIT:
             raise OverflowError(f"color {color} ran out of 64-bit SNs")
         self.counters[color] = sn + count
-        self.ordered_requests += 1
-        self.ordered_records += count
+        self.requests_by_color[color] = self.requests_by_color.get(color, 0) + 1
+        self.records_by_color[color] = self.records_by_color.get(color, 0) + count
         return sn
 
     @property
     def has_pending(self) -> bool:
         return bool(self._pending)
 
-    def take_forwards(self) -> list[ForwardRequest]:
+    def take_forwards(self, now: float = 0.0) -> list[ForwardRequest]:
         """One aggregated request per (color, owner) for everything pending: one batch."""
         if not self._pending:
             return []
         out = []
-        batch = [len(self._pending)]
+        batch = [float(len(self._pending)), now]
         for (color, owner), waiters in self._pending.items():
             fid = self._next_forward_id
             self._next_forward_id += 1
             self._in_flight[fid] = waiters
             self._batch_of[fid] = batch
-            out.append(ForwardRequest(fid, color, owner, sum(c for c, _ in waiters)))
+            out.append(ForwardRequest(fid, color, owner, sum(c for c, _ in waiters), len(waiters)))
         self._pending = {}
         self.outstanding += 1
         return out
 
-    def on_grant(self, forward_id: int, result: int | FlexLogError) -> None:
-        """Split a granted block among the requests it was aggregated from, in order."""
+    def on_grant(self, forward_id: int, result: int | FlexLogError) -> float | None:
+        """Split a granted block among the requests it was aggregated from, in order.
+
+        Returns the time its batch went up when this grant completed the batch.
+        """
         waiters = self._in_flight.pop(forward_id, None)
         if waiters is None:
-            return
+            return None
         batch = self._batch_of.pop(forward_id)
         batch[0] -= 1
+        completed = None
         if batch[0] == 0:
             self.outstanding -= 1
+            completed = batch[1]
         if isinstance(result, FlexLogError):
             for _, reply in waiters:
                 reply(result)
-            return
+            return completed
         sn = result
         for count, reply in waiters:
             reply(sn)
             sn += count
+        return completed
 
     def fail_in_flight(self, error: FlexLogError) -> None:
         """The parent link broke: every forwarded request fails (clients retry)."""

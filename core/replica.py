@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import grpc
 
-from flexlog.core import record_batch, rpc
+from flexlog.core import metrics, record_batch, rpc
 from flexlog.core.batching import Batcher, ByteQueue, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
@@ -157,6 +157,22 @@ class ReplicaServer:
         log.info("replica %s recovered %d colors, %d prepared entries", self.me.name,
                  len(self.colors), len(state.prepared))
 
+    @property
+    def attached(self) -> bool:
+        return self._leaf_queue is not None
+
+    @property
+    def prepared_count(self) -> int:
+        return len(self._prepared_at)
+
+    def engine_stats(self) -> dict[str, float]:
+        engine_stats = getattr(self.engine, "stats", None)
+        stats: dict[str, float] = dict(engine_stats()) if callable(engine_stats) else {}
+        if "pm_used_bytes" in stats:
+            stats.setdefault("store_used_bytes", stats["pm_used_bytes"])
+            stats.setdefault("store_free_bytes", stats["pm_free_bytes"])
+        return stats
+
     def view(self, color: int) -> _ColorView:
         v = self.colors.get(color)
         if v is None:
@@ -176,6 +192,8 @@ class ReplicaServer:
         ])
         self._server.add_insecure_port(self.me.address)
         await self._server.start()
+        metrics.register_replica(self)
+        metrics.serve(self.me.address, self.me.metrics_port)
         self._tasks.append(asyncio.create_task(self._leaf_link()))
         self._tasks.append(asyncio.create_task(self._sweep()))
         log.info("replica %s listening on %s", self.me.name, self.me.address)
@@ -207,9 +225,14 @@ class ReplicaServer:
     async def _read_appends(self, requests: AsyncIterator[pb.AppendRequest],
                             acks: _AckSink, queue: ByteQueue) -> None:
         try:
+            prepare_time = metrics.PREPARE_BATCH.labels(self.me.name)
+            sizes = metrics.ENTRIES_PER_MESSAGE.labels(self.me.name)
             async for msg in requests:
+                start = time.perf_counter()
                 for op in msg.ops:
                     self._prepare(op, acks)
+                prepare_time.observe(time.perf_counter() - start)
+                sizes.observe(len(msg.ops))
         except grpc.aio.AioRpcError:
             pass
         finally:
@@ -311,11 +334,14 @@ class ReplicaServer:
                     self._leaf_queue = queue
                     log.info("replica %s attached to leaf %d at %s", self.me.name,
                              self.shard.leaf, address)
+                    commit_time = metrics.COMMIT_BATCH.labels(self.me.name)
                     async for msg in call:
+                        start = time.perf_counter()
                         for row in zip(msg.tokens, msg.colors, msg.sns, msg.counts, strict=True):
                             self._apply_grant(_Grant(*row))
                         for e in msg.errors:
                             self._apply_grant(_Grant(e.token, e.color, 0, 0, e.error, e.message))
+                        commit_time.observe(time.perf_counter() - start)
             except grpc.aio.AioRpcError as exc:
                 log.warning("link to leaf %d broke: %s", self.shard.leaf, exc.code().name)
             finally:
@@ -423,9 +449,13 @@ class ReplicaServer:
                                           f"(log start {view.log_start})")
         if op.sn >= visible and op.wait_ms and not waited:
             return None
+        with metrics.READ.labels(self.me.name).time():
+            return self._read(op, view, visible)
+
+    def _read(self, op: pb.QueryOp, view: _ColorView, visible: int) -> pb.QueryResult:
         self.stats["reads"] += 1
         result = pb.QueryResult(id=op.id, log_start=view.log_start, tail=visible)
-        if kind == pb.QueryOp.READ:
+        if op.kind == pb.QueryOp.READ:
             entry = self.engine.read(op.color, op.sn) if op.sn < visible else None
             if entry is None:
                 result.error = Code.NOT_FOUND
@@ -460,16 +490,14 @@ class ReplicaServer:
         detail = {
             "shard": self.me.shard,
             "index": self.me.index,
-            "attached": self._leaf_queue is not None,
+            "attached": self.attached,
             "colors": {str(c): {"log_start": v.log_start, "tail": v.prefix, "high": v.high}
                        for c, v in self.colors.items()},
-            "prepared": len(self._prepared_at),
+            "prepared": self.prepared_count,
             "waiting_grants": len(self._early),
             "stats": self.stats,
         }
-        engine_stats = getattr(self.engine, "stats", None)
-        if callable(engine_stats):
-            detail["engine"] = engine_stats()
+        detail["engine"] = self.engine_stats()
         return pb.StatusReply(role="replica", name=self.me.name,
                               ready=self._leaf_queue is not None, detail=json.dumps(detail))
 

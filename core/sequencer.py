@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
-from flexlog.core import rpc
+from flexlog.core import metrics, rpc
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import FlexLogError, Unavailable, from_code
@@ -85,7 +86,7 @@ class SequencerServer:
             self.region[node_id] = frozenset(config.region(node_id))
             self.ready_shards[node_id] = set()
             self._parked[node_id] = []
-        self._fanouts: dict[int, _ShardFanout] = {}
+        self.fanouts: dict[int, _ShardFanout] = {}
         self._parent_out: dict[int, Batcher[pb.ForwardReq]] = {}
         self._parent_queues: dict[int, ByteQueue] = {}
         self._flush_scheduled: set[int] = set()
@@ -107,6 +108,8 @@ class SequencerServer:
         ])
         self._server.add_insecure_port(self.me.address)
         await self._server.start()
+        metrics.register_sequencer(self)
+        metrics.serve(self.me.address, self.me.metrics_port)
         for node_id, node in self.nodes.items():
             if node.parent is not None and node.parent not in self.nodes:
                 self._tasks.append(asyncio.create_task(self._parent_link(node_id, node.parent)))
@@ -174,7 +177,9 @@ class SequencerServer:
     def _flush_up(self, node_id: int) -> None:
         self._flush_scheduled.discard(node_id)
         node = self.nodes[node_id]
-        forwards = node.take_forwards()
+        forwards = node.take_forwards(time.monotonic())
+        if forwards:
+            metrics.FORWARD_BATCH.labels(str(node_id)).observe(sum(f.requests for f in forwards))
         parent = node.parent
         assert parent is not None
         if parent in self.nodes:
@@ -192,7 +197,9 @@ class SequencerServer:
 
     def _granted(self, node_id: int, forward_id: int, result: int | FlexLogError) -> None:
         node = self.nodes[node_id]
-        node.on_grant(forward_id, result)
+        sent_at = node.on_grant(forward_id, result)
+        if sent_at is not None:
+            metrics.TREE_HOP.labels(str(node_id)).observe(time.monotonic() - sent_at)
         if node.has_pending:
             self._schedule_flush(node_id)
 
@@ -207,7 +214,7 @@ class SequencerServer:
                 yield data
         finally:
             reader.cancel()
-            for fan in self._fanouts.values():
+            for fan in self.fanouts.values():
                 fan.queues.discard(queue)
 
     async def _read_replica(self, requests: AsyncIterator[pb.ReplicaToSequencer],
@@ -222,7 +229,7 @@ class SequencerServer:
                         log.error("replica %d/%d attached to the wrong sequencer", msg.shard,
                                   msg.replica)
                         return
-                    fan = self._fanouts.setdefault(msg.shard, _ShardFanout())
+                    fan = self.fanouts.setdefault(msg.shard, _ShardFanout())
                     fan.queues.add(queue)
                     log.info("replica %d of shard %d attached to node %d", msg.replica,
                              msg.shard, leaf)
@@ -352,7 +359,7 @@ class SequencerServer:
                 }
                 for nid, node in self.nodes.items()
             },
-            "attached": {str(s): len(f.queues) for s, f in self._fanouts.items()},
+            "attached": {str(s): len(f.queues) for s, f in self.fanouts.items()},
         }
         ready = all(self.is_ready(n) for n in self.nodes) and all(
             d["parent_linked"] for d in detail["nodes"].values()

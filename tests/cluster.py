@@ -31,20 +31,28 @@ def free_ports(n: int) -> list[int]:
 
 
 def two_level_toml(data_dir: Path, storage: str = "memory", shards: int = 1,
-                   replicas: int = 3, gateways: int = 0, extra: str = "") -> str:
-    """root + one leaf per shard, each in its own process; replicas per shard."""
-    ports = iter(free_ports(1 + shards + shards * replicas + gateways))
+                   replicas: int = 3, gateways: int = 0, extra: str = "", metrics: bool = False) -> str:
+    """root + one leaf per shard, each in its own process; replicas per shard.
+
+    With metrics, every process also gets a /metrics port.
+    """
+    processes = 1 + shards + shards * replicas + gateways
+    allocated = free_ports(2 * processes if metrics else processes)
+    ports = iter(allocated[:processes])
+    metric_ports = iter(allocated[processes:] if metrics else [0] * processes)
     out = [f'data_dir = "{data_dir}"', f'storage = "{storage}"', extra,
-           f'[[sequencer]]\nname = "root"\naddress = "127.0.0.1:{next(ports)}"\nnodes = [{{ id = 0 }}]']
+           f'[[sequencer]]\nname = "root"\naddress = "127.0.0.1:{next(ports)}"\n'
+           f"metrics_port = {next(metric_ports)}\nnodes = [{{ id = 0 }}]"]
     for s in range(shards):
         out.append(f'[[sequencer]]\nname = "leaf{s}"\naddress = "127.0.0.1:{next(ports)}"\n'
-                   f'nodes = [{{ id = {s + 1}, parent = 0 }}]')
+                   f"metrics_port = {next(metric_ports)}\nnodes = [{{ id = {s + 1}, parent = 0 }}]")
     for s in range(shards):
         addrs = ", ".join(f'"127.0.0.1:{next(ports)}"' for _ in range(replicas))
-        out.append(f"[[shard]]\nid = {s}\nleaf = {s + 1}\nreplicas = [{addrs}]")
+        mports = ", ".join(str(next(metric_ports)) for _ in range(replicas))
+        out.append(f"[[shard]]\nid = {s}\nleaf = {s + 1}\nreplicas = [{addrs}]\nmetrics_ports = [{mports}]")
     for g in range(gateways):
-        p = next(ports)
-        out.append(f'[[gateway]]\nname = "gateway{g}"\nnode_id = {g}\naddress = "127.0.0.1:{p}"')
+        out.append(f'[[gateway]]\nname = "gateway{g}"\nnode_id = {g}\naddress = "127.0.0.1:{next(ports)}"\n'
+                   f"metrics_port = {next(metric_ports)}")
     return "\n\n".join(out) + "\n"
 
 
