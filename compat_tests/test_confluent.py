@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -15,7 +15,6 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
 )
-
 from conftest import payloads
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -139,7 +138,7 @@ def test_admin_topics_partitions_configs_delete_records(bootstrap, topic):
                                            config={"retention.ms": "3600000"})]).values():
         f.result(10)
     again = admin.create_topics([NewTopic(topic, num_partitions=1)])[topic]
-    with pytest.raises(Exception) as info:
+    with pytest.raises(KafkaException) as info:
         again.result(10)
     assert info.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
     md = admin.list_topics(topic, timeout=10)
@@ -147,8 +146,9 @@ def test_admin_topics_partitions_configs_delete_records(bootstrap, topic):
     admin.create_partitions([NewPartitions(topic, 4)])[topic].result(10)
     assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 4
     shrink = admin.create_partitions([NewPartitions(topic, 2)])[topic]
-    with pytest.raises(Exception):
+    with pytest.raises(KafkaException) as info:
         shrink.result(10)
+    assert info.value.args[0].code() == KafkaError.INVALID_PARTITIONS
 
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
     configs = admin.describe_configs([res])[res].result(10)
@@ -160,8 +160,9 @@ def test_admin_topics_partitions_configs_delete_records(bootstrap, topic):
     assert admin.describe_configs([res])[res].result(10)["retention.bytes"].value == "1000000"
     bad = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
         ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
-    with pytest.raises(Exception):
+    with pytest.raises(KafkaException) as info:
         admin.incremental_alter_configs([bad])[bad].result(10)
+    assert info.value.args[0].code() == KafkaError.INVALID_CONFIG
 
     p = producer(bootstrap)
     for i in range(10):

@@ -1,0 +1,169 @@
+"""Handler logic with bytes and plain objects; no cluster (ApiVersions needs none)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import crc32c
+import pytest
+
+from flexlog.core import config as config_mod
+from flexlog.core import record_batch
+from flexlog.core.client import RangeResult
+from flexlog.core.storage import StoredEntry
+from flexlog.gateway.handlers import advertised
+from flexlog.gateway.handlers.fetch import _fill, _Partition
+from flexlog.gateway.handlers.produce import BatchRejected, check_batch
+from flexlog.gateway.protocol import (
+    ApiKey,
+    ErrorCode,
+    UnknownApiKey,
+    UnsupportedVersion,
+    decode_response,
+    encode_request,
+)
+from flexlog.gateway.retention import trim_point
+from flexlog.gateway.server import GatewayServer
+from flexlog.gateway.timestamps import PartitionIndex
+from flexlog.gateway.topics import TopicState, check_config, invalid_topic_name
+
+
+@pytest.fixture
+def server(tmp_path):
+    cfg = config_mod.parse({
+        "data_dir": str(tmp_path), "storage": "memory",
+        "sequencer": [{"name": "root", "address": "127.0.0.1:1", "nodes": [{"id": 0}]}],
+        "shard": [{"id": 0, "leaf": 0, "replicas": ["127.0.0.1:2"]}],
+        "gateway": [{"name": "g", "node_id": 3, "address": "127.0.0.1:9"}],
+    })
+    return GatewayServer(cfg, "g")
+
+
+async def test_api_versions_derived_from_handlers(server):
+    frame = await server.respond(encode_request(ApiKey.API_VERSIONS, 3, 5, {})[4:])
+    body = decode_response(ApiKey.API_VERSIONS, 3, frame[4:]).body
+    ranges = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body["api_keys"]}
+    assert ranges[ApiKey.PRODUCE] == (0, 11)
+    assert ranges[ApiKey.FETCH] == (4, 12)
+    assert ranges[ApiKey.API_VERSIONS] == (0, 4)
+    assert ApiKey.JOIN_GROUP not in ranges  # not implemented, so never advertised
+    assert body["api_keys"] == advertised()
+
+
+async def test_unsupported_api_versions_version_answers_v0(server):
+    frame = struct.pack(">hhih", ApiKey.API_VERSIONS, 77, 9, -1)
+    response = await server.respond(frame)
+    body = decode_response(ApiKey.API_VERSIONS, 0, response[4:]).body
+    assert body["error_code"] == ErrorCode.UNSUPPORTED_VERSION
+    assert any(k["api_key"] == ApiKey.API_VERSIONS for k in body["api_keys"])
+
+
+async def test_unknown_key_and_unserved_api_close(server):
+    with pytest.raises(UnknownApiKey):
+        await server.respond(struct.pack(">hhih", 999, 0, 1, -1))
+    with pytest.raises(UnknownApiKey):  # decodable, but groups are a later issue
+        await server.respond(encode_request(ApiKey.HEARTBEAT, 0, 1, {})[4:])
+    with pytest.raises(UnsupportedVersion):
+        await server.respond(struct.pack(">hhih", ApiKey.FETCH, 3, 1, -1))
+
+
+def _with_attributes(batch: bytes, attributes: int) -> bytes:
+    out = bytearray(batch)
+    struct.pack_into(">h", out, 21, attributes)
+    struct.pack_into(">I", out, 17, crc32c.crc32c(bytes(out[21:])))
+    return bytes(out)
+
+
+def _code(records: bytes | None, version: int = 9, max_bytes: int = 1 << 20) -> ErrorCode:
+    try:
+        check_batch(records, version, max_bytes)
+    except BatchRejected as exc:
+        return exc.code
+    return ErrorCode.NONE
+
+
+def test_batch_checks():
+    good = record_batch.build([b"a", b"b"])
+    assert _code(good) == ErrorCode.NONE
+    assert _code(None) == ErrorCode.INVALID_RECORD
+    assert _code(good[:-1]) == ErrorCode.CORRUPT_MESSAGE
+    assert _code(good + good) == ErrorCode.INVALID_RECORD
+    assert _code(good[:16] + b"\x01" + good[17:]) == ErrorCode.CORRUPT_MESSAGE  # magic 1
+    assert _code(good[:-1] + bytes([good[-1] ^ 1])) == ErrorCode.CORRUPT_MESSAGE
+    assert _code(_with_attributes(good, record_batch.CONTROL_BIT)) == ErrorCode.INVALID_RECORD
+    assert _code(_with_attributes(good, record_batch.TRANSACTIONAL_BIT)) == ErrorCode.INVALID_RECORD
+    zstd = _with_attributes(good, record_batch.CODEC_ZSTD)
+    assert _code(zstd, version=6) == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+    assert _code(zstd, version=7) == ErrorCode.NONE
+    assert _code(good, max_bytes=len(good) - 1) == ErrorCode.MESSAGE_TOO_LARGE
+    wrong_delta = bytearray(good)
+    struct.pack_into(">i", wrong_delta, 23, 5)
+    struct.pack_into(">I", wrong_delta, 17, crc32c.crc32c(bytes(wrong_delta[21:])))
+    assert _code(bytes(wrong_delta)) == ErrorCode.INVALID_RECORD
+
+
+def _event(**kw: object) -> bytes:
+    return json.dumps(kw).encode()
+
+
+def test_topic_state_folds_in_sn_order():
+    state = TopicState()
+    a, b = "aa" * 16, "bb" * 16
+    state.apply(0, _event(op="create", name="t", id=a, partitions=2, configs={}))
+    state.apply(1, _event(op="create", name="t", id=b, partitions=9, configs={}))  # lost the race
+    state.apply(2, _event(op="partitions", name="t", id=a, partitions=4))
+    state.apply(3, _event(op="configs", name="t", id=a, set={"retention.ms": "5"}, delete=[]))
+    state.apply(4, b"not json")
+    topic = state.by_name["t"]
+    assert (topic.topic_id.hex(), topic.partitions, topic.configs) == (a, 4, {"retention.ms": "5"})
+    state.apply(5, _event(op="delete", name="t", id=b))  # another incarnation: ignored
+    assert "t" in state.by_name
+    state.apply(6, _event(op="delete", name="t", id=a))
+    assert "t" not in state.by_name
+    assert state.applied == 7
+
+
+def test_topic_names_and_configs(tmp_path):
+    assert invalid_topic_name("ok.topic_1-x") is None
+    for bad in ("", ".", "..", "a/b", "x" * 250, "spaces no"):
+        assert invalid_topic_name(bad)
+    cfg = config_mod.parse({
+        "data_dir": str(tmp_path), "max_entry_bytes": 1000,
+        "sequencer": [{"name": "root", "address": "127.0.0.1:1", "nodes": [{"id": 0}]}],
+        "shard": [{"id": 0, "leaf": 0, "replicas": ["127.0.0.1:2"]}],
+    })
+    assert check_config("retention.ms", "-1", cfg) is None
+    assert check_config("retention.ms", "soon", cfg)
+    assert check_config("cleanup.policy", "compact", cfg)
+    assert check_config("max.message.bytes", "2000", cfg)
+    assert check_config("unknown.key", "1", cfg)
+
+
+def test_fetch_limits_follow_kip_74():
+    def part(sizes: list[int], max_bytes: int) -> _Partition:
+        entries = [StoredEntry(i, 1, bytes(s)) for i, s in enumerate(sizes)]
+        return _Partition("t", 0, 0, max_bytes, result=RangeResult(entries, 0, len(sizes)))
+
+    empty = part([], 100)
+    first = part([500, 10], 100)  # first batch above the partition limit: still returned
+    second = part([50, 50, 50], 120)
+    total = _fill([empty, first, second], max_bytes=600)
+    assert [len(b) for b in first.batches] == [500]
+    assert [len(b) for b in second.batches] == [50, 50]
+    assert total == 600
+    late = part([200], 1000)
+    _fill([first, late], max_bytes=600)
+    assert late.batches == []  # past the response limit once someone got data
+
+
+def test_retention_trim_point():
+    index = PartitionIndex()
+    for i, ts in enumerate([100, 200, 300, 400]):
+        index.add(i * 10, i * 10 + 10, 1000, ts)
+    assert trim_point(index, retention_ms=-1, retention_bytes=-1, now_ms=1000) == 0
+    assert trim_point(index, retention_ms=750, retention_bytes=-1, now_ms=1000) == 2
+    assert trim_point(index, retention_ms=-1, retention_bytes=2500, now_ms=1000) == 2
+    assert index.first_reaching(250) == 2
+    index.drop_below(20)
+    assert index.sns == [20, 30] and index.first_reaching(250) == 0
