@@ -18,9 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from construct import Compiled, ConstructError
+from construct import ConstructError
 
-from .exceptions import EncodeError, MalformedFrame, UnknownApiKey, UnsupportedVersion
+from .exceptions import (
+    EncodeError,
+    MalformedFrame,
+    ProtocolError,
+    UnknownApiKey,
+    UnsupportedVersion,
+)
 from .headers import (
     REQUEST_HEADER_FIXED,
     read_request_header_tail,
@@ -32,7 +38,7 @@ from .headers import (
 )
 from .messages import APIS
 from .schema import message_struct
-from .wire import ChunkWriter, FrameInput, Sink
+from .wire import ChunkWriter, FrameInput, Sink, frame_input
 
 _SIZE = struct.Struct(">i")
 # What a truncated or corrupt body can raise from inside the generated parsers.
@@ -57,43 +63,57 @@ class Response:
     body: dict[str, Any]
 
 
-_compiled: dict[tuple[int, int, bool], Compiled] = {}
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One compiled (api key, version, direction) and the header version it travels with."""
+
+    header_version: int
+    parse: Callable[[FrameInput, None], Any]
+    build: Callable[[dict[str, Any], Sink, None], Any]
 
 
-def message_codec(api_key: int, api_version: int, request: bool) -> Compiled:
-    """The compiled construct for one message, built on first use.
+_messages: dict[tuple[int, int, bool], _Message] = {}
 
-    Compiling all ~350 (key, version, direction) combinations up front would cost
-    seconds at import; a connection only ever touches a handful.
+
+def _message(api_key: int, api_version: int, request: bool) -> _Message | None:
+    """The compiled message, built on first use; None if the codec lacks it.
+
+    Compiling all 310 (key, version, direction) combinations up front would add a
+    quarter of a second to every import; a connection only touches a handful.
     """
     key = (api_key, api_version, request)
-    codec = _compiled.get(key)
-    if codec is None:
-        codec = message_struct(APIS[api_key], api_version, request).compile()
-        _compiled[key] = codec
-    return codec
+    message = _messages.get(key)
+    if message is None:
+        api = APIS.get(api_key)
+        if api is None or not api.versions[0] <= api_version <= api.versions[1]:
+            return None
+        compiled = message_struct(api, api_version, request).compile()
+        header_version = (request_header_version if request else response_header_version)(
+            api_key, api_version
+        )
+        message = _Message(header_version, compiled.parsefunc, compiled.buildfunc)
+        _messages[key] = message
+    return message
 
 
-def _check_version(api_key: int, api_version: int, correlation_id: int) -> None:
-    api = APIS.get(api_key)
-    if api is None:
-        raise UnknownApiKey(api_key, api_version, correlation_id)
-    low, high = api.versions
-    if not low <= api_version <= high:
-        raise UnsupportedVersion(api_key, api_version, correlation_id)
+def _unsupported(api_key: int, api_version: int, correlation_id: int) -> ProtocolError:
+    if api_key not in APIS:
+        return UnknownApiKey(api_key, api_version, correlation_id)
+    return UnsupportedVersion(api_key, api_version, correlation_id)
 
 
 def decode_request(frame: bytes) -> Request:
     if len(frame) < REQUEST_HEADER_FIXED.size:
         raise MalformedFrame(f"request of {len(frame)} bytes is shorter than a header")
     api_key, api_version, correlation_id = REQUEST_HEADER_FIXED.unpack_from(frame)
-    _check_version(api_key, api_version, correlation_id)
-    codec = message_codec(api_key, api_version, True)
-    io = FrameInput(frame)
+    message = _message(api_key, api_version, True)
+    if message is None:
+        raise _unsupported(api_key, api_version, correlation_id)
+    io = frame_input(frame)
     io.seek(REQUEST_HEADER_FIXED.size)
     try:
-        client_id = read_request_header_tail(io, request_header_version(api_key, api_version))
-        body = codec.parsefunc(io, None)
+        client_id = read_request_header_tail(io, message.header_version)
+        body = message.parse(io, None)
     except _DECODE_FAILURES as exc:
         raise MalformedFrame(
             f"malformed api key {api_key} v{api_version} request: {exc}", correlation_id
@@ -103,33 +123,39 @@ def decode_request(frame: bytes) -> Request:
 
 def decode_response(api_key: int, api_version: int, frame: bytes) -> Response:
     """Decode a response frame; the caller knows what it asked for."""
-    _check_version(api_key, api_version, -1)
-    codec = message_codec(api_key, api_version, False)
-    io = FrameInput(frame)
+    message = _message(api_key, api_version, False)
+    if message is None:
+        raise _unsupported(api_key, api_version, -1)
+    io = frame_input(frame)
     try:
-        correlation_id = read_response_header(io, response_header_version(api_key, api_version))
-        body = codec.parsefunc(io, None)
+        correlation_id = read_response_header(io, message.header_version)
+        body = message.parse(io, None)
     except _DECODE_FAILURES as exc:
         raise MalformedFrame(f"malformed api key {api_key} v{api_version} response: {exc}") from exc
     return Response(api_key, api_version, correlation_id, body)
 
 
-def _frame(
+def _encode(
     api_key: int,
     api_version: int,
     request: bool,
-    write_header: Callable[[Sink], None],
+    correlation_id: int,
+    client_id: str | None,
     body: dict[str, Any],
 ) -> bytes:
-    api = APIS.get(api_key)
-    if api is None or not api.versions[0] <= api_version <= api.versions[1]:
+    message = _message(api_key, api_version, request)
+    if message is None:
         raise EncodeError(f"cannot encode api key {api_key} version {api_version}")
-    codec = message_codec(api_key, api_version, request)
     out = ChunkWriter()
     out.write(b"")  # the size prefix, known once the body is built
-    write_header(out)
+    if request:
+        write_request_header(
+            out, message.header_version, api_key, api_version, correlation_id, client_id
+        )
+    else:
+        write_response_header(out, message.header_version, correlation_id)
     try:
-        codec.buildfunc(body, out, None)
+        message.build(body, out, None)
     except _ENCODE_FAILURES as exc:
         raise EncodeError(f"api key {api_key} v{api_version}: {exc!r}") from exc
     out[0] = _SIZE.pack(sum(map(len, out)))
@@ -140,14 +166,7 @@ def encode_response(
     api_key: int, api_version: int, correlation_id: int, body: dict[str, Any]
 ) -> bytes:
     """A whole response frame (size prefix, header of the right version, body)."""
-    header_version = response_header_version(api_key, api_version)
-    return _frame(
-        api_key,
-        api_version,
-        False,
-        lambda io: write_response_header(io, header_version, correlation_id),
-        body,
-    )
+    return _encode(api_key, api_version, False, correlation_id, None, body)
 
 
 def encode_request(
@@ -158,13 +177,4 @@ def encode_request(
     client_id: str | None = "flexlog",
 ) -> bytes:
     """A whole request frame; the gateway only needs this for tests and tools."""
-    header_version = request_header_version(api_key, api_version)
-    return _frame(
-        api_key,
-        api_version,
-        True,
-        lambda io: write_request_header(
-            io, header_version, api_key, api_version, correlation_id, client_id
-        ),
-        body,
-    )
+    return _encode(api_key, api_version, True, correlation_id, client_id, body)
