@@ -121,3 +121,36 @@ def test_invalid_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
     assert run("replica", "--config", str(good), "--id", "shard0-r2", "--check-config").returncode == 0
     wrong = run("replica", "--config", str(good), "--id", "shard9-r0", "--check-config")
     assert wrong.returncode == 2 and "shard9-r0" in wrong.stderr
+
+
+def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    base = 20000 + free_ports(1)[0] % 20000
+    args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "pm", "--base-port", str(base),
+            "--kafka-port", str(free_ports(1)[0])]
+
+    async def append(value: bytes, create: bool) -> int:
+        async with FlexLogClient(config_mod.load(data / "cluster.toml")) as c:
+            if create:
+                await c.create_color("durable")
+            return await c.append([value], "durable")
+
+    async def read_all() -> list[bytes | None]:
+        async with FlexLogClient(config_mod.load(data / "cluster.toml")) as c:
+            tail = await c.tail("durable")
+            return [(await c.read(sn, "durable")).value for sn in range(tail)]
+
+    for round_no in range(2):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_for_line(proc, "cluster ready")
+            sn = asyncio.run(append(f"round {round_no}".encode(), create=round_no == 0))
+            assert sn == round_no, "the second run continues the SNs of the first"
+            assert asyncio.run(read_all()) == [f"round {i}".encode() for i in range(round_no + 1)]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    assert any((data / "replicas").iterdir())
+    assert (data / "logs").is_dir()
