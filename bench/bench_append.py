@@ -1,6 +1,8 @@
 """Append throughput and latency through the native client: 1 shard x 3 replicas.
 
-Run: .venv/bin/python bench/bench_append.py [--storage memory|pm] [--seconds 5]
+Run: .venv/bin/python bench/bench_append.py [--storage memory|pm] [--shm] [--seconds 5]
+--shm puts the PM pools on /dev/shm with PMEM_IS_PMEM_FORCE=1 (PM emulation);
+without it a pm pool lives in a temporary directory on disk (the durable msync path).
 Prints entries/s with many appends in flight, p50/p99 at low load, and the raw
 loopback ceiling (length-prefixed frames over asyncio TCP) measured in the same run.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import struct
 import tempfile
 import time
@@ -105,9 +109,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--in-flight", type=int, default=512)
+    parser.add_argument("--shm", action="store_true", help="PM pools on /dev/shm with PMEM_IS_PMEM_FORCE=1")
     args = parser.parse_args()
     rpc.install_uvloop()
-    with tempfile.TemporaryDirectory() as tmp, running_cluster(Path(tmp), storage=args.storage) as cl:
+    extra = ""
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        if args.shm:
+            os.environ["PMEM_IS_PMEM_FORCE"] = "1"
+            extra = f'pm_dir = "{stack.enter_context(tempfile.TemporaryDirectory(dir="/dev/shm"))}"'
+        cl = stack.enter_context(running_cluster(Path(tmp), storage=args.storage, extra=extra))
         pids = [p.pid for p in cl.procs.values()]
         asyncio.run(run(cl.config, pids, args.size, args.seconds, args.in_flight))
 

@@ -60,6 +60,7 @@ class GatewayConfig:
 class ClusterConfig:
     path: Path | None
     data_dir: Path
+    pm_dir: Path | None  # where PM pools live if not under data_dir (e.g. /dev/shm for emulation)
     storage: str
     pool_size_bytes: int
     cache_bytes: int
@@ -122,11 +123,14 @@ class ClusterConfig:
     def replica_dir(self, name: str) -> Path:
         return self.data_dir / "replicas" / name
 
+    def pool_dir(self, name: str) -> Path:
+        return (self.pm_dir / name) if self.pm_dir else self.replica_dir(name)
+
 
 _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
-    "launcher_metrics_port",
+    "launcher_metrics_port", "pm_dir",
     "sequencer", "shard", "gateway",
 }
 
@@ -233,9 +237,11 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         )
 
     data_dir = Path(_take(doc, "data_dir", str, "config", "data"))
+    pm_dir = _take(doc, "pm_dir", str, "config", None)
     return ClusterConfig(
         path=path,
         data_dir=data_dir if data_dir.is_absolute() else (base / data_dir).resolve(),
+        pm_dir=None if pm_dir is None else (base / pm_dir).resolve(),
         storage=storage,
         pool_size_bytes=_take(doc, "pool_size_bytes", int, "config", 256 << 20),
         cache_bytes=_take(doc, "cache_bytes", int, "config", 64 << 20),

@@ -121,9 +121,10 @@ def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
     from flexlog.pm.engine import PmEngine
 
     return PmEngine(
-        config.replica_dir(name),
+        config.pool_dir(name),
         pool_size_bytes=config.pool_size_bytes,
         cache_bytes=config.cache_bytes,
+        ssd_dir=config.replica_dir(name) / "ssd",
     )
 
 
