@@ -214,7 +214,9 @@ class KafkaStruct(Struct):
             code.append(f"tags_{uid} = {{{decoders}}}")
             lines.append(f"    read_tags(io, result, tags_{uid})")
         elif self.flexible:
-            lines.append("    skip_tags(io)")
+            lines.append("    tags = io.read(1)")
+            lines.append("    if tags != b'\\x00':")
+            lines.append("        skip_tags_from(io, tags)")
         lines.append("    return result")
         code.append(_block(lines))
         return f"{fname}(io, this)"

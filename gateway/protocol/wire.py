@@ -26,6 +26,7 @@ F64 = struct.Struct(">d")
 BOOL = struct.Struct(">?")
 
 _VARINT_BYTES = [bytes((i,)) for i in range(128)]
+_ONE_BYTE_VARINTS = {b: i for i, b in enumerate(_VARINT_BYTES)}
 _NULL_I16 = b"\xff\xff"
 _NULL_I32 = b"\xff\xff\xff\xff"
 
@@ -78,13 +79,17 @@ def write_uuid(io: Sink, value: bytes) -> None:
 
 
 def read_uvarint(io: FrameInput) -> int:
-    data = io.read(1)
-    if not data:
+    return uvarint_from(io, io.read(1))
+
+
+def uvarint_from(io: FrameInput, first: bytes) -> int:
+    """Finish reading a varint whose first byte (``first``) was already read."""
+    value = _ONE_BYTE_VARINTS.get(first)
+    if value is not None:
+        return value
+    if not first:
         raise MalformedFrame("truncated varint")
-    byte = data[0]
-    if byte < 0x80:
-        return byte
-    result = byte & 0x7F
+    result = first[0] & 0x7F
     shift = 7
     while True:
         data = io.read(1)
@@ -314,7 +319,13 @@ def read_tags(io: FrameInput, result: dict[str, Any], decoders: TagDecoders) -> 
 
 
 def skip_tags(io: FrameInput) -> None:
-    for _ in range(read_uvarint(io)):
+    skip_tags_from(io, io.read(1))
+
+
+def skip_tags_from(io: FrameInput, first: bytes) -> None:
+    """Skip a tag buffer whose first byte was already read (generated code reads one
+    byte inline, since an empty buffer is by far the common case)."""
+    for _ in range(uvarint_from(io, first)):
         read_uvarint(io)
         read_exact(io, read_uvarint(io))
 
