@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from construct import ConstructError
-
 from .exceptions import (
     EncodeError,
     MalformedFrame,
@@ -41,9 +39,12 @@ from .schema import message_struct
 from .wire import ChunkWriter, FrameInput, Sink, frame_input
 
 _SIZE = struct.Struct(">i")
-# What a truncated or corrupt body can raise from inside the generated parsers.
-_DECODE_FAILURES = (MalformedFrame, struct.error, UnicodeDecodeError, ConstructError)
-_ENCODE_FAILURES = (struct.error, TypeError, AttributeError, KeyError, ConstructError)
+# What a truncated or corrupt body can raise from inside the generated parsers
+# (struct.error: a fixed-size read came up short).
+_DECODE_FAILURES = (MalformedFrame, struct.error, UnicodeDecodeError)
+# What a body of the wrong shape raises in the builders (an int too wide, a str
+# where a list belongs, a list element that is not a dict).
+_ENCODE_FAILURES = (struct.error, TypeError, AttributeError)
 
 
 # Not frozen: a frozen dataclass's __init__ costs half a microsecond per request.

@@ -112,8 +112,6 @@ class KafkaArray(Construct):
     def __init__(self, element: Construct, compact: bool, nullable: bool) -> None:
         super().__init__()
         self.element = element
-        self.compact = compact
-        self.nullable = nullable
         self.len_name = ("compact_" if compact else "") + ("nullable_" if nullable else "")
         self.len_name += "array_len"
 

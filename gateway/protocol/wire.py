@@ -1,9 +1,10 @@
 """Byte-level readers and writers that the compiled message codecs call.
 
-The code generated in ``types.py`` imports these names, so each one is a plain
-function of a ``BytesIO``. Readers raise ``MalformedFrame`` on short or invalid
-input; a length prefix is never trusted for an allocation because ``BytesIO.read``
-returns at most what is left, and the result length is checked afterwards.
+The code generated in ``types.py`` imports these names: readers take a
+``FrameInput`` (a ``BytesIO`` over the frame), writers a ``Sink`` (in practice a
+``ChunkWriter``). Readers raise ``MalformedFrame`` on short or invalid input; a
+length prefix is never trusted for an allocation because ``BytesIO.read`` returns
+at most what is left, and the result length is checked afterwards.
 Null follows Kafka's generated readers: any negative classic length (or a compact
 length of 0) is null.
 """
@@ -29,7 +30,6 @@ _VARINT_BYTES = [bytes((i,)) for i in range(128)]
 _ONE_BYTE_VARINTS = {b: i for i, b in enumerate(_VARINT_BYTES)}
 _NULL_I16 = b"\xff\xff"
 _NULL_I32 = b"\xff\xff\xff\xff"
-
 
 
 class FrameInput(BytesIO):
