@@ -4,23 +4,94 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from flexlog.core import config as config_mod
 from flexlog.core.config import ClusterConfig, ConfigError
 
 DEFAULT_DATA_DIR = "data"
+LOG_LEVEL_ENV = "FLEXLOG_LOG_LEVEL"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+class LogfmtFormatter(logging.Formatter):
+    """One line per event, as key=value pairs (logfmt), so log shippers can parse it.
+
+    Tracebacks are folded into the same line: a multi-line event would be split
+    into unrelated records by line-based collectors (docker logs, journald).
+    """
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    @staticmethod
+    def _quote(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = (f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} "
+                f"proc={self.process} logger={record.name} msg={self._quote(record.getMessage())}")
+        if record.exc_info:
+            line += f" exc={self._quote(self.formatException(record.exc_info))}"
+        return line
+
+
+def _setup_logging(level: str, process: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter(process))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+
+
+def _address_clashes(cfg: ClusterConfig) -> list[str]:
+    """host:port pairs that two listeners of the config would both bind."""
+    seen: dict[str, str] = {}
+    clashes = []
+
+    def claim(owner: str, address: str, port: int | None = None) -> None:
+        key = address if port is None else f"{address.rpartition(':')[0]}:{port}"
+        if port == 0:
+            return
+        if key in seen:
+            clashes.append(f"{key} is used by both {seen[key]} and {owner}")
+        seen[key] = owner
+
+    for seq in cfg.sequencers:
+        claim(f"sequencer {seq.name}", seq.address)
+        claim(f"sequencer {seq.name} metrics", seq.address, seq.metrics_port)
+    for shard in cfg.shards:
+        for rep in shard.replicas:
+            claim(f"replica {rep.name}", rep.address)
+            claim(f"replica {rep.name} metrics", rep.address, rep.metrics_port)
+    for gw in cfg.gateways:
+        claim(f"gateway {gw.name}", gw.address)
+        claim(f"gateway {gw.name} metrics", gw.address, gw.metrics_port)
+    if cfg.launcher_metrics_port:
+        claim("launcher metrics", "127.0.0.1:0", cfg.launcher_metrics_port)
+    return clashes
+
+
+def _check(cfg: ClusterConfig, role: str | None) -> int:
+    """--check-config: the file parses (done by now), no two listeners clash, the role's code loads."""
+    clashes = _address_clashes(cfg)
+    for clash in clashes:
+        print(f"flexlog: invalid config: {clash}", file=sys.stderr)
+    if clashes:
+        return 2
+    # A replica on PM needs the compiled PMDK binding; importing it here fails the
+    # check in an image built without libpmemobj rather than at first start.
+    if role in ("replica", None) and cfg.storage == "pm":
+        importlib.import_module("flexlog.pm.engine")
+    if role in ("gateway", None) and cfg.gateways:
+        importlib.import_module("flexlog.gateway.server")
+    print(f"config {cfg.path}: ok", file=sys.stderr)
+    return 0
 
 
 def _up_config(args: argparse.Namespace) -> ClusterConfig:
@@ -57,53 +128,150 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
 
         cfg.sequencer(args.id)
         if args.check_config:
-            return 0
+            return _check(cfg, args.role)
         asyncio.run(_serve(SequencerServer(cfg, args.id)))
     elif args.role == "replica":
         from flexlog.core.replica import ReplicaServer, open_engine
 
         cfg.replica(args.id)
         if args.check_config:
-            return 0
+            return _check(cfg, args.role)
         asyncio.run(_serve_replica(cfg, args.id, ReplicaServer, open_engine))
     else:
         from flexlog.gateway.server import GatewayServer
 
         cfg.gateway(args.id)
         if args.check_config:
-            return 0
+            return _check(cfg, args.role)
         asyncio.run(_serve(GatewayServer(cfg, args.id)))
     return 0
 
 
 async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_engine: object) -> None:
+    # Opening a PM store replays its pool and indexes its SSD segments, which takes
+    # a while for a big pool: say so before and after, so a slow start is not a hang.
+    log = logging.getLogger("flexlog.replica")
+    where = cfg.pool_dir(name) if cfg.storage == "pm" else "memory"
+    log.info("opening %s store of %s (%s); recovering its contents", cfg.storage, name, where)
+    started = time.monotonic()
     engine = open_engine(cfg, name)  # type: ignore[operator]
+    stats = getattr(engine, "stats", dict)()
+    log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
+             " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
     await _serve(server_cls(cfg, name, engine))
 
 
+def _health(ready: bool, up: bool) -> str:
+    return "ready" if ready else ("up, not ready" if up else "DOWN")
+
+
+def _status_one(cfg: ClusterConfig, name: str) -> int:
+    from flexlog.core.status import process_status
+
+    st = asyncio.run(process_status(cfg, name))
+    print(f"{st.role} {st.name} {st.address} {_health(st.ready, st.up)}")
+    return 0 if st.ready else 1
+
+
+def _print_offsets(cfg: ClusterConfig) -> None:
+    from flexlog.core.errors import FlexLogError
+    from flexlog.core.status import log_offsets
+
+    try:
+        colors, topics = asyncio.run(log_offsets(cfg))
+    except FlexLogError as exc:
+        print(f"colors and topics: unavailable ({exc})")
+        return
+    print("colors:                                   log start        tail")
+    for c in colors:
+        print(f"  {c.name:<36} {c.log_start:>11} {c.tail:>11}")
+    print("topics:                        partition  log start  high watermark")
+    if not topics:
+        print("  (none)")
+    for t in topics:
+        for p, off in enumerate(t.partitions):
+            print(f"  {t.name:<30} {p:>7} {off.log_start:>10} {off.tail:>15}")
+
+
+def _print_groups(cfg: ClusterConfig) -> None:
+    from flexlog.core.status import consumer_lag
+
+    lags, unreachable = consumer_lag(cfg)
+    print("consumer groups:                topic                  partition      lag  gateway")
+    if not lags:
+        print("  (no committed offsets on any gateway)")
+    for g in lags:
+        print(f"  {g.group:<30} {g.topic:<22} {g.partition:>9} {g.lag:>8}  {g.gateway}")
+    if unreachable:
+        print(f"  (metrics unreachable: {', '.join(unreachable)})")
+
+
 def _status(args: argparse.Namespace) -> int:
-    from flexlog.core.status import cluster_status
+    from flexlog.core.status import ProcessStatus, cluster_status, gateway_status
 
     cfg = config_mod.load(args.config)
-    statuses = asyncio.run(cluster_status(cfg))
+    if args.id:
+        return _status_one(cfg, args.id)
+
+    async def ask() -> tuple[list[ProcessStatus], list[ProcessStatus]]:
+        return await asyncio.gather(cluster_status(cfg), gateway_status(cfg))
+
+    core, gateways = asyncio.run(ask())
+    by_name = {s.name: s for s in core}
     print("sequencer tree:")
-    for node in sorted(cfg.nodes.values(), key=lambda n: len(cfg.ancestors(n.id))):
+    for node in sorted(cfg.nodes.values(), key=lambda n: cfg.ancestors(n.id)[::-1]):
         depth = len(cfg.ancestors(node.id)) - 1
-        print(f"  {'  ' * depth}node {node.id} (process {node.process})")
-    for s in statuses:
-        health = "ready" if s.ready else ("up, not ready" if s.up else "DOWN")
-        extra = ""
-        if s.role == "replica" and s.up:
-            extra = f"  colors={len(s.detail.get('colors', {}))} prepared={s.detail.get('prepared')}"
-        print(f"{s.role:<9} {s.name:<12} {s.address:<18} {health}{extra}")
-    healthy = all(s.ready for s in statuses)
+        seq = by_name[node.process]
+        print(f"  {'  ' * depth}node {node.id:<3} {seq.role} {seq.name:<12} {seq.address:<18} "
+              f"{_health(seq.ready, seq.up)}")
+    print("shards:")
+    for shard in cfg.shards:
+        print(f"  shard {shard.id} (leaf node {shard.leaf})")
+        for rep in shard.replicas:
+            s = by_name[rep.name]
+            extra = ""
+            if s.up:
+                extra = (f"  attached={s.detail.get('attached')} colors={len(s.detail.get('colors', {}))}"
+                         f" prepared={s.detail.get('prepared')}")
+            print(f"    {s.role:<9} {s.name:<12} {s.address:<18} {_health(s.ready, s.up)}{extra}")
+    print("gateways:")
+    for gw, s in zip(cfg.gateways, gateways, strict=True):
+        print(f"    {s.role:<9} {s.name:<12} {s.address:<18} {_health(s.ready, s.up)}"
+              f"  advertised={gw.advertised}")
+    core_ready = all(s.ready for s in core)
+    if core_ready:
+        _print_offsets(cfg)
+        _print_groups(cfg)
+    healthy = core_ready and all(s.ready for s in gateways)
     print("cluster healthy" if healthy else "cluster NOT healthy")
     return 0 if healthy else 1
 
 
+def _topics(args: argparse.Namespace) -> int:
+    from flexlog.core.errors import FlexLogError
+    from flexlog.core.status import log_offsets
+
+    try:
+        _, topics = asyncio.run(log_offsets(config_mod.load(args.config)))
+    except FlexLogError as exc:
+        print(f"flexlog: cluster unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'topic':<30} {'partition':>9} {'log start':>10} {'high watermark':>15}")
+    for t in topics:
+        for p, off in enumerate(t.partitions):
+            print(f"{t.name:<30} {p:>9} {off.log_start:>10} {off.tail:>15}")
+    return 0
+
+
+def _groups(args: argparse.Namespace) -> int:
+    _print_groups(config_mod.load(args.config))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flexlog", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-level", default=os.environ.get(LOG_LEVEL_ENV, "INFO"),
+                        help=f"DEBUG, INFO, WARNING, ERROR (default: ${LOG_LEVEL_ENV} or INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start a whole local cluster and supervise it")
@@ -114,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kafka-port", type=int, default=9092, help="first gateway's Kafka port")
     up.add_argument("--base-port", type=int, default=7100,
                     help="sequencers listen from here, replicas from +100, metrics from +1000")
+    up.add_argument("--check-config", action="store_true", help="validate the config and exit")
 
     for role in ("sequencer", "replica", "gateway"):
         p = sub.add_parser(role, help=f"run one {role} process")
@@ -121,18 +290,31 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--id", required=True, help=f"the {role}'s name in the config")
         p.add_argument("--check-config", action="store_true", help="validate and exit")
 
-    st = sub.add_parser("status", help="print every process's health; exit 0 only if healthy")
+    st = sub.add_parser("status", help="print the tree, shards, gateways, topics and groups; "
+                                       "exit 0 only if every process is ready")
     st.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
+    st.add_argument("--id", help="only this process (exit 0 if it is ready): a container healthcheck")
+    tp = sub.add_parser("topics", help="Kafka topics with each partition's log start and high watermark")
+    tp.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
+    gr = sub.add_parser("groups", help="consumer groups with their lag per partition")
+    gr.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
 
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, f"{args.command}/{args.id}" if getattr(args, "id", None) else args.command)
     try:
         if args.command == "up":
             from flexlog.core import launcher
 
-            return launcher.run(_up_config(args), args.log_level)
+            cfg = _up_config(args)
+            if args.check_config:
+                return _check(cfg, None)
+            return launcher.run(cfg, args.log_level)
         if args.command == "status":
             return _status(args)
+        if args.command == "topics":
+            return _topics(args)
+        if args.command == "groups":
+            return _groups(args)
         args.role = args.command
         return _run_role(args, config_mod.load(args.config))
     except ConfigError as exc:

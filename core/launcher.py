@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Unavailable
-from flexlog.core.status import wait_healthy
+from flexlog.core.status import gateway_status, wait_healthy
 
 log = logging.getLogger("flexlog.launcher")
 
@@ -29,11 +29,15 @@ RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 5.0
 
 
+STATUS_LINE_INTERVAL_S = 1.0
+
+
 @dataclass
 class Child:
     role: str
     name: str
     listen: str
+    metrics: str = ""
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -44,11 +48,18 @@ def gateway_available() -> bool:
     return importlib.util.find_spec("flexlog.gateway.server") is not None
 
 
+def _metrics_url(address: str, port: int) -> str:
+    return f"http://{address.rpartition(':')[0]}:{port}/metrics" if port else ""
+
+
 def children_of(config: ClusterConfig) -> list[Child]:
-    children = [Child("sequencer", s.name, s.address) for s in config.sequencers]
-    children += [Child("replica", r.name, r.address) for s in config.shards for r in s.replicas]
+    children = [Child("sequencer", s.name, s.address, _metrics_url(s.address, s.metrics_port))
+                for s in config.sequencers]
+    children += [Child("replica", r.name, r.address, _metrics_url(r.address, r.metrics_port))
+                 for s in config.shards for r in s.replicas]
     if gateway_available():
-        children += [Child("gateway", g.name, g.address) for g in config.gateways]
+        children += [Child("gateway", g.name, g.address, _metrics_url(g.address, g.metrics_port))
+                     for g in config.gateways]
     return children
 
 
@@ -75,6 +86,9 @@ class Launcher:
     def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         for child in self.children:
+            # Exported at 0 from the start: a counter that appears only at the first
+            # restart cannot be graphed or alerted on with increase().
+            RESTARTS.labels(child.role, child.name)
             self._spawn(child)
 
     def stop(self) -> None:
@@ -109,17 +123,52 @@ class Launcher:
                         code, child.restarts, child.log_path)
             self._spawn(child)
 
+    def kafka_bootstrap(self) -> str:
+        if not (self.config.gateways and gateway_available()):
+            return ""
+        return ",".join(g.advertised for g in self.config.gateways)
+
     def describe(self) -> str:
         lines = [f"FlexLog cluster (config {self.config.path}, data {self.config.data_dir})"]
         for child in self.children:
-            lines.append(f"  {child.role:<9} {child.name:<12} {child.listen}")
-        if self.config.gateways and gateway_available():
-            kafka = ", ".join(g.advertised for g in self.config.gateways)
-            lines.append(f"  Kafka bootstrap servers: {kafka}")
+            lines.append(f"  {child.role:<9} {child.name:<12} {child.listen:<18} {child.metrics}")
+        if self.kafka_bootstrap():
+            lines.append(f"  Kafka bootstrap servers: {self.kafka_bootstrap()}")
         if self.config.launcher_metrics_port:
             lines.append(f"  launcher metrics: http://127.0.0.1:{self.config.launcher_metrics_port}/metrics")
         lines.append(f"  logs: {self.log_dir}")
         return "\n".join(lines)
+
+    def status_line(self) -> str:
+        """processes up, restarts, where Kafka clients and Prometheus connect."""
+        up = sum(1 for c in self.children if c.proc is not None and c.proc.poll() is None)
+        restarts = sum(c.restarts for c in self.children)
+        parts = [f"{up}/{len(self.children)} processes up", f"{restarts} restarts"]
+        if self.kafka_bootstrap():
+            parts.append(f"Kafka {self.kafka_bootstrap()}")
+        metrics = sum(1 for c in self.children if c.metrics)
+        if metrics:
+            parts.append(f"metrics on {metrics} processes")
+        if self.config.launcher_metrics_port:
+            parts.append(f"launcher metrics 127.0.0.1:{self.config.launcher_metrics_port}")
+        return "status: " + " | ".join(parts)
+
+
+async def _wait_ready(launcher: Launcher, timeout_s: float) -> None:
+    """Sequencers and replicas ready, then every gateway answering Kafka requests."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    await wait_healthy(launcher.config, timeout_s)
+    if not launcher.kafka_bootstrap():
+        return
+    while True:
+        gateways = await gateway_status(launcher.config, timeout_s=1.0)
+        if all(g.ready for g in gateways):
+            return
+        if loop.time() > deadline:
+            down = ", ".join(g.name for g in gateways if not g.ready)
+            raise Unavailable(f"gateways not ready after {timeout_s:.0f}s: {down}")
+        await asyncio.sleep(0.2)
 
 
 def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float = 60.0) -> int:
@@ -136,17 +185,30 @@ def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float =
         start_http_server(config.launcher_metrics_port, addr="127.0.0.1")
     launcher.start()
     print(launcher.describe(), flush=True)
+    live = sys.stdout.isatty()
     try:
         try:
-            asyncio.run(wait_healthy(config, ready_timeout_s))
+            asyncio.run(_wait_ready(launcher, ready_timeout_s))
             print("cluster ready (Ctrl-C to stop)", flush=True)
         except Unavailable as exc:
             print(f"warning: {exc}; see the logs", file=sys.stderr, flush=True)
+        shown = ""
+        next_line = 0.0
         while not stop_requested:
             launcher.supervise_once()
+            if time.monotonic() >= next_line:
+                next_line = time.monotonic() + STATUS_LINE_INTERVAL_S
+                line = launcher.status_line()
+                # On a terminal the line is rewritten in place; in a log file it is
+                # printed only when it changes, so an idle cluster adds nothing.
+                if live:
+                    print(f"\r{line:<{len(shown)}}", end="", flush=True)
+                elif line != shown:
+                    print(line, flush=True)
+                shown = line
             time.sleep(0.2)
     finally:
-        print("stopping cluster...", flush=True)
+        print("\nstopping cluster..." if live else "stopping cluster...", flush=True)
         launcher.stop()
         print("stopped", flush=True)
     return 0
