@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import cast
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.gateway import retention
+from flexlog.gateway import metrics, retention
 from flexlog.gateway.broker import Broker, split_address
 from flexlog.gateway.handlers import ENDPOINTS, CloseConnection
 from flexlog.gateway.handlers.api_versions import unsupported_version_body
@@ -59,8 +60,11 @@ class KafkaConnection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.worker = asyncio.get_running_loop().create_task(self._work())
         self.server.connections.add(self)
+        metrics.CONNECTIONS_OPENED.inc()
+        metrics.CONNECTIONS.inc()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        metrics.CONNECTIONS.dec()
         self.closing = True
         self.server.connections.discard(self)
         if self.worker is not None:
@@ -69,6 +73,7 @@ class KafkaConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        metrics.RECEIVED_BYTES.inc(len(data))
         try:
             frames = self.reader.feed(data)
         except FrameTooLarge as exc:
@@ -117,6 +122,7 @@ class KafkaConnection(asyncio.Protocol):
             if response is not None and not self.closing:
                 assert self.transport is not None
                 self.transport.write(response)
+                metrics.SENT_BYTES.inc(len(response))
 
 
 class GatewayServer:
@@ -129,6 +135,7 @@ class GatewayServer:
         self.max_request_bytes = max_request_bytes
         self.client = FlexLogClient(config)
         self.broker = Broker(config, self.me, self.client)
+        self.metrics = metrics.GatewayMetrics(self.broker)
         self.connections: set[KafkaConnection] = set()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -138,7 +145,9 @@ class GatewayServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: KafkaConnection(self), host, port,
                                                 reuse_address=True, backlog=1024)
-        self._tasks = [loop.create_task(self._open()), loop.create_task(retention.run(self.broker))]
+        self._tasks = [loop.create_task(self._open()), loop.create_task(retention.run(self.broker)),
+                       loop.create_task(self.metrics.export_lag())]
+        metrics.serve(self.me.address, self.me.metrics_port)
         log.info("gateway %s listening on %s (advertised %s)", self.me.name, self.me.address,
                  self.me.advertised)
 
@@ -186,7 +195,9 @@ class GatewayServer:
             raise UnsupportedVersion(request.api_key, request.api_version, request.correlation_id)
         if request.api_key != ApiKey.API_VERSIONS:
             await self.broker.ready.wait()
+        started = time.perf_counter()
         body = await endpoint.handle(self.broker, request)
+        self.metrics.observe(request, body, time.perf_counter() - started)
         if body is None:
             return None
         return encode_response(request.api_key, request.api_version, request.correlation_id, body)
