@@ -9,31 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import yaml
-from conftest import DASHBOARDS, tool
-
-# Every alert expression reads `<signal> <comparison> <number>`; the signal is what
-# test_prometheus queries against a live cluster.
-ALERT_FORM = re.compile(r"^(?P<signal>.+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<threshold>[0-9.e+-]+)$", re.S)
-
-
-def alert_rules() -> list[dict]:
-    doc = yaml.safe_load((DASHBOARDS / "alerts.yml").read_text())
-    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
-
-
-def alert_signal(rule: dict) -> str:
-    match = ALERT_FORM.match(" ".join(rule["expr"].split()))
-    assert match, f"alert {rule['alert']}: expr is not `<signal> <op> <threshold>`"
-    return match["signal"]
-
-
-def dashboard_exprs() -> dict[str, list[str]]:
-    """panel title -> its PromQL expressions, over every dashboard JSON file."""
-    out: dict[str, list[str]] = {}
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
-            out[f"{path.stem}: {panel['title']}"] = [t["expr"] for t in panel["targets"]]
-    return out
+from ops_helpers import DASHBOARDS, alert_rules, alert_signal, tool
 
 
 def test_generated_files_are_current(generator: ModuleType) -> None:
