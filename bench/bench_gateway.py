@@ -20,9 +20,9 @@ from common import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gateway"))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from wire_client import running_gateway  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from wire_client import running_gateway
 
 SIZES = (100, 1024)
 PARTITIONS = (1, 4)
