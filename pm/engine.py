@@ -23,13 +23,13 @@ from flexlog.core.storage import (
 )
 from flexlog.pm._pmem import lib
 from flexlog.pm.cache import EntryCache
-from flexlog.pm.index import ColorIndex, split_ssd_loc, ssd_loc
+from flexlog.pm.index import ColorIndex, Run, merge_runs, segment_run, split_ssd_loc, ssd_loc
 from flexlog.pm.pool import ENTRY_HDR, Pool, check, slot_bytes
 from flexlog.pm.segments import FILE_OVERHEAD, RECORD_OVERHEAD, SegmentStore
 
 DEFAULT_POOL_BYTES = 256 << 20
 DEFAULT_CACHE_BYTES = 64 << 20
-DEFAULT_SSD_MAX_BYTES = 16 << 30
+DEFAULT_SSD_MAX_BYTES = 4 << 30
 DEFAULT_MAX_COLORS = 16384
 POOL_FILE = "pm.pool"
 SSD_DIR = "ssd"
@@ -91,39 +91,29 @@ class PmEngine:
     def _rebuild(self) -> None:
         """Rebuild the DRAM view from the arena between head and tail, then the segments."""
         pool = self._pool
-        by_slot: dict[int, ColorIndex] = {}
+        runs: defaultdict[int, list[Run]] = defaultdict(list)
+        pm_runs, prepared = pool.scan()
         for slot, color, log_start, tail in pool.colors():
-            by_slot[slot] = self._colors[color] = ColorIndex(slot, log_start, tail)
-        found: defaultdict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
-        retired: list[tuple[int, int]] = []
-        committed, prepared = lib.PM_ST_COMMITTED, lib.PM_ST_PREPARED
-        for pos, h in pool.scan():
-            if h.state == committed:
-                if h.sn + h.count > by_slot[h.slot].log_start:
-                    found[h.color].append((h.sn, h.count, h.length, pos))
-            elif h.state == prepared:
-                # Two copies of a token: a relocation was cut short; the later copy is whole.
-                older = self._prepared.get(h.token)
-                if older is not None:
-                    retired.append((older[0], h.token))
-                self._prepared[h.token] = (pos, h.color, h.count, h.length)
-        for seg in self._ssd.load(pool.head):
-            log_start = self._colors[seg.color].log_start
-            live = [
-                (sn, count, length, ssd_loc(seg.id, i))
-                for i, (sn, count, length) in enumerate(zip(seg.sns, seg.counts, seg.lengths, strict=True))
-                if sn + count > log_start
-            ]
-            if live:
-                found[seg.color] += live
-                self._colors[seg.color].segments.add(seg.id)
-            else:  # trimmed away before a crash let the file be deleted
+            self._colors[color] = ColorIndex(slot, log_start, tail)
+            if slot in pm_runs:
+                runs[color].append(pm_runs[slot])
+        for pos in prepared:
+            h = pool.header(pos)
+            # Two copies of a token: a relocation was cut short; the later copy is whole.
+            older = self._prepared.get(h.token)
+            if older is not None:
+                check(lib.pm_abort(self._log, older[0], h.token), "retire a prepared copy")
+            self._prepared[h.token] = (pos, h.color, h.count, h.length)
+        for loaded in self._ssd.load(pool.head):
+            seg = loaded.segment
+            idx = self._colors[seg.color]
+            if seg.max_end <= idx.log_start:  # trimmed before a crash let the file go
                 self._ssd.delete(seg.id)
-        for color, items in found.items():
-            items.sort()
-            self._colors[color].load_sorted(items)
-        for pos, token in retired:
-            check(lib.pm_abort(self._log, pos, token), "retire a duplicate prepared copy")
+                continue
+            idx.segments.add(seg.id)
+            runs[seg.color].append(segment_run(seg.id, loaded.sns, loaded.counts, loaded.lengths))
+        for color, color_runs in runs.items():
+            self._colors[color].adopt(merge_runs(color_runs))
 
     # -- StorageEngine ------------------------------------------------------
 
@@ -282,6 +272,7 @@ class PmEngine:
         written = []
         try:
             for color, items in batches.items():
+                items.sort()  # segments keep records in SN order
                 records = [(sn, n, pool.payload_view(p, length)) for sn, n, length, p in items]
                 written.append((color, items, self._ssd.write(color, new_head, records)))
             self._ssd.sync()
@@ -305,7 +296,7 @@ class PmEngine:
                 start = loc % self._cap + ENTRY_HDR
                 payload = self._buf[start : start + idx.lengths[i]]
             else:
-                payload = self._ssd.read(*split_ssd_loc(loc))
+                payload = self._ssd.read(*split_ssd_loc(loc), sn, idx.lengths[i])
             entry = StoredEntry(sn, idx.counts[i], payload)
             self._cache.put(color, sn, entry)
         return entry

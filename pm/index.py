@@ -2,7 +2,7 @@
 
 Rebuilt at open from the arena and the segment footers, never persisted.
 Parallel typed arrays instead of per-entry objects keep it at 24 bytes per
-entry, which matters for a pool full of small entries.
+entry and let the rebuild fill it in bulk (from C for the arena).
 
 A location is an int: >= 0 is a logical arena position in PM; < 0 encodes
 (segment id, record number) of the SSD tier.
@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 
 _RECORD_BITS = 32
+
+# Parallel arrays in SN order: sns ("Q"), counts ("I"), lengths ("I"), locations ("q").
+Run = tuple[array, array, array, array]
 
 
 def ssd_loc(segment_id: int, record: int) -> int:
@@ -25,6 +29,41 @@ def split_ssd_loc(loc: int) -> tuple[int, int]:
     return v >> _RECORD_BITS, v & ((1 << _RECORD_BITS) - 1)
 
 
+def new_run(n: int = 0) -> Run:
+    return array("Q", bytes(8 * n)), array("I", bytes(4 * n)), array("I", bytes(4 * n)), array(
+        "q", bytes(8 * n)
+    )
+
+
+def segment_run(segment_id: int, sns: array, counts: array, lengths: array) -> Run:
+    first = ssd_loc(segment_id, 0)
+    return sns, counts, lengths, array("q", range(first, first - len(sns), -1))
+
+
+def _from_rows(rows: list[tuple[int, int, int, int]]) -> Run:
+    run = new_run()
+    for column, values in zip(run, zip(*rows, strict=True), strict=False):
+        column.extend(values)
+    return run
+
+
+def sort_run(run: Run) -> Run:
+    return _from_rows(sorted(zip(*run, strict=True)))
+
+
+def merge_runs(runs: list[Run]) -> Run:
+    """One run in SN order from runs that each are in SN order."""
+    runs = sorted((r for r in runs if r[0]), key=lambda r: r[0][0])
+    if all(a[0][-1] < b[0][0] for a, b in pairwise(runs)):
+        merged = new_run()
+        for run in runs:
+            for column, part in zip(merged, run, strict=True):
+                column.extend(part)
+        return merged
+    # Interleaved runs (commits far out of SN order around a checkpoint): rare, so sort rows.
+    return _from_rows(sorted(row for run in runs for row in zip(*run, strict=True)))
+
+
 class ColorIndex:
     __slots__ = ("counts", "lengths", "locs", "log_start", "segments", "slot", "sns", "tail")
 
@@ -32,14 +71,18 @@ class ColorIndex:
         self.slot = slot  # the color's metadata slot in the pool
         self.log_start = log_start
         self.tail = max(tail, log_start)
-        self.sns = array("Q")
-        self.counts = array("I")
-        self.lengths = array("I")
-        self.locs = array("q")
+        self.sns, self.counts, self.lengths, self.locs = new_run()
         self.segments: set[int] = set()  # ids of SSD segments holding entries of this color
 
     def __len__(self) -> int:
         return len(self.sns)
+
+    def adopt(self, run: Run) -> None:
+        """Take an SN-ordered run as the whole index (at open), minus what is trimmed."""
+        self.sns, self.counts, self.lengths, self.locs = run
+        self.drop_below(self.log_start)
+        if self.sns:
+            self.tail = max(self.tail, self.sns[-1] + self.counts[-1])
 
     def add(self, sn: int, count: int, length: int, loc: int) -> None:
         sns = self.sns
@@ -56,17 +99,6 @@ class ColorIndex:
             self.locs.insert(i, loc)
         if sn + count > self.tail:
             self.tail = sn + count
-
-    def load_sorted(self, items: list[tuple[int, int, int, int]]) -> None:
-        """Fill an empty index from (sn, count, length, loc) tuples in SN order."""
-        if not items:
-            return
-        sns, counts, lengths, locs = zip(*items, strict=True)
-        self.sns.extend(sns)
-        self.counts.extend(counts)
-        self.lengths.extend(lengths)
-        self.locs.extend(locs)
-        self.tail = max(self.tail, sns[-1] + counts[-1])
 
     def find(self, sn: int) -> int:
         """Position of the entry containing sn, or -1."""

@@ -341,3 +341,42 @@ int pm_advance(pm_log *log, uint64_t new_head)
 	reclaim(log);
 	return PM_OK;
 }
+
+/*
+ * Open-time index rebuild in two passes over the arena, so Python does no
+ * per-entry work: first count the live committed entries of each color slot
+ * (and the prepared ones), then fill per-slot arrays sized from the counts.
+ */
+void pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared)
+{
+	pm_root *r = log->root;
+	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+		pm_entry *e = entry_at(log, pos);
+		if (e->state == PM_ST_COMMITTED && e->slot < r->n_colors && !is_dead(log, e))
+			per_slot[e->slot]++;
+		else if (e->state == PM_ST_PREPARED)
+			(*prepared)++;
+	}
+}
+
+void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **lengths,
+		  int64_t **locs, uint64_t *cursor, uint8_t *unsorted, uint64_t *prepared)
+{
+	pm_root *r = log->root;
+	uint64_t n_prepared = 0;
+	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+		pm_entry *e = entry_at(log, pos);
+		if (e->state == PM_ST_COMMITTED && e->slot < r->n_colors && !is_dead(log, e)) {
+			uint32_t s = e->slot;
+			uint64_t i = cursor[s]++;
+			if (i > 0 && sns[s][i - 1] > e->sn)
+				unsorted[s] = 1;
+			sns[s][i] = e->sn;
+			counts[s][i] = e->count;
+			lengths[s][i] = e->length;
+			locs[s][i] = (int64_t)pos;
+		} else if (e->state == PM_ST_PREPARED) {
+			prepared[n_prepared++] = pos;
+		}
+	}
+}

@@ -15,11 +15,13 @@ from typing import NamedTuple
 
 from flexlog.core.storage import StoreFull
 from flexlog.pm._pmem import ffi, lib
+from flexlog.pm.index import Run, new_run, sort_run
 
 ENTRY_HDR: int = lib.PM_ENTRY_HDR
 # The first 48 bytes of struct pm_entry (timestamps are not needed in Python).
 _HEADER = struct.Struct("<QQQQIIII")
 MIN_POOL_BYTES = 8 << 20  # PMEMOBJ_MIN_POOL
+_RUN_CTYPES = ("uint64_t", "uint32_t", "uint32_t", "int64_t")  # matches index.Run
 
 
 class PoolError(OSError):
@@ -93,14 +95,34 @@ class Pool:
         start = pos % self.cap + ENTRY_HDR
         return memoryview(self.buf)[start : start + length]
 
-    def scan(self) -> Iterator[tuple[int, EntryHeader]]:
-        """Every slot between head and tail, with its logical position."""
-        pos, tail, cap, buf = self.root.head, self.root.tail, self.cap, self.buf
-        unpack = _HEADER.unpack_from
-        while pos < tail:
-            hdr = EntryHeader._make(unpack(buf, pos % cap))
-            yield pos, hdr
-            pos += hdr.size
+    def scan(self) -> tuple[dict[int, Run], list[int]]:
+        """Live committed entries per color slot, each run in SN order; prepared positions.
+
+        Two C passes (count, then fill arrays sized from the counts), so a pool
+        of a million small entries opens without a Python loop over them.
+        """
+        n = self.root.n_colors or 1
+        per_slot = ffi.new("uint64_t[]", n)
+        n_prepared = ffi.new("uint64_t *")
+        lib.pm_scan_count(self.log, per_slot, n_prepared)
+        columns = [ffi.new(f"{ctype} *[]", n) for ctype in _RUN_CTYPES]
+        runs: dict[int, Run] = {}
+        buffers = []  # views into the arrays, alive until the fill call is done
+        for slot in range(self.root.n_colors):
+            if per_slot[slot]:
+                runs[slot] = new_run(per_slot[slot])
+                for pointers, ctype, column in zip(columns, _RUN_CTYPES, runs[slot], strict=True):
+                    buffers.append(ffi.from_buffer(f"{ctype}[]", column, require_writable=True))
+                    pointers[slot] = buffers[-1]
+        unsorted = ffi.new("uint8_t[]", n)
+        prepared = ffi.new("uint64_t[]", n_prepared[0] or 1)
+        cursor = ffi.new("uint64_t[]", n)
+        lib.pm_scan_fill(self.log, *columns, cursor, unsorted, prepared)
+        del buffers  # an array exporting its buffer cannot grow later
+        for slot, run in runs.items():
+            if unsorted[slot]:
+                runs[slot] = sort_run(run)
+        return runs, list(prepared[0 : n_prepared[0]])
 
     def colors(self) -> Iterator[tuple[int, int, int, int]]:
         """(slot, color, log_start, tail) of every claimed metadata slot."""

@@ -1,9 +1,10 @@
 """The SSD tier: immutable segment files of checkpointed entries, one color per file.
 
-File layout (little-endian):
+File layout (little-endian), records in SN order:
     header   magic "FLXSEG01", color u64, arena_end u64
     records  crc32c(payload) u32, length u32, sn u64, count u32, pad u32, payload
-    index    per record: sn u64, count u32, length u32, offset u64
+    index    n sns u64, n counts u32, n lengths u32, n offsets u64 (columns, so
+             opening loads them as arrays without a per-record loop)
     trailer  index offset u64, records u64, crc32c(index) u32, pad u32, magic
 
 `arena_end` is the PM head position the checkpoint that wrote the file moves
@@ -20,7 +21,7 @@ import os
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from struct import Struct
 
@@ -29,11 +30,11 @@ from crc32c import crc32c
 MAGIC = b"FLXSEG01"
 _HEAD = Struct("<8sQQ")
 _RECORD = Struct("<IIQI4x")
-_INDEX = Struct("<QIIQ")
 _TRAILER = Struct("<QQI4x8s")
+_INDEX_BYTES_PER_RECORD = 8 + 4 + 4 + 8
 _SUFFIX = ".seg"
 _MAX_OPEN_FILES = 64
-RECORD_OVERHEAD = _RECORD.size + _INDEX.size
+RECORD_OVERHEAD = _RECORD.size + _INDEX_BYTES_PER_RECORD
 FILE_OVERHEAD = _HEAD.size + _TRAILER.size
 
 
@@ -48,23 +49,16 @@ class Segment:
     color: int
     arena_end: int
     size: int
-    max_end: int = 0  # one past the highest SN stored: trim deletes the file below it
-    sns: array = field(default_factory=lambda: array("Q"))
-    counts: array = field(default_factory=lambda: array("I"))
-    lengths: array = field(default_factory=lambda: array("I"))
-    offsets: array = field(default_factory=lambda: array("Q"))
-
-    def append(self, sn: int, count: int, length: int, offset: int) -> None:
-        self.sns.append(sn)
-        self.counts.append(count)
-        self.lengths.append(length)
-        self.offsets.append(offset)
-        self.max_end = max(self.max_end, sn + count)
+    max_end: int  # one past the highest SN stored: trim deletes the file below it
+    offsets: array  # file offset of each record
 
 
-def file_bytes(lengths: Sequence[int]) -> int:
-    """Size of a segment holding payloads of these lengths."""
-    return FILE_OVERHEAD + sum(lengths) + RECORD_OVERHEAD * len(lengths)
+@dataclass(slots=True)
+class LoadedSegment:
+    segment: Segment
+    sns: array
+    counts: array
+    lengths: array
 
 
 class SegmentStore:
@@ -77,8 +71,9 @@ class SegmentStore:
         self._fds: OrderedDict[int, int] = OrderedDict()
         directory.mkdir(parents=True, exist_ok=True)
 
-    def load(self, head: int) -> list[Segment]:
+    def load(self, head: int) -> list[LoadedSegment]:
         """Open every committed segment; delete leftovers of interrupted checkpoints."""
+        loaded = []
         for path in sorted(self.directory.iterdir()):
             if path.suffix != _SUFFIX:
                 if path.name.endswith(_SUFFIX + ".tmp"):
@@ -88,25 +83,40 @@ class SegmentStore:
             if arena_end > head:
                 path.unlink()
                 continue
-            self._register(self._parse(path, color, arena_end))
-        return list(self.segments.values())
+            loaded.append(self._parse(path, color, arena_end))
+            self._register(loaded[-1].segment)
+        return loaded
 
-    def _parse(self, path: Path, color: int, arena_end: int) -> Segment:
-        data = path.read_bytes()
-        magic, h_color, h_end = _HEAD.unpack_from(data, 0)
-        index_at, n, index_crc, tail_magic = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
-        index = memoryview(data)[index_at : index_at + n * _INDEX.size]
+    def _parse(self, path: Path, color: int, arena_end: int) -> LoadedSegment:
+        """Read header, trailer and index only: opening must not read the payloads."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(_HEAD.size)
+            f.seek(max(0, size - _TRAILER.size))
+            trailer = f.read(_TRAILER.size)
+            if len(head) < _HEAD.size or len(trailer) < _TRAILER.size:
+                raise CorruptSegment(f"segment {path} is truncated")
+            magic, h_color, h_end = _HEAD.unpack(head)
+            index_at, n, index_crc, tail_magic = _TRAILER.unpack(trailer)
+            f.seek(index_at)
+            index = f.read(n * _INDEX_BYTES_PER_RECORD)
         if (
             magic != MAGIC
             or tail_magic != MAGIC
             or (h_color, h_end) != (color, arena_end)
+            or len(index) != n * _INDEX_BYTES_PER_RECORD
             or crc32c(index) != index_crc
         ):
             raise CorruptSegment(f"segment {path} is damaged (header, trailer or index)")
-        seg = Segment(self._take_id(), path, color, arena_end, len(data))
-        for sn, count, length, offset in _INDEX.iter_unpack(index):
-            seg.append(sn, count, length, offset)
-        return seg
+        columns = [array("Q"), array("I"), array("I"), array("Q")]
+        pos = 0
+        for column in columns:
+            column.frombytes(index[pos : pos + n * column.itemsize])
+            pos += n * column.itemsize
+        sns, counts, lengths, offsets = columns
+        max_end = max(s + c for s, c in zip(sns, counts, strict=True)) if n else 0
+        seg = Segment(self._take_id(), path, color, arena_end, size, max_end, offsets)
+        return LoadedSegment(seg, sns, counts, lengths)
 
     def _take_id(self) -> int:
         self._next_id += 1
@@ -119,26 +129,33 @@ class SegmentStore:
     def write(
         self, color: int, arena_end: int, records: Sequence[tuple[int, int, memoryview]]
     ) -> Segment:
-        """Write (sn, count, payload) records durably; the directory still needs sync()."""
+        """Write (sn, count, payload) records, given in SN order, durably.
+
+        The directory still needs sync() before the file counts as written.
+        """
         path = self.directory / f"{color}-{arena_end}{_SUFFIX}"
         tmp = path.with_name(path.name + ".tmp")
-        seg = Segment(self._take_id(), path, color, arena_end, 0)
-        index = bytearray()
+        sns, counts, lengths, offsets = array("Q"), array("I"), array("I"), array("Q")
         with open(tmp, "wb") as f:
             f.write(_HEAD.pack(MAGIC, color, arena_end))
             offset = _HEAD.size
             for sn, count, payload in records:
                 f.write(_RECORD.pack(crc32c(payload), len(payload), sn, count))
                 f.write(payload)
-                index += _INDEX.pack(sn, count, len(payload), offset)
-                seg.append(sn, count, len(payload), offset)
+                sns.append(sn)
+                counts.append(count)
+                lengths.append(len(payload))
+                offsets.append(offset)
                 offset += _RECORD.size + len(payload)
+            index = sns.tobytes() + counts.tobytes() + lengths.tobytes() + offsets.tobytes()
             f.write(index)
             f.write(_TRAILER.pack(offset, len(records), crc32c(index), MAGIC))
             f.flush()
             os.fsync(f.fileno())
-            seg.size = f.tell()
+            size = f.tell()
         os.replace(tmp, path)
+        max_end = max(s + c for s, c in zip(sns, counts, strict=True))
+        seg = Segment(self._take_id(), path, color, arena_end, size, max_end, offsets)
         self._register(seg)
         return seg
 
@@ -150,13 +167,13 @@ class SegmentStore:
         finally:
             os.close(fd)
 
-    def read(self, segment_id: int, record: int) -> bytes:
+    def read(self, segment_id: int, record: int, sn: int, length: int) -> bytes:
+        """The payload of a record the index says holds sn, checked against its crc32c."""
         seg = self.segments[segment_id]
-        length = seg.lengths[record]
         raw = os.pread(self._fd(seg), _RECORD.size + length, seg.offsets[record])
-        crc, r_length, sn, _ = _RECORD.unpack_from(raw, 0)
+        crc, r_length, r_sn, _ = _RECORD.unpack_from(raw, 0)
         payload = raw[_RECORD.size :]
-        if r_length != length or sn != seg.sns[record] or crc32c(payload) != crc:
+        if r_length != length or r_sn != sn or crc32c(payload) != crc:
             raise CorruptSegment(f"record {record} of {seg.path} fails its checksum")
         return payload
 
