@@ -38,6 +38,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from ops_helpers import DASHBOARDS, alert_rules, alert_signal, dashboard_exprs, tool
+from test_docs import documented_metrics
 
 from cluster import free_ports, two_level_toml
 from flexlog.core import config as config_mod
@@ -236,3 +237,13 @@ def test_every_dashboard_and_alert_expression_returns_data(cluster: ClusterConfi
         if not has_number(result):
             empty.append(f"{where}: {expr} -> {result}")
     assert not empty, "expressions without data:\n" + "\n".join(empty)
+
+    # Every metric some process exports is in docs/operations.md's reference, and the
+    # reference names nothing that no process exports.
+    names = http_json(f"{prometheus}/api/v1/label/__name__/values")["data"]
+    exported = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names
+                if n.startswith("flexlog_") and not n.endswith("_created")}
+    documented = documented_metrics()
+    assert exported - documented == set(), "exported but not documented"
+    assert documented - exported == set(AWAITING_GROUPS) - {
+        m for m, api in AWAITING_GROUPS.items() if api in ENDPOINTS}, "documented but not exported"

@@ -1,0 +1,72 @@
+"""docs/operations.md's configuration reference lists exactly the keys core/config.py accepts."""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from ops_helpers import REPO
+from prometheus_client import Counter, Gauge, Histogram
+
+from flexlog.core import config as config_mod
+from flexlog.core.config import ConfigError
+
+OPERATIONS = REPO / "docs" / "operations.md"
+
+# Reference heading (its start) -> where that table sits in a parsed config.
+TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "Top level": lambda doc: doc,
+    "`[[sequencer]]`": lambda doc: doc["sequencer"][0],
+    "`nodes = [...]`": lambda doc: doc["sequencer"][0]["nodes"][0],
+    "`[[shard]]`": lambda doc: doc["shard"][0],
+    "`[[gateway]]`": lambda doc: doc["gateway"][0],
+}
+
+
+def accepted_keys(where: Callable[[dict[str, Any]], dict[str, Any]]) -> set[str]:
+    """The keys the parser allows in one table, as its unknown-key error lists them."""
+    doc = copy.deepcopy(tomllib.loads(config_mod.default_toml(gateways=1)))
+    where(doc)["zz_not_a_key"] = 1
+    with pytest.raises(ConfigError) as err:
+        config_mod.parse(doc)
+    match = re.search(r"\(allowed: (.*)\)", str(err.value))
+    assert match, str(err.value)
+    return set(match[1].split(", "))
+
+
+def documented_keys() -> dict[str, set[str]]:
+    text = OPERATIONS.read_text()
+    section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for block in section.split("\n### ")[1:]:
+        heading, _, body = block.partition("\n")
+        out[heading] = set(re.findall(r"^\| `([a-z_]+)` \|", body, re.M))
+    return out
+
+
+def test_config_reference_lists_every_key() -> None:
+    documented = documented_keys()
+    assert len(documented) == len(TABLES), f"reference sections: {list(documented)}"
+    for prefix, where in TABLES.items():
+        [heading] = [h for h in documented if h.startswith(prefix)]
+        assert documented[heading] == accepted_keys(where), heading
+
+
+def documented_metrics() -> set[str]:
+    text = OPERATIONS.read_text()
+    section = text.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(flexlog_[a-z_]+)` \|", section, re.M))
+
+
+def test_metrics_reference_names_the_gateway_metrics() -> None:
+    """The live check against every process is in test_prometheus; this one needs no cluster."""
+    from flexlog.gateway import metrics
+
+    declared = {family.name + ("_total" if family.type == "counter" else "")
+                for m in vars(metrics).values() if isinstance(m, Counter | Gauge | Histogram)
+                for family in m.describe()}
+    assert declared and declared <= documented_metrics()
