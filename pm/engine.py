@@ -221,9 +221,9 @@ class PmEngine:
             return
         self._ssd.close()
         self._cache.clear()
-        self._buf = None
         self._pool.close()
-        self._pool = None  # type: ignore[assignment]
+        # Drop every alias of the C handle: using it after close must fail in Python, not in C.
+        self._pool = self._log = self._root = self._buf = None  # type: ignore[assignment]
 
     # -- tiering --------------------------------------------------------------
 

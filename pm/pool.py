@@ -131,6 +131,5 @@ class Pool:
             yield slot, c.color, c.log_start, c.tail
 
     def close(self) -> None:
-        self.buf = None  # type: ignore[assignment]
         lib.pm_close(self.log)
-        self.log = ffi.NULL
+        self.log = self.root = self.buf = None

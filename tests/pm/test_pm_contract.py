@@ -217,3 +217,13 @@ def test_pm_engine_reopens_where_it_left_off(shm_dir: Path):
         assert eng.commit(2, 2).sn == 2
     finally:
         eng.close()
+
+
+def test_pm_engine_is_unusable_after_close_without_crashing(shm_dir: Path):
+    eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
+    eng.close()
+    eng.close()
+    with pytest.raises((AttributeError, TypeError)):
+        eng.prepare(1, 1, batch(1), 1)
+    with pytest.raises((AttributeError, TypeError)):
+        eng.trim(1, 5)
