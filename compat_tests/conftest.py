@@ -24,7 +24,3 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
-
-
-def payloads(n: int, size: int = 20) -> list[bytes]:
-    return [f"{i:06d}".encode().ljust(size, b"x") for i in range(n)]

@@ -9,7 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from conftest import payloads
+
+from compat_data import payloads
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 

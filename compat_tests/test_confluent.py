@@ -15,7 +15,8 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
 )
-from conftest import payloads
+
+from compat_data import payloads
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 BIG = 1_500_000

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import payloads
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+from compat_data import payloads
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 

@@ -16,13 +16,26 @@ import grpc
 
 MAX_MESSAGE_BYTES = 1 << 30
 
-OPTIONS = [
+_SIZES = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+# Clients ping every 10 s so a dead peer is noticed on an idle stream; servers must
+# accept pings that often, or they answer with GOAWAY "too_many_pings" and every
+# long-lived stream on the channel breaks.
+CHANNEL_OPTIONS = [
+    *_SIZES,
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+]
+SERVER_OPTIONS = [
+    *_SIZES,
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
 ]
 
 
@@ -35,11 +48,11 @@ def install_uvloop() -> None:
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
 def server() -> grpc.aio.Server:
-    return grpc.aio.server(options=OPTIONS)
+    return grpc.aio.server(options=SERVER_OPTIONS)
 
 
 def raw_stream(ch: grpc.aio.Channel, method: str, reply_type: Any) -> Callable[..., Any]:
