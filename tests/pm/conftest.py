@@ -1,13 +1,14 @@
 """Fixtures for the PM storage engine tests.
 
 libpmem reads PMEM_IS_PMEM_FORCE once per process, at the first pool it maps,
-so it is set here, before any test opens a pool; the msync path is exercised
-in child processes that run without it.
+so every test here runs with it set (and child processes inherit it); the
+msync path is exercised in child processes started without it. It is set per
+test rather than for the whole session so other suites' processes keep their
+own setting.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ["PMEM_IS_PMEM_FORCE"] = "1"
+
+@pytest.fixture(autouse=True)
+def emulated_pm(monkeypatch) -> None:
+    monkeypatch.setenv("PMEM_IS_PMEM_FORCE", "1")
 
 
 @pytest.fixture

@@ -165,6 +165,7 @@ def crash_loop(data_dir: Path, report: Path, kills: int, budget: float, env: dic
     return expect
 
 
+@pytest.mark.slow
 def test_sigkill_on_emulated_pm(shm_dir: Path, tmp_path: Path):
     expect = crash_loop(
         shm_dir / "replica", tmp_path / "report", kills=100, budget=45,

@@ -210,6 +210,7 @@ def test_a_damaged_segment_record_is_reported(shm_dir: Path):
         eng.close()
 
 
+@pytest.mark.slow
 def test_msync_path_on_a_normal_file_system(tmp_path: Path):
     """Without PMEM_IS_PMEM_FORCE on a disk file, PMDK persists with msync."""
     script = textwrap.dedent(
