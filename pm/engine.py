@@ -25,7 +25,7 @@ from flexlog.pm._pmem import lib
 from flexlog.pm.cache import EntryCache
 from flexlog.pm.index import ColorIndex, Run, merge_runs, segment_run, split_ssd_loc, ssd_loc
 from flexlog.pm.pool import ENTRY_HDR, Pool, check, slot_bytes
-from flexlog.pm.segments import FILE_OVERHEAD, RECORD_OVERHEAD, SegmentStore
+from flexlog.pm.segments import FILE_OVERHEAD, RECORD_OVERHEAD, Segment, SegmentStore
 
 DEFAULT_POOL_BYTES = 256 << 20
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -40,6 +40,9 @@ _MAX_PAYLOAD = 1 << 31  # entry sizes are u32 in the pool
 
 # token -> (arena position, color, count, payload length)
 _Prepared = tuple[int, int, int, int]
+# Entries of one color on their way to SSD: (sn, count, payload length, arena position).
+_Batch = list[tuple[int, int, int, int]]
+_Written = list[tuple[int, _Batch, Segment]]
 
 
 class PmEngine:
@@ -244,7 +247,7 @@ class PmEngine:
         pool = self._pool
         head, tail = pool.head, pool.tail
         goal = tail - head - target_used
-        batches: dict[int, list[tuple[int, int, int, int]]] = {}
+        batches: dict[int, _Batch] = {}
         ssd_room = self._ssd.max_bytes - self._ssd.used_bytes
         pos = head
         while pos < tail and pos - head < goal:
@@ -272,26 +275,32 @@ class PmEngine:
     def _log_start(self, color: int) -> int:
         return self._colors[color].log_start
 
-    def _move_to_ssd(self, batches: dict[int, list[tuple[int, int, int, int]]], new_head: int) -> None:
+    def _move_to_ssd(self, batches: dict[int, _Batch], new_head: int) -> None:
         """Write the segments, make them durable, then move the head: the commit point."""
         pool = self._pool
-        written = []
+        written: _Written = []
         try:
             for color, items in batches.items():
                 items.sort()  # segments keep records in SN order
                 records = [(sn, n, pool.payload_view(p, length)) for sn, n, length, p in items]
                 written.append((color, items, self._ssd.write(color, new_head, records)))
             self._ssd.sync()
-            check(lib.pm_advance(self._log, new_head), "checkpoint")
         except BaseException:
-            for _, _, seg in written:
-                self._ssd.delete(seg.id)
+            self._drop_segments(written)
             raise
+        rc = lib.pm_advance(self._log, new_head)
+        if rc:  # the head did not move: the files must not count
+            self._drop_segments(written)
+            check(rc, "checkpoint")
         for color, items, seg in written:
             idx = self._colors[color]
             idx.segments.add(seg.id)
             for record, (sn, _, _, _) in enumerate(items):
                 idx.locs[idx.position(sn)] = ssd_loc(seg.id, record)
+
+    def _drop_segments(self, written: _Written) -> None:
+        for _, _, seg in written:
+            self._ssd.delete(seg.id)
 
     def _entry(self, color: int, idx: ColorIndex, i: int) -> StoredEntry:
         sn = idx.sns[i]

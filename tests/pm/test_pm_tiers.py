@@ -14,7 +14,7 @@ from pm_helpers import batch, tag_of
 from flexlog.core.storage import StoredEntry, StoreFull
 from flexlog.pm._pmem import lib
 from flexlog.pm.engine import POOL_FILE, SSD_DIR, PmEngine
-from flexlog.pm.pool import Pool
+from flexlog.pm.pool import Pool, PoolError
 from flexlog.pm.segments import CorruptSegment
 
 POOL = 8 << 20
@@ -237,3 +237,27 @@ def test_msync_path_on_a_normal_file_system(tmp_path: Path):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_refused_head_move_leaves_no_segments(shm_dir: Path, monkeypatch):
+    eng = open_engine(shm_dir, ssd_high_water=1.0)
+    try:
+        stored = fill(eng, colors=2, per_color=50, size=1000)
+
+        class Refusing:
+            def __getattr__(self, name: str):
+                return getattr(lib, name)
+
+            @staticmethod
+            def pm_advance(log, new_head: int) -> int:
+                return lib.PM_ESTATE
+
+        with monkeypatch.context() as patch, pytest.raises(PoolError):
+            patch.setattr("flexlog.pm.engine.lib", Refusing())
+            eng.checkpoint()
+        assert not list((shm_dir / SSD_DIR).iterdir())
+        assert eng.stats()["ssd_bytes"] == 0
+        assert read_all(eng, 2) == stored
+        assert eng.checkpoint() > 0 and read_all(eng, 2) == stored
+    finally:
+        eng.close()
