@@ -89,7 +89,7 @@ int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
 int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
 int64_t pm_relocate(pm_log *log, uint64_t pos);
 int pm_advance(pm_log *log, uint64_t new_head);
-void pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared);
+int pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared);
 void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **lengths,
                   int64_t **locs, uint64_t *cursor, uint8_t *unsorted, uint64_t *prepared);
 """

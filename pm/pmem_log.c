@@ -228,6 +228,12 @@ static int is_dead(pm_log *log, const pm_entry *e)
 	       e->state == PM_ST_RELOCATED;
 }
 
+/* A slot size no writer produces: the arena is damaged, walking on would loop or stray. */
+static int bad_slot(pm_log *log, uint64_t pos, const pm_entry *e)
+{
+	return e->size < PM_ENTRY_HDR || e->size % 64 || pos + e->size > log->root->tail;
+}
+
 /* Move the head over entries nobody can read any more, freeing their space. */
 static void reclaim(pm_log *log)
 {
@@ -235,7 +241,7 @@ static void reclaim(pm_log *log)
 	uint64_t head = r->head;
 	while (head < r->tail) {
 		pm_entry *e = entry_at(log, head);
-		if (!is_dead(log, e))
+		if (bad_slot(log, head, e) || !is_dead(log, e))
 			break;
 		head += e->size;
 	}
@@ -330,6 +336,8 @@ int pm_advance(pm_log *log, uint64_t new_head)
 	uint64_t pos = r->head;
 	while (pos < new_head) {
 		pm_entry *e = entry_at(log, pos);
+		if (bad_slot(log, pos, e))
+			return PM_ERANGE;
 		if (e->state == PM_ST_PREPARED)
 			return PM_ESTATE;
 		pos += e->size;
@@ -346,17 +354,21 @@ int pm_advance(pm_log *log, uint64_t new_head)
  * Open-time index rebuild in two passes over the arena, so Python does no
  * per-entry work: first count the live committed entries of each color slot
  * (and the prepared ones), then fill per-slot arrays sized from the counts.
+ * The count pass also checks that the slots tile [head, tail) exactly.
  */
-void pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared)
+int pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared)
 {
 	pm_root *r = log->root;
 	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
 		pm_entry *e = entry_at(log, pos);
+		if (bad_slot(log, pos, e))
+			return PM_ERANGE;
 		if (e->state == PM_ST_COMMITTED && e->slot < r->n_colors && !is_dead(log, e))
 			per_slot[e->slot]++;
 		else if (e->state == PM_ST_PREPARED)
 			(*prepared)++;
 	}
+	return PM_OK;
 }
 
 void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **lengths,
@@ -366,6 +378,8 @@ void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **len
 	uint64_t n_prepared = 0;
 	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
 		pm_entry *e = entry_at(log, pos);
+		if (bad_slot(log, pos, e)) /* pm_scan_count has refused this arena */
+			return;
 		if (e->state == PM_ST_COMMITTED && e->slot < r->n_colors && !is_dead(log, e)) {
 			uint32_t s = e->slot;
 			uint64_t i = cursor[s]++;

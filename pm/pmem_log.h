@@ -17,7 +17,7 @@
 #define PM_EFULL (-1)  /* no room in the arena */
 #define PM_ESTATE (-2) /* the entry is not in the state the call expects */
 #define PM_ECOLOR (-3) /* color slot out of range or naming another color */
-#define PM_ERANGE (-4) /* a head position that is not an entry boundary */
+#define PM_ERANGE (-4) /* not an entry boundary, or slots that do not tile the arena */
 
 /* Entry states; the high half is a tag so a stray zero never reads as a state. */
 #define PM_ST_PREPARED 0x464c580000000001ULL
@@ -79,7 +79,7 @@ int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
 int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
 int64_t pm_relocate(pm_log *log, uint64_t pos);
 int pm_advance(pm_log *log, uint64_t new_head);
-void pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared);
+int pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared);
 void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **lengths,
 		  int64_t **locs, uint64_t *cursor, uint8_t *unsorted, uint64_t *prepared);
 

@@ -65,6 +65,7 @@ class Pool:
         log = lib.pm_open(str(path).encode(), pool_size, max_colors, err, len(err))
         if log == ffi.NULL:
             raise PoolError(ffi.string(err).decode(errors="replace"))
+        self.path = path
         self.log = log
         self.root = log.root
         self.cap: int = log.cap
@@ -104,7 +105,8 @@ class Pool:
         n = self.root.n_colors or 1
         per_slot = ffi.new("uint64_t[]", n)
         n_prepared = ffi.new("uint64_t *")
-        lib.pm_scan_count(self.log, per_slot, n_prepared)
+        if lib.pm_scan_count(self.log, per_slot, n_prepared) != lib.PM_OK:
+            raise PoolError(f"{self.path}: the arena is damaged between head and tail")
         columns = [ffi.new(f"{ctype} *[]", n) for ctype in _RUN_CTYPES]
         runs: dict[int, Run] = {}
         buffers = []  # views into the arrays, alive until the fill call is done

@@ -151,3 +151,16 @@ def test_build_without_libpmemobj_says_what_to_install(monkeypatch):
     script = Path(__file__).parents[2] / "pm" / "_build_pmem.py"
     with pytest.raises(RuntimeError, match="apt-get install libpmemobj-dev"):
         runpy.run_path(str(script))
+
+
+def test_a_damaged_slot_size_is_refused_not_walked(shm_dir: Path):
+    pool = Pool(shm_dir / "pm.pool", POOL, 4)
+    try:
+        assert lib.pm_commit(pool.log, prepare(pool, 1), 1, 0, 0) == lib.PM_OK
+        second = prepare(pool, 2)
+        pool.buf[second + 40 : second + 44] = struct.pack("<I", 0)  # pm_entry.size
+        assert lib.pm_advance(pool.log, pool.tail) == lib.PM_ERANGE
+        with pytest.raises(PoolError, match="damaged"):
+            pool.scan()
+    finally:
+        pool.close()
