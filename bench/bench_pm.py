@@ -27,6 +27,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flexlog.core.storage import StoreFull
+from flexlog.pm._pmem import lib
+from flexlog.pm.engine import PmEngine
+from flexlog.pm.pool import Pool
+
 SIZES = (100, 4096)
 
 
@@ -50,8 +55,6 @@ def payload(size: int) -> bytes:
 
 def appends(parent: str, size: int, n: int) -> tuple[float, float, float]:
     """(pairs per second, p50 us, p99 us) of prepare+commit into a fresh engine."""
-    from flexlog.pm.engine import PmEngine
-
     data = payload(size)
     lat: list[int] = [0] * n
     clock = time.perf_counter_ns
@@ -72,9 +75,6 @@ def appends(parent: str, size: int, n: int) -> tuple[float, float, float]:
 
 def c_helpers_only(size: int, n: int) -> float:
     """Pairs per second of the two C calls alone, driven from Python without the engine."""
-    from flexlog.pm._pmem import lib
-    from flexlog.pm.pool import Pool
-
     data = payload(size)
     with scratch("/dev/shm") as d:
         pool = Pool(d / "pm.pool", 256 << 20, 16)
@@ -99,6 +99,7 @@ def memcpy_ceiling(size: int, n: int) -> float:
         with open(path, "wb") as f:
             f.truncate(region)
         with open(path, "r+b") as f, mmap.mmap(f.fileno(), region) as mm:
+            mm[:] = bytes(region)  # fault the pages in first, as pool creation does for the arena
             slots = region // size
             started = time.perf_counter()
             for i in range(n):
@@ -109,8 +110,6 @@ def memcpy_ceiling(size: int, n: int) -> float:
 
 def reads(size: int, n: int) -> dict[str, float]:
     """Reads per second of committed entries, from each tier in turn."""
-    from flexlog.pm.engine import PmEngine
-
     data = payload(size)
     out = {}
     with scratch("/dev/shm") as d, scratch(tempfile.gettempdir()) as ssd:
@@ -132,18 +131,15 @@ def reads(size: int, n: int) -> dict[str, float]:
     return out
 
 
-def _read_all(eng: object, n: int) -> float:
+def _read_all(eng: PmEngine, n: int) -> float:
     started = time.perf_counter()
     for sn in range(n):
-        eng.read(1, sn)  # type: ignore[attr-defined]
+        eng.read(1, sn)
     return n / (time.perf_counter() - started)
 
 
 def open_full_pool(size: int) -> tuple[int, float, float]:
     """Fill a default pool to StoreFull, reopen: (entries, fill seconds, open seconds)."""
-    from flexlog.core.storage import StoreFull
-    from flexlog.pm.engine import PmEngine
-
     data = payload(size)
     with scratch("/dev/shm") as d:
         # No SSD room: the pool fills up and stays full instead of spilling to SSD.
