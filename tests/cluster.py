@@ -121,3 +121,23 @@ def running_cluster(tmp: Path, **kwargs: object) -> Iterator[Cluster]:
         raise
     finally:
         cluster.stop()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(gateways: int = 1) -> int:
+    """A base port for `flexlog up --base-port` whose whole default layout is free right now."""
+    offsets = [0, 1, 100, 101, 102, 1000, 1001, 1100, 1101, 1102, 1300]
+    offsets += [1200 + g for g in range(gateways)]
+    for _ in range(200):
+        base = 20000 + free_ports(1)[0] % 20000
+        if all(_bindable(base + o) for o in offsets):
+            return base
+    raise RuntimeError("no free port layout for a default cluster")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import free_ports
+from cluster import free_base_port, free_ports
 from flexlog.core import config as config_mod
 from flexlog.core.client import FlexLogClient
 
@@ -46,8 +46,7 @@ def children_of(pid: int) -> list[int]:
 
 def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = free_ports(1)[0]
-    base = 20000 + base % 20000
+    base = free_base_port()
     kafka = free_ports(1)[0]
     args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",
             "--base-port", str(base), "--kafka-port", str(kafka)]
@@ -83,7 +82,7 @@ def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
 
 def test_launcher_restarts_a_killed_child(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = 20000 + free_ports(1)[0] % 20000
+    base = free_base_port()
     proc = subprocess.Popen(
         [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory", "--base-port", str(base),
          "--kafka-port", str(free_ports(1)[0])],
@@ -125,7 +124,7 @@ def test_invalid_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
 
 def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = 20000 + free_ports(1)[0] % 20000
+    base = free_base_port()
     args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "pm", "--base-port", str(base),
             "--kafka-port", str(free_ports(1)[0])]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from wire_client import WireClient
-
 from flexlog.core import record_batch
 from flexlog.gateway.protocol import ApiKey, ErrorCode, encode_request
+from wire_client import WireClient
 
 
 def metadata_works(address: str) -> bool:
