@@ -70,6 +70,8 @@ class ClusterConfig:
     auto_create_topics: bool
     default_partitions: int
     launcher_metrics_port: int
+    group_initial_rebalance_delay_ms: int
+    offsets_retention_minutes: int
     nodes: dict[int, NodeConfig]
     sequencers: tuple[SequencerConfig, ...]
     shards: tuple[ShardConfig, ...]
@@ -130,7 +132,7 @@ class ClusterConfig:
 _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
-    "launcher_metrics_port", "pm_dir",
+    "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "offsets_retention_minutes",
     "sequencer", "shard", "gateway",
 }
 
@@ -251,6 +253,10 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         auto_create_topics=_take(doc, "auto_create_topics", bool, "config", True),
         default_partitions=_take(doc, "default_partitions", int, "config", 1),
         launcher_metrics_port=_take(doc, "launcher_metrics_port", int, "config", 0),
+        # Kafka's group.initial.rebalance.delay.ms and offsets.retention.minutes (7 days).
+        group_initial_rebalance_delay_ms=_take(doc, "group_initial_rebalance_delay_ms", int, "config",
+                                               3_000),
+        offsets_retention_minutes=_take(doc, "offsets_retention_minutes", int, "config", 10_080),
         nodes=nodes,
         sequencers=tuple(sequencers),
         shards=tuple(shards),

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, GatewayConfig
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway.groups import Groups
+from flexlog.gateway.idempotence import Idempotence
+from flexlog.gateway.producer_ids import ProducerIdAllocator
 from flexlog.gateway.timestamps import TimestampIndex
 from flexlog.gateway.topics import TopicStore
 
@@ -44,7 +47,10 @@ class Broker:
         self.timestamps = TimestampIndex(client)
         self.brokers = [BrokerAddress(g.node_id, *split_address(g.advertised)) for g in config.gateways]
         # Admin clients send their requests to the controller, which must be a real broker.
-        self.controller_id = self.brokers[0].node_id if self.brokers else me.node_id
+        self.controller_id = min(b.node_id for b in self.brokers) if self.brokers else me.node_id
+        self.groups = Groups(client, config, me)
+        self.producer_ids = ProducerIdAllocator(client, config, me.name)
+        self.idempotence = Idempotence(client)
         self.log_starts: dict[int, int] = {}  # color id -> last known log start offset
         self.ready = asyncio.Event()
 
@@ -61,6 +67,7 @@ class Broker:
             try:
                 await self.client.wait_ready(timeout_s=30.0)
                 await self.topics.open()
+                await self.groups.offsets.open()
                 break
             except FlexLogError as exc:
                 log.warning("cluster not ready for gateway %s yet: %s", self.me.name, exc)

@@ -146,7 +146,8 @@ class GatewayServer:
         self._server = await loop.create_server(lambda: KafkaConnection(self), host, port,
                                                 reuse_address=True, backlog=1024)
         self._tasks = [loop.create_task(self._open()), loop.create_task(retention.run(self.broker)),
-                       loop.create_task(self.metrics.export_lag())]
+                       loop.create_task(self.metrics.export_lag()),
+                       loop.create_task(self.broker.groups.run())]
         metrics.serve(self.me.address, self.me.metrics_port)
         log.info("gateway %s listening on %s (advertised %s)", self.me.name, self.me.address,
                  self.me.advertised)

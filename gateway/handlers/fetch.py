@@ -43,6 +43,10 @@ async def _resolve(broker: Broker, part: _Partition) -> None:
     if topic is None or not 0 <= part.index < topic.partitions:
         part.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return
+    if not broker.leads(part.index):
+        # The client re-reads Metadata and fetches from the leader gateway.
+        part.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return
     try:
         part.color = await broker.topics.color(part.topic, part.index)
     except FlexLogError as exc:

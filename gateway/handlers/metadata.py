@@ -1,7 +1,8 @@
 """Metadata (3) and DescribeCluster (60): the gateways as brokers, topics and their leaders.
 
-Every gateway serves every partition, so "leaders" only spread client traffic:
-partition p is led by gateway p mod (number of gateways). Metadata creates
+Partition p is led by gateway p mod (number of gateways): only that gateway
+takes its Produce, Fetch and ListOffsets (others answer NOT_LEADER_OR_FOLLOWER),
+so one gateway sees every sequence number of an idempotent producer there. Metadata creates
 missing topics when the config and the request allow it, synchronously, so the
 answer already lists the new partitions.
 """

@@ -65,6 +65,8 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
 
     async def answer(topic: str, part: Body) -> Body:
         color = await _color(broker, topic, part["partition_index"])
+        if not broker.leads(part["partition_index"]):
+            raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         wanted = part["timestamp"]
         timestamp = -1
         if wanted in (LATEST, EARLIEST):

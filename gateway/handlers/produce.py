@@ -1,7 +1,11 @@
 """Produce (0): validate each client batch, then append its bytes untouched as one entry.
 
 The log rewrites only baseOffset (outside the CRC), so consumers get exactly
-the bytes the producer sent, compressed or not. Every append is write-all, so
+the bytes the producer sent, compressed or not. Batches of idempotent
+producers are checked against the producer's epoch and sequence first
+(``gateway/idempotence.py``); a retry of a recent batch is answered with the
+offset it was stored at and not appended again. Only a partition's leader
+gateway takes its produce requests, so one gateway sees all its sequences. Every append is write-all, so
 acks=1 and acks=-1 both answer after every replica of the shard committed.
 """
 
@@ -14,9 +18,11 @@ import crc32c
 from flexlog.core import record_batch
 from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import CorruptBatch
+from flexlog.core.registry import ColorInfo
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, CloseConnection, serves
+from flexlog.gateway.idempotence import NO_PRODUCER_ID
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 from flexlog.gateway.topics import MAX_MESSAGE_BYTES
 
@@ -77,17 +83,40 @@ async def _produce_partition(broker: Broker, topic_name: str, part: Body, versio
     topic = await broker.topics.lookup(topic_name)
     if topic is None or not 0 <= index < topic.partitions:
         return _result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if not broker.leads(index):
+        return _result(index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
     records = part["records"]
     try:
-        check_batch(records, version, topic.int_config(MAX_MESSAGE_BYTES, broker.topics.defaults))
+        header = check_batch(records, version,
+                             topic.int_config(MAX_MESSAGE_BYTES, broker.topics.defaults))
         color = await broker.topics.color(topic_name, index)
-        sn = await broker.client.append_batch(records, color, validated=True)
+        if header.producer_id == NO_PRODUCER_ID:
+            sn = await broker.client.append_batch(records, color, validated=True)
+        else:
+            sn = await _append_idempotent(broker, color, header, records)
     except BatchRejected as exc:
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
     broker.timestamps.note(color.id, sn, records)
     return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
+
+
+async def _append_idempotent(broker: Broker, color: ColorInfo, header: record_batch.BatchHeader,
+                             records: bytes) -> int:
+    """Append unless it is a retry of a recent batch; raises BatchRejected on a sequence error."""
+    idem = broker.idempotence
+    async with idem.lock(color):
+        await idem.ensure_loaded(color)
+        verdict = idem.states.check(color.id, header)
+        if verdict.error:
+            raise BatchRejected(verdict.error, f"producer {header.producer_id} epoch "
+                                f"{header.producer_epoch} sequence {header.base_sequence} refused")
+        if verdict.duplicate_of is not None:
+            return verdict.duplicate_of
+        sn = await broker.client.append_batch(records, color, validated=True)
+        idem.states.record(color.id, header, sn)
+        return sn
 
 
 @serves(ApiKey.PRODUCE, 0, 11)

@@ -1,0 +1,187 @@
+"""Committed consumer offsets in the FlexLog color ``__consumer_offsets``.
+
+Every commit is one JSON record. The fold keeps, per (group, topic, partition),
+the entry with the highest SN, so records may be applied in any order and twice
+(a deletion is an entry too, a tombstone). That is what makes compaction safe
+while other gateways keep committing: a snapshot record carries the whole state
+of the gateway that wrote it, folded up to some SN ``upto``, and the log is then
+trimmed before ``upto`` only; whoever reads the log from its new start applies
+the commits after ``upto`` and the snapshot in whatever order they come and ends
+in the same state.
+
+Like ``__topics``, the color is owned by the root, so one sequencer orders all
+commits, every gateway can read them, and they survive gateway restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flexlog.core import record_batch
+from flexlog.core.client import FlexLogClient
+from flexlog.core.config import ClusterConfig
+from flexlog.core.errors import ColorExists, Trimmed, UnknownColor
+from flexlog.core.record_batch import Record
+from flexlog.core.registry import ColorInfo
+
+log = logging.getLogger("flexlog.gateway.offsets")
+
+OFFSETS_COLOR = "__consumer_offsets"
+READ_BYTES = 1 << 20
+MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
+# Write a snapshot (and trim) once this many records follow the last one.
+SNAPSHOT_EVERY_RECORDS = 10_000
+
+Key = tuple[str, str, int]  # (group, topic, partition)
+
+
+@dataclass(frozen=True)
+class Committed:
+    sn: int  # SN of the record that wrote it: the higher one wins
+    offset: int
+    metadata: str | None
+    leader_epoch: int
+    timestamp_ms: int
+    deleted: bool = False
+
+    def row(self, key: Key) -> list[Any]:
+        return [*key, self.sn, self.offset, self.metadata, self.leader_epoch, self.timestamp_ms,
+                self.deleted]
+
+
+class OffsetState:
+    """The fold of ``__consumer_offsets``; pure, so tests drive it without a cluster."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Key, Committed] = {}
+        self.applied = 0  # next SN to apply
+        self.since_snapshot = 0  # records applied after the newest snapshot seen
+
+    def _merge(self, key: Key, entry: Committed) -> None:
+        current = self.entries.get(key)
+        if current is None or entry.sn > current.sn:
+            self.entries[key] = entry
+
+    def apply(self, sn: int, value: bytes | None) -> None:
+        self.applied = max(self.applied, sn + 1)
+        try:
+            event = json.loads(value or b"")
+            op = event["op"]
+            if op == "commit":
+                ts = int(event["ts"])
+                for topic, partition, offset, epoch, metadata in event["offsets"]:
+                    self._merge((event["group"], topic, int(partition)),
+                                Committed(sn, int(offset), metadata, int(epoch), ts))
+                self.since_snapshot += 1
+            elif op == "delete":
+                ts = int(event["ts"])
+                for topic, partition in event["partitions"]:
+                    self._merge((event["group"], topic, int(partition)),
+                                Committed(sn, -1, None, -1, ts, deleted=True))
+                self.since_snapshot += 1
+            elif op == "snapshot":
+                for group, topic, p, e_sn, offset, metadata, epoch, ts, deleted in event["entries"]:
+                    self._merge((group, topic, int(p)), Committed(int(e_sn), int(offset), metadata,
+                                                                  int(epoch), int(ts), bool(deleted)))
+                self.since_snapshot = 0
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed offsets record at SN %d", sn)
+
+    def get(self, key: Key) -> Committed | None:
+        entry = self.entries.get(key)
+        return None if entry is None or entry.deleted else entry
+
+    def group_keys(self, group: str) -> list[Key]:
+        return [k for k, e in self.entries.items() if k[0] == group and not e.deleted]
+
+    def groups(self) -> set[str]:
+        return {k[0] for k, e in self.entries.items() if not e.deleted}
+
+    def snapshot(self, tombstones_after_ms: int) -> dict[str, Any]:
+        """The snapshot record of the current state; tombstones older than the cut-off go.
+
+        A tombstone only matters against a record older than itself arriving later,
+        i.e. a snapshot written by a gateway lagging that far behind.
+        """
+        rows = [e.row(k) for k, e in self.entries.items()
+                if not e.deleted or e.timestamp_ms >= tombstones_after_ms]
+        return {"op": "snapshot", "upto": self.applied, "entries": rows}
+
+
+class OffsetStore:
+    """Committed offsets as this gateway knows them, synced from the log on demand."""
+
+    def __init__(self, client: FlexLogClient, config: ClusterConfig) -> None:
+        self.client = client
+        self.config = config
+        self.state = OffsetState()
+        self._color: ColorInfo | None = None
+        self._sync_lock = asyncio.Lock()
+
+    @property
+    def opened(self) -> bool:
+        return self._color is not None
+
+    async def open(self) -> None:
+        try:
+            self._color = await self.client.color(OFFSETS_COLOR)
+        except UnknownColor:
+            root = self.config.root
+            try:
+                self._color = await self.client.create_color(
+                    OFFSETS_COLOR, owner=root, shards=(self.config.region(root)[0],))
+            except ColorExists:
+                self._color = await self.client.color(OFFSETS_COLOR)
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Apply every record up to the current tail."""
+        assert self._color is not None, "open() first"
+        async with self._sync_lock:
+            while True:
+                try:
+                    res = await self.client.read_range(self._color, self.state.applied, READ_BYTES)
+                except Trimmed:
+                    # Compacted past what we applied: the snapshot that allowed it lies ahead.
+                    log_start, _ = await self.client.state(self._color)
+                    self.state.applied = max(self.state.applied, log_start)
+                    continue
+                if not res.entries:
+                    break
+                for entry in res.entries:
+                    for rec in record_batch.decode(entry.payload):
+                        if rec.offset >= self.state.applied:
+                            self.state.apply(rec.offset, rec.value)
+
+    async def _append(self, event: dict[str, Any]) -> int:
+        assert self._color is not None, "open() first"
+        sn = await self.client.append([Record(json.dumps(event).encode())], self._color)
+        while self.state.applied <= sn:
+            await self.sync()
+        return sn
+
+    async def commit(self, group: str, offsets: list[tuple[str, int, int, int, str | None]],
+                     now_ms: int) -> None:
+        """Store (topic, partition, offset, leader epoch, metadata) rows as one record."""
+        await self._append({"op": "commit", "group": group, "ts": now_ms,
+                            "offsets": [list(row) for row in offsets]})
+
+    async def delete(self, group: str, keys: list[Key], now_ms: int) -> None:
+        if keys:
+            await self._append({"op": "delete", "group": group, "ts": now_ms,
+                                "partitions": [[t, p] for _, t, p in keys]})
+
+    async def compact(self, tombstones_after_ms: int) -> None:
+        """Snapshot the live state and trim what the snapshot covers."""
+        assert self._color is not None, "open() first"
+        await self.sync()
+        snapshot = self.state.snapshot(tombstones_after_ms)
+        await self._append(snapshot)
+        if snapshot["upto"] > 0:
+            with contextlib.suppress(UnknownColor):
+                await self.client.trim(snapshot["upto"] - 1, self._color)

@@ -1,0 +1,196 @@
+"""Classic consumer groups: FindCoordinator (10), JoinGroup (11), Heartbeat (12), LeaveGroup (13),
+SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
+
+These handlers only translate between wire bodies and ``GroupCoordinator``
+calls. Each group has one coordinator gateway (``Groups.coordinator_id``); a
+group request sent to another gateway gets NOT_COORDINATOR, and the client
+asks FindCoordinator again.
+"""
+
+from __future__ import annotations
+
+from flexlog.gateway.broker import Broker, BrokerAddress
+from flexlog.gateway.group_coordinator import GroupState, JoinReply, JoinRequest
+from flexlog.gateway.handlers.registry import Body, serves
+from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
+
+KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
+NO_TRANSACTIONS = "transactions are not supported by the FlexLog gateway"
+GROUP_TYPE = "classic"
+
+
+def _address(broker: Broker, node_id: int) -> BrokerAddress:
+    return next(b for b in broker.brokers if b.node_id == node_id)
+
+
+def _coordinator(broker: Broker, key: str, key_type: int) -> Body:
+    if key_type == KEY_TYPE_TRANSACTION:
+        return {"key": key, "error_code": ErrorCode.INVALID_REQUEST, "error_message": NO_TRANSACTIONS,
+                "node_id": -1, "host": "", "port": -1}
+    if key_type != KEY_TYPE_GROUP:
+        return {"key": key, "error_code": ErrorCode.INVALID_REQUEST,
+                "error_message": f"unknown key type {key_type}", "node_id": -1, "host": "", "port": -1}
+    if not broker.brokers:
+        # A gateway outside any config (unit tests): it coordinates every group itself.
+        return {"key": key, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": None,
+                "node_id": -1, "host": "", "port": -1}
+    node = _address(broker, broker.groups.coordinator_id(key))
+    return {"key": key, "error_code": ErrorCode.NONE, "error_message": None,
+            "node_id": node.node_id, "host": node.host, "port": node.port}
+
+
+@serves(ApiKey.FIND_COORDINATOR, 0, 4)
+async def handle_find_coordinator(broker: Broker, request: Request) -> Body:
+    body = request.body
+    key_type = body.get("key_type", KEY_TYPE_GROUP)
+    if request.api_version >= 4:
+        return {"throttle_time_ms": 0,
+                "coordinators": [_coordinator(broker, k, key_type) for k in body["coordinator_keys"]]}
+    answer = _coordinator(broker, body["key"], key_type)
+    del answer["key"]
+    return {"throttle_time_ms": 0, **answer}
+
+
+def _not_coordinator(broker: Broker, group_id: str) -> bool:
+    return not broker.groups.coordinates(group_id)
+
+
+def _join_body(reply: JoinReply, version: int) -> Body:
+    members = [{"member_id": m, "group_instance_id": i, "metadata": meta}
+               for m, i, meta in reply.members]
+    # Before v7 the protocol name is not nullable: an error answer carries "".
+    name = reply.protocol_name if reply.protocol_name is not None or version >= 7 else ""
+    return {"throttle_time_ms": 0, "error_code": reply.error, "generation_id": reply.generation_id,
+            "protocol_type": reply.protocol_type, "protocol_name": name, "leader": reply.leader,
+            "skip_assignment": False, "member_id": reply.member_id, "members": members}
+
+
+@serves(ApiKey.JOIN_GROUP, 0, 9)
+async def handle_join_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    version = request.api_version
+    if _not_coordinator(broker, body["group_id"]):
+        return _join_body(JoinReply(ErrorCode.NOT_COORDINATOR, body["member_id"]), version)
+    rebalance_timeout = body.get("rebalance_timeout_ms", -1)
+    req = JoinRequest(
+        group_id=body["group_id"], member_id=body["member_id"],
+        group_instance_id=body.get("group_instance_id"), protocol_type=body["protocol_type"],
+        protocols=tuple((p["name"], bytes(p["metadata"])) for p in body["protocols"]),
+        session_timeout_ms=body["session_timeout_ms"],
+        # v0 has no rebalance timeout: Kafka used the session timeout for both.
+        rebalance_timeout_ms=rebalance_timeout if rebalance_timeout >= 0 else body["session_timeout_ms"],
+        version=version, client_id=request.client_id or "")
+    return _join_body(await broker.groups.join(req), version)
+
+
+@serves(ApiKey.SYNC_GROUP, 0, 5)
+async def handle_sync_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    if _not_coordinator(broker, body["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR, "assignment": b""}
+    reply = await broker.groups.sync(
+        body["group_id"], body["generation_id"], body["member_id"], body.get("group_instance_id"),
+        body.get("protocol_type"), body.get("protocol_name"),
+        {a["member_id"]: bytes(a["assignment"]) for a in body["assignments"]})
+    return {"throttle_time_ms": 0, "error_code": reply.error, "protocol_type": reply.protocol_type,
+            "protocol_name": reply.protocol_name, "assignment": reply.assignment}
+
+
+@serves(ApiKey.HEARTBEAT, 0, 4)
+async def handle_heartbeat(broker: Broker, request: Request) -> Body:
+    body = request.body
+    if _not_coordinator(broker, body["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR}
+    code = broker.groups.coordinator.heartbeat(
+        broker.groups.now_ms(), body["group_id"], body["generation_id"], body["member_id"],
+        body.get("group_instance_id"))
+    return {"throttle_time_ms": 0, "error_code": code}
+
+
+@serves(ApiKey.LEAVE_GROUP, 0, 5)
+async def handle_leave_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    group_id = body["group_id"]
+    batched = request.api_version >= 3
+    leavers = ([(m["member_id"], m.get("group_instance_id")) for m in body["members"]] if batched
+               else [(body["member_id"], None)])
+    if _not_coordinator(broker, group_id):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR, "members": []}
+    codes = broker.groups.leave(group_id, leavers)
+    if not batched:
+        return {"throttle_time_ms": 0, "error_code": codes[0]}
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE,
+            "members": [{"member_id": m, "group_instance_id": i, "error_code": c}
+                        for (m, i), c in zip(leavers, codes, strict=True)]}
+
+
+def _describe(broker: Broker, group_id: str) -> Body:
+    body: Body = {"error_code": ErrorCode.NONE, "group_id": group_id, "protocol_type": "",
+                  "protocol_data": "", "members": []}
+    if _not_coordinator(broker, group_id):
+        return {**body, "error_code": ErrorCode.NOT_COORDINATOR, "group_state": GroupState.DEAD.value}
+    group = broker.groups.coordinator.group(group_id)
+    if group is None or group.state in (GroupState.EMPTY, GroupState.DEAD):
+        has_offsets = bool(broker.groups.offsets.state.group_keys(group_id))
+        state = GroupState.EMPTY if has_offsets or group is not None else GroupState.DEAD
+        return {**body, "group_state": state.value, "protocol_type": "consumer" if has_offsets else ""}
+    stable = group.state == GroupState.STABLE
+    members = [{"member_id": m.member_id, "group_instance_id": m.instance_id,
+                "client_id": m.client_id, "client_host": m.client_host,
+                # Kafka shows metadata and assignment only once they are settled.
+                "member_metadata": m.metadata(group.protocol) if stable and group.protocol else b"",
+                "member_assignment": m.assignment if stable else b""}
+               for m in group.members.values()]
+    return {**body, "group_state": group.state.value, "protocol_type": group.protocol_type or "",
+            "protocol_data": (group.protocol or "") if stable else "", "members": members}
+
+
+@serves(ApiKey.DESCRIBE_GROUPS, 0, 5)
+async def handle_describe_groups(broker: Broker, request: Request) -> Body:
+    await broker.groups.offsets.sync()
+    return {"throttle_time_ms": 0, "groups": [_describe(broker, g) for g in request.body["groups"]]}
+
+
+@serves(ApiKey.LIST_GROUPS, 0, 5)
+async def handle_list_groups(broker: Broker, request: Request) -> Body:
+    """The groups this gateway coordinates, with members or only committed offsets."""
+    body = request.body
+    await broker.groups.offsets.sync()
+    wanted_states = {s.lower() for s in body.get("states_filter") or []}
+    wanted_types = {t.lower() for t in body.get("types_filter") or []}
+    listed: dict[str, tuple[str, GroupState]] = {}
+    for group_id in broker.groups.offsets.state.groups():
+        if broker.groups.coordinates(group_id):
+            listed[group_id] = ("consumer", GroupState.EMPTY)
+    for group in broker.groups.coordinator.groups.values():
+        if group.state != GroupState.EMPTY:
+            listed[group.group_id] = (group.protocol_type or "", group.state)
+        elif group.group_id not in listed:
+            listed[group.group_id] = ("", group.state)
+    groups = [{"group_id": g, "protocol_type": ptype, "group_state": state.value,
+               "group_type": GROUP_TYPE}
+              for g, (ptype, state) in sorted(listed.items())
+              if (not wanted_states or state.value.lower() in wanted_states)
+              and (not wanted_types or GROUP_TYPE in wanted_types)]
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "groups": groups}
+
+
+@serves(ApiKey.DELETE_GROUPS, 0, 2)
+async def handle_delete_groups(broker: Broker, request: Request) -> Body:
+    groups = broker.groups
+    await groups.offsets.sync()
+    results = []
+    for group_id in request.body["groups_names"]:
+        if _not_coordinator(broker, group_id):
+            results.append({"group_id": group_id, "error_code": ErrorCode.NOT_COORDINATOR})
+            continue
+        keys = groups.offsets.state.group_keys(group_id)
+        known = bool(keys) or groups.coordinator.state(group_id) != GroupState.DEAD
+        code = groups.coordinator.delete(group_id)
+        if code == ErrorCode.NONE and not known:
+            code = ErrorCode.GROUP_ID_NOT_FOUND
+        if code == ErrorCode.NONE:
+            await groups.offsets.delete(group_id, keys, groups.wall_ms())
+        results.append({"group_id": group_id, "error_code": code})
+    return {"throttle_time_ms": 0, "results": results}

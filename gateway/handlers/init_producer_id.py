@@ -1,0 +1,36 @@
+"""InitProducerId (22): producer ids for idempotent producers; transactional ones are refused.
+
+A fresh producer gets a new id at epoch 0. One that passes its current id and
+epoch (v3+, KIP-360, after a sequence error) keeps the id with the epoch bumped,
+which restarts its sequences at 0; at the last epoch it gets a new id instead.
+"""
+
+from __future__ import annotations
+
+from flexlog.core.errors import FlexLogError
+from flexlog.gateway.broker import Broker
+from flexlog.gateway.handlers.registry import Body, serves
+from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
+
+MAX_EPOCH = 2**15 - 1
+
+
+@serves(ApiKey.INIT_PRODUCER_ID, 0, 5)
+async def handle_init_producer_id(broker: Broker, request: Request) -> Body:
+    body = request.body
+    if body["transactional_id"] is not None:
+        # Not advertised (no APIs 24-28), so only a misconfigured client gets here;
+        # INVALID_REQUEST is fatal for it instead of retried forever.
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.INVALID_REQUEST,
+                "producer_id": -1, "producer_epoch": -1}
+    producer_id, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)
+    if producer_id >= 0 and 0 <= epoch < MAX_EPOCH:
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "producer_id": producer_id,
+                "producer_epoch": epoch + 1}
+    try:
+        producer_id = await broker.producer_ids.allocate()
+    except FlexLogError:
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                "producer_id": -1, "producer_epoch": -1}
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "producer_id": producer_id,
+            "producer_epoch": 0}

@@ -1,0 +1,298 @@
+"""The group coordinator state machine driven with simulated time: no sockets, no cluster."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable
+
+import pytest
+
+from flexlog.gateway.group_coordinator import (
+    GroupCoordinator,
+    GroupState,
+    JoinReply,
+    JoinRequest,
+    Reply,
+    SyncReply,
+)
+from flexlog.gateway.protocol import ErrorCode
+
+DELAY = 100
+SESSION = 10_000
+REBALANCE = 30_000
+G = "g"
+
+
+class Sim:
+    """A coordinator plus a clock and a mailbox of replies keyed by waiter."""
+
+    def __init__(self) -> None:
+        ids = itertools.count()
+        self.c = GroupCoordinator(initial_rebalance_delay_ms=DELAY,
+                                  new_member_id=lambda client: f"{client}-{next(ids)}")
+        self.now = 0
+        self.box: dict[Hashable, JoinReply | SyncReply] = {}
+        self.waiters = itertools.count()
+
+    def _take(self, replies: list[Reply]) -> None:
+        for r in replies:
+            assert r.waiter not in self.box, "a waiter was answered twice"
+            self.box[r.waiter] = r.body
+
+    def join(self, member: str = "", *, client: str = "c", instance: str | None = None,
+             protocols: tuple[tuple[str, bytes], ...] = (("range", b"m"),), version: int = 5,
+             session: int = SESSION) -> int:
+        w = next(self.waiters)
+        self._take(self.c.join(self.now, JoinRequest(G, member, instance, "consumer", protocols,
+                                                     session, REBALANCE, version, client), w))
+        return w
+
+    def sync(self, member: str, generation: int, assignments: dict[str, bytes] | None = None,
+             instance: str | None = None) -> int:
+        w = next(self.waiters)
+        self._take(self.c.sync(self.now, G, generation, member, instance, None, None,
+                               assignments or {}, w))
+        return w
+
+    def advance(self, ms: int) -> None:
+        """Move the clock, ticking at every deadline on the way (what the asyncio shell does)."""
+        end = self.now + ms
+        while (d := self.c.next_deadline()) is not None and d <= end:
+            self.now = max(self.now, d)
+            self._take(self.c.tick(self.now))
+        self.now = end
+        self._take(self.c.tick(self.now))
+
+    def reply(self, waiter: int) -> JoinReply | SyncReply:
+        return self.box.pop(waiter)
+
+    def joined(self, waiter: int) -> JoinReply:
+        r = self.reply(waiter)
+        assert isinstance(r, JoinReply)
+        return r
+
+
+def new_member(sim: Sim, client: str = "c", **kw: object) -> str:
+    """KIP-394: the first join only hands out an id."""
+    r = sim.joined(sim.join(client=client, **kw))  # type: ignore[arg-type]
+    assert r.error == ErrorCode.MEMBER_ID_REQUIRED
+    return r.member_id
+
+
+def stable_group(sim: Sim, n: int) -> tuple[list[str], int]:
+    ids = [new_member(sim, f"c{i}") for i in range(n)]
+    waiters = [sim.join(m) for m in ids]
+    sim.advance(DELAY)
+    replies = [sim.joined(w) for w in waiters]
+    gen = replies[0].generation_id
+    leader = replies[0].leader
+    syncs = [sim.sync(m, gen, {x: x.encode() for x in ids} if m == leader else None) for m in ids]
+    for m, w in zip(ids, syncs, strict=True):
+        r = sim.reply(w)
+        assert isinstance(r, SyncReply) and r.error == ErrorCode.NONE and r.assignment == m.encode()
+    assert sim.c.state(G) == GroupState.STABLE
+    return ids, gen
+
+
+def test_three_members_rebalance_once_after_the_initial_delay() -> None:
+    sim = Sim()
+    ids = [new_member(sim, f"c{i}") for i in range(3)]
+    waiters = [sim.join(m) for m in ids]
+    assert not sim.box, "the initial delay holds every join"
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    sim.advance(DELAY - 1)
+    assert not sim.box
+    sim.advance(1)
+    replies = [sim.joined(w) for w in waiters]
+    assert {r.generation_id for r in replies} == {1}
+    leader = replies[0].leader
+    for r in replies:
+        assert r.error == ErrorCode.NONE and r.protocol_name == "range" and r.leader == leader
+        assert len(r.members) == (3 if r.member_id == leader else 0)
+    followers = [sim.sync(m, 1) for m in ids if m != leader]
+    assert not sim.box, "followers wait for the leader's assignment"
+    sim.sync(leader, 1, {m: b"a-" + m.encode() for m in ids})
+    for w in followers:
+        r = sim.reply(w)
+        assert isinstance(r, SyncReply) and r.assignment.startswith(b"a-")
+    assert sim.c.group(G).rebalances == 1  # type: ignore[union-attr]
+
+
+def test_member_joining_a_stable_group_triggers_a_rebalance() -> None:
+    sim = Sim()
+    ids, gen = stable_group(sim, 2)
+    newcomer = new_member(sim, "late")
+    w_new = sim.join(newcomer)
+    assert sim.c.heartbeat(sim.now, G, gen, ids[0], None) == ErrorCode.REBALANCE_IN_PROGRESS
+    rejoin = [sim.join(m) for m in ids]
+    replies = [sim.joined(w) for w in [w_new, *rejoin]]
+    assert {r.generation_id for r in replies} == {gen + 1}
+    assert sim.c.state(G) == GroupState.COMPLETING_REBALANCE
+
+
+def test_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() -> None:
+    sim = Sim()
+    ids, gen = stable_group(sim, 2)
+    leaves, _ = sim.c.leave(sim.now, G, [])
+    assert leaves == []
+    w = sim.join(new_member(sim, "late"))
+    w0 = sim.join(ids[0])
+    sim.advance(REBALANCE)
+    r = sim.joined(w)
+    assert r.error == ErrorCode.NONE and r.generation_id == gen + 1
+    assert sim.joined(w0).generation_id == gen + 1
+    assert ids[1] not in sim.c.group(G).members  # type: ignore[union-attr]
+
+
+def test_session_timeout_expires_a_silent_member() -> None:
+    sim = Sim()
+    ids, gen = stable_group(sim, 2)
+    for _ in range(5):
+        sim.advance(SESSION // 2)
+        assert sim.c.heartbeat(sim.now, G, gen, ids[0], None) in (
+            ErrorCode.NONE, ErrorCode.REBALANCE_IN_PROGRESS)
+    assert sim.c.heartbeat(sim.now, G, gen, ids[1], None) == ErrorCode.UNKNOWN_MEMBER_ID
+    w = sim.join(ids[0])
+    r = sim.joined(w)
+    assert r.generation_id == gen + 1 and r.leader == ids[0] and len(r.members) == 1
+
+
+def test_leave_of_the_last_member_empties_the_group() -> None:
+    sim = Sim()
+    ids, _ = stable_group(sim, 1)
+    codes, _ = sim.c.leave(sim.now, G, [(ids[0], None), ("nobody", None)])
+    assert codes == [ErrorCode.NONE, ErrorCode.UNKNOWN_MEMBER_ID]
+    assert sim.c.state(G) == GroupState.EMPTY
+    assert sim.c.commit_check(sim.now, G, -1, "", None) == ErrorCode.NONE
+
+
+def test_bad_requests_get_kafka_errors_and_leave_the_group_intact() -> None:
+    sim = Sim()
+    ids, gen = stable_group(sim, 2)
+    assert sim.joined(sim.join(session=5_999)).error == ErrorCode.INVALID_SESSION_TIMEOUT
+    assert sim.joined(sim.join(session=1_800_001)).error == ErrorCode.INVALID_SESSION_TIMEOUT
+    assert sim.joined(sim.join("ghost")).error == ErrorCode.UNKNOWN_MEMBER_ID
+    assert sim.joined(sim.join(ids[0], protocols=(("other", b""),))).error == \
+        ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    assert sim.c.heartbeat(sim.now, G, gen + 7, ids[0], None) == ErrorCode.ILLEGAL_GENERATION
+    assert sim.c.heartbeat(sim.now, G, gen, "ghost", None) == ErrorCode.UNKNOWN_MEMBER_ID
+    bad_sync = sim.reply(sim.sync(ids[0], gen - 1))
+    assert isinstance(bad_sync, SyncReply) and bad_sync.error == ErrorCode.ILLEGAL_GENERATION
+    assert sim.c.commit_check(sim.now, G, gen + 1, ids[0], None) == ErrorCode.ILLEGAL_GENERATION
+    assert sim.c.commit_check(sim.now, G, gen, "ghost", None) == ErrorCode.UNKNOWN_MEMBER_ID
+    assert sim.c.commit_check(sim.now, G, -1, "", None) == ErrorCode.UNKNOWN_MEMBER_ID
+    # None of that disturbed the group.
+    assert sim.c.state(G) == GroupState.STABLE
+    for m in ids:
+        assert sim.c.heartbeat(sim.now, G, gen, m, None) == ErrorCode.NONE
+        assert sim.c.commit_check(sim.now, G, gen, m, None) == ErrorCode.NONE
+
+
+def test_static_member_is_replaced_without_rebalance_and_the_old_id_fenced() -> None:
+    sim = Sim()
+    w1 = sim.join(instance="i1", client="a")  # static: no MEMBER_ID_REQUIRED round trip
+    w2 = sim.join(instance="i2", client="b")
+    sim.advance(DELAY)
+    first, second = sim.joined(w1), sim.joined(w2)
+    assert first.error == ErrorCode.NONE and second.generation_id == first.generation_id == 1
+    leader = first.leader
+    follower = second.member_id if leader == first.member_id else first.member_id
+    follower_instance = "i2" if follower == second.member_id else "i1"
+    sim.sync(leader, 1, {leader: b"L", follower: b"F"})
+    sim.sync(follower, 1)
+    sim.box.clear()
+    # The follower restarts: it rejoins with an empty member id and its instance id.
+    r = sim.joined(sim.join(instance=follower_instance, client="b2"))
+    assert r.error == ErrorCode.NONE and r.generation_id == 1 and r.member_id != follower
+    assert sim.c.state(G) == GroupState.STABLE
+    s = sim.reply(sim.sync(r.member_id, 1, instance=follower_instance))
+    assert isinstance(s, SyncReply) and s.assignment == b"F"
+    assert sim.c.heartbeat(sim.now, G, 1, follower, follower_instance) == ErrorCode.FENCED_INSTANCE_ID
+    assert sim.c.commit_check(sim.now, G, 1, follower, follower_instance) == \
+        ErrorCode.FENCED_INSTANCE_ID
+    codes, _ = sim.c.leave(sim.now, G, [("", follower_instance)])
+    assert codes == [ErrorCode.NONE]
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+
+
+def test_protocol_is_chosen_by_vote_among_common_protocols() -> None:
+    sim = Sim()
+    prefs = [(("roundrobin", b""), ("range", b"")), (("range", b""), ("roundrobin", b"")),
+             (("range", b""), ("sticky", b""), ("roundrobin", b""))]
+    ids = [new_member(sim, f"c{i}") for i in range(3)]
+    waiters = [sim.join(m, protocols=p) for m, p in zip(ids, prefs, strict=True)]
+    sim.advance(DELAY)
+    assert {sim.joined(w).protocol_name for w in waiters} == {"range"}
+
+
+def test_rejoin_during_completing_resends_the_join_answer() -> None:
+    sim = Sim()
+    ids = [new_member(sim, f"c{i}") for i in range(2)]
+    waiters = [sim.join(m) for m in ids]
+    sim.advance(DELAY)
+    first = [sim.joined(w) for w in waiters]
+    again = sim.joined(sim.join(ids[1]))
+    assert again.generation_id == first[1].generation_id
+    assert sim.c.state(G) == GroupState.COMPLETING_REBALANCE
+
+
+def test_join_v3_gets_a_member_id_at_once() -> None:
+    sim = Sim()
+    w = sim.join(version=3)
+    sim.advance(DELAY)
+    r = sim.joined(w)
+    assert r.error == ErrorCode.NONE and r.member_id and r.leader == r.member_id
+
+
+def test_pending_member_id_expires() -> None:
+    sim = Sim()
+    pending = new_member(sim)
+    sim.advance(SESSION + 1)
+    assert sim.joined(sim.join(pending)).error == ErrorCode.UNKNOWN_MEMBER_ID
+
+
+def test_delete_needs_an_empty_group() -> None:
+    sim = Sim()
+    ids, _ = stable_group(sim, 1)
+    assert sim.c.delete(G) == ErrorCode.NON_EMPTY_GROUP
+    sim.c.leave(sim.now, G, [(ids[0], None)])
+    assert sim.c.delete(G) == ErrorCode.NONE
+    assert sim.c.state(G) == GroupState.DEAD
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_churn_never_answers_twice_and_ends_stable(seed: int) -> None:
+    """Members join, leave and go silent at random; the group always settles again."""
+    import random
+
+    rnd = random.Random(seed)
+    sim = Sim()
+    members: dict[str, int] = {}  # member id -> its pending join waiter (or -1)
+    for _ in range(60):
+        action = rnd.random()
+        if action < 0.3 or not members:
+            m = new_member(sim, "c")
+            members[m] = sim.join(m)
+        elif action < 0.5:
+            m = rnd.choice(list(members))
+            sim.c.leave(sim.now, G, [(m, None)])
+            del members[m]
+        else:
+            sim.advance(rnd.choice([1, DELAY, SESSION // 3]))
+    # Everyone still around rejoins and syncs; the group must become Stable.
+    # (members dropped by a timeout get UNKNOWN_MEMBER_ID at once.)
+    sim.box.clear()
+    for m in list(members):
+        members[m] = sim.join(m)
+    sim.advance(DELAY)
+    live = {m: sim.box.pop(w) for m, w in members.items() if w in sim.box}
+    assert len(live) == len(members), "every join was answered"
+    ok = {m: r for m, r in live.items() if isinstance(r, JoinReply) and r.error == ErrorCode.NONE}
+    if not ok:
+        assert sim.c.state(G) in (GroupState.EMPTY, GroupState.DEAD)
+        return
+    gen = next(iter(ok.values())).generation_id
+    leader = next(iter(ok.values())).leader
+    for m in ok:
+        sim.sync(m, gen, {x: b"x" for x in ok} if m == leader else None)
+    assert sim.c.state(G) == GroupState.STABLE
