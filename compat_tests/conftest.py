@@ -24,3 +24,12 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, list[str]]]:
+    """Two gateways (clients bootstrap on the first only); low initial rebalance delay."""
+    from group_helpers import running_gateways
+
+    with running_gateways(tmp_path_factory.mktemp("groups")) as (cluster, addresses):
+        yield cluster, addresses

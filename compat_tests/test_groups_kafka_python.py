@@ -1,0 +1,139 @@
+"""kafka-python 3.0 consumer groups and its default idempotent producer, over two gateways.
+
+Every client bootstraps on the first gateway only; Metadata and FindCoordinator
+send it to the second one for half the partitions and some groups.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from group_helpers import PARTITIONS, restart_gateway, unique
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.structs import OffsetAndMetadata
+
+ASSIGNORS = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+             "cooperative-sticky": CooperativeStickyAssignor}
+
+
+def create_topic(bootstrap: str, partitions: int = PARTITIONS) -> str:
+    name = unique("t")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, partitions, 1)])
+    admin.close()
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int = PARTITIONS) -> None:
+    # Idempotence is kafka-python 3's default: InitProducerId, sequences per partition.
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i, v in enumerate(values):
+        p.send(topic, value=v, partition=i % partitions)
+    p.flush(30)
+    p.close()
+
+
+def consumer(bootstrap: str, group: str, assignor: str = "range", **conf: object) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                         auto_offset_reset="earliest", heartbeat_interval_ms=300,
+                         session_timeout_ms=10_000, partition_assignment_strategy=[ASSIGNORS[assignor]],
+                         **conf)
+
+
+class Member(threading.Thread):
+    """A group member that commits after every batch, so no record is handed out twice."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, assignor: str,
+                 seen: list[bytes], lock: threading.Lock) -> None:
+        super().__init__(daemon=True)
+        self.c = consumer(bootstrap, group, assignor)
+        self.c.subscribe([topic])
+        self.seen, self.lock = seen, lock
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batches = self.c.poll(timeout_ms=200)
+            records = [r for rs in batches.values() for r in rs]
+            if records:
+                with self.lock:
+                    self.seen.extend(r.value for r in records)
+                self.c.commit()
+        self.c.close()
+
+    def leave(self) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+def wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("assignor", list(ASSIGNORS))
+def test_group_of_three_gets_every_message_once_while_members_come_and_go(gateways, assignor):
+    _, addresses = gateways
+    bootstrap = addresses[0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"m%04d" % i for i in range(600)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    members = [Member(bootstrap, group, topic, assignor, seen, lock) for _ in range(2)]
+    for m in members:
+        m.start()
+    produce(bootstrap, topic, values[:200])
+    wait_for(lambda: len(seen) >= 100)
+    members.append(Member(bootstrap, group, topic, assignor, seen, lock))
+    members[-1].start()
+    produce(bootstrap, topic, values[200:400])
+    wait_for(lambda: len(seen) >= 300)
+    members.pop(0).leave()
+    produce(bootstrap, topic, values[400:])
+    wait_for(lambda: len(seen) >= len(values))
+    time.sleep(0.5)  # a duplicate would show up now
+    for m in members:
+        m.leave()
+    assert sorted(seen) == values
+
+
+def test_committed_offsets_and_metadata_resume_after_consumer_and_gateway_restart(gateways):
+    cluster, addresses = gateways
+    topic = create_topic(addresses[0], partitions=2)
+    produce(addresses[0], topic, [b"v%d" % i for i in range(10)], partitions=2)
+    group = unique("g")
+    c = consumer(addresses[0], group)
+    c.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])  # manual: generation -1
+    c.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "meta-\u00e9", -1),
+              TopicPartition(topic, 1): OffsetAndMetadata(4, None, -1)})
+    c.close()
+    for restart in (lambda: None, lambda: [restart_gateway(cluster, i) for i in range(2)]):
+        restart()
+        c = consumer(addresses[0], group)
+        committed = c.committed(TopicPartition(topic, 0), metadata=True)
+        assert (committed.offset, committed.metadata) == (3, "meta-\u00e9")
+        c.subscribe([topic])
+        got = []
+        wait_for(lambda: got.extend(r for rs in c.poll(200).values() for r in rs) or len(got) >= 3)
+        c.close()
+        assert sorted((r.partition, r.offset) for r in got) == [(0, 3), (0, 4), (1, 4)]
+
+
+def test_idempotent_producer_ids_differ_across_gateways(gateways):
+    _, addresses = gateways
+    ids = set()
+    for address in addresses:
+        p = KafkaProducer(bootstrap_servers=address)
+        p.send(create_topic(address, partitions=1), b"x").get(30)
+        ids.add(p._transaction_manager.producer_id_and_epoch.producer_id)
+        p.close()
+    assert len(ids) == 2
