@@ -339,38 +339,54 @@ class FlexLogClient:
     async def append(self, records: Sequence[Record | bytes], color: ColorRef) -> int:
         """Append records as one entry; returns the SN of the first record."""
         info = self._known(color) or await self.color(color)
-        return await self._submit(record_batch.build(records), info)
+        batch = record_batch.build(records)
+        await self._room_for_one()
+        return await self._send(batch, info)
 
     async def append_batch(self, batch: bytes, color: ColorRef, *, validated: bool = False) -> int:
         """Append one prebuilt RecordBatch v2 as one entry; returns its first SN."""
+        return await (await self.submit_batch(batch, color, validated=validated))
+
+    async def submit_batch(self, batch: bytes, color: ColorRef, *,
+                           validated: bool = False) -> asyncio.Future[int]:
+        """Send one entry now and return a future of its first SN, without waiting for it.
+
+        Entries that one client submits to one color get SNs in submission order,
+        so a caller may keep many in flight and still know their order.
+        """
         info = self._known(color) or await self.color(color)
         if not validated:
             try:
                 record_batch.validate(batch)
             except record_batch.CorruptBatch as exc:
                 raise InvalidEntry(str(exc)) from None
-        return await self._submit(batch, info)
+        await self._room_for_one()
+        return self._send(batch, info)
 
-    async def _submit(self, batch: bytes, info: ColorInfo) -> int:
-        if len(batch) > self.config.max_entry_bytes:
-            raise TooLarge(f"entry of {len(batch)} bytes exceeds max_entry_bytes "
-                           f"{self.config.max_entry_bytes}")
+    async def _room_for_one(self) -> None:
         while self._in_flight >= self._max_in_flight:
             self._room.clear()
             await self._room.wait()
-        token = self._next_token()
-        shard = info.shards[0] if info.contiguous else info.shards[(token >> 2) % len(info.shards)]
-        writer = self._writers.get(shard) or self._writer(shard)
+
+    def _send(self, batch: bytes, info: ColorInfo) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(pb.AppendOp(token=token, color=info.id, owner=info.owner,
+        if len(batch) > self.config.max_entry_bytes:
+            fut.set_exception(TooLarge(f"entry of {len(batch)} bytes exceeds max_entry_bytes "
+                                       f"{self.config.max_entry_bytes}"))
+            return fut
+        # One shard per client and color keeps this client's appends in submission order.
+        shard = info.shards[0] if info.contiguous else info.shards[self.client_id % len(info.shards)]
+        writer = self._writers.get(shard) or self._writer(shard)
+        writer.submit(pb.AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
                                   count=record_batch.records_count(batch), payload=batch), fut)
         self._in_flight += 1
-        try:
-            return await fut
-        finally:
-            self._in_flight -= 1
-            if self._in_flight < self._max_in_flight:
-                self._room.set()
+        fut.add_done_callback(self._landed)
+        return fut
+
+    def _landed(self, _: asyncio.Future[int]) -> None:
+        self._in_flight -= 1
+        if self._in_flight < self._max_in_flight:
+            self._room.set()
 
     # ---- reads -------------------------------------------------------------
 
