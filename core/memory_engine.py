@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import (
     ColorState,
+    CommitItem,
     PreparedEntry,
+    PrepareItem,
     RecoveredState,
     StoredEntry,
     StoreFull,
@@ -56,6 +59,26 @@ class MemoryEngine:
         log.entries[sn] = entry
         log.tail = max(log.tail, sn + count)
         return entry
+
+    def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for item in items:
+            try:
+                self.prepare(*item)
+            except StoreFull as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
+    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
+        results: list[StoredEntry | Exception] = []
+        for token, sn in items:
+            try:
+                results.append(self.commit(token, sn))
+            except UnknownToken as exc:
+                results.append(exc)
+        return results
 
     def abort(self, token: int) -> None:
         item = self._prepared.pop(token, None)

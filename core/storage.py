@@ -9,6 +9,7 @@ the persistent-memory engine (`flexlog.pm`) both implement this Protocol.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 
@@ -46,12 +47,34 @@ class RecoveredState(NamedTuple):
     colors: dict[int, ColorState]
 
 
+# prepare_many's items: (token, color, payload, count), prepare's arguments.
+PrepareItem = tuple[int, int, bytes, int]
+# commit_many's items: (token, sn), commit's arguments.
+CommitItem = tuple[int, int]
+
+
 class StorageEngine(Protocol):
     def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
         """Store an entry durably under token; it is not readable yet. Raises StoreFull."""
 
     def commit(self, token: int, sn: int) -> StoredEntry:
         """Make the prepared entry readable as [sn, sn + count). Raises UnknownToken."""
+
+    def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
+        """prepare() of each item in order, made durable together (one barrier for the batch).
+
+        Result i is None when item i is stored (or its token already was), else the
+        exception prepare() would have raised for it (StoreFull, ValueError); one
+        item's failure does not affect the others. All stored items are durable on return.
+        """
+
+    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
+        """commit() of each item in order, made durable together (one barrier for the batch).
+
+        Result i is item i's StoredEntry, or the exception commit() would have raised
+        for it (UnknownToken, also for a token committed earlier in the same batch).
+        A crash before the call returns leaves either all or none of the batch committed.
+        """
 
     def abort(self, token: int) -> None:
         """Forget a prepared entry that will never be committed."""

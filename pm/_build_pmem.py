@@ -1,7 +1,7 @@
 """cffi build script for flexlog.pm._pmem (API mode, run by setup.py at install time).
 
 The extension wraps the C helpers in pmem_log.c, linked against Debian's
-libpmemobj (PMDK 1.12). Paths are relative to the repository root, where
+libpmemobj and libpmem (PMDK 1.12). Paths are relative to the repository root, where
 setup.py runs.
 """
 
@@ -54,6 +54,8 @@ CDEF = """
 #define PM_ENTRY_HDR ...
 #define PM_ST_PREPARED ...
 #define PM_ST_COMMITTED ...
+#define PM_ST_COMMITTING0 ...
+#define PM_ST_COMMITTING1 ...
 
 typedef struct pm_color {
     uint64_t color;
@@ -68,6 +70,7 @@ typedef struct pm_root {
     uint64_t n_colors;
     uint64_t head;
     uint64_t tail;
+    uint64_t epoch;
     ...;
 } pm_root;
 
@@ -76,6 +79,7 @@ typedef struct pm_log {
     pm_color *colors;
     char *arena;
     uint64_t cap;
+    int is_pmem;
     ...;
 } pm_log;
 
@@ -85,6 +89,11 @@ void pm_close(pm_log *log);
 int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
                    uint32_t length, uint32_t count);
 int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot);
+void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
+                     const char *data, const uint32_t *lengths, const uint32_t *counts,
+                     int64_t *out);
+void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
+                    const uint64_t *sns, const uint32_t *slots, int32_t *out);
 int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
 int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
 int64_t pm_relocate(pm_log *log, uint64_t pos);
@@ -103,7 +112,8 @@ ffibuilder.set_source(
     '#include "pmem_log.h"',
     sources=[os.path.relpath(HERE / "pmem_log.c")],
     include_dirs=[os.path.relpath(HERE)],
-    libraries=["pmemobj"],
+    # libpmem for pmem_is_pmem, the same test libpmemobj makes at open.
+    libraries=["pmemobj", "pmem"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11"],
 )
 

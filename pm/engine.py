@@ -2,7 +2,8 @@
 
 Semantics are MemoryEngine's (core/memory_engine.py). Durability lives in PM:
 every mutating method is one C helper call (see pmem_log.c) ending at an
-8-byte commit point. Everything else here (the per-color index, the cache,
+8-byte commit point; prepare_many and commit_many take a whole batch in one
+call with one persistence barrier (group commit). Everything else here (the per-color index, the cache,
 the list of prepared tokens) is DRAM, rebuilt at open from the pool and the
 segment footers. docs/storage.md has the layout and the crash argument.
 """
@@ -11,20 +12,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from flexlog.core.storage import (
     ColorState,
+    CommitItem,
     PreparedEntry,
+    PrepareItem,
     RecoveredState,
     StoredEntry,
     StoreFull,
     UnknownToken,
 )
-from flexlog.pm._pmem import lib
+from flexlog.pm._pmem import ffi, lib
 from flexlog.pm.cache import EntryCache
 from flexlog.pm.index import ColorIndex, Run, merge_runs, segment_run, split_ssd_loc, ssd_loc
-from flexlog.pm.pool import ENTRY_HDR, Pool, check, slot_bytes
+from flexlog.pm.pool import ENTRY_HDR, Pool, check, error, slot_bytes
 from flexlog.pm.segments import FILE_OVERHEAD, RECORD_OVERHEAD, Segment, SegmentStore
 
 DEFAULT_POOL_BYTES = 256 << 20
@@ -130,14 +134,8 @@ class PmEngine:
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         length = len(payload)
-        if not _MIN_PAYLOAD <= length < _MAX_PAYLOAD:
-            raise ValueError(f"an entry is a RecordBatch of 8 bytes to 2 GiB, not {length}")
-        need = slot_bytes(length)
-        if need > self._cap:
-            raise StoreFull(f"an entry of {length} bytes can never fit a {self._cap}-byte arena")
-        root = self._root
-        if root.tail - root.head + need > self._high_water:
-            self.checkpoint(max(0, self._high_water - need - self._relief))
+        need = self._slot_for(length)
+        self._make_room(need)
         pos = lib.pm_prepare(self._log, token, color, payload, length, count)
         if pos == lib.PM_EFULL:
             # Below the high-water mark PM can still be too fragmented at the ring's end.
@@ -147,17 +145,96 @@ class PmEngine:
                 raise StoreFull(self._full_message(length))
         self._prepared[token] = (check(pos, "prepare"), color, count, length)
 
-    def commit(self, token: int, sn: int) -> StoredEntry:
-        item = self._prepared.pop(token, None)
-        if item is None:
-            raise UnknownToken(token)
+    def _slot_for(self, length: int) -> int:
+        """Arena bytes an entry of this payload length takes; raises if it can never be stored."""
+        if not _MIN_PAYLOAD <= length < _MAX_PAYLOAD:
+            raise ValueError(f"an entry is a RecordBatch of 8 bytes to 2 GiB, not {length}")
+        need = slot_bytes(length)
+        if need > self._cap:
+            raise StoreFull(f"an entry of {length} bytes can never fit a {self._cap}-byte arena")
+        return need
+
+    def _make_room(self, need: int) -> None:
+        """Checkpoint first if storing need more bytes would pass the high-water mark."""
+        root = self._root
+        if root.tail - root.head + need > self._high_water:
+            self.checkpoint(max(0, self._high_water - need - self._relief))
+
+    def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
+        results: list[Exception | None] = [None] * len(items)
+        batch: list[int] = []  # indices of the items to store, each token once
+        tokens: set[int] = set()
+        need = 0
+        for i, (token, _, payload, _) in enumerate(items):
+            if token in self._prepared or token in tokens:
+                continue  # prepare() of a prepared token is a no-op
+            try:
+                need += self._slot_for(len(payload))
+            except (ValueError, StoreFull) as exc:
+                results[i] = exc
+                continue
+            tokens.add(token)
+            batch.append(i)
+        if not batch:
+            return results
+        self._make_room(need)
+        rows = [items[i] for i in batch]
+        payloads = [row[2] for row in rows]
+        positions = ffi.new("int64_t[]", len(rows))
+        lib.pm_prepare_many(
+            self._log, len(rows), [row[0] for row in rows], [row[1] for row in rows],
+            b"".join(payloads), [len(p) for p in payloads], [row[3] for row in rows], positions,
+        )
+        retry = []
+        for i, (token, color, payload, count), pos in zip(batch, rows, positions, strict=True):
+            if pos >= 0:
+                self._prepared[token] = (pos, color, count, len(payload))
+            elif pos == lib.PM_EFULL:
+                retry.append(i)
+            else:
+                results[i] = error(pos, "prepare")
+        # prepare() checkpoints harder than the batch's up-front check before giving up.
+        for i in retry:
+            try:
+                self.prepare(*items[i])
+            except StoreFull as exc:
+                results[i] = exc
+        return results
+
+    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
+        results: list[StoredEntry | Exception | None] = [None] * len(items)
+        # (result index, token, sn, prepared item, color slot) of each item sent to C
+        batch: list[tuple[int, int, int, _Prepared, int]] = []
+        new_slots: dict[int, int] = {}  # colors first committed in this batch claim slots in order
+        for i, (token, sn) in enumerate(items):
+            item = self._prepared.pop(token, None)
+            if item is None:
+                results[i] = UnknownToken(token)
+                continue
+            idx = self._colors.get(item[1])
+            if idx is not None:
+                slot = idx.slot
+            else:
+                slot = new_slots.setdefault(item[1], self._root.n_colors + len(new_slots))
+            batch.append((i, token, sn, item, slot))
+        if batch:
+            status = ffi.new("int32_t[]", len(batch))
+            lib.pm_commit_many(
+                self._log, len(batch), [b[3][0] for b in batch], [b[1] for b in batch],
+                [b[2] for b in batch], [b[4] for b in batch], status,
+            )
+            for (i, token, sn, item, slot), rc in zip(batch, status, strict=True):
+                if rc:
+                    self._prepared[token] = item
+                    results[i] = error(rc, "commit")
+                else:
+                    results[i] = self._committed(sn, item, slot)
+        return results  # type: ignore[return-value]  # every item got a result above
+
+    def _committed(self, sn: int, item: _Prepared, slot: int) -> StoredEntry:
+        """Index and cache an entry the pool has just committed."""
         pos, color, count, length = item
         idx = self._colors.get(color)
-        slot = idx.slot if idx is not None else self._root.n_colors
-        rc = lib.pm_commit(self._log, pos, token, sn, slot)
-        if rc:
-            self._prepared[token] = item
-            check(rc, "commit")
         if idx is None:
             idx = self._colors[color] = ColorIndex(slot)
         idx.add(sn, count, length, pos)
@@ -165,6 +242,18 @@ class PmEngine:
         entry = StoredEntry(sn, count, self._buf[start : start + length])
         self._cache.put(color, sn, entry)
         return entry
+
+    def commit(self, token: int, sn: int) -> StoredEntry:
+        item = self._prepared.pop(token, None)
+        if item is None:
+            raise UnknownToken(token)
+        idx = self._colors.get(item[1])
+        slot = idx.slot if idx is not None else self._root.n_colors
+        rc = lib.pm_commit(self._log, item[0], token, sn, slot)
+        if rc:
+            self._prepared[token] = item
+            check(rc, "commit")
+        return self._committed(sn, item, slot)
 
     def abort(self, token: int) -> None:
         item = self._prepared.pop(token, None)

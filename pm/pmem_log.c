@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpmem.h>
 #include <libpmemobj.h>
 
 #define LAYOUT "flexlog-pm-v1"
@@ -41,6 +42,48 @@ static uint64_t slot_size(uint64_t length)
 static pm_entry *entry_at(pm_log *log, uint64_t pos)
 {
 	return (pm_entry *)(log->arena + pos % log->cap);
+}
+
+/* Flush now on PM; on a file the caller msyncs one range covering many writes instead. */
+static void flush_pm(pm_log *log, const void *addr, size_t len)
+{
+	if (log->is_pmem)
+		pmemobj_flush(POP(log), addr, len);
+}
+
+/* Grow [*lo, *hi) to cover [from, to). */
+static void cover(uint64_t *lo, uint64_t *hi, uint64_t from, uint64_t to)
+{
+	if (*lo >= *hi) {
+		*lo = from;
+		*hi = to;
+		return;
+	}
+	if (from < *lo)
+		*lo = from;
+	if (to > *hi)
+		*hi = to;
+}
+
+/* File path: one msync of the physical arena bytes [lo, hi), however many writes they hold. */
+static void msync_arena(pm_log *log, uint64_t lo, uint64_t hi)
+{
+	if (!log->is_pmem && lo < hi)
+		pmemobj_flush(POP(log), log->arena + lo, hi - lo);
+}
+
+/*
+ * File path: msync what pm_commit_many wrote after its last commit point
+ * (state flips, color tails). Needed before the next epoch store: a flip that
+ * is not durable when the epoch's parity changes would read as not committed.
+ */
+static void persist_lagging(pm_log *log)
+{
+	msync_arena(log, log->flips_lo, log->flips_hi);
+	if (!log->is_pmem && log->slots_lo < log->slots_hi)
+		pmemobj_flush(POP(log), &log->colors[log->slots_lo],
+			      (log->slots_hi - log->slots_lo) * sizeof(pm_color));
+	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
 }
 
 static void set_err(char *err, size_t errlen, const char *what, const char *path)
@@ -114,6 +157,34 @@ static int create_pool(const char *path, uint64_t pool_size, uint64_t color_cap,
 	return 0;
 }
 
+/* A slot size no writer produces: the arena is damaged, walking on would loop or stray. */
+static int bad_slot(pm_log *log, uint64_t pos, const pm_entry *e)
+{
+	return e->size < PM_ENTRY_HDR || e->size % 64 || pos + e->size > log->root->tail;
+}
+
+/*
+ * Finish a pm_commit_many cut by a crash: entries tagged with the durable
+ * epoch's parity reached their commit point and become COMMITTED, the others
+ * did not and become PREPARED again (their SN is rewritten when they are
+ * committed). Runs at open, before anything reads states. Color tails of the
+ * rolled-forward entries may lag; the index rebuild recomputes tails anyway.
+ */
+static void settle(pm_log *log)
+{
+	pm_root *r = log->root;
+	uint64_t done = r->epoch & 1 ? PM_ST_COMMITTING1 : PM_ST_COMMITTING0;
+	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+		pm_entry *e = entry_at(log, pos);
+		if (bad_slot(log, pos, e)) /* pm_scan_count will refuse this arena */
+			return;
+		if (e->state != PM_ST_COMMITTING0 && e->state != PM_ST_COMMITTING1)
+			continue;
+		e->state = e->state == done ? PM_ST_COMMITTED : PM_ST_PREPARED;
+		pmemobj_persist(POP(log), &e->state, sizeof e->state);
+	}
+}
+
 pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
 		size_t errlen)
 {
@@ -143,46 +214,82 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	log->colors = (pm_color *)((char *)root + COLORS_OFF);
 	log->arena = (char *)root + root->arena_off;
 	log->cap = root->arena_cap;
+	/* libpmemobj decides the same way (and PMEM_IS_PMEM_FORCE forces both). */
+	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
+	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
+	settle(log);
 	return log;
 }
 
 void pm_close(pm_log *log)
 {
+	persist_lagging(log);
+	pmemobj_drain(POP(log));
 	pmemobj_close(POP(log));
 	free(log);
 }
 
 /*
- * Copy header and payload to the tail and make them durable, then publish
- * them by moving the tail: the tail store is the commit point. An entry never
- * wraps; the unused end of the ring becomes a PAD slot.
+ * Write a slot at *cursor, beyond the published tail, and advance the cursor;
+ * nothing is visible until the tail moves over it (publish). An entry never
+ * wraps: the unused end of the ring becomes a PAD slot.
  */
-static int64_t append_slot(pm_log *log, const pm_entry *hdr, const char *payload)
+static int64_t place_slot(pm_log *log, uint64_t *cursor, const pm_entry *hdr,
+			  const char *payload)
 {
-	pm_root *r = log->root;
 	uint64_t size = slot_size(hdr->length);
-	uint64_t tail = r->tail;
-	uint64_t phys = tail % log->cap;
+	uint64_t at = *cursor;
+	uint64_t phys = at % log->cap;
 	uint64_t pad = phys + size > log->cap ? log->cap - phys : 0;
-	if (size > log->cap || tail + pad + size - r->head > log->cap)
+	if (size > log->cap || at + pad + size - log->root->head > log->cap)
 		return PM_EFULL;
 	if (pad) {
-		pm_entry *p = entry_at(log, tail);
+		pm_entry *p = entry_at(log, at);
 		memset(p, 0, sizeof *p);
 		p->state = PM_ST_PAD;
 		p->size = (uint32_t)pad;
-		pmemobj_flush(POP(log), p, sizeof *p);
+		flush_pm(log, p, sizeof *p);
 	}
-	pm_entry *e = entry_at(log, tail + pad);
+	pm_entry *e = entry_at(log, at + pad);
 	*e = *hdr;
 	e->size = (uint32_t)size;
-	pmemobj_memcpy(POP(log), (char *)e + PM_ENTRY_HDR, payload, hdr->length,
-		       PMEMOBJ_F_MEM_NODRAIN);
-	pmemobj_flush(POP(log), e, sizeof *e);
+	char *dst = (char *)e + PM_ENTRY_HDR;
+	if (log->is_pmem) /* copies and flushes, with non-temporal stores for large payloads */
+		pmemobj_memcpy(POP(log), dst, payload, hdr->length, PMEMOBJ_F_MEM_NODRAIN);
+	else
+		memcpy(dst, payload, hdr->length);
+	flush_pm(log, e, sizeof *e);
+	*cursor = at + pad + size;
+	return (int64_t)(at + pad);
+}
+
+/*
+ * Make the slots written in [tail, end) durable, then move the tail over them:
+ * the tail store is the commit point of every slot in the range at once.
+ */
+static void publish(pm_log *log, uint64_t end)
+{
+	pm_root *r = log->root;
+	uint64_t phys = r->tail % log->cap;
+	uint64_t len = end - r->tail;
+	if (phys + len <= log->cap) {
+		msync_arena(log, phys, phys + len);
+	} else { /* the range ends past a PAD, at the ring's start */
+		msync_arena(log, phys, log->cap);
+		msync_arena(log, 0, len - (log->cap - phys));
+	}
 	pmemobj_drain(POP(log));
-	r->tail = tail + pad + size;
+	r->tail = end;
 	pmemobj_persist(POP(log), &r->tail, sizeof r->tail);
-	return (int64_t)(tail + pad);
+}
+
+static int64_t append_slot(pm_log *log, const pm_entry *hdr, const char *payload)
+{
+	uint64_t end = log->root->tail;
+	int64_t pos = place_slot(log, &end, hdr, payload);
+	if (pos >= 0)
+		publish(log, end);
+	return pos;
 }
 
 int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
@@ -197,6 +304,31 @@ int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payl
 		.prepared_ns = now_ns(),
 	};
 	return append_slot(log, &hdr, payload);
+}
+
+/*
+ * Prepare a batch with one barrier: every entry that fits is written beyond
+ * the tail, then one tail store publishes them all (a crash before it leaves
+ * none of them, after it all). out[i] is entry i's position or PM_EFULL; a
+ * full arena does not stop later, smaller entries. data holds the payloads
+ * back to back.
+ */
+void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
+		     const char *data, const uint32_t *lengths, const uint32_t *counts,
+		     int64_t *out)
+{
+	pm_entry hdr = {.state = PM_ST_PREPARED, .prepared_ns = now_ns()};
+	uint64_t end = log->root->tail;
+	for (size_t i = 0; i < n; i++) {
+		hdr.token = tokens[i];
+		hdr.color = colors[i];
+		hdr.count = counts[i];
+		hdr.length = lengths[i];
+		out[i] = place_slot(log, &end, &hdr, data);
+		data += lengths[i];
+	}
+	if (end != log->root->tail)
+		publish(log, end);
 }
 
 /* The color's metadata slot; slot == n_colors claims the next free one. */
@@ -228,12 +360,6 @@ static int is_dead(pm_log *log, const pm_entry *e)
 	       e->state == PM_ST_RELOCATED;
 }
 
-/* A slot size no writer produces: the arena is damaged, walking on would loop or stray. */
-static int bad_slot(pm_log *log, uint64_t pos, const pm_entry *e)
-{
-	return e->size < PM_ENTRY_HDR || e->size % 64 || pos + e->size > log->root->tail;
-}
-
 /* Move the head over entries nobody can read any more, freeing their space. */
 static void reclaim(pm_log *log)
 {
@@ -251,6 +377,19 @@ static void reclaim(pm_log *log)
 	}
 }
 
+/* sn, slot, timestamp and the payload's baseOffset: the 72 bytes from the entry's start. */
+static void write_sn(pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now)
+{
+	e->sn = sn;
+	e->slot = slot;
+	e->committed_ns = now;
+	unsigned char *base_offset = (unsigned char *)e + PM_ENTRY_HDR;
+	if (e->length >= 8) {
+		for (int i = 0; i < 8; i++)
+			base_offset[i] = (unsigned char)(sn >> (56 - 8 * i));
+	}
+}
+
 int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot)
 {
 	pm_entry *e = entry_at(log, pos);
@@ -259,14 +398,7 @@ int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t s
 	pm_color *c = color_slot(log, slot, e->color);
 	if (c == NULL)
 		return PM_ECOLOR;
-	e->sn = sn;
-	e->slot = slot;
-	e->committed_ns = now_ns();
-	unsigned char *base_offset = (unsigned char *)e + PM_ENTRY_HDR;
-	if (e->length >= 8) {
-		for (int i = 0; i < 8; i++)
-			base_offset[i] = (unsigned char)(sn >> (56 - 8 * i));
-	}
+	write_sn(e, sn, slot, now_ns());
 	/* Header and baseOffset are contiguous: one persist covers both. */
 	pmemobj_persist(POP(log), e, PM_ENTRY_HDR + 8);
 	e->state = PM_ST_COMMITTED;
@@ -277,6 +409,74 @@ int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t s
 		pmemobj_persist(POP(log), &c->tail, sizeof c->tail);
 	}
 	return PM_OK;
+}
+
+/*
+ * Commit a batch with one barrier and one 8-byte commit point, the root's
+ * epoch. Each entry gets its SN, slot and baseOffset and the state
+ * COMMITTING tagged with the new epoch's parity; all that is made durable
+ * together with the previous batch's lagging flips; then the epoch store
+ * commits the whole batch. A crash before it leaves every entry of the batch
+ * prepared (settle rolls them back at open), after it all committed (settle
+ * rolls them forward). Only then are states flipped to COMMITTED and color
+ * tails raised, without waiting: the next batch's barrier, or pm_close,
+ * persists them, and until then the epoch still vouches for them.
+ * out[i] is PM_OK, PM_ESTATE or PM_ECOLOR; a failed entry is left untouched.
+ */
+void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
+		    const uint64_t *sns, const uint32_t *slots, int32_t *out)
+{
+	pm_root *r = log->root;
+	uint64_t epoch = r->epoch + 1;
+	uint64_t committing = epoch & 1 ? PM_ST_COMMITTING1 : PM_ST_COMMITTING0;
+	uint64_t now = now_ns();
+	size_t committed = 0;
+	for (size_t i = 0; i < n; i++) {
+		pm_entry *e = entry_at(log, pos[i]);
+		if (e->state != PM_ST_PREPARED || e->token != tokens[i]) {
+			out[i] = PM_ESTATE;
+			continue;
+		}
+		if (color_slot(log, slots[i], e->color) == NULL) {
+			out[i] = PM_ECOLOR;
+			continue;
+		}
+		write_sn(e, sns[i], slots[i], now);
+		e->state = committing;
+		flush_pm(log, e, PM_ENTRY_HDR + 8);
+		uint64_t phys = pos[i] % log->cap;
+		cover(&log->flips_lo, &log->flips_hi, phys, phys + PM_ENTRY_HDR + 8);
+		out[i] = PM_OK;
+		committed++;
+	}
+	if (committed == 0)
+		return;
+	/* The color tails lag a batch behind: they are persisted with the epoch, in the root. */
+	uint64_t slots_lo = log->slots_lo, slots_hi = log->slots_hi;
+	msync_arena(log, log->flips_lo, log->flips_hi);
+	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
+	pmemobj_drain(POP(log));
+	r->epoch = epoch;
+	if (log->is_pmem || slots_lo >= slots_hi) /* on PM the tails were flushed when written */
+		pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+	else /* one msync from the epoch (root header) to the last lagging color slot */
+		pmemobj_persist(POP(log), &r->epoch,
+				(size_t)((char *)&log->colors[slots_hi] - (char *)&r->epoch));
+	for (size_t i = 0; i < n; i++) {
+		if (out[i] != PM_OK)
+			continue;
+		pm_entry *e = entry_at(log, pos[i]);
+		e->state = PM_ST_COMMITTED;
+		flush_pm(log, &e->state, sizeof e->state);
+		uint64_t phys = pos[i] % log->cap;
+		cover(&log->flips_lo, &log->flips_hi, phys, phys + sizeof e->state);
+		pm_color *c = &log->colors[slots[i]];
+		if (sns[i] + e->count > c->tail) {
+			c->tail = sns[i] + e->count;
+			flush_pm(log, &c->tail, sizeof c->tail);
+			cover(&log->slots_lo, &log->slots_hi, slots[i], (uint64_t)slots[i] + 1);
+		}
+	}
 }
 
 int pm_abort(pm_log *log, uint64_t pos, uint64_t token)

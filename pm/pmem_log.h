@@ -4,7 +4,8 @@
  *
  * Every function that changes the pool is one call from Python and ends at a
  * single 8-byte commit point (an entry's state word, the arena tail or head,
- * or a color's log_start), so a crash leaves either the old or the new state.
+ * a color's log_start, or the commit epoch), so a crash leaves either the old
+ * or the new state. The *_many calls do a whole batch with one barrier.
  * The structs below are mirrored in _build_pmem.py's cdef.
  */
 #ifndef FLEXLOG_PMEM_LOG_H
@@ -25,6 +26,13 @@
 #define PM_ST_ABORTED 0x464c580000000003ULL
 #define PM_ST_PAD 0x464c580000000004ULL
 #define PM_ST_RELOCATED 0x464c580000000005ULL
+/*
+ * Written by pm_commit_many before its commit point: committed if the tag's
+ * parity equals the root's epoch, otherwise still prepared. Only the open-time
+ * settle pass ever sees them; it rewrites them to COMMITTED or PREPARED.
+ */
+#define PM_ST_COMMITTING0 0x464c580000000006ULL
+#define PM_ST_COMMITTING1 0x464c580000000007ULL
 
 #define PM_ENTRY_HDR 64
 
@@ -59,6 +67,7 @@ typedef struct pm_root {
 	uint64_t head; /* oldest entry still owned by PM */
 	uint64_t tail; /* where the next entry goes */
 	uint64_t created_ns;
+	uint64_t epoch; /* pm_commit_many's commit point; zero in a new pool */
 } pm_root;
 
 typedef struct pm_log {
@@ -67,6 +76,14 @@ typedef struct pm_log {
 	pm_color *colors;
 	char *arena;
 	uint64_t cap;
+	int is_pmem; /* flush per cache line; otherwise every flush is an msync */
+	/*
+	 * msync path only: what the last pm_commit_many wrote after its commit
+	 * point (state flips as physical arena offsets [lo, hi), tails as color
+	 * slots [lo, hi)); the next barrier persists it. Empty when lo >= hi.
+	 */
+	uint64_t flips_lo, flips_hi;
+	uint64_t slots_lo, slots_hi;
 } pm_log;
 
 pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
@@ -75,6 +92,11 @@ void pm_close(pm_log *log);
 int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
 		uint32_t length, uint32_t count);
 int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot);
+void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
+		     const char *data, const uint32_t *lengths, const uint32_t *counts,
+		     int64_t *out);
+void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
+		    const uint64_t *sns, const uint32_t *slots, int32_t *out);
 int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
 int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
 int64_t pm_relocate(pm_log *log, uint64_t pos);

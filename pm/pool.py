@@ -48,11 +48,16 @@ def check(rc: int, what: str) -> int:
     """Pass a non-negative C result through; raise for an error code."""
     if rc >= 0:
         return rc
+    raise error(rc, what)
+
+
+def error(rc: int, what: str) -> Exception:
+    """The exception for a negative C status (the batch calls return one per item)."""
     if rc == lib.PM_EFULL:
-        raise StoreFull(f"{what}: persistent-memory arena full")
+        return StoreFull(f"{what}: persistent-memory arena full")
     if rc == lib.PM_ECOLOR:
-        raise StoreFull(f"{what}: per-color metadata table full (raise max_colors)")
-    raise PoolError(f"{what}: pool invariant violated (status {rc})")
+        return StoreFull(f"{what}: per-color metadata table full (raise max_colors)")
+    return PoolError(f"{what}: pool invariant violated (status {rc})")
 
 
 class Pool:

@@ -10,7 +10,7 @@ import pytest
 from pm_helpers import batch
 
 from flexlog.core.storage import StoreFull
-from flexlog.pm._pmem import lib
+from flexlog.pm._pmem import ffi, lib
 from flexlog.pm.pool import ENTRY_HDR, Pool, PoolError, check, slot_bytes
 
 POOL = 8 << 20
@@ -162,5 +162,92 @@ def test_a_damaged_slot_size_is_refused_not_walked(shm_dir: Path):
         assert lib.pm_advance(pool.log, pool.tail) == lib.PM_ERANGE
         with pytest.raises(PoolError, match="damaged"):
             pool.scan()
+    finally:
+        pool.close()
+
+
+def prepare_many(pool: Pool, rows: list[tuple[int, int, bytes]]) -> list[int]:
+    out = ffi.new("int64_t[]", len(rows))
+    lib.pm_prepare_many(pool.log, len(rows), [r[0] for r in rows], [r[1] for r in rows],
+                        b"".join(r[2] for r in rows), [len(r[2]) for r in rows],
+                        [1] * len(rows), out)
+    return list(out)
+
+
+def commit_many(pool: Pool, rows: list[tuple[int, int, int, int]]) -> list[int]:
+    """rows: (position, token, sn, color slot)."""
+    out = ffi.new("int32_t[]", len(rows))
+    lib.pm_commit_many(pool.log, len(rows), *([r[i] for r in rows] for i in range(4)), out)
+    return list(out)
+
+
+def test_prepare_many_publishes_the_batch_with_one_tail_move(pool: Pool):
+    rows = [(t, 1 + t % 2, batch(t, size=20 * t)) for t in range(1, 6)]
+    positions = prepare_many(pool, rows)
+    assert positions[0] == 0 and positions == sorted(positions)
+    assert pool.tail == positions[-1] + slot_bytes(len(rows[-1][2]))
+    for (token, color, payload), pos in zip(rows, positions, strict=True):
+        h = pool.header(pos)
+        assert (h.state, h.token, h.color, h.length) == (lib.PM_ST_PREPARED, token, color,
+                                                        len(payload))
+        assert pool.payload(pos, len(payload)) == payload
+
+
+def test_prepare_many_skips_what_does_not_fit_and_stores_the_rest(pool: Pool):
+    big, small = bytes(pool.cap // 2), batch(3)
+    positions = prepare_many(pool, [(1, 1, big), (2, 1, big), (3, 1, small), (4, 1, bytes(8))])
+    assert positions[1] == lib.PM_EFULL
+    assert positions[0] == 0 and positions[2] > 0 and positions[3] > positions[2]
+    assert pool.tail == positions[3] + slot_bytes(8)
+    assert prepare_many(pool, [(5, 1, big)]) == [lib.PM_EFULL]
+    assert pool.tail == positions[3] + slot_bytes(8)
+
+
+def test_commit_many_commits_the_batch_and_reports_each_refusal(pool: Pool):
+    positions = prepare_many(pool, [(t, 1 if t < 3 else 2, batch(t)) for t in range(1, 5)])
+    epoch = pool.root.epoch
+    status = commit_many(pool, [
+        (positions[0], 1, 10, 0),  # claims slot 0 for color 1
+        (positions[1], 99, 11, 0),  # wrong token
+        (positions[2], 3, 0, 1),  # claims slot 1 for color 2
+        (positions[3], 4, 1, 0),  # slot 0 belongs to color 1
+        (positions[0], 1, 12, 0),  # already committed in this batch
+    ])
+    assert status == [lib.PM_OK, lib.PM_ESTATE, lib.PM_OK, lib.PM_ECOLOR, lib.PM_ESTATE]
+    assert pool.root.epoch == epoch + 1 and pool.root.n_colors == 2
+    h = pool.header(positions[0])
+    assert (h.state, h.sn, h.slot) == (lib.PM_ST_COMMITTED, 10, 0)
+    assert struct.unpack(">q", pool.payload(positions[0], 8)) == (10,)
+    assert pool.header(positions[2]).state == lib.PM_ST_COMMITTED
+    for pos in positions[1], positions[3]:
+        assert pool.header(pos).state == lib.PM_ST_PREPARED
+    assert [(c, t) for _, c, _, t in pool.colors()] == [(1, 11), (2, 1)]
+    assert commit_many(pool, [(positions[1], 99, 0, 0)]) == [lib.PM_ESTATE]
+    assert pool.root.epoch == epoch + 1  # nothing committed, no new epoch
+
+
+@pytest.mark.parametrize("durable_epoch", [False, True])
+def test_open_settles_a_commit_batch_cut_by_a_crash(shm_dir: Path, durable_epoch: bool):
+    """The pool as a crash inside pm_commit_many leaves it: states COMMITTING, epoch old or new."""
+    path = shm_dir / "pm.pool"
+    pool = Pool(path, POOL, 4)
+    positions = prepare_many(pool, [(t, 1, batch(t)) for t in (1, 2, 3)])
+    assert commit_many(pool, [(positions[0], 1, 0, 0)]) == [lib.PM_OK]
+    epoch = pool.root.epoch
+    tag = lib.PM_ST_COMMITTING1 if (epoch + 1) % 2 else lib.PM_ST_COMMITTING0
+    for sn, pos in enumerate(positions[1:], start=1):
+        pool.buf[pos + 24 : pos + 32] = struct.pack("<Q", sn)  # pm_entry.sn
+        pool.buf[pos : pos + 8] = struct.pack("<Q", tag)  # pm_entry.state
+    if durable_epoch:
+        pool.root.epoch = epoch + 1
+    pool.close()
+    pool = Pool(path, POOL, 4)
+    try:
+        states = [pool.header(pos).state for pos in positions]
+        settled = lib.PM_ST_COMMITTED if durable_epoch else lib.PM_ST_PREPARED
+        assert states == [lib.PM_ST_COMMITTED, settled, settled]
+        runs, prepared = pool.scan()
+        assert list(runs[0][0]) == ([0, 1, 2] if durable_epoch else [0])
+        assert prepared == ([] if durable_epoch else positions[1:])
     finally:
         pool.close()

@@ -12,7 +12,7 @@ from pm_helpers import batch
 
 from flexlog.core import record_batch
 from flexlog.core.memory_engine import MemoryEngine
-from flexlog.core.storage import StorageEngine, UnknownToken
+from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
 from flexlog.pm.engine import PmEngine
 
 SMALL_POOL = 8 << 20
@@ -21,7 +21,8 @@ SMALL_POOL = 8 << 20
 @pytest.fixture(params=["memory", "pm-shm", "pm-disk"])
 def engine(request, tmp_path) -> Iterator[StorageEngine]:
     if request.param == "memory":
-        eng: StorageEngine = MemoryEngine()
+        # As small as the PM pools, so all three refuse the same oversized entry.
+        eng: StorageEngine = MemoryEngine(capacity_bytes=SMALL_POOL)
     elif request.param == "pm-shm":
         eng = PmEngine(request.getfixturevalue("shm_dir"), pool_size_bytes=SMALL_POOL)
     else:
@@ -134,6 +135,124 @@ def test_colors_are_independent(engine):
     engine.trim(1, 0)
     assert engine.read(2, 0) is not None
     assert engine.recover().colors == {1: (1, 1), 2: (0, 1)}
+
+
+def _outcome(result: object) -> object:
+    """A batch result in comparable form: exceptions by type and arguments."""
+    if isinstance(result, Exception):
+        return type(result).__name__, result.args if isinstance(result, UnknownToken) else ()
+    return result
+
+
+def _batch_workload(seed: int) -> Iterator[tuple[str, list]]:
+    """Prepare and commit batches of random sizes, with duplicates and unknown tokens mixed in."""
+    rng = random.Random(seed)
+    tails: dict[int, int] = {}
+    pending: list[tuple[int, int, int]] = []
+    token = 0
+    for _ in range(40):
+        if rng.random() < 0.5 or not pending:
+            items = []
+            for _ in range(rng.choice((1, 2, 7, 30))):
+                token += 1
+                color, n = rng.randrange(4), rng.randint(1, 3)
+                items.append((token, color, batch(token, n, rng.randint(10, 2000)), n))
+                pending.append((token, color, n))
+            if rng.random() < 0.3:
+                items.append(items[0])  # the same token twice in one batch
+            yield "prepare_many", items
+        else:
+            rng.shuffle(pending)
+            k = rng.randint(1, 40)
+            take, pending = pending[:k], pending[k:]
+            items = []
+            for tok, color, n in take:
+                items.append((tok, tails.get(color, 0)))
+                tails[color] = tails.get(color, 0) + n
+            items.insert(rng.randrange(len(items) + 1), (10**9 + token, 0))  # never prepared
+            if rng.random() < 0.3:
+                items.append(items[0])  # committed earlier in the same batch
+            yield "commit_many", items
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batches_give_what_single_calls_give(engine, seed):
+    """Each batch result equals the single call's on a MemoryEngine; so does what is stored."""
+    reference = MemoryEngine()
+    for method, items in _batch_workload(seed):
+        got = [_outcome(r) for r in getattr(engine, method)(items)]
+        expected = []
+        for item in items:
+            try:
+                expected.append(getattr(reference, method.removesuffix("_many"))(*item))
+            except UnknownToken as exc:
+                expected.append(_outcome(exc))
+        assert got == expected, method
+    rng = random.Random(seed)
+    state = rng.getstate()
+    expected_view = _observe(reference, rng)
+    rng.setstate(state)
+    assert _observe(engine, rng) == expected_view
+
+
+def test_prepare_many_refuses_only_the_items_that_cannot_be_stored(engine):
+    items = [
+        (1, 1, batch(1), 1),
+        (2, 1, batch(2, records=2, size=10 << 20), 2),  # larger than any test store
+        (3, 2, batch(3), 1),
+    ]
+    results = engine.prepare_many(items)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreFull)
+    assert sorted(p.token for p in engine.recover().prepared) == [1, 3]
+    assert engine.prepare_many([]) == []
+    committed = engine.commit_many([(3, 0), (2, 0), (1, 0)])
+    assert isinstance(committed[1], UnknownToken)
+    assert [(e.sn, e.count) for e in committed if isinstance(e, StoredEntry)] == [(0, 1), (0, 1)]
+    assert engine.commit_many([]) == []
+
+
+def test_pm_prepare_many_fills_the_pool_like_single_prepares(tmp_path: Path):
+    """Without an SSD tier the pool fills up: the same items fail as with one call each.
+
+    Entries are committed at once, so checkpoints (which would relocate prepared
+    entries, differently for different batch sizes) have nothing to move.
+    """
+    items = [(t, t % 3, batch(t, 1, (t * 7919) % 90_000 + 100), 1) for t in range(1, 200)]
+    outcomes = []
+    for name, batches in (("single", [[i] for i in items]), ("batched", [items[:64], items[64:]])):
+        eng = PmEngine(tmp_path / name, pool_size_bytes=SMALL_POOL, ssd_max_bytes=0)
+        try:
+            outcomes.append([])
+            for b in batches:
+                results = [_outcome(r) for r in eng.prepare_many(b)]
+                stored = [item[0] for item, r in zip(b, results, strict=True) if r is None]
+                assert all(isinstance(e, StoredEntry) for e in eng.commit_many(
+                    [(t, t) for t in stored]))
+                outcomes[-1] += results
+            assert eng.recover().prepared == []
+        finally:
+            eng.close()
+    assert outcomes[0] == outcomes[1]
+    assert ("StoreFull", ()) in outcomes[0] and None in outcomes[0]
+
+
+def test_pm_commit_many_survives_reopen_with_new_colors(shm_dir: Path):
+    eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
+    payloads = {t: batch(t, 2) for t in range(1, 7)}
+    eng.prepare_many([(t, t % 3, p, 2) for t, p in payloads.items()])
+    eng.commit_many([(t, (t // 3) * 2) for t in payloads])  # colors 0, 1, 2 first seen here
+    eng.trim(1, 1)
+    eng.close()
+    eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
+    try:
+        assert eng.recover() == ([], {0: (0, 6), 1: (2, 4), 2: (0, 4)})
+        for t, p in payloads.items():
+            if (t % 3, t // 3) != (1, 0):
+                entry = eng.read(t % 3, (t // 3) * 2)
+                assert entry.payload == record_batch.with_base_offset(p, entry.sn)
+    finally:
+        eng.close()
 
 
 def _random_ops(seed: int, steps: int) -> Iterator[tuple]:
