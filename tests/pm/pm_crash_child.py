@@ -1,6 +1,6 @@
 """Crash-test child: appends, commits, aborts, trims and checkpoints until SIGKILLed.
 
-Usage: pm_crash_child.py DATA_DIR REPORT SEED INJECT HIGH_WATER
+Usage: pm_crash_child.py DATA_DIR REPORT SEED INJECT HIGH_WATER [batch]
 
 Every outcome is appended to REPORT only after the engine call returned, one
 os.write per line, so a line on disk means the operation completed:
@@ -11,6 +11,9 @@ With INJECT > 0 the child also picks one of the windows that matter most
 (CRASH_SITES: between writing segments and moving the PM head, after a
 relocation, between a trim's pool update and its file deletions) and kills
 itself there, with that probability each time it passes.
+With "batch", entries are prepared with prepare_many and committed with
+commit_many, up to 64 at a time (a line is still reported per entry, after the
+batch call returned), so most kills land inside or between batches.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ def install_crash_site(report: Reporter, prob: float, rng: random.Random) -> Non
 
 def main() -> None:
     data_dir, report_path, seed, inject, high_water = sys.argv[1:6]
+    batches = sys.argv[6:] == ["batch"]
     rng = random.Random(int(seed))
     report = Reporter(report_path)
     eng = open_engine(data_dir, float(high_water))
@@ -114,10 +118,47 @@ def main() -> None:
     pending: list[tuple[int, int]] = [(p.token, p.color) for p in eng.recover().prepared]
     print("ready", flush=True)
 
-    def commit(token: int, color: int) -> None:
-        sn = eng.state(color).tail
-        entry = eng.commit(token, sn)
-        report("C", token, color, sn, entry.count)
+    def prepare() -> None:
+        items = []
+        for _ in range(rng.randint(1, 64) if batches else 1):
+            token = rng.getrandbits(62)
+            payload, records = payload_for(token)
+            items.append((token, rng.randrange(COLORS), payload, records))
+        if batches:
+            results = eng.prepare_many(items)
+        else:
+            try:
+                eng.prepare(*items[0])
+                results = [None]
+            except StoreFull as exc:
+                results = [exc]
+        for (token, color, _, _), error in zip(items, results, strict=True):
+            if error is None:
+                report("P", token, color)
+                pending.append((token, color))
+            elif isinstance(error, StoreFull):
+                trim(color)
+            else:
+                raise error
+
+    def commit() -> None:
+        n = rng.randint(1, 64) if batches else 1
+        take = [pending.pop() for _ in range(min(n, len(pending)))]
+        # Mostly the newest, sometimes an old one: old prepared entries get relocated.
+        if rng.random() < 0.1:
+            pending.append(take.pop())
+            take.append(pending.pop(rng.randrange(len(pending))))
+        next_sn: dict[int, int] = {}  # SNs in batch order per color, so they stay dense
+        items = []
+        for token, color in take:
+            sn = next_sn.get(color, eng.state(color).tail)
+            items.append((token, sn))
+            next_sn[color] = sn + payload_for(token)[1]
+        entries = eng.commit_many(items) if batches else [eng.commit(*items[0])]
+        for (token, sn), (_, color), entry in zip(items, take, entries, strict=True):
+            if isinstance(entry, Exception):
+                raise entry
+            report("C", token, color, sn, entry.count)
 
     def trim(color: int) -> None:
         start, tail = eng.state(color)
@@ -131,19 +172,9 @@ def main() -> None:
     while True:
         roll = rng.random()
         if roll < 0.5 or not pending:
-            token, color = rng.getrandbits(62), rng.randrange(COLORS)
-            payload, records = payload_for(token)
-            try:
-                eng.prepare(token, color, payload, records)
-            except StoreFull:
-                trim(color)
-                continue
-            report("P", token, color)
-            pending.append((token, color))
+            prepare()
         elif roll < 0.93:
-            # Mostly the newest, sometimes an old one: old prepared entries get relocated.
-            i = len(pending) - 1 if rng.random() < 0.9 else rng.randrange(len(pending))
-            commit(*pending.pop(i))
+            commit()
         elif roll < 0.95:
             token, _ = pending.pop(rng.randrange(len(pending)))
             report("a", token)

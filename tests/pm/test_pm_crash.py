@@ -1,5 +1,8 @@
 """SIGKILL a writer at random moments, over and over; every reopen must be consistent.
 
+The child works one entry per call or, in the batch tests, with prepare_many
+and commit_many.
+
 The child (pm_crash_child.py) reports each completed operation; after each
 kill the pool is reopened here and checked against everything reported so far:
 reported commits are present byte for byte (unless a completed trim dropped
@@ -125,11 +128,11 @@ class Expectations:
 
 
 def run_child(data_dir: Path, report: Path, seed: int, inject: float, high_water: float,
-              env: dict[str, str], max_run: float) -> None:
+              env: dict[str, str], max_run: float, batches: bool) -> None:
     """One child run, ended by SIGKILL from here or from itself at a crash site."""
     child = subprocess.Popen(
         [sys.executable, str(CHILD), str(data_dir), str(report), str(seed), str(inject),
-         str(high_water)],
+         str(high_water), *(["batch"] if batches else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=CHILD.parent,
     )
     try:
@@ -150,13 +153,15 @@ def run_child(data_dir: Path, report: Path, seed: int, inject: float, high_water
 
 
 def crash_loop(data_dir: Path, report: Path, kills: int, env: dict[str, str],
-               high_water: float, max_run: float, seed: int) -> Expectations:
+               high_water: float, max_run: float, seed: int,
+               batches: bool = False) -> Expectations:
     expect = Expectations()
     data_dir.mkdir(parents=True, exist_ok=True)
     for run in range(kills):
         # Every third run also kills itself at an injected crash site.
         inject = 0.3 if run % 3 == 2 else 0.0
-        run_child(data_dir, report, seed * 1000 + run, inject, high_water, env, max_run)
+        run_child(data_dir, report, seed * 1000 + run, inject, high_water, env, max_run,
+                  batches)
         expect.read_report(report)
         expect.check(data_dir, high_water)
     return expect
@@ -181,4 +186,24 @@ def test_sigkill_on_a_normal_file_system_msync_path(tmp_path: Path):
     crash_loop(
         tmp_path / "replica", tmp_path / "report", kills=12,
         env=env, high_water=0.1, max_run=0.6, seed=2,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_during_batches_on_emulated_pm(shm_dir: Path, tmp_path: Path):
+    """prepare_many/commit_many of up to 64 entries: a batch is all there or not at all."""
+    expect = crash_loop(
+        shm_dir / "replica", tmp_path / "report", kills=40,
+        env=dict(os.environ), high_water=0.4, max_run=0.25, seed=3, batches=True,
+    )
+    # Trims prune the committed set; the SNs show how far the batches went.
+    assert max(sn for _, sn, _ in expect.committed.values()) > 1000
+
+
+@pytest.mark.slow
+def test_sigkill_during_batches_on_a_normal_file_system(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
+    crash_loop(
+        tmp_path / "replica", tmp_path / "report", kills=8,
+        env=env, high_water=0.1, max_run=0.6, seed=4, batches=True,
     )
