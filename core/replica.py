@@ -1,9 +1,11 @@
 """A storage replica: prepares entries from clients, commits them when the leaf grants SNs.
 
 Write-all/read-one: a client sends each entry to every replica of the shard;
-the one replica responsible for the token (token mod shard size) asks the
+the one replica responsible for the color (color id mod shard size) asks the
 leaf for an SN block; the leaf broadcasts the grant to the whole shard; every
-replica commits token -> SN and acks the client.
+replica commits token -> SN and acks the client. One responsible replica per
+color means one ordered path to the leaf, so a client's appends to a color
+get SNs in the order it sent them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,7 +26,7 @@ from flexlog.core.batching import Batcher, ByteQueue, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
-from flexlog.core.storage import StorageEngine, StoreFull, UnknownToken
+from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
 
 log = logging.getLogger("flexlog.replica")
 
@@ -230,8 +232,7 @@ class ReplicaServer:
             sizes = metrics.ENTRIES_PER_MESSAGE.labels(self.me.name)
             async for msg in requests:
                 start = time.perf_counter()
-                for op in msg.ops:
-                    self._prepare(op, acks)
+                self._prepare_ops(msg.ops, acks)
                 prepare_time.observe(time.perf_counter() - start)
                 sizes.observe(len(msg.ops))
         except grpc.aio.AioRpcError:
@@ -239,36 +240,57 @@ class ReplicaServer:
         finally:
             queue.close()
 
-    def _prepare(self, op: pb.AppendOp, acks: _AckSink) -> None:
+    def _valid(self, op: pb.AppendOp, acks: _AckSink) -> bool:
+        """Whether op may be stored; rejects it to the client when not."""
         token = op.token
         payload = op.payload
         if len(payload) > self.config.max_entry_bytes:
             acks.reject(token, Code.TOO_LARGE,
                          f"entry of {len(payload)} bytes exceeds max_entry_bytes "
                          f"{self.config.max_entry_bytes}")
-            return
+            return False
         try:
             header = record_batch.validate(payload)
         except record_batch.CorruptBatch as exc:
             acks.reject(token, Code.INVALID_ENTRY, str(exc))
-            return
+            return False
         if header.records_count != op.count or op.count == 0:
             acks.reject(token, Code.INVALID_ENTRY,
                          f"count {op.count} does not match the batch's {header.records_count}")
+            return False
+        return True
+
+    def _prepare_ops(self, ops: Sequence[pb.AppendOp], acks: _AckSink) -> None:
+        """Prepare the valid entries of one message with one engine call (one durability
+        barrier for all of them), then order each one or commit its early grant."""
+        valid = [op for op in ops if self._valid(op, acks)]
+        if not valid:
             return
-        try:
-            self.engine.prepare(token, op.color, payload, op.count)
-        except StoreFull as exc:
-            acks.reject(token, Code.STORE_FULL, str(exc))
-            return
-        self.stats["prepared"] += 1
-        self._origin[token] = acks
-        self._prepared_at[token] = time.monotonic()
-        early = self._early.pop(token, None)
-        if early is not None:
-            self._apply_grant(early[0])
-        elif token % self.size == self.me.index:
-            self._orders.put((token, op.color, op.owner, op.count))
+        results = self.engine.prepare_many([(op.token, op.color, op.payload, op.count)
+                                            for op in valid])
+        early: list[_Grant] = []
+        failed: Exception | None = None
+        for op, error in zip(valid, results, strict=True):
+            token = op.token
+            if isinstance(error, StoreFull):
+                acks.reject(token, Code.STORE_FULL, str(error))
+                continue
+            if error is not None:
+                failed = failed or error
+                continue
+            self.stats["prepared"] += 1
+            self._origin[token] = acks
+            self._prepared_at[token] = time.monotonic()
+            grant = self._early.pop(token, None)
+            if grant is not None:
+                early.append(grant[0])
+            elif op.color % self.size == self.me.index:
+                self._orders.put((token, op.color, op.owner, op.count))
+        if early:
+            self._apply_grants(early)
+        # Not a client error: an engine fault, raised once the rest of the message is settled.
+        if failed is not None:
+            raise failed
 
     def _send_orders(self, reqs: list[tuple[int, int, int, int]]) -> None:
         batch = [len(reqs)]
@@ -302,12 +324,25 @@ class ReplicaServer:
         if g.error:
             self._fail(g.token, Code(g.error), g.message)
             return
-        try:
-            entry = self.engine.commit(g.token, g.sn)
-        except UnknownToken:
-            # The grant outran the client's prepare to this replica; it may still come.
-            self._early[g.token] = (g, time.monotonic())
-            return
+        self._apply_grants([g])
+
+    def _apply_grants(self, grants: list[_Grant]) -> None:
+        """Commit grants (none an error) with one engine call, then ack and wake readers."""
+        results = self.engine.commit_many([(g.token, g.sn) for g in grants])
+        failed: Exception | None = None
+        for g, entry in zip(grants, results, strict=True):
+            if isinstance(entry, UnknownToken):
+                # The grant outran the client's prepare to this replica; it may still come.
+                self._early[g.token] = (g, time.monotonic())
+            elif isinstance(entry, Exception):
+                failed = failed or entry
+            else:
+                self._committed(g, entry)
+        # An engine fault, raised once the other grants of the message are settled.
+        if failed is not None:
+            raise failed
+
+    def _committed(self, g: _Grant, entry: StoredEntry) -> None:
         self.stats["committed"] += 1
         self._order_resolved(g.token)
         self._prepared_at.pop(g.token, None)
@@ -338,8 +373,10 @@ class ReplicaServer:
                     commit_time = metrics.COMMIT_BATCH.labels(self.me.name)
                     async for msg in call:
                         start = time.perf_counter()
-                        for row in zip(msg.tokens, msg.colors, msg.sns, msg.counts, strict=True):
-                            self._apply_grant(_Grant(*row))
+                        rows = zip(msg.tokens, msg.colors, msg.sns, msg.counts, strict=True)
+                        grants = [_Grant(*row) for row in rows]
+                        if grants:
+                            self._apply_grants(grants)
                         for e in msg.errors:
                             self._apply_grant(_Grant(e.token, e.color, 0, 0, e.error, e.message))
                         commit_time.observe(time.perf_counter() - start)
