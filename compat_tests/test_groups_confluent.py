@@ -1,0 +1,211 @@
+"""librdkafka groups: confluent-kafka (cooperative-sticky, static membership), kcat -G, and a
+group mixing three client libraries, over two gateways."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from group_helpers import PARTITIONS, unique
+from kafka import KafkaConsumer
+
+
+def create_topic(bootstrap: str) -> str:
+    name = unique("t")
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
+        fut.result(30)
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+
+
+def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                     "heartbeat.interval.ms": 300, "session.timeout.ms": 10_000, **conf})
+
+
+class Member(threading.Thread):
+    def __init__(self, bootstrap: str, group: str, topic: str, seen: list[bytes],
+                 lock: threading.Lock, **conf: object) -> None:
+        super().__init__(daemon=True)
+        self.c = consumer(bootstrap, group, **conf)
+        self.c.subscribe([topic], on_revoke=self._revoked)
+        self.seen, self.lock = seen, lock
+        self.stop = threading.Event()
+
+    def _commit(self) -> None:
+        try:
+            self.c.commit(asynchronous=False)
+        except KafkaException as exc:
+            # A commit racing a rebalance fails with ILLEGAL_GENERATION or
+            # REBALANCE_IN_PROGRESS, as on Kafka; the revoke callback commits again
+            # before a partition moves (cooperative consumers keep consuming meanwhile).
+            assert exc.args[0].code() in (KafkaError.ILLEGAL_GENERATION,
+                                          KafkaError.REBALANCE_IN_PROGRESS,
+                                          KafkaError._NO_OFFSET), exc
+
+    def _revoked(self, consumer: Consumer, partitions: list[object]) -> None:
+        self._commit()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msgs = self.c.consume(100, 0.2)
+            msgs = [m for m in msgs if m.error() is None]
+            if msgs:
+                with self.lock:
+                    self.seen.extend(m.value() for m in msgs)
+                self._commit()
+        self.c.close()
+
+    def leave(self) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+def wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_cooperative_sticky_group_of_three_with_churn(gateways):
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"c%04d" % i for i in range(450)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    members = [Member(bootstrap, group, topic, seen, lock, **conf) for _ in range(2)]
+    for m in members:
+        m.start()
+    produce(bootstrap, topic, values[:150])
+    wait_for(lambda: len(seen) >= 50)
+    members.append(Member(bootstrap, group, topic, seen, lock, **conf))
+    members[-1].start()
+    produce(bootstrap, topic, values[150:300])
+    wait_for(lambda: len(seen) >= 200)
+    members.pop(0).leave()
+    produce(bootstrap, topic, values[300:])
+    wait_for(lambda: len(seen) >= len(values))
+    time.sleep(0.5)
+    for m in members:
+        m.leave()
+    assert sorted(seen) == values
+
+
+def test_static_member_restart_resumes_without_duplicates(gateways):
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"s%04d" % i for i in range(120)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    members = [Member(bootstrap, group, topic, seen, lock, **{"group.instance.id": f"inst-{i}"})
+               for i in range(2)]
+    for m in members:
+        m.start()
+    produce(bootstrap, topic, values[:60])
+    wait_for(lambda: len(seen) >= 60)
+    # A static member's close does not leave the group; its restart takes the same slot back.
+    members.pop().leave()
+    members.append(Member(bootstrap, group, topic, seen, lock, **{"group.instance.id": "inst-1"}))
+    members[-1].start()
+    produce(bootstrap, topic, values[60:])
+    wait_for(lambda: len(seen) >= len(values))
+    time.sleep(0.5)
+    for m in members:
+        m.leave()
+    assert sorted(seen) == values
+
+
+def test_mixed_group_of_three_client_libraries(gateways):
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"x%04d" % i for i in range(300)]
+    produce(bootstrap, topic, values)
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    rdkafka = Member(bootstrap, group, topic, seen, lock, **{"partition.assignment.strategy": "range"})
+    python = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                           enable_auto_commit=False, auto_offset_reset="earliest",
+                           heartbeat_interval_ms=300)
+    stop = threading.Event()
+
+    def run_python() -> None:
+        while not stop.is_set():
+            records = [r for rs in python.poll(200).values() for r in rs]
+            if records:
+                with lock:
+                    seen.extend(r.value for r in records)
+                python.commit()
+        python.close()
+
+    import asyncio
+
+    async def run_aiokafka() -> None:
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             heartbeat_interval_ms=300)
+        await c.start()
+        try:
+            while not stop.is_set():
+                records = [r for rs in (await c.getmany(timeout_ms=200)).values() for r in rs]
+                if records:
+                    with lock:
+                        seen.extend(r.value for r in records)
+                    await c.commit()
+        finally:
+            await c.stop()
+
+    threads = [threading.Thread(target=run_python, daemon=True),
+               threading.Thread(target=lambda: asyncio.run(run_aiokafka()), daemon=True)]
+    rdkafka.start()
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(seen) >= len(values))
+    time.sleep(0.5)
+    stop.set()
+    rdkafka.leave()
+    for t in threads:
+        t.join(30)
+    assert sorted(seen) == values
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_kcat_balanced_consumers_and_committed_offsets(gateways):
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    produce(bootstrap, topic, [b"k%04d" % i for i in range(120)])
+
+    def kcat_group() -> subprocess.Popen[bytes]:
+        # -G: balanced consumer group (librdkafka 2.0.2's JoinGroup/SyncGroup/OffsetCommit).
+        return subprocess.Popen(["kcat", "-b", bootstrap, "-G", group, "-e",
+                                 "-X", "auto.offset.reset=earliest", "-X", "heartbeat.interval.ms=300",
+                                 "-f", "%s\\n", topic],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    procs = [kcat_group(), kcat_group()]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    got = sorted(line for out in outs for line in out.splitlines())
+    assert got == [b"k%04d" % i for i in range(120)]
+    produce(bootstrap, topic, [b"late"])
+    # The group's committed offsets: a new member reads only what came since.
+    again = kcat_group().communicate(timeout=60)[0]
+    assert again.splitlines() == [b"late"]
