@@ -209,3 +209,14 @@ asyncio.run(main())
                     break
 
     asyncio.run(check())
+
+
+async def test_pipelined_appends_of_one_client_keep_submission_order(cluster: Cluster) -> None:
+    async with FlexLogClient(cluster.config) as c:
+        for owner in (None, 0):
+            color = await c.create_color(name(), owner=owner)
+            futures = [await c.submit_batch(record_batch.build([f"{i}".encode()]), color, validated=True)
+                       for i in range(500)]
+            sns = [await f for f in futures]
+            assert sns == sorted(sns), "SNs follow submission order"
+            assert len(set(sns)) == 500
