@@ -1,7 +1,10 @@
 """The Kafka listener: asyncio TCP in front of the sans-IO codec and the handlers.
 
 Per connection, requests are handled one at a time and answered in order, as
-Kafka does; connections run in parallel. The size prefix of every frame is
+Kafka does; connections run in parallel. A handler may answer with a Deferred
+body once its order-sensitive work is done (Produce, after submitting its
+appends): the connection then starts on the next request while the appends
+complete, and a writer sends the responses in request order. The size prefix of every frame is
 checked before its body is buffered. Whatever a peer sends can only close its
 own connection: a malformed frame is logged once and the socket is dropped.
 """
@@ -19,8 +22,9 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.gateway import metrics, retention
 from flexlog.gateway.broker import Broker, split_address
-from flexlog.gateway.handlers import ENDPOINTS, CloseConnection
+from flexlog.gateway.handlers import ENDPOINTS, CloseConnection, Deferred
 from flexlog.gateway.handlers.api_versions import unsupported_version_body
+from flexlog.gateway.handlers.registry import Body
 from flexlog.gateway.protocol import (
     ApiKey,
     FrameReader,
@@ -39,6 +43,10 @@ log = logging.getLogger("flexlog.gateway.server")
 MAX_REQUEST_BYTES = 100 << 20
 # Frames queued beyond the one being handled before the socket stops being read.
 MAX_QUEUED_FRAMES = 8
+# Deferred responses one connection may have outstanding before it stops starting new requests.
+MAX_DEFERRED = 16
+
+Response = bytes | None
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -52,6 +60,10 @@ class KafkaConnection(asyncio.Protocol):
         self.worker: asyncio.Task[None] | None = None
         self.paused = False
         self.closing = False
+        # Responses in request order; futures are deferred ones still being produced.
+        self.outbox: deque[asyncio.Future[Response]] = deque()
+        self.outbox_changed = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence the cast.
@@ -69,6 +81,8 @@ class KafkaConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self.worker is not None:
             self.worker.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -109,20 +123,50 @@ class KafkaConnection(asyncio.Protocol):
                 self.transport.resume_reading()
             try:
                 response = await self.server.respond(frame)
-            except CloseConnection as exc:
-                self.close(str(exc))
+            except Exception as exc:
+                self._fail(exc)
                 return
-            except ProtocolError as exc:
-                self.close(str(exc))
+            if isinstance(response, asyncio.Future):
+                self.outbox.append(response)
+                self._start_writer()
+                while len(self.outbox) >= MAX_DEFERRED and not self.closing:
+                    self.outbox_changed.clear()
+                    await self.outbox_changed.wait()
+            elif self.outbox:
+                done: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+                done.set_result(response)
+                self.outbox.append(done)
+                self._start_writer()
+            else:
+                self._send(response)
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, CloseConnection | ProtocolError):
+            self.close(str(exc))
+        else:
+            log.error("request from %s failed; closing the connection", self.peer, exc_info=exc)
+            self.close("internal error")
+
+    def _send(self, response: Response) -> None:
+        if response is not None and not self.closing:
+            assert self.transport is not None
+            self.transport.write(response)
+            metrics.SENT_BYTES.inc(len(response))
+
+    def _start_writer(self) -> None:
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.get_running_loop().create_task(self._write_in_order())
+
+    async def _write_in_order(self) -> None:
+        while self.outbox and not self.closing:
+            try:
+                response = await self.outbox[0]
+            except Exception as exc:
+                self._fail(exc)
                 return
-            except Exception:
-                log.exception("request from %s failed; closing the connection", self.peer)
-                self.close("internal error")
-                return
-            if response is not None and not self.closing:
-                assert self.transport is not None
-                self.transport.write(response)
-                metrics.SENT_BYTES.inc(len(response))
+            self.outbox.popleft()
+            self.outbox_changed.set()
+            self._send(response)
 
 
 class GatewayServer:
@@ -168,8 +212,8 @@ class GatewayServer:
                 await task
         await self.client.close()
 
-    async def respond(self, frame: bytes) -> bytes | None:
-        """The response frame to one request frame, or None when none is due.
+    async def respond(self, frame: bytes) -> Response | asyncio.Future[Response]:
+        """The response frame to one request frame, None when none is due, or a future of either.
 
         Raises ProtocolError or CloseConnection when Kafka would drop the connection.
         """
@@ -184,7 +228,7 @@ class GatewayServer:
             raise MalformedFrame(f"{exc} (frame of {len(frame)} bytes)") from None
         return await self.dispatch(request)
 
-    async def dispatch(self, request: Request) -> bytes | None:
+    async def dispatch(self, request: Request) -> Response | asyncio.Future[Response]:
         endpoint = ENDPOINTS.get(request.api_key)
         if endpoint is None:
             # Decodable (a later issue's API) but not served: Kafka closes as for an unknown key.
@@ -198,6 +242,14 @@ class GatewayServer:
             await self.broker.ready.wait()
         started = time.perf_counter()
         body = await endpoint.handle(self.broker, request)
+        if isinstance(body, Deferred):
+            return asyncio.ensure_future(self._finish(request, body, started))
+        return self._encode(request, body, started)
+
+    async def _finish(self, request: Request, deferred: Deferred, started: float) -> Response:
+        return self._encode(request, await deferred.body, started)
+
+    def _encode(self, request: Request, body: Body | None, started: float) -> Response:
         self.metrics.observe(request, body, time.perf_counter() - started)
         if body is None:
             return None

@@ -12,6 +12,6 @@ from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the h
     produce,
     topic_admin,
 )
-from flexlog.gateway.handlers.registry import ENDPOINTS, CloseConnection, Endpoint, advertised
+from flexlog.gateway.handlers.registry import ENDPOINTS, CloseConnection, Deferred, Endpoint, advertised
 
-__all__ = ["ENDPOINTS", "CloseConnection", "Endpoint", "advertised"]
+__all__ = ["ENDPOINTS", "CloseConnection", "Deferred", "Endpoint", "advertised"]

@@ -12,6 +12,7 @@ acks=1 and acks=-1 both answer after every replica of the shard committed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import crc32c
 
@@ -21,7 +22,7 @@ from flexlog.core.record_batch import CorruptBatch
 from flexlog.core.registry import ColorInfo
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
-from flexlog.gateway.handlers.registry import Body, CloseConnection, serves
+from flexlog.gateway.handlers.registry import Body, CloseConnection, Deferred, serves
 from flexlog.gateway.idempotence import NO_PRODUCER_ID
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 from flexlog.gateway.topics import MAX_MESSAGE_BYTES
@@ -78,7 +79,13 @@ def _result(index: int, code: ErrorCode, base_offset: int = -1, log_start: int =
             "error_message": message}
 
 
-async def _produce_partition(broker: Broker, topic_name: str, part: Body, version: int) -> Body:
+async def _submit_partition(broker: Broker, topic_name: str, part: Body,
+                            version: int) -> Body | Awaitable[Body]:
+    """Check one partition's batch and send it to the log; the result, or an awaitable of it.
+
+    Returns once the append is submitted, so the next request's appends queue
+    behind it: the log keeps one client's appends to a color in submission order.
+    """
     index = part["index"]
     topic = await broker.topics.lookup(topic_name)
     if topic is None or not 0 <= index < topic.partitions:
@@ -91,9 +98,21 @@ async def _produce_partition(broker: Broker, topic_name: str, part: Body, versio
                              topic.int_config(MAX_MESSAGE_BYTES, broker.topics.defaults))
         color = await broker.topics.color(topic_name, index)
         if header.producer_id == NO_PRODUCER_ID:
-            sn = await broker.client.append_batch(records, color, validated=True)
+            appended: Awaitable[int] = await broker.client.submit_batch(records, color, validated=True)
         else:
-            sn = await _append_idempotent(broker, color, header, records)
+            # A task starts now, so it queues for the partition's idempotence lock in request order.
+            appended = asyncio.ensure_future(_append_idempotent(broker, color, header, records))
+    except BatchRejected as exc:
+        return _result(index, exc.code, message=str(exc))
+    except FlexLogError as exc:
+        return _result(index, kafka_error(exc), message=str(exc))
+    return _landed(broker, index, color, records, appended)
+
+
+async def _landed(broker: Broker, index: int, color: ColorInfo, records: bytes,
+                  appended: Awaitable[int]) -> Body:
+    try:
+        sn = await appended
     except BatchRejected as exc:
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
@@ -120,7 +139,7 @@ async def _append_idempotent(broker: Broker, color: ColorInfo, header: record_ba
 
 
 @serves(ApiKey.PRODUCE, 0, 11)
-async def handle_produce(broker: Broker, request: Request) -> Body | None:
+async def handle_produce(broker: Broker, request: Request) -> Body | Deferred | None:
     body = request.body
     version = request.api_version
     acks = body["acks"]
@@ -134,9 +153,13 @@ async def handle_produce(broker: Broker, request: Request) -> Body | None:
                                "partition_responses": [_result(p["index"], code)
                                                        for p in t["partition_data"]]}
                               for t in topics], "throttle_time_ms": 0}
-    jobs = [_produce_partition(broker, t["name"], p, version)
-            for t in topics for p in t["partition_data"]]
-    results = iter(await asyncio.gather(*jobs))
+    submitted = [await _submit_partition(broker, t["name"], p, version)
+                 for t in topics for p in t["partition_data"]]
+    return Deferred(_respond(topics, submitted, acks))
+
+
+async def _respond(topics: list[Body], submitted: list[Body | Awaitable[Body]], acks: int) -> Body | None:
+    results = iter([r if isinstance(r, dict) else await r for r in submitted])
     responses = [{"name": t["name"], "partition_responses": [next(results) for _ in t["partition_data"]]}
                  for t in topics]
     if acks == 0:

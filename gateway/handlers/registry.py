@@ -16,7 +16,23 @@ from flexlog.gateway.broker import Broker
 from flexlog.gateway.protocol import SUPPORTED_VERSIONS, Request
 
 Body = dict[str, Any]
-Handler = Callable[[Broker, Request], Awaitable[Body | None]]
+
+
+class Deferred:
+    """A response still on its way: the handler has sent its writes to the log, in order.
+
+    The connection may start on its next request while these complete; responses
+    still leave in request order. Produce uses it so one connection keeps several
+    appends in flight, as a pipelining client expects.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: Awaitable[Body | None]) -> None:
+        self.body = body
+
+
+Handler = Callable[[Broker, Request], Awaitable[Body | Deferred | None]]
 
 
 class CloseConnection(Exception):
@@ -40,7 +56,8 @@ ENDPOINTS: dict[int, Endpoint] = {}
 def serves(api_key: int, min_version: int, max_version: int) -> Callable[[Handler], Handler]:
     """Register the decorated coroutine as the handler of api_key in [min_version, max_version].
 
-    The handler returns the response body, or None when no response is due.
+    The handler returns the response body, None when no response is due, or a
+    Deferred body once the order-sensitive part of its work is done.
     """
     codec_low, codec_high = SUPPORTED_VERSIONS[api_key]
     low, high = max(min_version, codec_low), min(max_version, codec_high)
