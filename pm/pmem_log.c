@@ -73,9 +73,10 @@ static void msync_arena(pm_log *log, uint64_t lo, uint64_t hi)
 }
 
 /*
- * File path: msync what pm_commit_many wrote after its last commit point
- * (state flips, color tails). Needed before the next epoch store: a flip that
- * is not durable when the epoch's parity changes would read as not committed.
+ * File path: msync what the last pm_commit_many wrote after its commit point
+ * (state flips, color tails; on PM they were flushed when written). The next
+ * pm_commit_many does this in its first barrier; pm_close does it so a pool
+ * closed cleanly holds nothing the epoch still has to vouch for.
  */
 static void persist_lagging(pm_log *log)
 {
