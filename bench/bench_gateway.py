@@ -11,19 +11,14 @@ partition). Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import percentile
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gateway"))
-
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from wire_client import running_gateway
+from common import gateway_ready, percentile, running_cluster
 
 SIZES = (100, 1024)
 PARTITIONS = (1, 4)
@@ -32,22 +27,30 @@ LATENCY_SAMPLES = 300
 
 def produce_rate(conf: dict[str, object], topic: str, size: int, partitions: int,
                  seconds: float) -> tuple[float, float]:
-    """(messages/s, MB/s) of acks=all produce for about `seconds`."""
+    """(messages/s, MB/s) of acknowledged acks=all produce, offering load for `seconds`."""
     p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
     value = b"x" * size
+    acked = 0
+
+    def delivered(err: object, _msg: object) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+
     sent = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(1000):
             try:
-                p.produce(topic, value=value, partition=sent % partitions)
+                p.produce(topic, value=value, partition=sent % partitions, on_delivery=delivered)
                 sent += 1
             except BufferError:
                 p.poll(0.001)
         p.poll(0)
     p.flush(60)
     elapsed = time.perf_counter() - start
-    return sent / elapsed, sent * size / elapsed / 1e6
+    p.purge()
+    return acked / elapsed, acked * size / elapsed / 1e6
 
 
 def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> tuple[float, float]:
@@ -104,23 +107,28 @@ def main() -> None:
     mock = {"test.mock.num.brokers": 1, "bootstrap.servers": ""}
     print(f"storage engine: {args.storage}; {args.seconds:.0f} s per produce run; acks=all; "
           "3 replicas per shard")
-    with tempfile.TemporaryDirectory() as tmp, running_gateway(Path(tmp)) as bootstrap:
+    # Each replica keeps every produced byte in memory until the case's topic is deleted.
+    extra = "pool_size_bytes = 4294967296"
+    with tempfile.TemporaryDirectory() as tmp, \
+            running_cluster(Path(tmp), storage=args.storage, gateways=1, extra=extra) as cluster:
+        bootstrap = cluster.config.gateways[0].advertised
+        while not gateway_ready(bootstrap):
+            time.sleep(0.1)
         ours = {"bootstrap.servers": bootstrap}
         topics = {f"p{parts}-s{size}": parts for size in SIZES for parts in PARTITIONS}
         create_topics(bootstrap, {**topics, "latency": 1})
+        admin = AdminClient({"bootstrap.servers": bootstrap})
         print(f"{'case':<22}{'ours msg/s':>12}{'ours MB/s':>11}{'mock msg/s':>12}"
-              f"{'mock MB/s':>11}{'ratio':>7}")
+              f"{'mock MB/s':>11}{'ratio':>7}{'consume msg/s':>15}{'MB/s':>8}")
         for name, parts in topics.items():
             size = int(name.split("-s")[1])
             our_rate, our_mb = produce_rate(ours, name, size, parts, args.seconds)
+            consumed, consumed_mb = consume_rate(bootstrap, name, parts, size)
+            admin.delete_topics([name])[name].result(30)
             mock_rate, mock_mb = produce_rate(mock, name, size, parts, args.seconds)
             print(f"produce {size:>4} B x{parts}p".ljust(22)
                   + f"{our_rate:>12,.0f}{our_mb:>11.1f}{mock_rate:>12,.0f}{mock_mb:>11.1f}"
-                  f"{our_mb / mock_mb:>7.2f}")
-        for name, parts in topics.items():
-            size = int(name.split("-s")[1])
-            rate, mb = consume_rate(bootstrap, name, parts, size)
-            print(f"consume {size:>4} B x{parts}p".ljust(22) + f"{rate:>12,.0f}{mb:>11.1f}")
+                  f"{our_mb / mock_mb:>7.2f}{consumed:>15,.0f}{consumed_mb:>8.1f}")
         lat = [v * 1000 for v in e2e_latency(bootstrap, "latency")]
         print(f"end-to-end latency (fetch.wait.max.ms=500): p50 {percentile(lat, 50):.2f} ms  "
               f"p99 {percentile(lat, 99):.2f} ms  ({len(lat)} messages)")

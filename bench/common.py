@@ -7,11 +7,14 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+# Benchmarks reuse the tests' cluster and wire helpers.
+sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 
-from cluster import running_cluster
+from cluster import free_ports, running_cluster  # noqa: E402
+from wire_client import gateway_ready  # noqa: E402
 
-__all__ = ["cpu_seconds", "percentile", "running_cluster", "summary"]
+__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "running_cluster", "summary"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -35,9 +38,3 @@ def summary(values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
     return (f"p50 {percentile(ms, 50):.3f} ms  p99 {percentile(ms, 99):.3f} ms  "
             f"mean {statistics.fmean(ms):.3f} ms")
-
-
-def free_ports(n: int) -> list[int]:
-    from cluster import free_ports as _free_ports
-
-    return _free_ports(n)
