@@ -6,6 +6,8 @@
 - prepare+commit per second and p50/p99 of one pair, 100 B and 4 KiB entries,
   on /dev/shm with PMEM_IS_PMEM_FORCE=1 and on a normal file (msync path, in a
   child process because libpmem reads the variable once per process);
+- the same with prepare_many + commit_many of 1, 16 and 256 entries per call
+  (group commit), as entries per second and as a ratio to one call per entry;
 - the ceilings: the two C helpers called from Python without the engine, and
   the same bytes copied into a /dev/shm mmap from Python;
 - reads per second served from the DRAM cache, from PM and from the SSD tier
@@ -33,6 +35,11 @@ from flexlog.pm.engine import PmEngine
 from flexlog.pm.pool import Pool
 
 SIZES = (100, 4096)
+BATCHES = (1, 16, 256)
+BATCHED_HEADER = (
+    "| pool | entry | batch | entries | entries/s | vs one call per entry |\n"
+    "|---|---|---|---|---|---|"
+)
 
 
 def percentile(values: list[int], p: float) -> float:
@@ -71,6 +78,30 @@ def appends(parent: str, size: int, n: int) -> tuple[float, float, float]:
         finally:
             eng.close()
     return n / elapsed, percentile(lat, 50) / 1000, percentile(lat, 99) / 1000
+
+
+def batched_appends(parent: str, size: int, n: int, batch: int) -> float:
+    """Entries per second of prepare_many + commit_many of batch entries at a time."""
+    data = payload(size)
+    with scratch(parent) as d:
+        eng = PmEngine(d, ssd_max_bytes=0)
+        try:
+            started = time.perf_counter()
+            for first in range(0, n, batch):
+                tokens = range(first, min(n, first + batch))
+                eng.prepare_many([(t, 1, data, 1) for t in tokens])
+                eng.commit_many([(t, t) for t in tokens])
+            return n / (time.perf_counter() - started)
+        finally:
+            eng.close()
+
+
+def batched_rows(pool: str, parent: str, size: int, n: int, unbatched: float) -> None:
+    for batch in BATCHES:
+        # Enough entries for at least 40 calls, without outgrowing the pool's arena.
+        count = min(max(n, 40 * batch), (200 << 20) // (size + 64))
+        rate = batched_appends(parent, size, count, batch)
+        print(f"| {pool} | {size} B | {batch} | {count} | {rate:,.0f}/s | {rate / unbatched:.2f} |")
 
 
 def c_helpers_only(size: int, n: int) -> float:
@@ -162,11 +193,19 @@ def open_full_pool(size: int) -> tuple[int, float, float]:
 
 
 def msync_child(quick: bool) -> None:
-    """Runs without PMEM_IS_PMEM_FORCE: a pool file on the normal file system."""
+    """Runs without PMEM_IS_PMEM_FORCE: a pool file on the normal file system.
+
+    Prints its rows of the unbatched table, a line "--", then its batched rows.
+    """
+    n = 300 if quick else 2000
+    unbatched = {}
     for size in SIZES:
-        n = 300 if quick else 2000
         rate, p50, p99 = appends(tempfile.gettempdir(), size, n)
+        unbatched[size] = rate
         print(f"| normal file (msync) | {size} B | {n} | {rate:,.0f}/s | {p50:.1f} | {p99:.1f} |")
+    print("--")
+    for size in SIZES:
+        batched_rows("normal file (msync)", tempfile.gettempdir(), size, n, unbatched[size])
 
 
 def main() -> None:
@@ -188,8 +227,10 @@ def main() -> None:
         "| memcpy ceiling/s | ratio to memcpy |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    unbatched = {}
     for size, n in zip(SIZES, (300_000, 60_000), strict=True):
         rate, p50, p99 = appends("/dev/shm", size, n // scale)
+        unbatched[size] = rate
         c_only = c_helpers_only(size, n // scale)
         ceiling = memcpy_ceiling(size, n // scale)
         print(
@@ -199,7 +240,15 @@ def main() -> None:
     sys.stdout.flush()
     env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
     cmd = [sys.executable, __file__, "--msync-child", *(["--quick"] if args.quick else [])]
-    subprocess.run(cmd, env=env, check=True)
+    child = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    msync_rows, msync_batched = child.split("--\n")
+    print(msync_rows, end="")
+
+    print("\n## prepare_many + commit_many (group commit: one barrier per call)")
+    print(BATCHED_HEADER)
+    for size, n in zip(SIZES, (300_000, 60_000), strict=True):
+        batched_rows("/dev/shm + FORCE", "/dev/shm", size, n // scale, unbatched[size])
+    print(msync_batched, end="")
 
     print("\n## reads (read(color, sn), one entry each)")
     print("| entry | entries | cache/s | PM/s | SSD/s |")
