@@ -390,10 +390,6 @@ class FlexLogClient:
 
     # ---- reads -------------------------------------------------------------
 
-    def _link(self, shard: int) -> _ReplicaLink:
-        links = self._writer(shard).links
-        return links[self._read_pick % len(links)]
-
     async def _ask(self, shard: int, op: pb.QueryOp, replica: int | None = None) -> pb.QueryResult:
         """One query to one replica of shard, falling over to the others if it is down.
 
