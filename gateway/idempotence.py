@@ -2,7 +2,14 @@
 
 ``ProducerStates`` is pure: it sees batch headers and base offsets and says
 whether a batch is new, a retry of one of the last five batches (answered with
-the offset it got the first time, as Kafka does), or out of order. The state is
+the offset it got the first time, as Kafka does), or out of order.
+
+Produce is pipelined (``docs/gateway.md``), so a batch is recorded when its
+append is *submitted*, with a future of its base offset; the next batch of the
+producer is checked against it at once. If the append then fails, the batch
+is retracted and its exact sequence range may be retried even though later
+batches already landed (the retry gets a later offset, as a retried batch of a
+non-idempotent producer with several requests in flight would). The state is
 not persisted: a gateway rebuilds it for a partition, before its first
 idempotent append there, from the batch headers (producerId, producerEpoch,
 baseSequence are in every RecordBatch) of the partition's last
@@ -34,12 +41,17 @@ def last_sequence(header: BatchHeader) -> int:
     return (header.base_sequence + header.last_offset_delta) % (MAX_SEQUENCE + 1)
 
 
+BaseOffset = int | asyncio.Future[int]
+
+
 @dataclass
 class ProducerEntry:
     epoch: int
     last_sequence: int
-    # (first sequence, last sequence, base offset) of the newest batches, oldest first.
-    batches: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=KEPT_BATCHES))
+    # (first sequence, last sequence, base offset or its future) of the newest batches, oldest first.
+    batches: deque[tuple[int, int, BaseOffset]] = field(default_factory=lambda: deque(maxlen=KEPT_BATCHES))
+    # Sequence ranges whose append failed after later batches were already sent: retry allowed.
+    retractions: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class Verdict:
     """APPEND: write it; a duplicate carries the base offset it was stored at; else an error."""
 
     error: ErrorCode = ErrorCode.NONE
-    duplicate_of: int | None = None
+    duplicate_of: BaseOffset | None = None
 
 
 APPEND = Verdict()
@@ -70,19 +82,38 @@ class ProducerStates:
         for b_first, b_last, base_offset in entry.batches:
             if (b_first, b_last) == (first, last):
                 return Verdict(duplicate_of=base_offset)
+        if (first, last) in entry.retractions:
+            return APPEND
         expected = 0 if entry.last_sequence == MAX_SEQUENCE else entry.last_sequence + 1
         if first != expected:
             return Verdict(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
         return APPEND
 
-    def record(self, color_id: int, header: BatchHeader, base_offset: int) -> None:
-        """Note a batch stored at base_offset (appended now, or found by a rebuild scan)."""
+    def record(self, color_id: int, header: BatchHeader, base_offset: BaseOffset) -> None:
+        """Note a batch stored (or being stored) at base_offset, or found by a rebuild scan."""
         key = (header.producer_id, color_id)
         entry = self.entries.get(key)
         if entry is None or header.producer_epoch != entry.epoch:
             entry = self.entries[key] = ProducerEntry(header.producer_epoch, -1)
-        entry.last_sequence = last_sequence(header)
-        entry.batches.append((header.base_sequence, entry.last_sequence, base_offset))
+        first, last = header.base_sequence, last_sequence(header)
+        if (first, last) in entry.retractions:
+            entry.retractions.discard((first, last))
+        else:
+            entry.last_sequence = last
+        entry.batches.append((first, last, base_offset))
+
+    def retract(self, color_id: int, header: BatchHeader) -> None:
+        """The batch's append failed: forget it, and let the producer retry exactly that range."""
+        entry = self.entries.get((header.producer_id, color_id))
+        if entry is None or entry.epoch != header.producer_epoch:
+            return
+        first, last = header.base_sequence, last_sequence(header)
+        entry.batches = deque((b for b in entry.batches if (b[0], b[1]) != (first, last)),
+                              maxlen=KEPT_BATCHES)
+        if entry.last_sequence == last:
+            entry.last_sequence = (first - 1) % (MAX_SEQUENCE + 1) if first else -1
+        else:
+            entry.retractions.add((first, last))
 
 
 class Idempotence:
@@ -92,16 +123,17 @@ class Idempotence:
         self.client = client
         self.states = ProducerStates()
         self._loaded: set[int] = set()
-        self._locks: dict[int, asyncio.Lock] = {}
-
-    def lock(self, color: ColorInfo) -> asyncio.Lock:
-        """Held around check, append and record, so two requests cannot both pass a check."""
-        return self._locks.setdefault(color.id, asyncio.Lock())
+        self._loading: dict[int, asyncio.Lock] = {}
 
     async def ensure_loaded(self, color: ColorInfo) -> None:
         """Rebuild the partition's producer states from its recent batches (once per gateway)."""
         if color.id in self._loaded:
             return
+        async with self._loading.setdefault(color.id, asyncio.Lock()):
+            if color.id not in self._loaded:
+                await self._load(color)
+
+    async def _load(self, color: ColorInfo) -> None:
         log_start, tail = await self.client.state(color)
         sn = max(log_start, tail - REBUILD_RECORDS)
         while sn < tail:

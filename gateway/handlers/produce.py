@@ -100,8 +100,7 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
         if header.producer_id == NO_PRODUCER_ID:
             appended: Awaitable[int] = await broker.client.submit_batch(records, color, validated=True)
         else:
-            # A task starts now, so it queues for the partition's idempotence lock in request order.
-            appended = asyncio.ensure_future(_append_idempotent(broker, color, header, records))
+            appended = await _submit_idempotent(broker, color, header, records)
     except BatchRejected as exc:
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
@@ -121,21 +120,39 @@ async def _landed(broker: Broker, index: int, color: ColorInfo, records: bytes,
     return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
 
 
-async def _append_idempotent(broker: Broker, color: ColorInfo, header: record_batch.BatchHeader,
-                             records: bytes) -> int:
-    """Append unless it is a retry of a recent batch; raises BatchRejected on a sequence error."""
+async def _submit_idempotent(broker: Broker, color: ColorInfo, header: record_batch.BatchHeader,
+                             records: bytes) -> Awaitable[int]:
+    """Submit unless it is a retry of a recent batch; raises BatchRejected on a sequence error.
+
+    Nothing suspends between the check and the record, so pipelined batches of
+    one producer are checked against each other in request order.
+    """
     idem = broker.idempotence
-    async with idem.lock(color):
-        await idem.ensure_loaded(color)
-        verdict = idem.states.check(color.id, header)
-        if verdict.error:
-            raise BatchRejected(verdict.error, f"producer {header.producer_id} epoch "
-                                f"{header.producer_epoch} sequence {header.base_sequence} refused")
-        if verdict.duplicate_of is not None:
-            return verdict.duplicate_of
-        sn = await broker.client.append_batch(records, color, validated=True)
-        idem.states.record(color.id, header, sn)
-        return sn
+    await idem.ensure_loaded(color)
+    states = idem.states
+    verdict = states.check(color.id, header)
+    if verdict.error:
+        raise BatchRejected(verdict.error, f"producer {header.producer_id} epoch "
+                            f"{header.producer_epoch} sequence {header.base_sequence} refused")
+    if verdict.duplicate_of is not None:
+        return _as_future(verdict.duplicate_of)
+    appended = await broker.client.submit_batch(records, color, validated=True)
+    states.record(color.id, header, appended)
+
+    def landed(fut: asyncio.Future[int]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            states.retract(color.id, header)
+
+    appended.add_done_callback(landed)
+    return appended
+
+
+def _as_future(base_offset: int | asyncio.Future[int]) -> asyncio.Future[int]:
+    if isinstance(base_offset, asyncio.Future):
+        return base_offset
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    fut.set_result(base_offset)
+    return fut
 
 
 @serves(ApiKey.PRODUCE, 0, 11)
