@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..schema import Api
+from .acls import CREATE_ACLS, DELETE_ACLS, DESCRIBE_ACLS
 from .admin import (
     CREATE_PARTITIONS,
     CREATE_TOPICS,
@@ -56,6 +57,9 @@ class ApiKey(IntEnum):
     DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     OFFSET_FOR_LEADER_EPOCH = 23
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
@@ -87,6 +91,9 @@ APIS: dict[int, Api] = {
         DELETE_RECORDS,
         INIT_PRODUCER_ID,
         OFFSET_FOR_LEADER_EPOCH,
+        DESCRIBE_ACLS,
+        CREATE_ACLS,
+        DELETE_ACLS,
         DESCRIBE_CONFIGS,
         SASL_AUTHENTICATE,
         CREATE_PARTITIONS,
