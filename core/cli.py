@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -148,6 +149,10 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
 
 
 async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_engine: object) -> None:
+    elif args.role == "controller":
+        if args.check_config:
+            return _check(cfg, args.role)
+        asyncio.run(_run_controller(cfg))
     # Opening a PM store replays its pool and indexes its SSD segments, which takes
     # a while for a big pool: say so before and after, so a slow start is not a hang.
     log = logging.getLogger("flexlog.replica")
@@ -158,6 +163,17 @@ async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_e
     stats = getattr(engine, "stats", dict)()
     log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
              " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
+async def _run_controller(cfg: ClusterConfig) -> None:
+    from flexlog.core.controller import Controller
+
+    task = asyncio.create_task(Controller(cfg).run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
     await _serve(server_cls(cfg, name, engine))
 
 
@@ -284,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="sequencers listen from here, replicas from +100, metrics from +1000")
     up.add_argument("--check-config", action="store_true", help="validate the config and exit")
 
-    for role in ("sequencer", "replica", "gateway"):
+    for role in ("sequencer", "replica", "gateway", "controller"):
         p = sub.add_parser(role, help=f"run one {role} process")
         p.add_argument("--config", required=True)
         p.add_argument("--id", required=True, help=f"the {role}'s name in the config")

@@ -1,9 +1,16 @@
 """The native asyncio client: append, read, subscribe, trim, tail, and the color registry.
 
 Appends of one event-loop iteration travel together: one AppendRequest per
-shard, serialized once and written to every replica's stream. Reads go to one
-replica (read-one); for a color stored on several shards they ask each shard
-and merge by SN.
+shard, serialized once and written to every member's stream. Reads go to one
+readable replica (read-one); for a color stored on several shards they ask
+each shard and merge by SN.
+
+Through failures: an append completes once every readable member of the
+current view (`core/view.py`) acked it; a view change re-evaluates pending
+appends. An append that a replica refused as unavailable, or that is not
+complete after RESEND_AFTER_S, is sent again with the same token to the
+members that have not acked: the replicas and the leaf recognise the token,
+so a retry never stores an entry twice.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from flexlog.core.errors import (
     FlexLogError,
     InvalidEntry,
     NotFound,
+    StaleEpoch,
     Timeout,
     TooLarge,
     Unavailable,
@@ -36,6 +44,7 @@ from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.record_batch import Record
 from flexlog.core.registry import ColorInfo, Registry
 from flexlog.core.storage import StoredEntry
+from flexlog.core.view import View, ViewWatcher
 
 log = logging.getLogger("flexlog.client")
 
@@ -43,6 +52,9 @@ MESSAGE_BYTES = 4 << 20  # split append batches above this so no single message 
 READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
 SUBSCRIBE_WAIT_MS = 5_000
 SUBSCRIBE_BYTES = 1 << 20
+RESEND_AFTER_S = 1.0  # an append not complete by then is sent again, same token
+RETRY_TICK_S = 0.25
+RETRIABLE = (Unavailable, Timeout, StaleEpoch)  # a replica's refusal that a resend can cure
 
 ColorRef = str | int | ColorInfo
 
@@ -56,15 +68,18 @@ class RangeResult(NamedTuple):
 @dataclass(slots=True)
 class _PendingAppend:
     future: asyncio.Future[int]
-    remaining: int
+    op: pb.AppendOp
+    sent_at: float
     batch: list[int]  # shared by the appends of one window batch: how many are unresolved
+    acked: set[int]  # replica indices that acked
     sn: int = -1
 
 
 class _ReplicaLink:
     """The two long-lived streams from this client to one replica."""
 
-    def __init__(self, address: str, on_acks: _ShardWriter) -> None:
+    def __init__(self, index: int, address: str, on_acks: _ShardWriter) -> None:
+        self.index = index
         self.address = address
         self._writer = on_acks
         self._channel: grpc.aio.Channel | None = None
@@ -99,7 +114,7 @@ class _ReplicaLink:
     async def _read_acks(self, call: grpc.aio.StreamStreamCall, queue: ByteQueue) -> None:
         try:
             async for reply in call:
-                self._writer.on_acks(reply)
+                self._writer.on_acks(self.index, reply)
         except grpc.aio.AioRpcError as exc:
             log.debug("append stream to %s ended: %s", self.address, exc.code().name)
         finally:
@@ -152,10 +167,13 @@ class _ReplicaLink:
 class _ShardWriter:
     """Pending appends of one shard and the links to its replicas."""
 
-    def __init__(self, shard: int, addresses: list[str], timeout_s: float) -> None:
+    def __init__(self, shard: int, addresses: list[str], timeout_s: float, view: View) -> None:
         self.shard = shard
-        self.links = [_ReplicaLink(a, self) for a in addresses]
+        self.links = [_ReplicaLink(i, a, self) for i, a in enumerate(addresses)]
+        self.members = view.shard(shard).members
+        self.readable = view.shard(shard).readable
         self.pending: dict[int, _PendingAppend] = {}
+        self._retry: asyncio.TimerHandle | None = None
         self.window: Window[tuple[pb.AppendOp, _PendingAppend]] = Window(self._flush)
         self._timeout_s = timeout_s
         # (deadline, token) in submission order, which is deadline order: one timer for all.
@@ -163,13 +181,41 @@ class _ShardWriter:
         self._timer: asyncio.TimerHandle | None = None
 
     def submit(self, op: pb.AppendOp, future: asyncio.Future[int]) -> None:
-        p = _PendingAppend(future, len(self.links), [])
+        loop = asyncio.get_running_loop()
+        p = _PendingAppend(future, op, loop.time(), [], set())
         self.pending[op.token] = p
         self.window.put((op, p))
-        loop = asyncio.get_running_loop()
         self._deadlines.append((loop.time() + self._timeout_s, op.token))
         if self._timer is None:
             self._timer = loop.call_later(self._timeout_s, self._expire)
+        if self._retry is None:
+            self._retry = loop.call_later(RETRY_TICK_S, self._resend_due)
+
+    def view_changed(self, view: View) -> None:
+        self.members = view.shard(self.shard).members
+        self.readable = view.shard(self.shard).readable
+        for token, p in list(self.pending.items()):
+            if p.sn >= 0 and set(self.readable) <= p.acked:
+                self.resolve(token, p.sn)
+        # A new member needs what is pending now; a duplicate at the others is recognised by token.
+        self._resend(list(self.pending.values()))
+
+    def _resend_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._resend([p for p in self.pending.values() if now - p.sent_at >= RESEND_AFTER_S])
+        self._retry = loop.call_later(RETRY_TICK_S, self._resend_due) if self.pending else None
+
+    def _resend(self, items: list[_PendingAppend]) -> None:
+        """Send pending appends again, same tokens, in submission order, to members that did
+        not ack them."""
+        now = asyncio.get_running_loop().time()
+        for member in self.members:
+            ops = [p.op for p in items if member not in p.acked]
+            if ops:
+                self.links[member].send_appends(pb.AppendRequest(ops=ops).SerializeToString())
+        for p in items:
+            p.sent_at = now
 
     def _expire(self) -> None:
         loop = asyncio.get_running_loop()
@@ -197,8 +243,8 @@ class _ShardWriter:
 
     def _send(self, ops: list[pb.AppendOp]) -> None:
         data = pb.AppendRequest(ops=ops).SerializeToString()
-        for link in self.links:
-            link.send_appends(data)
+        for member in self.members:
+            self.links[member].send_appends(data)
 
     def resolve(self, token: int, result: int | FlexLogError) -> None:
         p = self.pending.pop(token, None)
@@ -214,22 +260,31 @@ class _ShardWriter:
             if p.batch[0] == 0:
                 self.window.done()
 
-    def on_acks(self, reply: pb.AppendReply) -> None:
+    def on_acks(self, replica: int, reply: pb.AppendReply) -> None:
         pending = self.pending
+        readable = self.readable
         for token, sn in zip(reply.tokens, reply.sns, strict=True):
             p = pending.get(token)
             if p is not None:
-                p.remaining -= 1
-                if p.remaining == 0:
+                p.acked.add(replica)
+                p.sn = sn
+                if len(p.acked) >= len(readable) and all(r in p.acked for r in readable):
                     self.resolve(token, sn)
         for e in reply.errors:
-            self.resolve(e.token, from_code(e.error, e.message))
+            error = from_code(e.error, e.message)
+            p = pending.get(e.token)
+            if p is None:
+                continue
+            if isinstance(error, RETRIABLE):
+                # Sent again on the next tick (same token) until the deadline.
+                p.sent_at = min(p.sent_at, asyncio.get_running_loop().time() - RESEND_AFTER_S)
+            else:
+                self.resolve(e.token, error)
 
     def on_link_lost(self, link: _ReplicaLink) -> None:
-        error = Unavailable(f"lost the stream to replica {link.address} of shard {self.shard}")
-        for token in list(self.pending):
-            self.resolve(token, error)
-        self.window.reset()
+        """Nothing fails here: the append is resent (the stream reopens) or the view drops
+        the replica; the deadline bounds both."""
+        log.debug("append stream to replica %s of shard %d lost", link.address, self.shard)
 
 
 class FlexLogClient:
@@ -247,6 +302,8 @@ class FlexLogClient:
         self._in_flight = 0
         self._room = asyncio.Event()
         self.registry = Registry(config)
+        self._watcher = ViewWatcher(config, self._view_changed)
+        self._watch_task: asyncio.Task[None] | None = None
         self._registry_lock = asyncio.Lock()
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -256,8 +313,17 @@ class FlexLogClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    def _view_changed(self, view: View) -> None:
         for writer in self._writers.values():
+            writer.view_changed(view)
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+        for writer in self._writers.values():
+            if writer._retry is not None:
+                writer._retry.cancel()
             for link in writer.links:
                 await link.close()
         self._writers.clear()
@@ -268,8 +334,11 @@ class FlexLogClient:
     def _writer(self, shard: int) -> _ShardWriter:
         writer = self._writers.get(shard)
         if writer is None:
+            if self._watch_task is None:
+                self._watch_task = asyncio.create_task(self._watcher.run())
             addresses = [r.address for r in self.config.shard(shard).replicas]
-            writer = self._writers[shard] = _ShardWriter(shard, addresses, self.timeout_s)
+            writer = self._writers[shard] = _ShardWriter(shard, addresses, self.timeout_s,
+                                                         self._watcher.view)
         return writer
 
     # ---- colors ------------------------------------------------------------
@@ -395,16 +464,24 @@ class FlexLogClient:
 
         With replica set, only that replica (by index in the shard) is asked.
         """
-        links = self._writer(shard).links
+        writer = self._writer(shard)
+        readable = writer.readable
         last: FlexLogError | None = None
-        tries = range(len(links)) if replica is None else [replica - self._read_pick]
-        for i in tries:
-            link = links[(self._read_pick + i) % len(links)]
+        if replica is None:
+            tries = [writer.links[readable[(self._read_pick + i) % len(readable)]]
+                     for i in range(len(readable))]
+        else:
+            tries = [writer.links[replica]]
+        for link in tries:
             try:
                 attempt = pb.QueryOp()
                 attempt.CopyFrom(op)
                 fut = link.query(attempt)
-                return await asyncio.wait_for(fut, self.timeout_s + op.wait_ms / 1000)
+                result = await asyncio.wait_for(fut, self.timeout_s + op.wait_ms / 1000)
+                if result.error != Unavailable.code:
+                    return result
+                # Not readable in the view it knows (catching up, or just removed): try another.
+                last = Unavailable(result.message)
             except Unavailable as exc:
                 last = exc
             except TimeoutError:
@@ -539,8 +616,10 @@ class FlexLogClient:
         info = await self.color(color)
         ops = []
         for shard in info.shards:
-            for link in self._writer(shard).links:
-                ops.append(link.query(pb.QueryOp(kind=pb.QueryOp.TRIM, color=info.id, sn=sn)))
+            writer = self._writer(shard)
+            for member in writer.members:
+                ops.append(writer.links[member].query(
+                    pb.QueryOp(kind=pb.QueryOp.TRIM, color=info.id, sn=sn)))
         for r in await asyncio.wait_for(asyncio.gather(*ops), self.timeout_s):
             self._check(r)
 

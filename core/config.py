@@ -124,6 +124,10 @@ class ClusterConfig:
 
     def replica_dir(self, name: str) -> Path:
         return self.data_dir / "replicas" / name
+    view_store: str
+    zookeeper_hosts: str
+    zookeeper_path: str
+    failure_timeout_ms: int
 
     def pool_dir(self, name: str) -> Path:
         return (self.pm_dir / name) if self.pm_dir else self.replica_dir(name)
@@ -187,6 +191,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
             SequencerConfig(
                 name,
                 _address(_take(raw, "address", str, where), f"{where}.address"),
+    "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
                 _take(raw, "metrics_port", int, where, 0),
                 tuple(node_ids),
             )
@@ -314,3 +319,10 @@ leaf = 1
 replicas = [{rep}]
 metrics_ports = [{metrics}]
 {gw}"""
+    view_store = _take(doc, "view_store", str, "config", "file")
+    if view_store not in ("file", "zookeeper"):
+        raise ConfigError(f"config.view_store: expected 'file' or 'zookeeper', got {view_store!r}")
+        view_store=view_store,
+        zookeeper_hosts=_take(doc, "zookeeper_hosts", str, "config", "127.0.0.1:2181"),
+        zookeeper_path=_take(doc, "zookeeper_path", str, "config", "/flexlog"),
+        failure_timeout_ms=_take(doc, "failure_timeout_ms", int, "config", 2_000),

@@ -18,6 +18,7 @@ class Code(IntEnum):
     UNKNOWN_OWNER = 9
     COLOR_EXISTS = 10
     INTERNAL = 11
+    STALE_EPOCH = 12  # a message sent under an older view of the shard
 
 
 class FlexLogError(Exception):
@@ -72,11 +73,17 @@ class UnknownOwner(FlexLogError):
     code = Code.UNKNOWN_OWNER
 
 
+class StaleEpoch(FlexLogError):
+    """The sender's view of the shard is older than the receiver's; it retries under the new one."""
+
+    code = Code.STALE_EPOCH
+
+
 _BY_CODE: dict[int, type[FlexLogError]] = {
     cls.code: cls
     for cls in (
         UnknownColor, ColorExists, Trimmed, NotFound, Timeout, Unavailable,
-        InvalidEntry, TooLarge, StoreFull, UnknownOwner,
+        InvalidEntry, TooLarge, StoreFull, UnknownOwner, StaleEpoch,
     )
 }
 

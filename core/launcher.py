@@ -60,6 +60,8 @@ def children_of(config: ClusterConfig) -> list[Child]:
     if gateway_available():
         children += [Child("gateway", g.name, g.address, _metrics_url(g.address, g.metrics_port))
                      for g in config.gateways]
+    # Failure detection and reconfiguration (core/controller.py); supervised like the rest.
+    children.append(Child("controller", "controller", ""))
     return children
 
 

@@ -3,6 +3,13 @@
 Replicas of a shard attach to their leaf with one long-lived stream; child
 nodes in other processes attach to their parent the same way. Grants for a
 shard are serialized once and written to every attached replica of it.
+
+A leaf remembers recent grants by token, so an order request re-sent after a
+reconfiguration (or a client's retry) gets the SN its entry already has, never
+a second one; after a restart it learns them from the replicas' reports. It
+orders nothing before every member of each of its shards reported (so no SN a
+member stores is handed out again), and drops requests sent under an older
+epoch of the shard.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,14 +27,16 @@ import grpc
 from flexlog.core import metrics, rpc
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import FlexLogError, Unavailable, from_code
+from flexlog.core.errors import Code, FlexLogError, Unavailable, from_code
 from flexlog.core.ordering import OrderingNode
 from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.view import View, ViewWatcher
 
 log = logging.getLogger("flexlog.sequencer")
 
 RECONNECT_DELAY_S = 0.2
 FORWARD_WINDOW = 2  # forward batches a node keeps in flight to its parent
+RECENT_GRANTS = 1 << 19  # token -> grant kept per leaf process for deduplicating re-sent requests
 
 
 class _ShardFanout:
@@ -93,6 +103,15 @@ class SequencerServer:
         self._interval = interval
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
+        # Leaf side of fault tolerance: which members of each shard reported, the tails they
+        # reported (passed up once the shard is complete), recent grants and requests in flight.
+        self._reported: dict[int, set[int]] = {}
+        self._shard_tails: dict[int, dict[int, int]] = {}
+        # token -> (color, sn, count)
+        self._recent_grants: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+        self._in_flight: set[int] = set()
+        self._watcher = ViewWatcher(config, self._view_changed)
+        self.stale_dropped = 0
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -108,6 +127,7 @@ class SequencerServer:
         ])
         self._server.add_insecure_port(self.me.address)
         await self._server.start()
+        self._tasks.append(asyncio.create_task(self._watcher.run()))
         metrics.register_sequencer(self)
         metrics.serve(self.me.address, self.me.metrics_port)
         for node_id, node in self.nodes.items():
@@ -152,6 +172,51 @@ class SequencerServer:
             parked, self._parked[node_id] = self._parked[node_id], []
             for retry in parked:
                 retry()
+
+    def _view_changed(self, view: View) -> None:
+        for shard in list(self._reported):
+            self._check_shard(shard)
+
+    def _check_shard(self, shard: int) -> None:
+        """A shard counts as reported once every member of the current view reported its tails."""
+        leaf = self.config.shard(shard).leaf
+        if shard in self.ready_shards[leaf]:
+            return
+        if set(self._watcher.view.shard(shard).members) <= self._reported.get(shard, set()):
+            tails = [pb.ColorTail(color=c, tail=t) for c, t in self._shard_tails.pop(shard, {}).items()]
+            self._shard_reported(leaf, shard, tails)
+
+    def _replica_hello(self, leaf: int, msg: pb.ReplicaToSequencer) -> None:
+        node = self.nodes[leaf]
+        tails = self._shard_tails.setdefault(msg.shard, {})
+        for t in msg.tails:
+            node.learn_tail(t.color, t.tail)
+            tails[t.color] = max(tails.get(t.color, 0), t.tail)
+        for token, color, sn, count in zip(msg.recent_tokens, msg.recent_colors, msg.recent_sns,
+                                           msg.recent_counts, strict=True):
+            self._remember(token, color, sn, count)
+        self._reported.setdefault(msg.shard, set()).add(msg.replica)
+        self._check_shard(msg.shard)
+
+    def _remember(self, token: int, color: int, sn: int, count: int) -> None:
+        self._recent_grants[token] = (color, sn, count)
+        if len(self._recent_grants) > RECENT_GRANTS:
+            self._recent_grants.popitem(last=False)
+
+    def _order(self, leaf: int, fan: _ShardFanout, token: int, color: int, owner: int,
+               count: int) -> None:
+        """One order request from a replica: parked until the leaf is ready, deduplicated by token."""
+        if not self.is_ready(leaf):
+            self._parked[leaf].append(lambda: self._order(leaf, fan, token, color, owner, count))
+            return
+        known = self._recent_grants.get(token)
+        if known is not None:
+            fan.grant(token, known[0], known[1], known[2])
+            return
+        if token in self._in_flight:
+            return  # its grant goes to every replica of the shard anyway
+        self._in_flight.add(token)
+        self._submit(leaf, color, owner, count, self._grant_reply(fan, token, color, count))
 
     # ---- ordering ----------------------------------------------------------
 
@@ -233,20 +298,34 @@ class SequencerServer:
                     fan.queues.add(queue)
                     log.info("replica %d of shard %d attached to node %d", msg.replica,
                              msg.shard, leaf)
-                    self._shard_reported(leaf, msg.shard, msg.tails)
+                    self._replica_hello(leaf, msg)
+                if not msg.tokens:
+                    continue
+                epoch = self._watcher.view.shard(msg.shard).epoch
+                if msg.epoch < epoch:
+                    # A replica that missed a reconfiguration (paused, partitioned) may think it
+                    # is still responsible: refuse to it alone, the others must not abort.
+                    self.stale_dropped += len(msg.tokens)
+                    queue.put(pb.SequencerToReplica(errors=[
+                        pb.GrantError(token=t, color=c, error=Code.STALE_EPOCH,
+                                      message=f"epoch {msg.epoch} < {epoch}")
+                        for t, c in zip(msg.tokens, msg.colors, strict=True)
+                    ]).SerializeToString())
+                    continue
                 for token, color, owner, count in zip(msg.tokens, msg.colors, msg.owners, msg.counts,
                                                       strict=True):
-                    self._submit(leaf, color, owner, count, self._grant_reply(fan, token, color, count))
+                    self._order(leaf, fan, token, color, owner, count)
         finally:
             queue.close()
 
-    @staticmethod
-    def _grant_reply(fan: _ShardFanout, token: int, color: int,
+    def _grant_reply(self, fan: _ShardFanout, token: int, color: int,
                      count: int) -> Callable[[int | FlexLogError], None]:
         def reply(result: int | FlexLogError) -> None:
+            self._in_flight.discard(token)
             if isinstance(result, FlexLogError):
                 fan.reject(token, color, result)
             else:
+                self._remember(token, color, result, count)
                 fan.grant(token, color, result, count)
         return reply
 
@@ -360,6 +439,7 @@ class SequencerServer:
                 for nid, node in self.nodes.items()
             },
             "attached": {str(s): len(f.queues) for s, f in self.fanouts.items()},
+            "stale_dropped": self.stale_dropped,
         }
         ready = all(self.is_ready(n) for n in self.nodes) and all(
             d["parent_linked"] for d in detail["nodes"].values()

@@ -16,7 +16,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from flexlog.core import rpc
-from flexlog.core.config import ClusterConfig
+from flexlog.core.config import ClusterConfig, ReplicaConfig
 from flexlog.core.errors import Unavailable
 from flexlog.core.proto import flexlog_pb2 as pb
 
@@ -44,6 +44,10 @@ async def _ask(role: str, name: str, address: str, timeout_s: float) -> ProcessS
     return ProcessStatus(role, name, address, True, reply.ready, json.loads(reply.detail or "{}"))
 
 
+async def replica_status(replica: ReplicaConfig, timeout_s: float = 2.0) -> ProcessStatus:
+    return await _ask("replica", replica.name, replica.address, timeout_s)
+
+
 async def cluster_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[ProcessStatus]:
     asks = [_ask("sequencer", s.name, s.address, timeout_s) for s in config.sequencers]
     asks += [_ask("replica", r.name, r.address, timeout_s)
@@ -51,12 +55,29 @@ async def cluster_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[
     return list(await asyncio.gather(*asks))
 
 
+def _needed(config: ClusterConfig, statuses: list[ProcessStatus]) -> list[ProcessStatus]:
+    """Every sequencer and the readable replicas of the current view: a replica the
+    controller removed does not keep the cluster from being usable."""
+    from flexlog.core.view import open_store
+
+    store = open_store(config)
+    try:
+        view, _ = store.get()
+    finally:
+        store.close()
+    readable = {config.replica(name).address for name in
+                (r.name for s in config.shards for r in s.replicas
+                 if r.index in view.shard(s.id).readable)}
+    return [s for s in statuses if s.role != "replica" or s.address in readable]
+
+
 async def wait_healthy(config: ClusterConfig, timeout_s: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         statuses = await cluster_status(config, timeout_s=1.0)
-        if all(s.ready for s in statuses):
+        needed = await asyncio.to_thread(_needed, config, statuses)
+        if all(s.ready for s in needed):
             return
         if loop.time() > deadline:
             down = ", ".join(s.name for s in statuses if not s.ready)

@@ -57,8 +57,9 @@ def two_level_toml(data_dir: Path, storage: str = "memory", shards: int = 1,
 
 
 class Cluster:
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, controller: bool = False) -> None:
         self.config = config
+        self.controller = controller  # run core/controller.py: failed replicas leave the view
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start_process(self, role: str, name: str) -> None:
@@ -81,6 +82,8 @@ class Cluster:
                 self.start_process("replica", rep.name)
         for gw in self.config.gateways:
             self.start_process("gateway", gw.name)
+        if self.controller:
+            self.start_process("controller", "controller")
         asyncio.run(wait_healthy(self.config, 30))
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -109,10 +112,10 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(tmp: Path, **kwargs: object) -> Iterator[Cluster]:
+def running_cluster(tmp: Path, controller: bool = False, **kwargs: object) -> Iterator[Cluster]:
     path = tmp / "cluster.toml"
     path.write_text(two_level_toml(tmp / "data", **kwargs))  # type: ignore[arg-type]
-    cluster = Cluster(config_mod.load(path))
+    cluster = Cluster(config_mod.load(path), controller)
     try:
         cluster.start()
         yield cluster

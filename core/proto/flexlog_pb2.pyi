@@ -116,7 +116,7 @@ class ColorTail(_message.Message):
     def __init__(self, color: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
 
 class ReplicaToSequencer(_message.Message):
-    __slots__ = ("shard", "replica", "tails", "tokens", "colors", "owners", "counts")
+    __slots__ = ("shard", "replica", "tails", "tokens", "colors", "owners", "counts", "epoch", "recent_tokens", "recent_colors", "recent_sns", "recent_counts")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     TAILS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,11 @@ class ReplicaToSequencer(_message.Message):
     COLORS_FIELD_NUMBER: _ClassVar[int]
     OWNERS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RECENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_COLORS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_SNS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_COUNTS_FIELD_NUMBER: _ClassVar[int]
     shard: int
     replica: int
     tails: _containers.RepeatedCompositeFieldContainer[ColorTail]
@@ -131,7 +136,12 @@ class ReplicaToSequencer(_message.Message):
     colors: _containers.RepeatedScalarFieldContainer[int]
     owners: _containers.RepeatedScalarFieldContainer[int]
     counts: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., tails: _Optional[_Iterable[_Union[ColorTail, _Mapping]]] = ..., tokens: _Optional[_Iterable[int]] = ..., colors: _Optional[_Iterable[int]] = ..., owners: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+    epoch: int
+    recent_tokens: _containers.RepeatedScalarFieldContainer[int]
+    recent_colors: _containers.RepeatedScalarFieldContainer[int]
+    recent_sns: _containers.RepeatedScalarFieldContainer[int]
+    recent_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., tails: _Optional[_Iterable[_Union[ColorTail, _Mapping]]] = ..., tokens: _Optional[_Iterable[int]] = ..., colors: _Optional[_Iterable[int]] = ..., owners: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., recent_tokens: _Optional[_Iterable[int]] = ..., recent_colors: _Optional[_Iterable[int]] = ..., recent_sns: _Optional[_Iterable[int]] = ..., recent_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GrantError(_message.Message):
     __slots__ = ("token", "color", "error", "message")
