@@ -138,6 +138,10 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
         if args.check_config:
             return _check(cfg, args.role)
         asyncio.run(_serve_replica(cfg, args.id, ReplicaServer, open_engine))
+    elif args.role == "controller":
+        if args.check_config:
+            return _check(cfg, args.role)
+        asyncio.run(_run_controller(cfg))
     else:
         from flexlog.gateway.server import GatewayServer
 
@@ -148,21 +152,6 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
     return 0
 
 
-async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_engine: object) -> None:
-    elif args.role == "controller":
-        if args.check_config:
-            return _check(cfg, args.role)
-        asyncio.run(_run_controller(cfg))
-    # Opening a PM store replays its pool and indexes its SSD segments, which takes
-    # a while for a big pool: say so before and after, so a slow start is not a hang.
-    log = logging.getLogger("flexlog.replica")
-    where = cfg.pool_dir(name) if cfg.storage == "pm" else "memory"
-    log.info("opening %s store of %s (%s); recovering its contents", cfg.storage, name, where)
-    started = time.monotonic()
-    engine = open_engine(cfg, name)  # type: ignore[operator]
-    stats = getattr(engine, "stats", dict)()
-    log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
-             " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
 async def _run_controller(cfg: ClusterConfig) -> None:
     from flexlog.core.controller import Controller
 
@@ -174,6 +163,17 @@ async def _run_controller(cfg: ClusterConfig) -> None:
         await task
 
 
+async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_engine: object) -> None:
+    # Opening a PM store replays its pool and indexes its SSD segments, which takes
+    # a while for a big pool: say so before and after, so a slow start is not a hang.
+    log = logging.getLogger("flexlog.replica")
+    where = cfg.pool_dir(name) if cfg.storage == "pm" else "memory"
+    log.info("opening %s store of %s (%s); recovering its contents", cfg.storage, name, where)
+    started = time.monotonic()
+    engine = open_engine(cfg, name)  # type: ignore[operator]
+    stats = getattr(engine, "stats", dict)()
+    log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
+             " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
     await _serve(server_cls(cfg, name, engine))
 
 

@@ -72,6 +72,10 @@ class ClusterConfig:
     launcher_metrics_port: int
     group_initial_rebalance_delay_ms: int
     offsets_retention_minutes: int
+    view_store: str
+    zookeeper_hosts: str
+    zookeeper_path: str
+    failure_timeout_ms: int
     nodes: dict[int, NodeConfig]
     sequencers: tuple[SequencerConfig, ...]
     shards: tuple[ShardConfig, ...]
@@ -124,10 +128,6 @@ class ClusterConfig:
 
     def replica_dir(self, name: str) -> Path:
         return self.data_dir / "replicas" / name
-    view_store: str
-    zookeeper_hosts: str
-    zookeeper_path: str
-    failure_timeout_ms: int
 
     def pool_dir(self, name: str) -> Path:
         return (self.pm_dir / name) if self.pm_dir else self.replica_dir(name)
@@ -137,6 +137,7 @@ _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
     "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "offsets_retention_minutes",
+    "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
     "sequencer", "shard", "gateway",
 }
 
@@ -191,7 +192,6 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
             SequencerConfig(
                 name,
                 _address(_take(raw, "address", str, where), f"{where}.address"),
-    "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
                 _take(raw, "metrics_port", int, where, 0),
                 tuple(node_ids),
             )
@@ -243,6 +243,9 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
             )
         )
 
+    view_store = _take(doc, "view_store", str, "config", "file")
+    if view_store not in ("file", "zookeeper"):
+        raise ConfigError(f"config.view_store: expected 'file' or 'zookeeper', got {view_store!r}")
     data_dir = Path(_take(doc, "data_dir", str, "config", "data"))
     pm_dir = _take(doc, "pm_dir", str, "config", None)
     return ClusterConfig(
@@ -262,6 +265,10 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         group_initial_rebalance_delay_ms=_take(doc, "group_initial_rebalance_delay_ms", int, "config",
                                                3_000),
         offsets_retention_minutes=_take(doc, "offsets_retention_minutes", int, "config", 10_080),
+        view_store=view_store,
+        zookeeper_hosts=_take(doc, "zookeeper_hosts", str, "config", "127.0.0.1:2181"),
+        zookeeper_path=_take(doc, "zookeeper_path", str, "config", "/flexlog"),
+        failure_timeout_ms=_take(doc, "failure_timeout_ms", int, "config", 2_000),
         nodes=nodes,
         sequencers=tuple(sequencers),
         shards=tuple(shards),
@@ -319,10 +326,3 @@ leaf = 1
 replicas = [{rep}]
 metrics_ports = [{metrics}]
 {gw}"""
-    view_store = _take(doc, "view_store", str, "config", "file")
-    if view_store not in ("file", "zookeeper"):
-        raise ConfigError(f"config.view_store: expected 'file' or 'zookeeper', got {view_store!r}")
-        view_store=view_store,
-        zookeeper_hosts=_take(doc, "zookeeper_hosts", str, "config", "127.0.0.1:2181"),
-        zookeeper_path=_take(doc, "zookeeper_path", str, "config", "/flexlog"),
-        failure_timeout_ms=_take(doc, "failure_timeout_ms", int, "config", 2_000),
