@@ -168,7 +168,8 @@ def test_the_compose_topology_runs_as_local_processes(tmp_path: Path) -> None:
         out = "".join(printed)
         assert "cluster ready" in out, out
         kafka = ",".join(g.address for g in cfg.gateways)
-        assert f"status: 11/11 processes up | 0 restarts | Kafka {kafka}" in out
+        # 11 cluster processes and the controller
+        assert f"status: 12/12 processes up | 0 restarts | Kafka {kafka}" in out
         status = subprocess.run([*FLEXLOG, "status", "--config", str(path)], capture_output=True,
                                 text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
