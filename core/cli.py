@@ -50,6 +50,15 @@ def _setup_logging(level: str, process: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
 
 
+def _load(path: str | Path) -> ClusterConfig:
+    """The config, with this process's gRPC switched to TLS when its [tls] table says grpc = true."""
+    from flexlog.core import rpc
+
+    cfg = config_mod.load(path)
+    rpc.use_tls(cfg.tls)
+    return cfg
+
+
 def _address_clashes(cfg: ClusterConfig) -> list[str]:
     """host:port pairs that two listeners of the config would both bind."""
     seen: dict[str, str] = {}
@@ -71,6 +80,8 @@ def _address_clashes(cfg: ClusterConfig) -> list[str]:
             claim(f"replica {rep.name}", rep.address)
             claim(f"replica {rep.name} metrics", rep.address, rep.metrics_port)
     for gw in cfg.gateways:
+        for listener in gw.extra_listeners:
+            claim(f"gateway {gw.name} {listener.name} listener", listener.address)
         claim(f"gateway {gw.name}", gw.address)
         claim(f"gateway {gw.name} metrics", gw.address, gw.metrics_port)
     if cfg.launcher_metrics_port:
@@ -97,7 +108,7 @@ def _check(cfg: ClusterConfig, role: str | None) -> int:
 
 def _up_config(args: argparse.Namespace) -> ClusterConfig:
     if args.config:
-        cfg = config_mod.load(args.config)
+        cfg = _load(args.config)
         return cfg
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +118,7 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
             data_dir=str(data_dir), storage=args.storage, gateways=args.gateways,
             kafka_port=args.kafka_port, base_port=args.base_port,
         ))
-    return config_mod.load(path)
+    return _load(path)
 
 
 async def _serve(server: object) -> None:
@@ -225,7 +236,7 @@ def _print_groups(cfg: ClusterConfig) -> None:
 def _status(args: argparse.Namespace) -> int:
     from flexlog.core.status import ProcessStatus, cluster_status, gateway_status
 
-    cfg = config_mod.load(args.config)
+    cfg = _load(args.config)
     if args.id:
         return _status_one(cfg, args.id)
 
@@ -268,7 +279,7 @@ def _topics(args: argparse.Namespace) -> int:
     from flexlog.core.status import log_offsets
 
     try:
-        _, topics = asyncio.run(log_offsets(config_mod.load(args.config)))
+        _, topics = asyncio.run(log_offsets(_load(args.config)))
     except FlexLogError as exc:
         print(f"flexlog: cluster unavailable: {exc}", file=sys.stderr)
         return 1
@@ -280,7 +291,68 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _groups(args: argparse.Namespace) -> int:
-    _print_groups(config_mod.load(args.config))
+    _print_groups(_load(args.config))
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    # Never from the command line: it would show in `ps` and shell history.
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def _users(args: argparse.Namespace) -> int:
+    from flexlog.core.client import FlexLogClient
+    from flexlog.core.errors import FlexLogError
+    from flexlog.gateway.users import UserStore
+
+    cfg = _load(args.config)
+    password = _read_password(args) if args.action == "add" else ""
+    if args.action == "add" and not password:
+        print("flexlog: empty password", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = FlexLogClient(cfg)
+        try:
+            await client.wait_ready(timeout_s=10.0)
+            store = UserStore(client, cfg)
+            await store.open()
+            if args.action == "add":
+                await store.set(args.name, password, args.iterations)
+                print(f"user {args.name} set (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN checks against them)")
+            elif args.action == "remove":
+                if not await store.remove(args.name):
+                    print(f"flexlog: no user {args.name}", file=sys.stderr)
+                    return 1
+                print(f"user {args.name} removed")
+            else:
+                for name in await store.names():
+                    print(name)
+            return 0
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except FlexLogError as exc:
+        print(f"flexlog: cluster unavailable: {exc}", file=sys.stderr)
+        return 1
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from flexlog.core.tls import generate_dev_certs
+
+    generate_dev_certs(Path(args.out), clients=tuple(args.client), days=args.days,
+                       hosts=tuple(args.host))
+    print(f"dev CA and certs written to {args.out}: ca.crt, server.crt/key, "
+          + ", ".join(f"{c}.crt/key" for c in args.client))
     return 0
 
 
@@ -315,7 +387,31 @@ def main(argv: list[str] | None = None) -> int:
     gr = sub.add_parser("groups", help="consumer groups with their lag per partition")
     gr.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
 
+    us = sub.add_parser("users", help="SASL users (stored as SCRAM credentials in the __users color)")
+    us.add_argument("action", choices=["add", "remove", "list"], help="add also replaces a password")
+    us.add_argument("name", nargs="?", help="user name (add, remove)")
+    us.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
+    us.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of stdin instead of prompting")
+    us.add_argument("--iterations", type=int, default=None,
+                    help="SCRAM iterations (default: [security] scram_iterations)")
+    ce = sub.add_parser("certs", help="write a development CA, a server cert and client certs (openssl)")
+    ce.add_argument("--out", required=True, help="directory to write into")
+    ce.add_argument("--client", action="append", default=None,
+                    help="a client cert with this CN (repeatable; default: client)")
+    ce.add_argument("--host", action="append", default=None,
+                    help="a name or IP the server cert is valid for (repeatable; default: localhost, "
+                         "127.0.0.1)")
+    ce.add_argument("--days", type=int, default=365)
+
     args = parser.parse_args(argv)
+    if args.command == "users" and args.action != "list" and not args.name:
+        parser.error(f"users {args.action} needs a NAME")
+    if args.command == "users" and args.iterations is not None and args.iterations < 4096:
+        parser.error("--iterations must be at least 4096")
+    if args.command == "certs":
+        args.client = args.client or ["client"]
+        args.host = args.host or ["localhost", "127.0.0.1"]
     _setup_logging(args.log_level, f"{args.command}/{args.id}" if getattr(args, "id", None) else args.command)
     try:
         if args.command == "up":
@@ -331,8 +427,12 @@ def main(argv: list[str] | None = None) -> int:
             return _topics(args)
         if args.command == "groups":
             return _groups(args)
+        if args.command == "users":
+            return _users(args)
+        if args.command == "certs":
+            return _certs(args)
         args.role = args.command
-        return _run_role(args, config_mod.load(args.config))
+        return _run_role(args, _load(args.config))
     except ConfigError as exc:
         print(f"flexlog: invalid config: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,30 @@ class ShardConfig:
     replicas: tuple[ReplicaConfig, ...]
 
 
+LISTENER_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+CLIENT_AUTH = ("none", "requested", "required")
+MIN_SCRAM_ITERATIONS = 4096  # RFC 7677's floor
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """One Kafka listener of a gateway; clients are told the addresses of the listener they came in by."""
+
+    name: str
+    protocol: str
+    address: str
+    advertised: str
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     name: str
@@ -54,6 +78,34 @@ class GatewayConfig:
     address: str
     advertised: str
     metrics_port: int
+    # Listeners besides the plaintext one at `address` (which status checks and the launcher use).
+    extra_listeners: tuple[ListenerConfig, ...] = ()
+
+    @property
+    def listeners(self) -> tuple[ListenerConfig, ...]:
+        plaintext = ListenerConfig("PLAINTEXT", "PLAINTEXT", self.address, self.advertised)
+        return (plaintext, *self.extra_listeners)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Certificates for the Kafka SSL listeners and, with grpc, for every gRPC channel and server."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_auth: str
+    grpc: bool
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    sasl_mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    scram_iterations: int = MIN_SCRAM_ITERATIONS
+    # Off: every principal may do everything (the plaintext default), as Kafka without an authorizer.
+    authorizer: bool = False
+    super_users: tuple[str, ...] = ()
+    auth_failure_delay_ms: int = 100
 
 
 @dataclass(frozen=True)
@@ -80,6 +132,8 @@ class ClusterConfig:
     sequencers: tuple[SequencerConfig, ...]
     shards: tuple[ShardConfig, ...]
     gateways: tuple[GatewayConfig, ...] = field(default=())
+    tls: TlsConfig | None = None
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def root(self) -> int:
@@ -138,7 +192,7 @@ _TOP_KEYS = {
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
     "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "offsets_retention_minutes",
     "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
-    "sequencer", "shard", "gateway",
+    "sequencer", "shard", "gateway", "tls", "security",
 }
 
 
@@ -164,6 +218,59 @@ def _address(value: str, where: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{where}: {value!r} is not host:port")
     return value
+
+
+def _listeners(raw: list[Any], where: str) -> tuple[ListenerConfig, ...]:
+    listeners = []
+    for i, item in enumerate(raw):
+        lwhere = f"{where}.listeners[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{lwhere}: expected a table")
+        _check_keys(item, {"name", "protocol", "address", "advertised"}, lwhere)
+        protocol = _take(item, "protocol", str, lwhere)
+        if protocol not in LISTENER_PROTOCOLS:
+            raise ConfigError(f"{lwhere}.protocol: expected one of {', '.join(LISTENER_PROTOCOLS)}, "
+                              f"got {protocol!r}")
+        address = _address(_take(item, "address", str, lwhere), f"{lwhere}.address")
+        listeners.append(ListenerConfig(
+            _take(item, "name", str, lwhere, protocol), protocol, address,
+            _address(_take(item, "advertised", str, lwhere, address), f"{lwhere}.advertised")))
+    names = [lis.name for lis in listeners]
+    if "PLAINTEXT" in names or len(set(names)) != len(names):
+        raise ConfigError(f"{where}.listeners: names must be unique and not PLAINTEXT "
+                          "(`address` is the PLAINTEXT listener)")
+    return tuple(listeners)
+
+
+def _tls(raw: Any, base: Path) -> TlsConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("tls: expected a table")
+    _check_keys(raw, {"ca_file", "cert_file", "key_file", "client_auth", "grpc"}, "tls")
+    client_auth = _take(raw, "client_auth", str, "tls", "none")
+    if client_auth not in CLIENT_AUTH:
+        raise ConfigError(f"tls.client_auth: expected one of {', '.join(CLIENT_AUTH)}, got {client_auth!r}")
+    return TlsConfig(*(base / _take(raw, key, str, "tls") for key in ("ca_file", "cert_file", "key_file")),
+                     client_auth, _take(raw, "grpc", bool, "tls", False))
+
+
+def _security(raw: Any) -> SecurityConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("security: expected a table")
+    _check_keys(raw, {"sasl_mechanisms", "scram_iterations", "authorizer", "super_users",
+                      "auth_failure_delay_ms"}, "security")
+    mechanisms = tuple(_take(raw, "sasl_mechanisms", list, "security", list(SASL_MECHANISMS)))
+    for mechanism in mechanisms:
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"security.sasl_mechanisms: {mechanism!r} is not one of "
+                              f"{', '.join(SASL_MECHANISMS)}")
+    iterations = _take(raw, "scram_iterations", int, "security", MIN_SCRAM_ITERATIONS)
+    if iterations < MIN_SCRAM_ITERATIONS:
+        raise ConfigError(f"security.scram_iterations: at least {MIN_SCRAM_ITERATIONS}, got {iterations}")
+    super_users = tuple(str(u) for u in _take(raw, "super_users", list, "security", []))
+    return SecurityConfig(mechanisms, iterations, _take(raw, "authorizer", bool, "security", False),
+                          super_users, _take(raw, "auth_failure_delay_ms", int, "security", 100))
 
 
 def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
@@ -231,7 +338,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
     gateways = []
     for i, raw in enumerate(doc.get("gateway", [])):
         where = f"gateway[{i}]"
-        _check_keys(raw, {"name", "node_id", "address", "advertised", "metrics_port"}, where)
+        _check_keys(raw, {"name", "node_id", "address", "advertised", "metrics_port", "listeners"}, where)
         address = _address(_take(raw, "address", str, where), f"{where}.address")
         gateways.append(
             GatewayConfig(
@@ -240,8 +347,16 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
                 address,
                 _address(_take(raw, "advertised", str, where, address), f"{where}.advertised"),
                 _take(raw, "metrics_port", int, where, 0),
+                _listeners(_take(raw, "listeners", list, where, []), where),
             )
         )
+    # Metadata names every gateway by the listener the client came in by, so all must have it.
+    listener_sets = {tuple(sorted(lis.name for lis in gw.listeners)) for gw in gateways}
+    if len(listener_sets) > 1:
+        raise ConfigError("gateway.listeners: every gateway needs the same listener names")
+    tls = _tls(doc.get("tls"), base)
+    if tls is None and any(lis.tls for gw in gateways for lis in gw.listeners):
+        raise ConfigError("tls: SSL and SASL_SSL listeners need a [tls] table")
 
     view_store = _take(doc, "view_store", str, "config", "file")
     if view_store not in ("file", "zookeeper"):
@@ -273,6 +388,8 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         sequencers=tuple(sequencers),
         shards=tuple(shards),
         gateways=tuple(gateways),
+        tls=tls,
+        security=_security(doc.get("security", {})),
     )
 
 

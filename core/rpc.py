@@ -4,6 +4,10 @@ Hot streams send bytes that were serialized once (the same AppendRequest goes
 to every replica of a shard; a grant batch to every replica), so their
 handlers are registered with no response serializer and their client stubs
 with no request serializer.
+
+Channels and servers are plaintext unless the process was told to use TLS
+(`use_tls`, from the config's `[tls]` table with grpc = true): one process
+belongs to one cluster, so the choice is made once, at start.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+
+from flexlog.core.config import TlsConfig
 
 MAX_MESSAGE_BYTES = 1 << 30
 
@@ -47,12 +53,35 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+_tls: TlsConfig | None = None
+
+
+def use_tls(tls: TlsConfig | None) -> None:
+    """Make every later channel and server of this process TLS (None: plaintext again)."""
+    global _tls
+    _tls = tls if tls is not None and tls.grpc else None
+
+
 def channel(address: str) -> grpc.aio.Channel:
+    if _tls is not None:
+        from flexlog.core.tls import grpc_channel_credentials
+
+        return grpc.aio.secure_channel(address, grpc_channel_credentials(_tls), options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
 def server() -> grpc.aio.Server:
     return grpc.aio.server(options=SERVER_OPTIONS)
+
+
+def listen(srv: grpc.aio.Server, address: str) -> None:
+    """Bind srv to address, over TLS when the process uses it."""
+    if _tls is not None:
+        from flexlog.core.tls import grpc_server_credentials
+
+        srv.add_secure_port(address, grpc_server_credentials(_tls))
+    else:
+        srv.add_insecure_port(address)
 
 
 def raw_stream(ch: grpc.aio.Channel, method: str, reply_type: Any) -> Callable[..., Any]:

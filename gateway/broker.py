@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, GatewayConfig
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import session
+from flexlog.gateway.acls import AclStore
 from flexlog.gateway.groups import Groups
 from flexlog.gateway.idempotence import Idempotence
 from flexlog.gateway.producer_ids import ProducerIdAllocator
 from flexlog.gateway.timestamps import TimestampIndex
 from flexlog.gateway.topics import TopicStore
+from flexlog.gateway.users import UserStore
 
 log = logging.getLogger("flexlog.gateway")
 
@@ -45,14 +48,25 @@ class Broker:
         self.client = client
         self.topics = TopicStore(client, config)
         self.timestamps = TimestampIndex(client)
-        self.brokers = [BrokerAddress(g.node_id, *split_address(g.advertised)) for g in config.gateways]
+        # Per listener name: clients are told the addresses of the listener they connected through.
+        self.listener_brokers = {
+            lis.name: [BrokerAddress(g.node_id, *split_address(next(
+                x.advertised for x in g.listeners if x.name == lis.name))) for g in config.gateways]
+            for lis in me.listeners}
         # Admin clients send their requests to the controller, which must be a real broker.
         self.controller_id = min(b.node_id for b in self.brokers) if self.brokers else me.node_id
         self.groups = Groups(client, config, me)
         self.producer_ids = ProducerIdAllocator(client, config, me.name)
         self.idempotence = Idempotence(client)
+        self.users = UserStore(client, config)
+        self.acls = AclStore(client, config)
         self.log_starts: dict[int, int] = {}  # color id -> last known log start offset
         self.ready = asyncio.Event()
+
+    @property
+    def brokers(self) -> list[BrokerAddress]:
+        """Every gateway as the current connection's listener advertises it."""
+        return self.listener_brokers[session.get().listener.name]
 
     def leader(self, partition: int) -> int:
         """The gateway a partition is assigned to (clients send its produce and fetch there)."""
@@ -68,6 +82,8 @@ class Broker:
                 await self.client.wait_ready(timeout_s=30.0)
                 await self.topics.open()
                 await self.groups.offsets.open()
+                await self.users.open()
+                await self.acls.open()
                 break
             except FlexLogError as exc:
                 log.warning("cluster not ready for gateway %s yet: %s", self.me.name, exc)

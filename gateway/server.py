@@ -18,15 +18,17 @@ import time
 from collections import deque
 from typing import cast
 
+from flexlog.core import tls
 from flexlog.core.client import FlexLogClient
-from flexlog.core.config import ClusterConfig
-from flexlog.gateway import metrics, retention
+from flexlog.core.config import ClusterConfig, ListenerConfig
+from flexlog.gateway import authz, metrics, retention, session
 from flexlog.gateway.broker import Broker, split_address
 from flexlog.gateway.handlers import ENDPOINTS, CloseConnection, Deferred
 from flexlog.gateway.handlers.api_versions import unsupported_version_body
 from flexlog.gateway.handlers.registry import Body
 from flexlog.gateway.protocol import (
     ApiKey,
+    ErrorCode,
     FrameReader,
     FrameTooLarge,
     MalformedFrame,
@@ -37,6 +39,8 @@ from flexlog.gateway.protocol import (
     decode_request,
     encode_response,
 )
+from flexlog.gateway.protocol.messages import APIS
+from flexlog.gateway.sasl import Authenticator, AuthFailed, SaslServer
 
 log = logging.getLogger("flexlog.gateway.server")
 
@@ -48,10 +52,15 @@ MAX_DEFERRED = 16
 
 Response = bytes | None
 
+# What a SASL listener serves before authentication completes.
+SASL_PHASE_APIS = (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
+
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, server: GatewayServer) -> None:
+    def __init__(self, server: GatewayServer, listener: ListenerConfig) -> None:
         self.server = server
+        self.listener = listener
+        self.session = session.Session(listener, "?")
         self.reader = FrameReader(server.max_request_bytes)
         self.frames: deque[bytes] = deque()
         self.wakeup = asyncio.Event()
@@ -70,6 +79,13 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.session.peer_host = peer[0] if peer else "?"
+        ssl_object = transport.get_extra_info("ssl_object")
+        cert_subject = tls.principal_name(ssl_object.getpeercert()) if ssl_object else None
+        if cert_subject:
+            self.session.tls_principal = f"User:{cert_subject}"
+        if self.listener.sasl:
+            self.session.sasl = Authenticator(self.server.sasl, self.session.peer_host)
         self.worker = asyncio.get_running_loop().create_task(self._work())
         self.server.connections.add(self)
         metrics.CONNECTIONS_OPENED.inc()
@@ -111,6 +127,8 @@ class KafkaConnection(asyncio.Protocol):
             self.transport.close()
 
     async def _work(self) -> None:
+        # The handlers of this connection's requests (and tasks they start) see its session.
+        session.current.set(self.session)
         while not self.closing:
             if not self.frames:
                 self.wakeup.clear()
@@ -152,6 +170,8 @@ class KafkaConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.write(response)
             metrics.SENT_BYTES.inc(len(response))
+        if self.session.close_reason is not None:
+            self.close(self.session.close_reason)
 
     def _start_writer(self) -> None:
         if self.writer is None or self.writer.done():
@@ -180,29 +200,38 @@ class GatewayServer:
         self.client = FlexLogClient(config)
         self.broker = Broker(config, self.me, self.client)
         self.metrics = metrics.GatewayMetrics(self.broker)
+        self.sasl = SaslServer(self.broker.users, config.security)
         self.connections: set[KafkaConnection] = set()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        host, port = split_address(self.me.address)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: KafkaConnection(self), host, port,
-                                                reuse_address=True, backlog=1024)
+        for listener in self.me.listeners:
+            host, port = split_address(listener.address)
+            context = None
+            if listener.tls:
+                assert self.config.tls is not None, "the config parser requires [tls] for SSL listeners"
+                context = tls.server_context(self.config.tls)
+            self._servers.append(await loop.create_server(
+                lambda listener=listener: KafkaConnection(self, listener), host, port, ssl=context,
+                reuse_address=True, backlog=1024))
         self._tasks = [loop.create_task(self._open()), loop.create_task(retention.run(self.broker)),
                        loop.create_task(self.metrics.export_lag()),
                        loop.create_task(self.broker.groups.run())]
         metrics.serve(self.me.address, self.me.metrics_port)
-        log.info("gateway %s listening on %s (advertised %s)", self.me.name, self.me.address,
-                 self.me.advertised)
+        for listener in self.me.listeners:
+            log.info("gateway %s listening on %s for %s (advertised %s)", self.me.name,
+                     listener.address, listener.protocol, listener.advertised)
 
     async def _open(self) -> None:
         await self.broker.open()
-        await self.broker.topics.watch()
+        await asyncio.gather(self.broker.topics.watch(), self.broker.users.log.watch(),
+                             self.broker.acls.log.watch())
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for listening in self._servers:
+            listening.close()
         for conn in list(self.connections):
             conn.close("gateway stopping")
         for task in self._tasks:
@@ -217,6 +246,9 @@ class GatewayServer:
 
         Raises ProtocolError or CloseConnection when Kafka would drop the connection.
         """
+        current = session.get()
+        if current.sasl is not None and current.sasl.state == current.sasl.RAW:
+            return await self._raw_sasl_token(current.sasl, frame)
         try:
             request = decode_request(frame)
         except UnsupportedVersion as exc:
@@ -238,13 +270,40 @@ class GatewayServer:
                 return encode_response(ApiKey.API_VERSIONS, 0, request.correlation_id,
                                        unsupported_version_body())
             raise UnsupportedVersion(request.api_key, request.api_version, request.correlation_id)
-        if request.api_key != ApiKey.API_VERSIONS:
+        current = session.get()
+        if current.authenticating and (request.api_key not in SASL_PHASE_APIS or (
+                request.api_key == ApiKey.API_VERSIONS and current.sasl.state != current.sasl.HANDSHAKE)):
+            return self._illegal_sasl_state(request, current)
+        # SaslHandshake only picks a mechanism; SaslAuthenticate needs the users loaded.
+        if request.api_key not in (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE):
             await self.broker.ready.wait()
         started = time.perf_counter()
+        refused = authz.group_refusal(self.broker, request)
+        if refused is not None:
+            return self._encode(request, refused, started)
         body = await endpoint.handle(self.broker, request)
         if isinstance(body, Deferred):
             return asyncio.ensure_future(self._finish(request, body, started))
         return self._encode(request, body, started)
+
+    async def _raw_sasl_token(self, auth: Authenticator, token: bytes) -> Response:
+        """SaslHandshake v0: tokens come and go size-prefixed without Kafka headers."""
+        await self.broker.ready.wait()
+        try:
+            reply = await auth.step(token)
+        except AuthFailed as exc:
+            raise CloseConnection(str(exc)) from None
+        return len(reply).to_bytes(4, "big") + reply
+
+    def _illegal_sasl_state(self, request: Request, current: session.Session) -> Response:
+        """ILLEGAL_SASL_STATE where the response has a top-level error code; then (or else) close."""
+        reason = f"ILLEGAL_SASL_STATE: {ApiKey(request.api_key).name} before SASL authentication"
+        if not any(f.name == "error_code" and f.exists_in(request.api_version)
+                   for f in APIS[request.api_key].response):
+            raise CloseConnection(reason)
+        current.close_reason = reason
+        return encode_response(request.api_key, request.api_version, request.correlation_id,
+                               {"error_code": ErrorCode.ILLEGAL_SASL_STATE})
 
     async def _finish(self, request: Request, deferred: Deferred, started: float) -> Response:
         return self._encode(request, await deferred.body, started)

@@ -1,6 +1,7 @@
 """Kafka API handlers: one module per API family, each declaring the versions it serves."""
 
 from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the handlers)
+    acls,
     api_versions,
     configs,
     fetch,
@@ -10,6 +11,7 @@ from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the h
     offset_commit,
     offsets,
     produce,
+    sasl,
     topic_admin,
 )
 from flexlog.gateway.handlers.registry import ENDPOINTS, CloseConnection, Deferred, Endpoint, advertised

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from flexlog.core.client import RangeResult
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, serves
@@ -39,6 +41,9 @@ class _Partition:
 
 
 async def _resolve(broker: Broker, part: _Partition) -> None:
+    if not authz.topic_allowed(broker, Operation.READ, part.topic):
+        part.error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        return
     topic = await broker.topics.lookup(part.topic)
     if topic is None or not 0 <= part.index < topic.partitions:
         part.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

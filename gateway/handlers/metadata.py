@@ -10,6 +10,8 @@ answer already lists the new partitions.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import CLUSTER_ID, Broker
 from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
@@ -36,11 +38,16 @@ def _error_topic(name: str | None, code: ErrorCode, topic_id: bytes = NO_TOPIC_I
 
 
 async def _requested_topic(broker: Broker, name: str, auto_create: bool) -> Body:
+    if not authz.topic_allowed(broker, Operation.DESCRIBE, name):
+        return _error_topic(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = await broker.topics.lookup(name)
     if topic is not None:
         return topic_body(broker, topic)
     if invalid_topic_name(name):
         return _error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION)
+    if auto_create and not (authz.cluster_allowed(broker, Operation.CREATE)
+                            or authz.topic_allowed(broker, Operation.CREATE, name)):
+        return _error_topic(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     if not auto_create:
         return _error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     try:
@@ -64,7 +71,9 @@ async def handle_metadata(broker: Broker, request: Request) -> Body:
     # A fresh view, so a topic just created through another gateway is listed.
     await broker.topics.sync()
     if wanted is None or (version == 0 and not wanted):
-        topics = [topic_body(broker, t) for t in broker.topics.all()]
+        # As Kafka: a listing shows only the topics the principal may describe.
+        topics = [topic_body(broker, t) for t in broker.topics.all()
+                  if authz.topic_allowed(broker, Operation.DESCRIBE, t.name)]
     else:
         auto_create = broker.config.auto_create_topics and (
             version < 4 or bool(body.get("allow_auto_topic_creation", True)))

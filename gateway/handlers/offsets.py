@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.metadata import LEADER_EPOCH
@@ -64,6 +66,8 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     version = request.api_version
 
     async def answer(topic: str, part: Body) -> Body:
+        if not authz.topic_allowed(broker, Operation.DESCRIBE, topic):
+            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         color = await _color(broker, topic, part["partition_index"])
         if not broker.leads(part["partition_index"]):
             raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)

@@ -20,6 +20,8 @@ from flexlog.core import record_batch
 from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import CorruptBatch
 from flexlog.core.registry import ColorInfo
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, CloseConnection, Deferred, serves
@@ -87,6 +89,8 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
     behind it: the log keeps one client's appends to a color in submission order.
     """
     index = part["index"]
+    if not authz.topic_allowed(broker, Operation.WRITE, topic_name):
+        return _result(index, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = await broker.topics.lookup(topic_name)
     if topic is None or not 0 <= index < topic.partitions:
         return _result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, serves
@@ -82,6 +84,9 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
         try:
             if counts[name] > 1:
                 raise _Invalid(ErrorCode.INVALID_REQUEST, f"topic {name!r} appears twice")
+            if not (authz.cluster_allowed(broker, Operation.CREATE)
+                    or authz.topic_allowed(broker, Operation.CREATE, name)):
+                raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED, f"not authorized to create {name!r}")
             partitions, configs = _check_create(broker, item)
             if await broker.topics.lookup(name) is not None:
                 raise _Invalid(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
@@ -113,7 +118,9 @@ async def handle_delete_topics(broker: Broker, request: Request) -> Body:
         topic = broker.topics.get(name) if name is not None else broker.topics.by_id(topic_id)
         result: Body = {"name": name, "topic_id": topic_id, "error_code": ErrorCode.NONE,
                         "error_message": None}
-        if topic is None or (topic_id != NO_TOPIC_ID and topic.topic_id != topic_id):
+        if name is not None and not authz.topic_allowed(broker, Operation.DELETE, name):
+            result.update(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, error_message="not authorized")
+        elif topic is None or (topic_id != NO_TOPIC_ID and topic.topic_id != topic_id):
             code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             result.update(error_code=code, error_message="no such topic")
         else:

@@ -67,8 +67,10 @@ async def test_unsupported_api_versions_version_answers_v0(server):
 async def test_unknown_key_and_unserved_api_close(server):
     with pytest.raises(UnknownApiKey):
         await server.respond(struct.pack(">hhih", 999, 0, 1, -1))
-    with pytest.raises(UnknownApiKey):  # decodable, but SASL is a later issue
-        await server.respond(encode_request(ApiKey.SASL_HANDSHAKE, 0, 1, {"mechanism": "PLAIN"})[4:])
+    # A SASL handshake on a listener without SASL is out of turn, as in Kafka.
+    frame = await server.respond(encode_request(ApiKey.SASL_HANDSHAKE, 1, 1, {"mechanism": "PLAIN"})[4:])
+    reply = decode_response(ApiKey.SASL_HANDSHAKE, 1, frame[4:]).body
+    assert reply["error_code"] == ErrorCode.ILLEGAL_SASL_STATE
     with pytest.raises(UnsupportedVersion):
         await server.respond(struct.pack(">hhih", ApiKey.FETCH, 3, 1, -1))
 

@@ -24,6 +24,9 @@ TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "`nodes = [...]`": lambda doc: doc["sequencer"][0]["nodes"][0],
     "`[[shard]]`": lambda doc: doc["shard"][0],
     "`[[gateway]]`": lambda doc: doc["gateway"][0],
+    "`listeners = [...]`": lambda doc: doc["gateway"][0].setdefault("listeners", [{}])[0],
+    "`[tls]`": lambda doc: doc.setdefault("tls", {}),
+    "`[security]`": lambda doc: doc.setdefault("security", {}),
 }
 
 

@@ -1,0 +1,495 @@
+"""SASL (PLAIN, SCRAM-SHA-256/512), TLS and ACLs against one cluster with every listener kind.
+
+The cluster runs gRPC over TLS too, with the authorizer on: `admin` and the
+client cert CN=admin-cert are super users, `alice` gets ACLs in the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+)
+
+from cluster import Cluster, free_ports, two_level_toml
+from flexlog.core import config as config_mod
+from flexlog.core import rpc
+from flexlog.core.tls import generate_dev_certs, generate_expired_cert
+from flexlog.gateway.protocol import ApiKey, ErrorCode, encode_request
+from wire_client import WireClient, gateway_ready
+
+FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+PASSWORDS = {"admin": "adm1n-s3cret-pw", "alice": "al1ce-s3cret-pw", "victim": "v1ctim-s3cret-pw"}
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Secured:
+    def __init__(self, cluster: Cluster, certs: Path, listeners: dict[str, str]) -> None:
+        self.cluster = cluster
+        self.certs = certs
+        self.listeners = listeners  # protocol -> host:port
+
+
+def add_user(config: Path, name: str, password: str) -> None:
+    done = subprocess.run([*FLEXLOG, "users", "add", name, "--config", str(config), "--password-stdin"],
+                          input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    tmp = tmp_path_factory.mktemp("secure")
+    certs = tmp / "certs"
+    generate_dev_certs(certs, clients=("admin-cert", "nobody-cert"))
+    generate_expired_cert(certs, "expired")
+    sasl_port, ssl_port, sasl_ssl_port = free_ports(3)
+    listeners = {"SASL_PLAINTEXT": f"127.0.0.1:{sasl_port}", "SSL": f"127.0.0.1:{ssl_port}",
+                 "SASL_SSL": f"127.0.0.1:{sasl_ssl_port}"}
+    extra = (f'[tls]\nca_file = "{certs}/ca.crt"\ncert_file = "{certs}/server.crt"\n'
+             f'key_file = "{certs}/server.key"\nclient_auth = "requested"\ngrpc = true\n\n'
+             '[security]\nauthorizer = true\nsuper_users = ["User:admin", "User:CN=admin-cert"]\n'
+             'auth_failure_delay_ms = 200\n')
+    toml = two_level_toml(tmp / "data", storage="memory", gateways=1, extra=extra)
+    toml += "listeners = [" + ", ".join(f'{{ protocol = "{p}", address = "{a}" }}'
+                                         for p, a in listeners.items()) + "]\n"
+    path = tmp / "cluster.toml"
+    path.write_text(toml)
+    cfg = config_mod.load(path)
+    cluster = Cluster(cfg)
+    # This test process asks the cluster over gRPC whether it is healthy: over TLS too.
+    rpc.use_tls(cfg.tls)
+    try:
+        cluster.start()
+        deadline = time.monotonic() + 30
+        while not gateway_ready(cfg.gateways[0].address):
+            assert time.monotonic() < deadline, cluster.logs()
+            time.sleep(0.1)
+        for name, password in PASSWORDS.items():
+            add_user(path, name, password)
+        yield Secured(cluster, certs, listeners)
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        rpc.use_tls(None)
+        cluster.stop()
+
+
+def topic_name() -> str:
+    return f"sec-{uuid.uuid4().hex[:10]}"
+
+
+def librdkafka_conf(sec: Secured, protocol: str, mechanism: str | None, user: str = "admin",
+                    password: str | None = None, cert: str | None = None) -> dict[str, str]:
+    conf = {"bootstrap.servers": sec.listeners[protocol], "security.protocol": protocol}
+    if mechanism:
+        conf.update({"sasl.mechanism": mechanism, "sasl.username": user,
+                     "sasl.password": PASSWORDS.get(user, "") if password is None else password})
+    if protocol.endswith("SSL"):
+        conf["ssl.ca.location"] = str(sec.certs / "ca.crt")
+        if cert:
+            conf.update({"ssl.certificate.location": str(sec.certs / f"{cert}.crt"),
+                         "ssl.key.location": str(sec.certs / f"{cert}.key")})
+    return conf
+
+
+def python_ssl(sec: Secured, cert: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(sec.certs / "ca.crt"))
+    if cert:
+        ctx.load_cert_chain(sec.certs / f"{cert}.crt", sec.certs / f"{cert}.key")
+    return ctx
+
+
+# (protocol, mechanism, client cert): SSL authenticates by the cert's CN.
+CASES = [("SASL_PLAINTEXT", m, None) for m in MECHANISMS] + [("SASL_SSL", m, None) for m in MECHANISMS]
+CASES.append(("SSL", None, "admin-cert"))
+CASE_IDS = [f"{p}-{m or c}" for p, m, c in CASES]
+
+
+def confluent_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
+    topic = topic_name()
+    conf = librdkafka_conf(sec, protocol, mechanism, cert=cert)
+    producer = Producer(conf)
+    producer.produce(topic, b"via-confluent")
+    assert producer.flush(20) == 0
+    consumer = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                assert msg.value() == b"via-confluent"
+                return
+        raise AssertionError("nothing consumed")
+    finally:
+        consumer.close()
+
+
+def kafka_python_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    topic = topic_name()
+    conf: dict[str, object] = {"bootstrap_servers": sec.listeners[protocol], "security_protocol": protocol}
+    if mechanism:
+        conf.update(sasl_mechanism=mechanism, sasl_plain_username="admin",
+                    sasl_plain_password=PASSWORDS["admin"])
+    if protocol.endswith("SSL"):
+        conf["ssl_context"] = python_ssl(sec, cert)
+    producer = KafkaProducer(**conf)
+    producer.send(topic, b"via-kafka-python").get(timeout=20)
+    producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15000, **conf)
+    try:
+        assert next(iter(consumer)).value == b"via-kafka-python"
+    finally:
+        consumer.close()
+
+
+def aiokafka_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = topic_name()
+    conf: dict[str, object] = {"bootstrap_servers": sec.listeners[protocol], "security_protocol": protocol}
+    if mechanism:
+        conf.update(sasl_mechanism=mechanism, sasl_plain_username="admin",
+                    sasl_plain_password=PASSWORDS["admin"])
+    if protocol.endswith("SSL"):
+        conf["ssl_context"] = python_ssl(sec, cert)
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(**conf)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"via-aiokafka")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **conf)
+        await consumer.start()
+        try:
+            msg = await asyncio.wait_for(consumer.getone(), 20)
+            assert msg.value == b"via-aiokafka"
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
+
+
+def kcat_args(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> list[str]:
+    conf = librdkafka_conf(sec, protocol, mechanism, cert=cert)
+    args = ["-b", conf.pop("bootstrap.servers")]
+    for key, value in conf.items():
+        args += ["-X", f"{key}={value}"]
+    return args
+
+
+def kcat_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
+    if shutil.which("kcat") is None:
+        pytest.skip("kcat is not installed")
+    topic = topic_name()
+    args = kcat_args(sec, protocol, mechanism, cert)
+    done = subprocess.run(["kcat", *args, "-P", "-t", topic, "-p", "0"], input=b"via-kcat\n",
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(["kcat", *args, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e"],
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"via-kcat\n"
+
+
+CLIENTS = {"confluent": confluent_round_trip, "kafka-python": kafka_python_round_trip,
+           "aiokafka": aiokafka_round_trip, "kcat": kcat_round_trip}
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+@pytest.mark.parametrize(("protocol", "mechanism", "cert"), CASES, ids=CASE_IDS)
+def test_clients_connect_with_every_mechanism(secured, client, protocol, mechanism, cert):
+    CLIENTS[client](secured, protocol, mechanism, cert)
+
+
+def handshake(client: WireClient, mechanism: str, version: int = 1) -> dict:
+    return client.call(ApiKey.SASL_HANDSHAKE, version, {"mechanism": mechanism})
+
+
+def test_wire_failure_answers_58_and_closes(secured):
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        assert handshake(client, "PLAIN")["error_code"] == ErrorCode.NONE
+        reply = client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": b"\0alice\0not-her-password"})
+        assert reply["error_code"] == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert client.read_frame() is None
+    finally:
+        client.close()
+
+
+def test_other_apis_before_authentication_are_illegal(secured):
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        assert client.call(ApiKey.API_VERSIONS, 3, {})["error_code"] == ErrorCode.NONE
+        reply = client.call(ApiKey.SASL_AUTHENTICATE, 1, {"auth_bytes": b"\0admin\0x"})
+        assert reply["error_code"] == ErrorCode.ILLEGAL_SASL_STATE
+        assert client.read_frame() is None
+    finally:
+        client.close()
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        client.correlation += 1
+        client.send_raw(encode_request(ApiKey.METADATA, 1, client.correlation, {"topics": []}))
+        assert client.read_frame() is None  # Metadata has no error code to carry it: closed
+    finally:
+        client.close()
+
+
+def test_unsupported_mechanism_is_refused(secured):
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        reply = handshake(client, "GSSAPI")
+        assert reply["error_code"] == ErrorCode.UNSUPPORTED_SASL_MECHANISM
+        assert set(reply["mechanisms"]) == set(MECHANISMS)
+    finally:
+        client.close()
+
+
+def test_handshake_v0_raw_plain_token(secured):
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        assert handshake(client, "PLAIN", version=0)["error_code"] == ErrorCode.NONE
+        token = b"\0admin\0" + PASSWORDS["admin"].encode()
+        client.send_raw(len(token).to_bytes(4, "big") + token)
+        assert client.read_frame() == b""  # an empty server token: authenticated
+        assert client.call(ApiKey.METADATA, 1, {"topics": []})["brokers"]
+    finally:
+        client.close()
+
+
+def test_metadata_advertises_the_listener_used(secured):
+    for protocol in ("SASL_PLAINTEXT", "SSL"):
+        conf = librdkafka_conf(secured, protocol, "PLAIN" if protocol.startswith("SASL") else None,
+                               cert="admin-cert")
+        brokers = AdminClient(conf).list_topics(timeout=10).brokers
+        assert [f"{b.host}:{b.port}" for b in brokers.values()] == [secured.listeners[protocol]]
+
+
+def test_expired_client_cert_is_refused(secured):
+    host, _, port = secured.listeners["SSL"].rpartition(":")
+    # TLS 1.3 reports the server's refusal of the client cert on the first read, or just closes.
+    try:
+        with (socket.create_connection((host, int(port)), timeout=5) as raw,
+              python_ssl(secured, "expired").wrap_socket(raw, server_hostname="localhost") as tls):
+            tls.sendall(encode_request(ApiKey.API_VERSIONS, 0, 1, {}))
+            assert tls.recv(1) == b""
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        pass
+    errors: list[str] = []
+    conf = librdkafka_conf(secured, "SSL", None, cert="expired")
+    admin = AdminClient({**conf, "error_cb": lambda err: errors.append(str(err))})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=3)
+    admin.poll(1)
+    assert errors
+
+
+def test_brute_force_is_logged_and_slowed_without_passwords(secured):
+    user, guesses = "bruteforced", [f"guess-{i}-secret" for i in range(4)]
+    took = []
+    for guess in guesses:
+        client = wire_from(secured, "127.0.0.2")
+        try:
+            handshake(client, "PLAIN")
+            started = time.monotonic()
+            reply = client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": f"\0{user}\0{guess}".encode()})
+            took.append(time.monotonic() - started)
+            assert reply["error_code"] == ErrorCode.SASL_AUTHENTICATION_FAILED
+        finally:
+            client.close()
+    # 200 ms doubling per failure: the 4th attempt waits 800 ms before it is even checked.
+    assert took[3] >= 0.7 and took[3] > took[0] + 0.5, took
+    time.sleep(0.3)
+    logs = secured.cluster.logs()
+    assert f"SASL PLAIN authentication failed for user '{user}'" in logs
+    assert "4 consecutive failures" in logs
+    leaked = [*guesses, *PASSWORDS.values()]
+    log_text = "".join(p.read_text() for p in (secured.cluster.config.data_dir / "logs").glob("*.log"))
+    assert not [s for s in leaked if s in log_text]
+
+
+def admin_wire(secured: Secured) -> WireClient:
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    handshake(client, "PLAIN")
+    token = b"\0admin\0" + PASSWORDS["admin"].encode()
+    assert client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})["error_code"] == 0
+    return client
+
+
+def acl_filter(**fields: object) -> dict:
+    return {"resource_type_filter": 1, "resource_name_filter": None, "pattern_type_filter": 1,
+            "principal_filter": None, "host_filter": None, "operation": 1, "permission_type": 1, **fields}
+
+
+def test_acls_refuse_unauthorized_topics_and_groups(secured):
+    prefix = f"alice-{uuid.uuid4().hex[:6]}-"
+    acls = [{"resource_type": 2, "resource_name": prefix, "resource_pattern_type": 4,
+             "principal": "User:alice", "host": "*", "operation": op, "permission_type": 3}
+            for op in (4, 3, 5)]  # WRITE, READ, CREATE on topics alice-...
+    acls.append({"resource_type": 3, "resource_name": prefix, "resource_pattern_type": 4,
+                 "principal": "User:alice", "host": "*", "operation": 3, "permission_type": 3})
+    admin = admin_wire(secured)
+    try:
+        results = admin.call(ApiKey.CREATE_ACLS, 3, {"creations": acls})["results"]
+        assert [r["error_code"] for r in results] == [0] * 4
+        found = admin.call(ApiKey.DESCRIBE_ACLS, 3, acl_filter(principal_filter="User:alice"))
+        assert {r["resource_name"] for r in found["resources"]} >= {prefix}
+    finally:
+        admin.close()
+
+    alice = librdkafka_conf(secured, "SASL_SSL", "SCRAM-SHA-512", user="alice")
+    producer = Producer(alice)
+    producer.produce(prefix + "ok", b"allowed")
+    assert producer.flush(20) == 0
+
+    errors = []
+    producer.produce(f"other-{uuid.uuid4().hex[:6]}", b"denied",
+                     on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(20)
+    assert errors and errors[0] is not None and errors[0].name() == "TOPIC_AUTHORIZATION_FAILED"
+
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        handshake(client, "PLAIN")
+        token = b"\0alice\0" + PASSWORDS["alice"].encode()
+        assert client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})["error_code"] == 0
+        join = {"group_id": "", "session_timeout_ms": 10_000, "rebalance_timeout_ms": 10_000,
+                "member_id": "", "protocol_type": "consumer",
+                "protocols": [{"name": "range", "metadata": b""}]}
+        denied = client.call(ApiKey.JOIN_GROUP, 5, {**join, "group_id": f"bob-{prefix}"})
+        assert denied["error_code"] == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        allowed = client.call(ApiKey.JOIN_GROUP, 5, {**join, "group_id": prefix + "g"})
+        assert allowed["error_code"] != ErrorCode.GROUP_AUTHORIZATION_FAILED
+        listing = client.call(ApiKey.METADATA, 1, {"topics": None})
+        assert {t["name"] for t in listing["topics"]} == {prefix + "ok"}
+    finally:
+        client.close()
+
+    admin = admin_wire(secured)
+    try:
+        deleted = admin.call(ApiKey.DELETE_ACLS, 3, {"filters": [acl_filter(
+            resource_type_filter=2, resource_name_filter=prefix, pattern_type_filter=4,
+            principal_filter="User:alice")]})
+        assert len(deleted["filter_results"][0]["matching_acls"]) == 3
+    finally:
+        admin.close()
+    errors.clear()
+    producer.produce(prefix + "ok", b"no longer", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(20)
+    assert errors and errors[0] is not None and errors[0].name() == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_users_list_and_remove(secured):
+    config = str(secured.cluster.config.path)
+    add_user(secured.cluster.config.path, "temp-user", "temp-password")
+    listed = subprocess.run([*FLEXLOG, "users", "list", "--config", config], capture_output=True,
+                            text=True, timeout=60)
+    assert {"admin", "alice", "temp-user"} <= set(listed.stdout.split())
+    removed = subprocess.run([*FLEXLOG, "users", "remove", "temp-user", "--config", config],
+                             capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0, removed.stderr
+    admin = AdminClient(librdkafka_conf(secured, "SASL_PLAINTEXT", "PLAIN", user="temp-user",
+                                        password="temp-password"))
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=5)
+
+
+def test_create_and_describe_acls_over_the_wire(secured):
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    try:
+        handshake(client, "PLAIN")
+        token = b"\0admin\0" + PASSWORDS["admin"].encode()
+        assert client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})["error_code"] == 0
+        acl = {"resource_type": 2, "resource_name": "wire-", "resource_pattern_type": 4,
+               "principal": "User:carol", "host": "*", "operation": 3, "permission_type": 3}
+        assert client.call(ApiKey.CREATE_ACLS, 3, {"creations": [acl]})["results"][0]["error_code"] == 0
+        found = client.call(ApiKey.DESCRIBE_ACLS, 3, {
+            "resource_type_filter": 1, "resource_name_filter": None, "pattern_type_filter": 1,
+            "principal_filter": "User:carol", "host_filter": None, "operation": 1, "permission_type": 1})
+        assert found["resources"][0]["resource_name"] == "wire-"
+    finally:
+        client.close()
+
+
+def wire_from(secured: Secured, source: str) -> WireClient:
+    """A client on the SASL listener from its own loopback address: throttling is per peer host."""
+    host, _, port = secured.listeners["SASL_PLAINTEXT"].rpartition(":")
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    client.sock.close()
+    client.sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+    return client
+
+
+def scram_login(client: WireClient, mechanism: str, user: str, password: str) -> dict:
+    """A SCRAM client (RFC 5802) over SaslAuthenticate; the reply to the final message."""
+    hash_name = "sha256" if mechanism.endswith("256") else "sha512"
+    assert handshake(client, mechanism)["error_code"] == 0
+    bare = f"n={user},r=clientnonce123"
+    first = client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": f"n,,{bare}".encode()})
+    if first["error_code"]:
+        return first
+    server_first = first["auth_bytes"].decode()
+    attrs = dict(part.split("=", 1) for part in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"{bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(hashlib.new(hash_name, client_key).digest(), auth_message, hash_name).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True))).decode()
+    return client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": f"{without_proof},p={proof}".encode()})
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize(("user", "password"), [("victim", "wrong-password"), ("mallory", "whatever-pw"),
+                                                ("victim", PASSWORDS["victim"])],
+                         ids=["wrong-password", "unknown-user", "right-password"])
+def test_credentials_are_checked(secured, mechanism, user, password):
+    source = f"127.0.0.{10 + MECHANISMS.index(mechanism) * 3 + len(user) % 3}"
+    client = wire_from(secured, source)
+    try:
+        if mechanism == "PLAIN":
+            assert handshake(client, mechanism)["error_code"] == 0
+            reply = client.call(ApiKey.SASL_AUTHENTICATE, 2,
+                                {"auth_bytes": f"\0{user}\0{password}".encode()})
+        else:
+            reply = scram_login(client, mechanism, user, password)
+        if password == PASSWORDS.get(user):
+            assert reply["error_code"] == 0
+            assert client.call(ApiKey.METADATA, 1, {"topics": []})["brokers"]
+        else:
+            assert reply["error_code"] == ErrorCode.SASL_AUTHENTICATION_FAILED
+            assert client.read_frame() is None
+    finally:
+        client.close()
+
+
+def test_confluent_reports_a_wrong_password(secured):
+    errors: list[str] = []
+    conf = librdkafka_conf(secured, "SASL_PLAINTEXT", "SCRAM-SHA-512", user="victim", password="nope")
+    admin = AdminClient({**conf, "error_cb": lambda err: errors.append(str(err)),
+                         "reconnect.backoff.ms": 10_000, "reconnect.backoff.max.ms": 10_000})
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        admin.poll(0.2)
+    assert any("Authentication failed" in e for e in errors), errors
+    del admin

@@ -1,0 +1,58 @@
+"""SASL users: SCRAM credentials (never passwords) as events in the ``__users`` color.
+
+`flexlog users add|remove|list` appends events; every gateway follows the color,
+so a user added anywhere can log in everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flexlog.core.client import FlexLogClient
+from flexlog.core.config import ClusterConfig
+from flexlog.gateway import scram
+from flexlog.gateway.event_log import EventLog
+
+USERS_COLOR = "__users"
+
+
+class UserStore:
+    def __init__(self, client: FlexLogClient, config: ClusterConfig) -> None:
+        self.config = config
+        self.users: dict[str, dict[str, scram.Credential]] = {}  # name -> mechanism -> credential
+        self.log = EventLog(client, config, USERS_COLOR, self._apply)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        name = str(event["name"])
+        if event["op"] == "set":
+            self.users[name] = {str(m): scram.Credential.from_json(c)
+                                for m, c in event["credentials"].items() if m in scram.HASHES}
+        elif event["op"] == "remove":
+            self.users.pop(name, None)
+
+    async def open(self) -> None:
+        await self.log.open()
+
+    async def credential(self, name: str, mechanism: str) -> scram.Credential | None:
+        """The user's credential, syncing once on a miss so a user just added elsewhere is found."""
+        found = self.users.get(name, {}).get(mechanism)
+        if found is None:
+            await self.log.sync()
+            found = self.users.get(name, {}).get(mechanism)
+        return found
+
+    async def set(self, name: str, password: str, iterations: int | None = None) -> None:
+        iterations = iterations or self.config.security.scram_iterations
+        credentials = {m: scram.derive(m, password, iterations).to_json() for m in scram.HASHES}
+        await self.log.append({"op": "set", "name": name, "credentials": credentials})
+
+    async def remove(self, name: str) -> bool:
+        await self.log.sync()
+        if name not in self.users:
+            return False
+        await self.log.append({"op": "remove", "name": name})
+        return True
+
+    async def names(self) -> list[str]:
+        await self.log.sync()
+        return sorted(self.users)
