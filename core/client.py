@@ -299,6 +299,7 @@ class FlexLogClient:
         self._writers: dict[int, _ShardWriter] = {}
         self._read_pick = self.client_id
         self._max_in_flight = max_in_flight
+        self._tails: dict[int, int] = {}  # color id -> highest tail seen
         self._in_flight = 0
         self._room = asyncio.Event()
         self.registry = Registry(config)
@@ -540,8 +541,16 @@ class FlexLogClient:
                         wait_ms=wait_ms, contiguous=info.contiguous)
         if info.contiguous:
             r = self._check(await self._ask(info.shards[0], op))
-            return RangeResult(self._entries(r), r.log_start, r.tail)
+            return RangeResult(self._entries(r), r.log_start, self._seen_tail(info, r.tail))
         return await self._merged_range(info, op)
+
+    def _seen_tail(self, info: ColorInfo, tail: int) -> int:
+        """The highest tail this client has seen for the color: replicas may lag each other
+        by a few in-flight commits, and a tail that moved backwards would look like lost
+        records to a reader (a Kafka consumer would reset its offset)."""
+        seen = max(tail, self._tails.get(info.id, 0))
+        self._tails[info.id] = seen
+        return seen
 
     async def _merged_range(self, info: ColorInfo, op: pb.QueryOp) -> RangeResult:
         loop = asyncio.get_running_loop()
@@ -587,7 +596,7 @@ class FlexLogClient:
                    await asyncio.gather(*(self._ask(s, op) for s in info.shards))]
         log_start = max(r.log_start for r in results)
         if info.contiguous:
-            return log_start, results[0].tail
+            return log_start, self._seen_tail(info, results[0].tail)
         return log_start, await self._next_sn(info)
 
     async def tail(self, color: ColorRef) -> int:

@@ -11,7 +11,12 @@ view at epoch + 1:
 - a replica that answers again (restarted or resumed) and is attached to its
   leaf becomes a member that is not readable: written to from now on;
 - a member that reports it caught up (`caught_up_epoch`, `replica._catch_up`)
-  becomes readable.
+  becomes readable;
+- a replica that answers with a new process incarnation was restarted between
+  two checks (faster than the timeout): its store may lack what was acknowledged
+  while it was down, so it stops being readable and catches up like a returning
+  one — unless no readable member kept running (a whole-cluster restart), when
+  each recovered store is the best there is.
 
 `flexlog up` runs it as one of its children; `flexlog controller` runs it alone.
 There must be one controller per cluster: the view store's compare-and-set makes
@@ -49,6 +54,21 @@ class Controller:
         changed = False
         for shard_id, sv in view.shards.items():
             members, readable = list(sv.members), list(sv.readable)
+            incarnations = dict(sv.incarnations)
+            restarted = []
+            for (sid, index), st in statuses.items():
+                incarnation = st.detail.get("incarnation")
+                if sid != shard_id or incarnation is None:
+                    continue
+                if incarnations.get(index, incarnation) != incarnation:
+                    restarted.append(index)
+                incarnations[index] = incarnation
+            if any(i not in restarted for i in readable):
+                for index in restarted:
+                    if index in readable:
+                        readable.remove(index)
+                        log.warning("replica %d of shard %d restarted: not readable until caught up",
+                                    index, shard_id)
             for index in list(members):
                 if now - self.last_ok[(shard_id, index)] > self.timeout_s:
                     if index in readable and len(readable) == 1:
@@ -67,8 +87,10 @@ class Controller:
                 elif index not in readable and st.detail.get("caught_up_epoch", -1) >= sv.epoch:
                     readable.append(index)
                     log.info("replica %d of shard %d caught up: readable", index, shard_id)
-            if (sorted(members), sorted(readable)) != (sorted(sv.members), sorted(sv.readable)):
-                shards[shard_id] = ShardView(sv.epoch + 1, tuple(sorted(members)), tuple(sorted(readable)))
+            if ((sorted(members), sorted(readable), incarnations)
+                    != (sorted(sv.members), sorted(sv.readable), sv.incarnations)):
+                shards[shard_id] = ShardView(sv.epoch + 1, tuple(sorted(members)),
+                                             tuple(sorted(readable)), incarnations)
                 changed = True
         return View(shards) if changed else None
 

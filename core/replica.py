@@ -170,6 +170,8 @@ class ReplicaServer:
         self._watcher = ViewWatcher(config, self._view_changed)
         self._catching_up: asyncio.Task[None] | None = None
         self.caught_up_epoch = -1
+        # Tells the controller this process apart from an earlier one of the same replica.
+        self.incarnation = random.getrandbits(62)
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self.stats = {"prepared": 0, "committed": 0, "reads": 0, "trims": 0, "repairs": 0}
@@ -207,7 +209,8 @@ class ReplicaServer:
 
     @property
     def readable(self) -> bool:
-        return self.me.index in self._watcher.view.shard(self.me.shard).readable
+        shard = self._watcher.view.shard(self.me.shard)
+        return self.me.index in shard.readable and shard.knows(self.me.index, self.incarnation)
 
     def _responsible(self, color: int) -> bool:
         return self._watcher.view.shard(self.me.shard).responsible(color) == self.me.index
@@ -724,6 +727,7 @@ class ReplicaServer:
             "epoch": self.epoch,
             "readable": self.readable,
             "caught_up_epoch": self.caught_up_epoch,
+            "incarnation": self.incarnation,
             "waiting_grants": len(self._early),
             "stats": self.stats,
         }

@@ -31,6 +31,12 @@ class ShardView:
     epoch: int
     members: tuple[int, ...]  # replica indices written to (write-all set)
     readable: tuple[int, ...]  # members caught up: they serve reads and their acks count
+    # The process incarnation the controller last saw per replica. A replica whose own
+    # incarnation differs was restarted since: it serves no reads until the view knows it.
+    incarnations: dict[int, int] = field(default_factory=dict)
+
+    def knows(self, index: int, incarnation: int) -> bool:
+        return not self.incarnations or self.incarnations.get(index) == incarnation
 
     def responsible(self, color: int) -> int:
         """The replica that sends a color's order requests: one per color keeps a client's
@@ -48,13 +54,16 @@ class View:
 
     def to_json(self) -> str:
         return json.dumps({"shards": {str(s): {"epoch": v.epoch, "members": list(v.members),
-                                               "readable": list(v.readable)}
+                                               "readable": list(v.readable),
+                                               "incarnations": {str(i): n for i, n in
+                                                                v.incarnations.items()}}
                                       for s, v in sorted(self.shards.items())}}, sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> View:
         doc: dict[str, Any] = json.loads(text)
-        return View({int(s): ShardView(int(v["epoch"]), tuple(v["members"]), tuple(v["readable"]))
+        return View({int(s): ShardView(int(v["epoch"]), tuple(v["members"]), tuple(v["readable"]),
+                                       {int(i): int(n) for i, n in v.get("incarnations", {}).items()})
                      for s, v in doc["shards"].items()})
 
 

@@ -3,8 +3,7 @@
 Each scenario starts its own cluster (root + leaf, one shard of 3 replicas, the
 controller, Kafka gateways), runs an idempotent confluent-kafka producer and a
 consumer through the gateways, injects the fault, and restarts what was killed
-as `flexlog up`'s supervisor would. SIGKILL of replicas is not here yet: see
-docs/reliability.md ("Not handled yet") for why. Then it checks that every acknowledged
+as `flexlog up`'s supervisor would. Then it checks that every acknowledged
 message was consumed exactly once and in per-partition order, that no offset
 was assigned twice, and that writes were accepted again within a bound.
 """
@@ -204,6 +203,20 @@ def test_sigstop_replica_past_the_timeout_then_sigcont() -> None:
         cluster.kill("shard0-r2", signal.SIGCONT)
     with fault_cluster() as cluster:
         run_scenario("SIGSTOP a replica 3.5 s, then SIGCONT", cluster, fault)
+
+
+def test_sigkill_one_replica() -> None:
+    with fault_cluster() as cluster:
+        run_scenario("SIGKILL one replica", cluster, kill_and_restart("replica", "shard0-r1"))
+
+
+def test_sigkill_two_replicas_one_after_the_other() -> None:
+    def fault(cluster: Cluster) -> None:
+        kill_and_restart("replica", "shard0-r0")(cluster)
+        time.sleep(3.0)
+        kill_and_restart("replica", "shard0-r2")(cluster)
+    with fault_cluster() as cluster:
+        run_scenario("SIGKILL two replicas, one after the other", cluster, fault)
 
 
 def test_sigkill_leaf_sequencer() -> None:
