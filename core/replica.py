@@ -247,7 +247,7 @@ class ReplicaServer:
                 "Status": rpc.unary(self._status, pb.StatusRequest),
             })
         ])
-        self._server.add_insecure_port(self.me.address)
+        rpc.listen(self._server, self.me.address)
         await self._server.start()
         metrics.register_replica(self)
         metrics.serve(self.me.address, self.me.metrics_port)

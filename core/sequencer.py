@@ -125,7 +125,7 @@ class SequencerServer:
                 "Status": rpc.unary(self._status, pb.StatusRequest),
             })
         ])
-        self._server.add_insecure_port(self.me.address)
+        rpc.listen(self._server, self.me.address)
         await self._server.start()
         self._tasks.append(asyncio.create_task(self._watcher.run()))
         metrics.register_sequencer(self)
