@@ -56,9 +56,22 @@ def test_compose_parses_and_every_service_has_a_healthcheck() -> None:
     assert [len(s.replicas) for s in cfg.shards] == [3, 3] and len(cfg.gateways) == 2
 
 
+def test_the_controller_runs_once_against_the_zookeeper_view() -> None:
+    cfg = cluster()
+    assert (cfg.view_store, cfg.zookeeper_hosts) == ("zookeeper", "zookeeper:2181")
+    controller = flexlog_services()["controller"]
+    assert controller["command"][0] == "controller"
+    assert "zookeeper" in controller["depends_on"]
+    local = [str(DOCKER / "cluster.toml") if arg == CONTAINER_CONFIG else arg
+             for arg in controller["healthcheck"]["test"][2:]]
+    result = subprocess.run([*FLEXLOG, *local], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_every_process_is_a_service_whose_command_and_config_pass_check_config() -> None:
     cfg = cluster()
     services = flexlog_services()
+    services.pop("controller")
     assert set(services) == set(processes(cfg))
     for name, (role, address, _) in processes(cfg).items():
         svc = services[name]
