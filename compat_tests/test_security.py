@@ -493,3 +493,74 @@ def test_confluent_reports_a_wrong_password(secured):
         admin.poll(0.2)
     assert any("Authentication failed" in e for e in errors), errors
     del admin
+
+
+def login_wire(secured: Secured, user: str) -> WireClient:
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
+    handshake(client, "PLAIN")
+    token = f"\0{user}\0{PASSWORDS[user]}".encode()
+    assert client.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})["error_code"] == 0
+    return client
+
+
+def test_acls_guard_the_admin_and_group_apis_too(secured):
+    prefix = f"carol-{uuid.uuid4().hex[:6]}-"
+    # (resource type, operation): topics WRITE, READ, CREATE, DESCRIBE_CONFIGS; groups READ.
+    grants = [(2, 4), (2, 3), (2, 5), (2, 10), (3, 3)]
+    admin = admin_wire(secured)
+    try:
+        admin.call(ApiKey.CREATE_TOPICS, 5, {"topics": [
+            {"name": prefix + "t", "num_partitions": 1, "replication_factor": -1},
+            {"name": f"other-{prefix}t", "num_partitions": 1, "replication_factor": -1}],
+            "timeout_ms": 10_000})
+        results = admin.call(ApiKey.CREATE_ACLS, 3, {"creations": [
+            {"resource_type": rt, "resource_name": prefix, "resource_pattern_type": 4,
+             "principal": "User:alice", "host": "*", "operation": op, "permission_type": 3}
+            for rt, op in grants]})["results"]
+        assert [r["error_code"] for r in results] == [0] * len(grants)
+    finally:
+        admin.close()
+    denied_group, own_group = f"bob-{prefix}g", prefix + "g"
+    own_topic, other_topic = prefix + "t", f"other-{prefix}t"
+    client = login_wire(secured, "alice")
+    try:
+        found = client.call(ApiKey.FIND_COORDINATOR, 3, {"key": denied_group, "key_type": 0})
+        assert found["error_code"] == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        assert client.call(ApiKey.FIND_COORDINATOR, 3, {"key": own_group, "key_type": 0})["error_code"] == 0
+        fetched = client.call(ApiKey.OFFSET_FETCH, 5, {"group_id": denied_group, "topics": None})
+        assert fetched["error_code"] == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        described = client.call(ApiKey.DESCRIBE_GROUPS, 5, {"groups": [denied_group, own_group],
+                                                            "include_authorized_operations": False})
+        codes = [g["error_code"] for g in described["groups"]]
+        assert codes[0] == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        assert codes[1] != ErrorCode.GROUP_AUTHORIZATION_FAILED
+        deleted = client.call(ApiKey.DELETE_GROUPS, 2, {"groups_names": [own_group]})
+        assert deleted["results"][0]["error_code"] == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        grown = client.call(ApiKey.CREATE_PARTITIONS, 1, {"topics": [
+            {"name": own_topic, "count": 2, "assignments": None}], "timeout_ms": 10_000,
+            "validate_only": True})
+        assert grown["results"][0]["error_code"] == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        trimmed = client.call(ApiKey.DELETE_RECORDS, 1, {"topics": [
+            {"name": other_topic, "partitions": [{"partition_index": 0, "offset": 0}]}],
+            "timeout_ms": 10_000})
+        assert trimmed["topics"][0]["partitions"][0]["error_code"] == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        configs = client.call(ApiKey.DESCRIBE_CONFIGS, 1, {"resources": [
+            {"resource_type": 2, "resource_name": other_topic, "configuration_keys": None},
+            {"resource_type": 2, "resource_name": own_topic, "configuration_keys": None}],
+            "include_synonyms": False})
+        assert [r["error_code"] for r in configs["results"]] == [ErrorCode.TOPIC_AUTHORIZATION_FAILED, 0]
+        # WRITE on some topic is enough for an idempotent producer id (as in Kafka 3.0+).
+        pid = client.call(ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": None,
+                                                      "transaction_timeout_ms": 60_000,
+                                                      "producer_id": -1, "producer_epoch": -1})
+        assert pid["error_code"] == 0 and pid["producer_id"] >= 0
+    finally:
+        client.close()
+    victim = login_wire(secured, "victim")
+    try:
+        pid = victim.call(ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": None,
+                                                      "transaction_timeout_ms": 60_000,
+                                                      "producer_id": -1, "producer_epoch": -1})
+        assert pid["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    finally:
+        victim.close()

@@ -175,6 +175,14 @@ class AclStore:
                       key=lambda a: (a.resource_type, a.resource_name, a.pattern_type, a.principal,
                                      a.operation, a.permission, a.host))
 
+    def may_write_some_topic(self, principal: str, host: str) -> bool:
+        if principal in self.super_users:
+            return True
+        return any(a.resource_type == ResourceType.TOPIC and a.permission == Permission.ALLOW
+                   and a.operation in (Operation.WRITE, Operation.ALL)
+                   and a.principal in (principal, WILDCARD_PRINCIPAL) and a.host in (host, WILDCARD)
+                   for a in self.acls)
+
     def authorize(self, principal: str, host: str, operation: Operation, resource_type: ResourceType,
                   name: str) -> bool:
         if principal in self.super_users:

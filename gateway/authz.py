@@ -12,7 +12,8 @@ from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.registry import Body
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
-__all__ = ["Operation", "allowed", "cluster_allowed", "group_allowed", "group_refusal", "topic_allowed"]
+__all__ = ["Operation", "allowed", "cluster_allowed", "group_allowed", "group_refusal",
+           "idempotent_write_allowed", "topic_allowed"]
 
 
 def allowed(broker: Broker, operation: Operation, resource_type: ResourceType, name: str) -> bool:
@@ -32,6 +33,14 @@ def group_allowed(broker: Broker, operation: Operation, group: str) -> bool:
 
 def cluster_allowed(broker: Broker, operation: Operation) -> bool:
     return allowed(broker, operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+
+def idempotent_write_allowed(broker: Broker) -> bool:
+    """IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (as Kafka 3.0+ accepts)."""
+    if cluster_allowed(broker, Operation.IDEMPOTENT_WRITE) or not broker.config.security.authorizer:
+        return True
+    s = session.get()
+    return broker.acls.may_write_some_topic(s.principal, s.peer_host)
 
 
 # Group APIs whose requests name one group at the top level, and what each needs on it.

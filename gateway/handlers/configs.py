@@ -9,6 +9,8 @@ they expect. Broker resources describe the gateway's settings, read-only.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, serves
@@ -73,6 +75,16 @@ def _is_broker(broker: Broker, name: str) -> bool:
     return name == "" or name in {str(b.node_id) for b in broker.brokers}
 
 
+def _config_allowed(broker: Broker, operation: Operation, kind: int, name: str) -> bool:
+    if kind == TOPIC:
+        return authz.topic_allowed(broker, operation, name)
+    return authz.cluster_allowed(broker, operation)
+
+
+def _refusal(kind: int) -> ErrorCode:
+    return ErrorCode.TOPIC_AUTHORIZATION_FAILED if kind == TOPIC else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
 @serves(ApiKey.DESCRIBE_CONFIGS, 0, 4)
 async def handle_describe_configs(broker: Broker, request: Request) -> Body:
     results = []
@@ -81,7 +93,9 @@ async def handle_describe_configs(broker: Broker, request: Request) -> Body:
         result: Body = {"error_code": ErrorCode.NONE, "error_message": None, "resource_type": kind,
                         "resource_name": name, "configs": []}
         entries: list[Body] = []
-        if kind == TOPIC:
+        if not _config_allowed(broker, Operation.DESCRIBE_CONFIGS, kind, name):
+            result.update(error_code=_refusal(kind), error_message="not allowed to describe its configs")
+        elif kind == TOPIC:
             topic = await broker.topics.lookup(name)
             if topic is None:
                 result.update(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -128,6 +142,9 @@ async def handle_incremental_alter_configs(broker: Broker, request: Request) -> 
         result: Body = {"error_code": ErrorCode.NONE, "error_message": None, "resource_type": kind,
                         "resource_name": name}
         responses.append(result)
+        if not _config_allowed(broker, Operation.ALTER_CONFIGS, kind, name):
+            result.update(error_code=_refusal(kind), error_message="not allowed to alter its configs")
+            continue
         if kind == BROKER:
             result.update(error_code=ErrorCode.INVALID_CONFIG,
                           error_message="broker configs come from the cluster file and are read-only")

@@ -9,6 +9,8 @@ asks FindCoordinator again.
 
 from __future__ import annotations
 
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker, BrokerAddress
 from flexlog.gateway.group_coordinator import GroupState, JoinReply, JoinRequest
 from flexlog.gateway.handlers.registry import Body, serves
@@ -31,6 +33,9 @@ def _coordinator(broker: Broker, key: str, key_type: int) -> Body:
     if key_type != KEY_TYPE_GROUP:
         return {"key": key, "error_code": ErrorCode.INVALID_REQUEST,
                 "error_message": f"unknown key type {key_type}", "node_id": -1, "host": "", "port": -1}
+    if not authz.group_allowed(broker, Operation.DESCRIBE, key):
+        return {"key": key, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "error_message": None,
+                "node_id": -1, "host": "", "port": -1}
     if not broker.brokers:
         # A gateway outside any config (unit tests): it coordinates every group itself.
         return {"key": key, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": None,
@@ -128,6 +133,9 @@ async def handle_leave_group(broker: Broker, request: Request) -> Body:
 def _describe(broker: Broker, group_id: str) -> Body:
     body: Body = {"error_code": ErrorCode.NONE, "group_id": group_id, "protocol_type": "",
                   "protocol_data": "", "members": []}
+    if not authz.group_allowed(broker, Operation.DESCRIBE, group_id):
+        return {**body, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED,
+                "group_state": GroupState.DEAD.value}
     if _not_coordinator(broker, group_id):
         return {**body, "error_code": ErrorCode.NOT_COORDINATOR, "group_state": GroupState.DEAD.value}
     group = broker.groups.coordinator.group(group_id)
@@ -168,9 +176,12 @@ async def handle_list_groups(broker: Broker, request: Request) -> Body:
             listed[group.group_id] = (group.protocol_type or "", group.state)
         elif group.group_id not in listed:
             listed[group.group_id] = ("", group.state)
+    # Like Kafka: DESCRIBE on the cluster lists every group, otherwise those one may describe.
+    everything = authz.cluster_allowed(broker, Operation.DESCRIBE)
     groups = [{"group_id": g, "protocol_type": ptype, "group_state": state.value,
                "group_type": GROUP_TYPE}
               for g, (ptype, state) in sorted(listed.items())
+              if everything or authz.group_allowed(broker, Operation.DESCRIBE, g)
               if (not wanted_states or state.value.lower() in wanted_states)
               and (not wanted_types or GROUP_TYPE in wanted_types)]
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "groups": groups}
@@ -182,6 +193,9 @@ async def handle_delete_groups(broker: Broker, request: Request) -> Body:
     await groups.offsets.sync()
     results = []
     for group_id in request.body["groups_names"]:
+        if not authz.group_allowed(broker, Operation.DELETE, group_id):
+            results.append({"group_id": group_id, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED})
+            continue
         if _not_coordinator(broker, group_id):
             results.append({"group_id": group_id, "error_code": ErrorCode.NOT_COORDINATOR})
             continue

@@ -8,6 +8,7 @@ which restarts its sequences at 0; at the last epoch it gets a new id instead.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import authz
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
@@ -22,6 +23,9 @@ async def handle_init_producer_id(broker: Broker, request: Request) -> Body:
         # Not advertised (no APIs 24-28), so only a misconfigured client gets here;
         # INVALID_REQUEST is fatal for it instead of retried forever.
         return {"throttle_time_ms": 0, "error_code": ErrorCode.INVALID_REQUEST,
+                "producer_id": -1, "producer_epoch": -1}
+    if not authz.idempotent_write_allowed(broker):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
                 "producer_id": -1, "producer_epoch": -1}
     producer_id, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)
     if producer_id >= 0 and 0 <= epoch < MAX_EPOCH:

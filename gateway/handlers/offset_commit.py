@@ -10,6 +10,8 @@ round-trip; a partition without a commit fetches as offset -1, no error.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
+from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.committed_offsets import MAX_METADATA_BYTES
 from flexlog.gateway.handlers.registry import Body, serves
@@ -50,7 +52,9 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
         topic = await broker.topics.lookup(t["name"])
         for p in t["partitions"]:
             index, metadata = p["partition_index"], p["committed_metadata"]
-            if topic is None or not 0 <= index < topic.partitions:
+            if not authz.topic_allowed(broker, Operation.READ, t["name"]):
+                codes[(t["name"], index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or not 0 <= index < topic.partitions:
                 codes[(t["name"], index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
                 codes[(t["name"], index)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
@@ -95,6 +99,8 @@ def _fetched(broker: Broker, group_id: str, topics: list[Body] | None) -> list[B
 def _group_error(broker: Broker, group_id: str) -> ErrorCode:
     if not group_id:
         return ErrorCode.INVALID_GROUP_ID
+    if not authz.group_allowed(broker, Operation.DESCRIBE, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED
     if not broker.groups.coordinates(group_id):
         return ErrorCode.NOT_COORDINATOR
     return ErrorCode.NONE

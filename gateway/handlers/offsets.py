@@ -98,6 +98,8 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
 @serves(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
 async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
+        if not authz.topic_allowed(broker, Operation.DESCRIBE, topic):
+            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         color = await _color(broker, topic, part["partition"])
         if part["leader_epoch"] > LEADER_EPOCH:
             # An epoch that never existed: Kafka answers "unknown" rather than guessing.
@@ -117,6 +119,8 @@ async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Bo
 @serves(ApiKey.DELETE_RECORDS, 0, 2)
 async def handle_delete_records(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
+        if not authz.topic_allowed(broker, Operation.DELETE, topic):
+            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         color = await _color(broker, topic, part["partition_index"])
         log_start, tail = await broker.client.state(color)
         offset = tail if part["offset"] == -1 else part["offset"]

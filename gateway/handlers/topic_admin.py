@@ -141,7 +141,10 @@ async def handle_create_partitions(broker: Broker, request: Request) -> Body:
         name, count = item["name"], item["count"]
         result: Body = {"name": name, "error_code": ErrorCode.NONE, "error_message": None}
         topic = await broker.topics.lookup(name)
-        if topic is None:
+        if not authz.topic_allowed(broker, Operation.ALTER, name):
+            result.update(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                          error_message=f"not allowed to alter topic {name!r}")
+        elif topic is None:
             result.update(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                           error_message=f"topic {name!r} does not exist")
         elif not topic.partitions < count <= MAX_PARTITIONS:
