@@ -23,7 +23,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
+    ResourcePatternType,
+    ResourceType,
 )
 
 from cluster import Cluster, free_ports, two_level_toml
@@ -564,3 +570,18 @@ def test_acls_guard_the_admin_and_group_apis_too(secured):
         assert pid["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     finally:
         victim.close()
+
+
+def test_confluent_admin_client_manages_acls(secured):
+    admin = AdminClient(librdkafka_conf(secured, "SASL_PLAINTEXT", "PLAIN", user="admin"))
+    name = f"acl-{uuid.uuid4().hex[:6]}"
+    binding = AclBinding(ResourceType.TOPIC, name, ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    for fut in admin.create_acls([binding], request_timeout=20).values():
+        assert fut.result(30) is None
+    query = AclBindingFilter(ResourceType.TOPIC, name, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)
+    assert admin.describe_acls(query, request_timeout=20).result(30) == [binding]
+    for fut in admin.delete_acls([query], request_timeout=20).values():
+        assert fut.result(30) == [binding]
+    assert admin.describe_acls(query, request_timeout=20).result(30) == []
