@@ -38,6 +38,11 @@ AUTHENTICATIONS = Counter("flexlog_gateway_sasl_authentications",
                           "Successful SASL authentications, by mechanism", ["mechanism"])
 AUTH_FAILURES = Counter("flexlog_gateway_sasl_authentication_failures",
                         "Failed SASL authentications, by mechanism", ["mechanism"])
+# Every mechanism's series exists from the start at 0, so rates and alerts have data
+# before the first login (and on a gateway with no SASL listener).
+for _mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+    AUTHENTICATIONS.labels(_mechanism)
+    AUTH_FAILURES.labels(_mechanism)
 
 
 class AuthFailed(Exception):
