@@ -102,3 +102,44 @@ class Window(Generic[T]):
         items, self._items = self._items, []
         self.in_flight += 1
         self._send(items)
+
+
+R = TypeVar("R", bound=tuple[int, ...])
+E = TypeVar("E")
+
+
+class RowsAndErrors(Generic[R, E]):
+    """Rows of ints and error messages owed to a stream, sent as one message per loop iteration.
+
+    Acks and grants travel as packed columns (one repeated field per row position),
+    which protobuf builds and parses in bulk; subclasses say how a message is made
+    and where it goes.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[R] = []
+        self._errors: list[E] = []
+        self._scheduled = False
+
+    def add_row(self, row: R) -> None:
+        self._rows.append(row)
+        self._schedule()
+
+    def add_error(self, error: E) -> None:
+        self._errors.append(error)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        rows, errors = self._rows, self._errors
+        self._rows, self._errors = [], []
+        self.send(list(zip(*rows, strict=True)), errors)
+
+    def send(self, columns: list[tuple[int, ...]], errors: list[E]) -> None:
+        """Send one message: columns[i] holds position i of every row (empty when no rows)."""
+        raise NotImplementedError

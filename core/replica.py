@@ -31,7 +31,7 @@ from typing import NamedTuple
 import grpc
 
 from flexlog.core import metrics, record_batch, rpc
-from flexlog.core.batching import Batcher, ByteQueue, Window
+from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -97,36 +97,22 @@ class _Grant(NamedTuple):
     message: str = ""
 
 
-class _AckSink:
-    """Acks owed to one client stream, sent as one columnar AppendReply per loop iteration."""
-
-    __slots__ = ("_errors", "_queue", "_scheduled", "_sns", "_tokens")
+class _AckSink(RowsAndErrors[tuple[int, int], pb.AppendError]):
+    """Acks owed to one client stream: (token, sn) rows and rejections."""
 
     def __init__(self, queue: ByteQueue) -> None:
+        super().__init__()
         self._queue = queue
-        self._tokens: list[int] = []
-        self._sns: list[int] = []
-        self._errors: list[pb.AppendError] = []
-        self._scheduled = False
 
     def ack(self, token: int, sn: int) -> None:
-        self._tokens.append(token)
-        self._sns.append(sn)
-        self._schedule()
+        self.add_row((token, sn))
 
     def reject(self, token: int, code: Code, message: str) -> None:
-        self._errors.append(pb.AppendError(token=token, error=code, message=message))
-        self._schedule()
+        self.add_error(pb.AppendError(token=token, error=code, message=message))
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        reply = pb.AppendReply(tokens=self._tokens, sns=self._sns, errors=self._errors)
-        self._tokens, self._sns, self._errors = [], [], []
+    def send(self, columns: list[tuple[int, ...]], errors: list[pb.AppendError]) -> None:
+        tokens, sns = columns or ((), ())
+        reply = pb.AppendReply(tokens=tokens, sns=sns, errors=errors)
         self._queue.put(reply.SerializeToString())
 
 

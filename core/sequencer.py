@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from flexlog.core import metrics, rpc
-from flexlog.core.batching import Batcher, ByteQueue
+from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code, FlexLogError, Unavailable, from_code
 from flexlog.core.ordering import OrderingNode
@@ -39,44 +39,26 @@ FORWARD_WINDOW = 2  # forward batches a node keeps in flight to its parent
 RECENT_GRANTS = 1 << 19  # token -> grant kept per leaf process for deduplicating re-sent requests
 
 
-class _ShardFanout:
+class _ShardFanout(RowsAndErrors[tuple[int, int, int, int], pb.GrantError]):
     """The replicas of one shard attached to this leaf, and their pending grants.
 
-    Grants go out as columns, serialized once per loop iteration and written
-    to every attached replica of the shard.
+    Each message is serialized once and written to every attached replica of the shard.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.queues: set[ByteQueue] = set()
-        self._rows: list[tuple[int, int, int, int]] = []
-        self._errors: list[pb.GrantError] = []
-        self._scheduled = False
 
     def grant(self, token: int, color: int, sn: int, count: int) -> None:
-        self._rows.append((token, color, sn, count))
-        self._schedule()
+        self.add_row((token, color, sn, count))
 
     def reject(self, token: int, color: int, error: FlexLogError) -> None:
-        self._errors.append(pb.GrantError(token=token, color=color, error=error.code,
-                                          message=str(error)))
-        self._schedule()
+        self.add_error(pb.GrantError(token=token, color=color, error=error.code, message=str(error)))
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        msg = pb.SequencerToReplica(errors=self._errors)
-        if self._rows:
-            tokens, colors, sns, counts = zip(*self._rows, strict=True)
-            msg.tokens.extend(tokens)
-            msg.colors.extend(colors)
-            msg.sns.extend(sns)
-            msg.counts.extend(counts)
-        self._rows, self._errors = [], []
-        data = msg.SerializeToString()
+    def send(self, columns: list[tuple[int, ...]], errors: list[pb.GrantError]) -> None:
+        tokens, colors, sns, counts = columns or ((), (), (), ())
+        data = pb.SequencerToReplica(tokens=tokens, colors=colors, sns=sns, counts=counts,
+                                     errors=errors).SerializeToString()
         for queue in self.queues:
             queue.put(data)
 
