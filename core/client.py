@@ -38,6 +38,7 @@ from flexlog.core.errors import (
     Timeout,
     TooLarge,
     Unavailable,
+    UnknownColor,
     from_code,
 )
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -388,6 +389,22 @@ class FlexLogClient:
         while self.registry.applied <= sn:
             await self.sync_registry()
         return self.registry.created(name, sn)
+
+    async def ensure_system_color(self, name: str) -> ColorInfo:
+        """The color `name`, created if missing like the registry's own system color: owned by
+        the root (one sequencer orders it) and stored on the first shard of the root's region.
+
+        Every gateway folds such colors (topics, offsets, users...) in SN order; when two
+        processes create one at once the registry keeps the first and both get it.
+        """
+        try:
+            return await self.color(name)
+        except UnknownColor:
+            placement = registry.system_color(self.config)
+            try:
+                return await self.create_color(name, owner=placement.owner, shards=placement.shards)
+            except ColorExists:
+                return await self.color(name)
 
     async def delete_color(self, color: ColorRef) -> None:
         info = await self.color(color)

@@ -25,7 +25,7 @@ from typing import Any
 from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import ColorExists, Trimmed, UnknownColor
+from flexlog.core.errors import Trimmed, UnknownColor
 from flexlog.core.record_batch import Record
 from flexlog.core.registry import ColorInfo
 
@@ -130,15 +130,7 @@ class OffsetStore:
         return self._color is not None
 
     async def open(self) -> None:
-        try:
-            self._color = await self.client.color(OFFSETS_COLOR)
-        except UnknownColor:
-            root = self.config.root
-            try:
-                self._color = await self.client.create_color(
-                    OFFSETS_COLOR, owner=root, shards=(self.config.region(root)[0],))
-            except ColorExists:
-                self._color = await self.client.color(OFFSETS_COLOR)
+        self._color = await self.client.ensure_system_color(OFFSETS_COLOR)
         await self.sync()
 
     async def sync(self) -> None:

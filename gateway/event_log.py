@@ -16,7 +16,7 @@ from typing import Any
 from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import ColorExists, FlexLogError, UnknownColor
+from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import Record
 from flexlog.core.registry import ColorInfo
 
@@ -39,15 +39,7 @@ class EventLog:
         self._color: ColorInfo | None = None
 
     async def open(self) -> None:
-        try:
-            self._color = await self.client.color(self.name)
-        except UnknownColor:
-            root = self.config.root
-            try:
-                self._color = await self.client.create_color(
-                    self.name, owner=root, shards=(self.config.region(root)[0],))
-            except ColorExists:
-                self._color = await self.client.color(self.name)
+        self._color = await self.client.ensure_system_color(self.name)
         await self.sync()
 
     async def sync(self) -> None:

@@ -14,7 +14,6 @@ import json
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import ColorExists, UnknownColor
 from flexlog.core.record_batch import Record
 from flexlog.core.registry import ColorInfo
 
@@ -32,15 +31,7 @@ class ProducerIdAllocator:
         self._lock = asyncio.Lock()
 
     async def _color(self) -> ColorInfo:
-        try:
-            return await self.client.color(PRODUCER_IDS_COLOR)
-        except UnknownColor:
-            root = self.config.root
-            try:
-                return await self.client.create_color(
-                    PRODUCER_IDS_COLOR, owner=root, shards=(self.config.region(root)[0],))
-            except ColorExists:
-                return await self.client.color(PRODUCER_IDS_COLOR)
+        return await self.client.ensure_system_color(PRODUCER_IDS_COLOR)
 
     async def allocate(self) -> int:
         async with self._lock:

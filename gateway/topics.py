@@ -203,15 +203,7 @@ class TopicStore:
 
     async def open(self) -> None:
         """Find or create the ``__topics`` color and fold what it holds."""
-        try:
-            self._color = await self.client.color(TOPICS_COLOR)
-        except UnknownColor:
-            root = self.config.root
-            try:
-                self._color = await self.client.create_color(
-                    TOPICS_COLOR, owner=root, shards=(self.config.region(root)[0],))
-            except ColorExists:
-                self._color = await self.client.color(TOPICS_COLOR)
+        self._color = await self.client.ensure_system_color(TOPICS_COLOR)
         await self.sync()
 
     async def sync(self) -> None:
