@@ -18,39 +18,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import gateway_ready, percentile, running_cluster
+from common import gateway_ready, percentile, produce_rate, running_cluster
 
 SIZES = (100, 1024)
 PARTITIONS = (1, 4)
 LATENCY_SAMPLES = 300
-
-
-def produce_rate(conf: dict[str, object], topic: str, size: int, partitions: int,
-                 seconds: float) -> tuple[float, float]:
-    """(messages/s, MB/s) of acknowledged acks=all produce, offering load for `seconds`."""
-    p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
-    value = b"x" * size
-    acked = 0
-
-    def delivered(err: object, _msg: object) -> None:
-        nonlocal acked
-        if err is None:
-            acked += 1
-
-    sent = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(1000):
-            try:
-                p.produce(topic, value=value, partition=sent % partitions, on_delivery=delivered)
-                sent += 1
-            except BufferError:
-                p.poll(0.001)
-        p.poll(0)
-    p.flush(60)
-    elapsed = time.perf_counter() - start
-    p.purge()
-    return acked / elapsed, acked * size / elapsed / 1e6
 
 
 def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> tuple[float, float]:

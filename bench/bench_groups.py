@@ -22,11 +22,11 @@ import time
 import uuid
 from pathlib import Path
 
-from common import percentile, running_cluster
+from common import percentile, produce_rate, running_cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gateway"))
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from wire_client import gateway_ready
@@ -83,33 +83,6 @@ def commits_per_second(bootstrap: str, topic: str, seconds: float) -> float:
     return done / elapsed
 
 
-def produce_rate(bootstrap: str, topic: str, idempotent: bool, seconds: float) -> float:
-    """Acknowledged messages per second while offering load for `seconds`."""
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                  "enable.idempotence": idempotent, "queue.buffering.max.messages": 1_000_000})
-    acked = 0
-
-    def delivered(err: object, _msg: object) -> None:
-        nonlocal acked
-        if err is None:
-            acked += 1
-
-    sent = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(1000):
-            try:
-                p.produce(topic, value=VALUE, partition=sent % PARTITIONS, on_delivery=delivered)
-                sent += 1
-            except BufferError:
-                p.poll(0.001)
-        p.poll(0)
-    p.flush(60)
-    elapsed = time.perf_counter() - start
-    p.purge()
-    return acked / elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rebalances measured")
@@ -131,8 +104,10 @@ def main() -> None:
               f"max {max(times) * 1000:.0f} ms ({args.rounds} rounds)")
         print(f"commit throughput (sync, 1 consumer): "
               f"{commits_per_second(bootstrap, topics['group'], args.seconds):,.0f} commits/s")
-        off = produce_rate(bootstrap, topics["off"], False, args.seconds)
-        on = produce_rate(bootstrap, topics["on"], True, args.seconds)
+        off, _ = produce_rate({"bootstrap.servers": bootstrap, "enable.idempotence": False},
+                              topics["off"], len(VALUE), PARTITIONS, args.seconds)
+        on, _ = produce_rate({"bootstrap.servers": bootstrap, "enable.idempotence": True},
+                             topics["on"], len(VALUE), PARTITIONS, args.seconds)
         print(f"produce 100 B acks=all, {PARTITIONS} partitions: idempotence off {off:,.0f} msg/s, "
               f"on {on:,.0f} msg/s, ratio on/off {on / off:.2f}")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
+
+from confluent_kafka import Producer
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # Benchmarks reuse the tests' cluster and wire helpers.
@@ -14,7 +17,8 @@ sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 
-__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "running_cluster", "summary"]
+__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "produce_rate", "running_cluster",
+           "summary"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -38,3 +42,31 @@ def summary(values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
     return (f"p50 {percentile(ms, 50):.3f} ms  p99 {percentile(ms, 99):.3f} ms  "
             f"mean {statistics.fmean(ms):.3f} ms")
+
+
+def produce_rate(conf: dict[str, object], topic: str, size: int, partitions: int,
+                 seconds: float) -> tuple[float, float]:
+    """(messages/s, MB/s) of acknowledged acks=all produce, offering load for `seconds`."""
+    p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    value = b"x" * size
+    acked = 0
+
+    def delivered(err: object, _msg: object) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(1000):
+            try:
+                p.produce(topic, value=value, partition=sent % partitions, on_delivery=delivered)
+                sent += 1
+            except BufferError:
+                p.poll(0.001)
+        p.poll(0)
+    p.flush(60)
+    elapsed = time.perf_counter() - start
+    p.purge()
+    return acked / elapsed, acked * size / elapsed / 1e6
