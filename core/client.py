@@ -20,7 +20,7 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -365,15 +365,27 @@ class FlexLogClient:
     async def sync_registry(self) -> None:
         """Apply every registry record up to the system color's current tail."""
         async with self._registry_lock:
-            system = registry.system_color(self.config)
-            while True:
-                res = await self.read_range(system, self.registry.applied, SUBSCRIBE_BYTES)
-                if not res.entries:
-                    return
-                for entry in res.entries:
-                    for rec in record_batch.decode(entry.payload):
-                        if rec.offset >= self.registry.applied:
-                            self.registry.apply(rec.offset, rec.value)
+            await self.catch_up(registry.system_color(self.config), self.registry.applied,
+                                self.registry.apply)
+
+    async def catch_up(self, color: ColorRef, from_sn: int,
+                       apply: Callable[[int, bytes | None], None]) -> int:
+        """Call apply(sn, value) for every record from from_sn up to the color's current tail,
+        in SN order; returns the SN after the last one applied.
+
+        This is how every process folds a log of events (the registry, topics,
+        committed offsets...) into the same state.
+        """
+        next_sn = from_sn
+        while True:
+            res = await self.read_range(color, next_sn, SUBSCRIBE_BYTES)
+            if not res.entries:
+                return next_sn
+            for entry in res.entries:
+                for rec in record_batch.decode(entry.payload):
+                    if rec.offset >= next_sn:
+                        apply(rec.offset, rec.value)
+                        next_sn = rec.offset + 1
 
     async def create_color(self, name: str, owner: int | None = None,
                            shards: Sequence[int] | None = None) -> ColorInfo:

@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Trimmed, UnknownColor
@@ -32,7 +31,6 @@ from flexlog.core.registry import ColorInfo
 log = logging.getLogger("flexlog.gateway.offsets")
 
 OFFSETS_COLOR = "__consumer_offsets"
-READ_BYTES = 1 << 20
 MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
 # Write a snapshot (and trim) once this many records follow the last one.
 SNAPSHOT_EVERY_RECORDS = 10_000
@@ -139,18 +137,12 @@ class OffsetStore:
         async with self._sync_lock:
             while True:
                 try:
-                    res = await self.client.read_range(self._color, self.state.applied, READ_BYTES)
+                    await self.client.catch_up(self._color, self.state.applied, self.state.apply)
+                    return
                 except Trimmed:
                     # Compacted past what we applied: the snapshot that allowed it lies ahead.
                     log_start, _ = await self.client.state(self._color)
                     self.state.applied = max(self.state.applied, log_start)
-                    continue
-                if not res.entries:
-                    break
-                for entry in res.entries:
-                    for rec in record_batch.decode(entry.payload):
-                        if rec.offset >= self.state.applied:
-                            self.state.apply(rec.offset, rec.value)
 
     async def _append(self, event: dict[str, Any]) -> int:
         assert self._color is not None, "open() first"

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import FlexLogError
@@ -23,7 +22,6 @@ from flexlog.core.registry import ColorInfo
 log = logging.getLogger("flexlog.gateway.event_log")
 
 WATCH_WAIT_MS = 5_000
-READ_BYTES = 1 << 20
 
 Apply = Callable[[dict[str, Any]], None]
 
@@ -46,15 +44,7 @@ class EventLog:
         """Apply every event up to the current tail."""
         assert self._color is not None, "open() first"
         async with self._lock:
-            while True:
-                res = await self.client.read_range(self._color, self.applied, READ_BYTES)
-                if not res.entries:
-                    return
-                for entry in res.entries:
-                    for rec in record_batch.decode(entry.payload):
-                        if rec.offset >= self.applied:
-                            self.applied = rec.offset + 1
-                            self._apply_one(rec.offset, rec.value)
+            self.applied = await self.client.catch_up(self._color, self.applied, self._apply_one)
 
     def _apply_one(self, sn: int, value: bytes | None) -> None:
         try:

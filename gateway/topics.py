@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import ColorExists, FlexLogError, UnknownColor
@@ -37,7 +36,6 @@ MAX_TOPIC_NAME = 249
 MAX_PARTITIONS = 10_000
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 WATCH_WAIT_MS = 5_000
-READ_BYTES = 1 << 20
 
 RETENTION_MS = "retention.ms"
 RETENTION_BYTES = "retention.bytes"
@@ -210,17 +208,8 @@ class TopicStore:
         """Apply every event up to the current tail."""
         assert self._color is not None, "open() first"
         async with self._sync_lock:
-            registry_changed = False
-            while True:
-                res = await self.client.read_range(self._color, self.state.applied, READ_BYTES)
-                if not res.entries:
-                    break
-                for entry in res.entries:
-                    for rec in record_batch.decode(entry.payload):
-                        if rec.offset >= self.state.applied:
-                            self.state.apply(rec.offset, rec.value)
-                            registry_changed = True
-            if registry_changed:
+            before = self.state.applied
+            if await self.client.catch_up(self._color, before, self.state.apply) > before:
                 # Partition colors of topics created or deleted elsewhere must resolve afresh.
                 await self.client.sync_registry()
 
