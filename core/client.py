@@ -477,7 +477,8 @@ class FlexLogClient:
         shard = info.shards[0] if info.contiguous else info.shards[self.client_id % len(info.shards)]
         writer = self._writers.get(shard) or self._writer(shard)
         writer.submit(pb.AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
-                                  count=record_batch.records_count(batch), payload=batch), fut)
+                                  count=record_batch.records_count(batch), payload=batch,
+                                  contiguous=info.contiguous), fut)
         self._in_flight += 1
         fut.add_done_callback(self._landed)
         return fut

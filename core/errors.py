@@ -19,6 +19,7 @@ class Code(IntEnum):
     COLOR_EXISTS = 10
     INTERNAL = 11
     STALE_EPOCH = 12  # a message sent under an older view of the shard
+    FILLED = 13  # the SN holds a fill marker: ordered once, its entry lost for good
 
 
 class FlexLogError(Exception):
@@ -79,11 +80,18 @@ class StaleEpoch(FlexLogError):
     code = Code.STALE_EPOCH
 
 
+class Filled(FlexLogError):
+    """The SN was ordered but its entry was lost before any replica stored it; the log holds
+    a fill marker there so readers move on. For an append: it did not happen, append again."""
+
+    code = Code.FILLED
+
+
 _BY_CODE: dict[int, type[FlexLogError]] = {
     cls.code: cls
     for cls in (
         UnknownColor, ColorExists, Trimmed, NotFound, Timeout, Unavailable,
-        InvalidEntry, TooLarge, StoreFull, UnknownOwner, StaleEpoch,
+        InvalidEntry, TooLarge, StoreFull, UnknownOwner, StaleEpoch, Filled,
     )
 }
 

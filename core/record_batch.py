@@ -246,6 +246,29 @@ _AFTER_CRC = struct.Struct(">hiqqqhii")
 _BEFORE_CRC = struct.Struct(">qiibI")
 
 
+def fill(base_offset: int, count: int) -> bytes:
+    """The fill marker for [base_offset, base_offset + count): a control batch without records.
+
+    Kafka's log cleaner leaves batches like it (offsets covered, records gone), so
+    consumers step over it; native readers recognise it with is_fill. Its timestamps
+    are -1: it has none, and retention never expires anything on its account.
+    """
+    after_crc = _AFTER_CRC.pack(CONTROL_BIT, count - 1, -1, -1, -1, -1, -1, 0)
+    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
+    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+
+
+def is_fill(buf: bytes | memoryview) -> bool:
+    """Whether a stored entry is a fill marker (see fill)."""
+    return len(buf) == HEADER_SIZE and buf[22] & CONTROL_BIT != 0 and records_count(bytes(buf)) == 0
+
+
+def crc_of(buf: bytes | memoryview) -> int:
+    """The stored CRC-32C of a batch: equal for the same entry before and after commit
+    (baseOffset and partitionLeaderEpoch lie outside it)."""
+    return int.from_bytes(buf[17:21], "big")
+
+
 def _decompress(codec: int, data: bytes) -> bytes:
     if codec == CODEC_NONE:
         return data
@@ -283,6 +306,8 @@ def _snappy_decompress(data: bytes, cramjam: object) -> bytes:
 
 def decode(buf: bytes | memoryview, verify_crc: bool = True) -> list[Record]:
     """Decode every record of one batch (decompressing if needed). Not for hot paths."""
+    if is_fill(buf):
+        return []
     header = validate(buf) if verify_crc else parse_header(buf)
     body = memoryview(_decompress(header.codec, bytes(memoryview(buf)[HEADER_SIZE:])))
     records: list[Record] = []

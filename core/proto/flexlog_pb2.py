@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rflexlog.proto\x12\x07\x66lexlog\"W\n\x08\x41ppendOp\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05owner\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"/\n\rAppendRequest\x12\x1e\n\x03ops\x18\x01 \x03(\x0b\x32\x11.flexlog.AppendOp\"<\n\x0b\x41ppendError\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"P\n\x0b\x41ppendReply\x12\x0e\n\x06tokens\x18\x01 \x03(\x06\x12\x0b\n\x03sns\x18\x02 \x03(\x04\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.flexlog.AppendError\"\xbf\x01\n\x07QueryOp\x12\n\n\x02id\x18\x01 \x01(\x04\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.flexlog.QueryOp.Kind\x12\r\n\x05\x63olor\x18\x03 \x01(\x04\x12\n\n\x02sn\x18\x04 \x01(\x04\x12\x11\n\tmax_bytes\x18\x05 \x01(\r\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x12\n\ncontiguous\x18\x07 \x01(\x08\"0\n\x04Kind\x12\x08\n\x04READ\x10\x00\x12\t\n\x05RANGE\x10\x01\x12\t\n\x05STATE\x10\x02\x12\x08\n\x04TRIM\x10\x03\"-\n\x0cQueryRequest\x12\x1d\n\x03ops\x18\x01 \x03(\x0b\x32\x10.flexlog.QueryOp\"\x89\x01\n\x0bQueryResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0b\n\x03sns\x18\x04 \x03(\x04\x12\x0e\n\x06\x63ounts\x18\x05 \x03(\r\x12\x10\n\x08payloads\x18\x06 \x03(\x0c\x12\x11\n\tlog_start\x18\x07 \x01(\x04\x12\x0c\n\x04tail\x18\x08 \x01(\x04\"3\n\nQueryReply\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.flexlog.QueryResult\"(\n\tColorTail\x12\r\n\x05\x63olor\x18\x01 \x01(\x04\x12\x0c\n\x04tail\x18\x02 \x01(\x04\"\xff\x01\n\x12ReplicaToSequencer\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\r\x12!\n\x05tails\x18\x03 \x03(\x0b\x32\x12.flexlog.ColorTail\x12\x0e\n\x06tokens\x18\x04 \x03(\x06\x12\x0e\n\x06\x63olors\x18\x05 \x03(\x04\x12\x0e\n\x06owners\x18\x06 \x03(\r\x12\x0e\n\x06\x63ounts\x18\x07 \x03(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12\x15\n\rrecent_tokens\x18\t \x03(\x06\x12\x15\n\rrecent_colors\x18\n \x03(\x04\x12\x12\n\nrecent_sns\x18\x0b \x03(\x04\x12\x15\n\rrecent_counts\x18\x0c \x03(\r\"J\n\nGrantError\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"v\n\x12SequencerToReplica\x12\x0e\n\x06tokens\x18\x01 \x03(\x06\x12\x0e\n\x06\x63olors\x18\x02 \x03(\x04\x12\x0b\n\x03sns\x18\x03 \x03(\x04\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\r\x12#\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x13.flexlog.GrantError\"E\n\nForwardReq\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05owner\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x8a\x01\n\rChildToParent\x12\r\n\x05\x63hild\x18\x01 \x01(\r\x12\x0e\n\x06parent\x18\x02 \x01(\r\x12\x14\n\x0cshards_ready\x18\x03 \x03(\r\x12!\n\x05tails\x18\x04 \x03(\x0b\x32\x12.flexlog.ColorTail\x12!\n\x04reqs\x18\x05 \x03(\x0b\x32\x13.flexlog.ForwardReq\"F\n\x0c\x46orwardGrant\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02sn\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\rParentToChild\x12%\n\x06grants\x18\x01 \x03(\x0b\x32\x15.flexlog.ForwardGrant\"-\n\rNextSnRequest\x12\r\n\x05\x63olor\x18\x01 \x01(\x04\x12\r\n\x05owner\x18\x02 \x01(\r\">\n\x0bNextSnReply\x12\x0f\n\x07next_sn\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x0f\n\rStatusRequest\"H\n\x0bStatusReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t2\xb6\x01\n\x07Replica\x12:\n\x06\x41ppend\x12\x16.flexlog.AppendRequest\x1a\x14.flexlog.AppendReply(\x01\x30\x01\x12\x37\n\x05Query\x12\x15.flexlog.QueryRequest\x1a\x13.flexlog.QueryReply(\x01\x30\x01\x12\x36\n\x06Status\x12\x16.flexlog.StatusRequest\x1a\x14.flexlog.StatusReply2\x82\x02\n\tSequencer\x12\x46\n\x06\x41ttach\x12\x1b.flexlog.ReplicaToSequencer\x1a\x1b.flexlog.SequencerToReplica(\x01\x30\x01\x12=\n\x07\x46orward\x12\x16.flexlog.ChildToParent\x1a\x16.flexlog.ParentToChild(\x01\x30\x01\x12\x36\n\x06NextSn\x12\x16.flexlog.NextSnRequest\x1a\x14.flexlog.NextSnReply\x12\x36\n\x06Status\x12\x16.flexlog.StatusRequest\x1a\x14.flexlog.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rflexlog.proto\x12\x07\x66lexlog\"k\n\x08\x41ppendOp\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05owner\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x12\n\ncontiguous\x18\x06 \x01(\x08\"/\n\rAppendRequest\x12\x1e\n\x03ops\x18\x01 \x03(\x0b\x32\x11.flexlog.AppendOp\"<\n\x0b\x41ppendError\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"P\n\x0b\x41ppendReply\x12\x0e\n\x06tokens\x18\x01 \x03(\x06\x12\x0b\n\x03sns\x18\x02 \x03(\x04\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.flexlog.AppendError\"\x8f\x02\n\x07QueryOp\x12\n\n\x02id\x18\x01 \x01(\x04\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.flexlog.QueryOp.Kind\x12\r\n\x05\x63olor\x18\x03 \x01(\x04\x12\n\n\x02sn\x18\x04 \x01(\x04\x12\x11\n\tmax_bytes\x18\x05 \x01(\r\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\x12\n\ncontiguous\x18\x07 \x01(\x08\x12\x0b\n\x03\x65nd\x18\x08 \x01(\x04\x12\x0b\n\x03sns\x18\t \x03(\x04\x12\x0e\n\x06\x63ounts\x18\n \x03(\r\x12\x10\n\x08payloads\x18\x0b \x03(\x0c\"D\n\x04Kind\x12\x08\n\x04READ\x10\x00\x12\t\n\x05RANGE\x10\x01\x12\t\n\x05STATE\x10\x02\x12\x08\n\x04TRIM\x10\x03\x12\x08\n\x04SEAL\x10\x04\x12\x08\n\x04\x46ILL\x10\x05\"-\n\x0cQueryRequest\x12\x1d\n\x03ops\x18\x01 \x03(\x0b\x32\x10.flexlog.QueryOp\"\x89\x01\n\x0bQueryResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0b\n\x03sns\x18\x04 \x03(\x04\x12\x0e\n\x06\x63ounts\x18\x05 \x03(\r\x12\x10\n\x08payloads\x18\x06 \x03(\x0c\x12\x11\n\tlog_start\x18\x07 \x01(\x04\x12\x0c\n\x04tail\x18\x08 \x01(\x04\"3\n\nQueryReply\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.flexlog.QueryResult\"(\n\tColorTail\x12\r\n\x05\x63olor\x18\x01 \x01(\x04\x12\x0c\n\x04tail\x18\x02 \x01(\x04\"\xff\x01\n\x12ReplicaToSequencer\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\r\x12!\n\x05tails\x18\x03 \x03(\x0b\x32\x12.flexlog.ColorTail\x12\x0e\n\x06tokens\x18\x04 \x03(\x06\x12\x0e\n\x06\x63olors\x18\x05 \x03(\x04\x12\x0e\n\x06owners\x18\x06 \x03(\r\x12\x0e\n\x06\x63ounts\x18\x07 \x03(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12\x15\n\rrecent_tokens\x18\t \x03(\x06\x12\x15\n\rrecent_colors\x18\n \x03(\x04\x12\x12\n\nrecent_sns\x18\x0b \x03(\x04\x12\x15\n\rrecent_counts\x18\x0c \x03(\r\"J\n\nGrantError\x12\r\n\x05token\x18\x01 \x01(\x06\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"v\n\x12SequencerToReplica\x12\x0e\n\x06tokens\x18\x01 \x03(\x06\x12\x0e\n\x06\x63olors\x18\x02 \x03(\x04\x12\x0b\n\x03sns\x18\x03 \x03(\x04\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\r\x12#\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x13.flexlog.GrantError\"E\n\nForwardReq\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x63olor\x18\x02 \x01(\x04\x12\r\n\x05owner\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x8a\x01\n\rChildToParent\x12\r\n\x05\x63hild\x18\x01 \x01(\r\x12\x0e\n\x06parent\x18\x02 \x01(\r\x12\x14\n\x0cshards_ready\x18\x03 \x03(\r\x12!\n\x05tails\x18\x04 \x03(\x0b\x32\x12.flexlog.ColorTail\x12!\n\x04reqs\x18\x05 \x03(\x0b\x32\x13.flexlog.ForwardReq\"F\n\x0c\x46orwardGrant\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02sn\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\rParentToChild\x12%\n\x06grants\x18\x01 \x03(\x0b\x32\x15.flexlog.ForwardGrant\"-\n\rNextSnRequest\x12\r\n\x05\x63olor\x18\x01 \x01(\x04\x12\r\n\x05owner\x18\x02 \x01(\r\">\n\x0bNextSnReply\x12\x0f\n\x07next_sn\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x0f\n\rStatusRequest\"H\n\x0bStatusReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t2\xb6\x01\n\x07Replica\x12:\n\x06\x41ppend\x12\x16.flexlog.AppendRequest\x1a\x14.flexlog.AppendReply(\x01\x30\x01\x12\x37\n\x05Query\x12\x15.flexlog.QueryRequest\x1a\x13.flexlog.QueryReply(\x01\x30\x01\x12\x36\n\x06Status\x12\x16.flexlog.StatusRequest\x1a\x14.flexlog.StatusReply2\x82\x02\n\tSequencer\x12\x46\n\x06\x41ttach\x12\x1b.flexlog.ReplicaToSequencer\x1a\x1b.flexlog.SequencerToReplica(\x01\x30\x01\x12=\n\x07\x46orward\x12\x16.flexlog.ChildToParent\x1a\x16.flexlog.ParentToChild(\x01\x30\x01\x12\x36\n\x06NextSn\x12\x16.flexlog.NextSnRequest\x1a\x14.flexlog.NextSnReply\x12\x36\n\x06Status\x12\x16.flexlog.StatusRequest\x1a\x14.flexlog.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,49 +32,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flexlog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPENDOP']._serialized_start=26
-  _globals['_APPENDOP']._serialized_end=113
-  _globals['_APPENDREQUEST']._serialized_start=115
-  _globals['_APPENDREQUEST']._serialized_end=162
-  _globals['_APPENDERROR']._serialized_start=164
-  _globals['_APPENDERROR']._serialized_end=224
-  _globals['_APPENDREPLY']._serialized_start=226
-  _globals['_APPENDREPLY']._serialized_end=306
-  _globals['_QUERYOP']._serialized_start=309
-  _globals['_QUERYOP']._serialized_end=500
-  _globals['_QUERYOP_KIND']._serialized_start=452
-  _globals['_QUERYOP_KIND']._serialized_end=500
-  _globals['_QUERYREQUEST']._serialized_start=502
-  _globals['_QUERYREQUEST']._serialized_end=547
-  _globals['_QUERYRESULT']._serialized_start=550
-  _globals['_QUERYRESULT']._serialized_end=687
-  _globals['_QUERYREPLY']._serialized_start=689
-  _globals['_QUERYREPLY']._serialized_end=740
-  _globals['_COLORTAIL']._serialized_start=742
-  _globals['_COLORTAIL']._serialized_end=782
-  _globals['_REPLICATOSEQUENCER']._serialized_start=785
-  _globals['_REPLICATOSEQUENCER']._serialized_end=1040
-  _globals['_GRANTERROR']._serialized_start=1042
-  _globals['_GRANTERROR']._serialized_end=1116
-  _globals['_SEQUENCERTOREPLICA']._serialized_start=1118
-  _globals['_SEQUENCERTOREPLICA']._serialized_end=1236
-  _globals['_FORWARDREQ']._serialized_start=1238
-  _globals['_FORWARDREQ']._serialized_end=1307
-  _globals['_CHILDTOPARENT']._serialized_start=1310
-  _globals['_CHILDTOPARENT']._serialized_end=1448
-  _globals['_FORWARDGRANT']._serialized_start=1450
-  _globals['_FORWARDGRANT']._serialized_end=1520
-  _globals['_PARENTTOCHILD']._serialized_start=1522
-  _globals['_PARENTTOCHILD']._serialized_end=1576
-  _globals['_NEXTSNREQUEST']._serialized_start=1578
-  _globals['_NEXTSNREQUEST']._serialized_end=1623
-  _globals['_NEXTSNREPLY']._serialized_start=1625
-  _globals['_NEXTSNREPLY']._serialized_end=1687
-  _globals['_STATUSREQUEST']._serialized_start=1689
-  _globals['_STATUSREQUEST']._serialized_end=1704
-  _globals['_STATUSREPLY']._serialized_start=1706
-  _globals['_STATUSREPLY']._serialized_end=1778
-  _globals['_REPLICA']._serialized_start=1781
-  _globals['_REPLICA']._serialized_end=1963
-  _globals['_SEQUENCER']._serialized_start=1966
-  _globals['_SEQUENCER']._serialized_end=2224
+  _globals['_APPENDOP']._serialized_end=133
+  _globals['_APPENDREQUEST']._serialized_start=135
+  _globals['_APPENDREQUEST']._serialized_end=182
+  _globals['_APPENDERROR']._serialized_start=184
+  _globals['_APPENDERROR']._serialized_end=244
+  _globals['_APPENDREPLY']._serialized_start=246
+  _globals['_APPENDREPLY']._serialized_end=326
+  _globals['_QUERYOP']._serialized_start=329
+  _globals['_QUERYOP']._serialized_end=600
+  _globals['_QUERYOP_KIND']._serialized_start=532
+  _globals['_QUERYOP_KIND']._serialized_end=600
+  _globals['_QUERYREQUEST']._serialized_start=602
+  _globals['_QUERYREQUEST']._serialized_end=647
+  _globals['_QUERYRESULT']._serialized_start=650
+  _globals['_QUERYRESULT']._serialized_end=787
+  _globals['_QUERYREPLY']._serialized_start=789
+  _globals['_QUERYREPLY']._serialized_end=840
+  _globals['_COLORTAIL']._serialized_start=842
+  _globals['_COLORTAIL']._serialized_end=882
+  _globals['_REPLICATOSEQUENCER']._serialized_start=885
+  _globals['_REPLICATOSEQUENCER']._serialized_end=1140
+  _globals['_GRANTERROR']._serialized_start=1142
+  _globals['_GRANTERROR']._serialized_end=1216
+  _globals['_SEQUENCERTOREPLICA']._serialized_start=1218
+  _globals['_SEQUENCERTOREPLICA']._serialized_end=1336
+  _globals['_FORWARDREQ']._serialized_start=1338
+  _globals['_FORWARDREQ']._serialized_end=1407
+  _globals['_CHILDTOPARENT']._serialized_start=1410
+  _globals['_CHILDTOPARENT']._serialized_end=1548
+  _globals['_FORWARDGRANT']._serialized_start=1550
+  _globals['_FORWARDGRANT']._serialized_end=1620
+  _globals['_PARENTTOCHILD']._serialized_start=1622
+  _globals['_PARENTTOCHILD']._serialized_end=1676
+  _globals['_NEXTSNREQUEST']._serialized_start=1678
+  _globals['_NEXTSNREQUEST']._serialized_end=1723
+  _globals['_NEXTSNREPLY']._serialized_start=1725
+  _globals['_NEXTSNREPLY']._serialized_end=1787
+  _globals['_STATUSREQUEST']._serialized_start=1789
+  _globals['_STATUSREQUEST']._serialized_end=1804
+  _globals['_STATUSREPLY']._serialized_start=1806
+  _globals['_STATUSREPLY']._serialized_end=1878
+  _globals['_REPLICA']._serialized_start=1881
+  _globals['_REPLICA']._serialized_end=2063
+  _globals['_SEQUENCER']._serialized_start=2066
+  _globals['_SEQUENCER']._serialized_end=2324
 # @@protoc_insertion_point(module_scope)

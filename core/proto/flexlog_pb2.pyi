@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AppendOp(_message.Message):
-    __slots__ = ("token", "color", "owner", "count", "payload")
+    __slots__ = ("token", "color", "owner", "count", "payload", "contiguous")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     COLOR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CONTIGUOUS_FIELD_NUMBER: _ClassVar[int]
     token: int
     color: int
     owner: int
     count: int
     payload: bytes
-    def __init__(self, token: _Optional[int] = ..., color: _Optional[int] = ..., owner: _Optional[int] = ..., count: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    contiguous: bool
+    def __init__(self, token: _Optional[int] = ..., color: _Optional[int] = ..., owner: _Optional[int] = ..., count: _Optional[int] = ..., payload: _Optional[bytes] = ..., contiguous: _Optional[bool] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
     __slots__ = ("ops",)
@@ -48,17 +50,21 @@ class AppendReply(_message.Message):
     def __init__(self, tokens: _Optional[_Iterable[int]] = ..., sns: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[AppendError, _Mapping]]] = ...) -> None: ...
 
 class QueryOp(_message.Message):
-    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous")
+    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous", "end", "sns", "counts", "payloads")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         READ: _ClassVar[QueryOp.Kind]
         RANGE: _ClassVar[QueryOp.Kind]
         STATE: _ClassVar[QueryOp.Kind]
         TRIM: _ClassVar[QueryOp.Kind]
+        SEAL: _ClassVar[QueryOp.Kind]
+        FILL: _ClassVar[QueryOp.Kind]
     READ: QueryOp.Kind
     RANGE: QueryOp.Kind
     STATE: QueryOp.Kind
     TRIM: QueryOp.Kind
+    SEAL: QueryOp.Kind
+    FILL: QueryOp.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     COLOR_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +72,10 @@ class QueryOp(_message.Message):
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     CONTIGUOUS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SNS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     id: int
     kind: QueryOp.Kind
     color: int
@@ -73,7 +83,11 @@ class QueryOp(_message.Message):
     max_bytes: int
     wait_ms: int
     contiguous: bool
-    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ...) -> None: ...
+    end: int
+    sns: _containers.RepeatedScalarFieldContainer[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    payloads: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ..., end: _Optional[int] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("ops",)

@@ -1,0 +1,766 @@
+"""What a storage replica decides, free of I/O: messages and the time in, actions out.
+
+`ReplicaProtocol` holds everything a replica knows about its entries and makes
+every decision of the write-all/read-one protocol: what to prepare, which
+order requests to send, how a grant is applied, when to repair, catch up,
+seal and fill, and what a read answers. It reads no clock (each input carries
+`now`) and touches no socket: what it wants done goes out through the ports it
+was given (`ReplicaIO`, one `AckSink` per client append stream, one
+`ResultSink` per query stream). `core/replica.py` is its gRPC/asyncio adapter;
+`tests/sim` drives the same class over a simulated network and clock.
+
+Where to look:
+- a client's entry arrives: `prepare`;
+- a grant arrives (before or after the prepare): `grants` -> `_apply_grants`;
+- the view changes: `view_changed`;
+- time passes (repair, re-order, abort, fill, waiters): `tick`, `expire_waiters`;
+- a read or trim: `query`;
+- holes: `tick` finds them, `seal`/`sealed` and `apply_fill` close them.
+
+Holes. An SN can be ordered and then lost before any replica stored it (a leaf
+dies holding a grant from its parent; a client and its responsible replica die
+between order and write). In a color that lives on this shard alone such an SN
+stops every contiguous reader. The replica responsible for the color fills it
+after FILL_AFTER_S in two phases, as CORFU fills holes: it *seals* the range at
+every member (from then on a member refuses any grant in it) and collects what
+each member has committed there; then it sends the same *fill* to every member,
+which stores those entries where it lacks them and a fill marker
+(`record_batch.fill`) everywhere else. Sealing first means no member can commit
+a late grant in the range after any member filled it, so no SN ever holds two
+different entries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from flexlog.core import record_batch
+from flexlog.core.errors import Code
+from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
+from flexlog.core.view import ShardView, View
+
+log = logging.getLogger("flexlog.replica")
+
+REPAIR_AFTER_S = 1.0  # a grant whose prepare has not arrived by then is copied from a peer
+PREPARED_TTL_S = 60.0  # a prepare never granted for this long is aborted
+RESEND_AFTER_S = 1.0  # an ungranted token this replica is responsible for is re-ordered after this
+FILL_AFTER_S = 3.0  # a gap below committed SNs of a shard-local color this old is sealed and filled
+SEAL_RETRY_S = 2.0  # a seal not answered by every member by then is tried again
+RECENT_TOKENS = 1 << 18  # committed token -> SN remembered for retries and a restarted leaf
+REPORT_TOKENS = 1 << 16  # of those, how many go to the leaf when attaching
+ORDER_WINDOW = 4  # order batches in flight to the leaf; the rest accumulate into the next one
+
+
+class Grant(NamedTuple):
+    token: int
+    color: int
+    sn: int
+    count: int
+    error: int = 0
+    message: str = ""
+
+
+class AckSink(Protocol):
+    """The client stream an entry arrived on."""
+
+    def ack(self, token: int, sn: int) -> None: ...
+
+    def reject(self, token: int, code: Code, message: str) -> None: ...
+
+
+class ResultSink(Protocol):
+    """The query stream a read arrived on."""
+
+    def answer(self, result: pb.QueryResult) -> None: ...
+
+
+class ReplicaIO(Protocol):
+    """What the protocol asks of its adapter. Each call returns at once; outcomes come back
+    as inputs (`repaired`, `copied`/`caught_up`, `sealed`, `apply_fill`)."""
+
+    def flush_soon(self) -> None:
+        """Call `flush_orders` once the current burst of inputs is handled."""
+
+    def send_to_leaf(self, message: pb.ReplicaToSequencer) -> None:
+        """Write on the leaf stream (only called while attached)."""
+
+    def repair(self, grant: Grant) -> None:
+        """Fetch the committed entry at grant.sn from a peer, then call `repaired`."""
+
+    def catch_up(self, epoch: int, peers: list[int]) -> None:
+        """Copy what a readable peer has committed (`store_copy`), then call `caught_up`."""
+
+    def seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
+        """Seal [start, end) at every member (this one too) and call `sealed` with what they
+        hold there, or `seal_failed` when one of them did not answer."""
+
+    def fill(self, op: pb.QueryOp, members: tuple[int, ...]) -> None:
+        """Send the FILL op to every member, this one included (`apply_fill`)."""
+
+
+@dataclass(slots=True, eq=False)
+class Waiter:
+    """A read waiting for its SN to become visible, answered by its deadline at the latest."""
+
+    op: pb.QueryOp
+    sink: ResultSink
+    deadline: float
+    done: bool = False
+
+
+@dataclass
+class ColorView:
+    """What readers may see of one color on this replica."""
+
+    prefix: int = 0  # every SN below this is committed here (for shard-local colors)
+    high: int = 0  # one past the highest committed SN here
+    log_start: int = 0
+    ahead: dict[int, int] = field(default_factory=dict)  # committed blocks beyond prefix
+    waiters: list[Waiter] = field(default_factory=list)
+    shard_local: bool = False  # a writer or reader said so: a gap below high is a hole
+    gap_seen: tuple[int, float] | None = None  # (prefix, since) while a gap stays put
+
+    def committed(self, sn: int, end: int) -> bool:
+        """Record a committed block; True when the visible tail moved."""
+        moved = end > self.high
+        self.high = max(self.high, end)
+        if sn <= self.prefix:
+            self.prefix = max(self.prefix, end)
+            while self.prefix in self.ahead:
+                self.prefix = self.ahead.pop(self.prefix)
+            return True
+        self.ahead[sn] = end
+        return moved
+
+    def visible(self, contiguous: bool) -> int:
+        return self.prefix if contiguous else self.high
+
+    def gap(self) -> tuple[int, int] | None:
+        """The first hole: [prefix, the start of the next committed block)."""
+        if not self.ahead:
+            return None
+        return self.prefix, min(self.ahead)
+
+
+class _Ungranted(NamedTuple):
+    color: int
+    owner: int
+    count: int
+    since: float
+    crc: int  # tells this entry apart from another one stored at its SN
+
+
+class ReplicaProtocol:
+    def __init__(self, shard: int, index: int, engine: StorageEngine, io: ReplicaIO,
+                 view: View, incarnation: int, copy_tokens: int, now: float,
+                 max_entry_bytes: int) -> None:
+        self.shard = shard
+        self.index = index
+        self.engine = engine
+        self.io = io
+        self.view = view
+        self.incarnation = incarnation
+        self.max_entry_bytes = max_entry_bytes
+        self.colors: dict[int, ColorView] = {}
+        self.attached = False
+        self.caught_up_epoch = -1
+        self.catching_up = False
+        self.stats = {"prepared": 0, "committed": 0, "reads": 0, "trims": 0, "repairs": 0,
+                      "fills": 0, "filled_sns": 0, "conflicts": 0}
+        self._origin: dict[int, AckSink] = {}
+        self._prepared_at: dict[int, float] = {}
+        self._early: dict[int, tuple[Grant, float]] = {}
+        self._repairing: set[int] = set()
+        # Prepared and not granted yet, in prepare order (each client's submission order).
+        self._ungranted: dict[int, _Ungranted] = {}
+        self._to_order: list[tuple[int, int, int, int]] = []
+        self._ordering: set[int] = set()  # queued for or sent to the leaf, not answered yet
+        self._order_batch: dict[int, list[int]] = {}  # token -> unresolved count of its batch
+        self._batches_in_flight = 0
+        self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
+        self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
+        self._sealing: dict[int, float] = {}  # color -> when its seal went out
+        self._waiters: list[tuple[float, int, Waiter]] = []  # heap by deadline
+        self._waiter_seq = itertools.count()
+        # Tokens for entries copied from a peer: bit 32 is 0, which no client token has.
+        self._copy_tokens = itertools.count(copy_tokens << 33)
+        state = engine.recover()
+        for color, cs in state.colors.items():
+            self.colors[color] = ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start)
+        for p in state.prepared:
+            self._prepared_at[p.token] = now
+        log.info("replica %d/%d recovered %d colors, %d prepared entries", shard, index,
+                 len(self.colors), len(state.prepared))
+
+    # ---- view ----------------------------------------------------------------
+
+    @property
+    def shard_view(self) -> ShardView:
+        return self.view.shard(self.shard)
+
+    @property
+    def epoch(self) -> int:
+        return self.shard_view.epoch
+
+    @property
+    def readable(self) -> bool:
+        sv = self.shard_view
+        return self.index in sv.readable and sv.knows(self.index, self.incarnation)
+
+    @property
+    def prepared_count(self) -> int:
+        return len(self._prepared_at)
+
+    @property
+    def waiting_grants(self) -> int:
+        return len(self._early)
+
+    @property
+    def waiting_reads(self) -> int:
+        return len(self._waiters)
+
+    def _responsible(self, color: int) -> bool:
+        return self.shard_view.responsible(color) == self.index
+
+    def color(self, color: int) -> ColorView:
+        v = self.colors.get(color)
+        if v is None:
+            v = self.colors[color] = ColorView()
+        return v
+
+    def view_changed(self, view: View) -> None:
+        self.view = view
+        sv = self.shard_view
+        log.info("replica %d/%d: epoch %d, members %s, readable %s", self.shard, self.index,
+                 sv.epoch, sv.members, sv.readable)
+        if self.index not in sv.members:
+            self.caught_up_epoch = -1
+        else:
+            self._maybe_catch_up()
+        # Responsibility may have moved here: order what the previous responsible replica may not have.
+        for token, u in list(self._ungranted.items()):
+            if self._responsible(u.color):
+                self._order(token, u.color, u.owner, u.count)
+
+    def _maybe_catch_up(self) -> None:
+        """A member that is not readable copies what it lacks, once per epoch: the controller
+        makes it readable only when it caught up at the current epoch."""
+        sv = self.shard_view
+        if (self.index in sv.members and not self.readable and not self.catching_up
+                and self.caught_up_epoch < sv.epoch):
+            peers = [i for i in sv.readable if i != self.index]
+            self.catching_up = True
+            self.io.catch_up(sv.epoch, peers)
+
+    def caught_up(self, epoch: int, ok: bool) -> None:
+        """The adapter finished copying what the readable peers had committed at epoch."""
+        self.catching_up = False
+        sv = self.shard_view
+        if ok and self.index in sv.members:
+            self.caught_up_epoch = epoch
+        self._maybe_catch_up()
+
+    # ---- append path -----------------------------------------------------------
+
+    def prepare(self, ops: Sequence[pb.AppendOp], acks: AckSink, now: float) -> None:
+        """Prepare the valid entries of one message with one engine call (one durability
+        barrier for all of them), then order each one or commit its early grant."""
+        valid = []
+        for op in ops:
+            done = self._recent.get(op.token)
+            if done is not None:
+                # A client's retry of an entry committed here already: same SN, stored once.
+                acks.ack(op.token, done[1])
+            elif op.token in self._ungranted:
+                self._origin[op.token] = acks  # a retry over a new stream: ack it there
+            elif self._valid(op, acks):
+                valid.append(op)
+        if not valid:
+            return
+        results = self.engine.prepare_many([(op.token, op.color, op.payload, op.count)
+                                            for op in valid])
+        early: list[Grant] = []
+        failed: Exception | None = None
+        for op, error in zip(valid, results, strict=True):
+            token = op.token
+            if isinstance(error, StoreFull):
+                acks.reject(token, Code.STORE_FULL, str(error))
+                continue
+            if error is not None:
+                failed = failed or error
+                continue
+            self.stats["prepared"] += 1
+            self._origin[token] = acks
+            self._prepared_at[token] = now
+            self._ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
+                                                record_batch.crc_of(op.payload))
+            if op.contiguous:
+                self.color(op.color).shard_local = True
+            grant = self._early.pop(token, None)
+            if grant is not None:
+                early.append(grant[0])
+            elif self._responsible(op.color):
+                self._order(token, op.color, op.owner, op.count)
+        if early:
+            self._apply_grants(early, now)
+        # Not a client error: an engine fault, raised once the rest of the message is settled.
+        if failed is not None:
+            raise failed
+
+    def _valid(self, op: pb.AppendOp, acks: AckSink) -> bool:
+        """Whether op may be stored; rejects it to the client when not."""
+        payload = op.payload
+        if len(payload) > self.max_entry_bytes:
+            acks.reject(op.token, Code.TOO_LARGE,
+                        f"entry of {len(payload)} bytes exceeds max_entry_bytes {self.max_entry_bytes}")
+            return False
+        try:
+            header = record_batch.validate(payload)
+        except record_batch.CorruptBatch as exc:
+            acks.reject(op.token, Code.INVALID_ENTRY, str(exc))
+            return False
+        if header.records_count != op.count or op.count == 0:
+            acks.reject(op.token, Code.INVALID_ENTRY,
+                        f"count {op.count} does not match the batch's {header.records_count}")
+            return False
+        return True
+
+    # ---- order requests to the leaf ----------------------------------------------
+
+    def _order(self, token: int, color: int, owner: int, count: int) -> None:
+        if token not in self._ordering:
+            self._ordering.add(token)
+            self._to_order.append((token, color, owner, count))
+            self.io.flush_soon()
+
+    def flush_orders(self) -> None:
+        """Send what accumulated as one message, unless ORDER_WINDOW batches are in flight:
+        at low load every request leaves at once, under load they leave together."""
+        if not self._to_order or self._batches_in_flight >= ORDER_WINDOW:
+            return
+        reqs, self._to_order = self._to_order, []
+        # Tokens granted or failed while they waited need no order any more.
+        reqs = [r for r in reqs if r[0] in self._ungranted]
+        if not self.attached:
+            # Kept ungranted: re-sent once the leaf link is back (or by the sweep).
+            for r in reqs:
+                self._ordering.discard(r[0])
+            return
+        if not reqs:
+            return
+        batch = [len(reqs)]
+        tokens, colors, owners, counts = zip(*reqs, strict=True)
+        for token in tokens:
+            self._order_batch[token] = batch
+        self._batches_in_flight += 1
+        self.io.send_to_leaf(pb.ReplicaToSequencer(
+            shard=self.shard, replica=self.index, tokens=tokens, colors=colors, owners=owners,
+            counts=counts, epoch=self.epoch))
+
+    def _order_resolved(self, token: int) -> None:
+        self._ordering.discard(token)
+        batch = self._order_batch.pop(token, None)
+        if batch is not None:
+            batch[0] -= 1
+            if batch[0] == 0:
+                self._batches_in_flight = max(0, self._batches_in_flight - 1)
+                if self._to_order:
+                    self.io.flush_soon()
+
+    def hello(self) -> pb.ReplicaToSequencer:
+        """The first message on a new leaf stream: tails and recently committed tokens, so a
+        restarted leaf neither reuses an SN stored here nor orders a committed entry again."""
+        msg = pb.ReplicaToSequencer(
+            shard=self.shard, replica=self.index, epoch=self.epoch,
+            tails=[pb.ColorTail(color=c, tail=v.high) for c, v in self.colors.items()])
+        for token, (color, sn, count) in list(self._recent.items())[-REPORT_TOKENS:]:
+            msg.recent_tokens.append(token)
+            msg.recent_colors.append(color)
+            msg.recent_sns.append(sn)
+            msg.recent_counts.append(count)
+        return msg
+
+    def leaf_attached(self) -> None:
+        """Every replica (not only the responsible one) re-sends what is still ungranted: a
+        restarted leaf lost its pending requests, and a grant it sent to some replicas only is
+        found again by token. Each replica sends in prepare order, so the first request for
+        each token still arrives in each client's submission order."""
+        self.attached = True
+        for token, u in list(self._ungranted.items()):
+            self._order(token, u.color, u.owner, u.count)
+
+    def leaf_lost(self) -> None:
+        self.attached = False
+        self._order_batch.clear()
+        self._ordering.clear()
+        self._to_order.clear()
+        self._batches_in_flight = 0
+
+    # ---- grants --------------------------------------------------------------------
+
+    def grants(self, grants: list[Grant], now: float) -> None:
+        """One message from the leaf: committed grants, then refusals."""
+        ok = [g for g in grants if not g.error]
+        if ok:
+            self._apply_grants(ok, now)
+        for g in grants:
+            if g.error:
+                self._fail(g.token, Code(g.error), g.message)
+
+    def _fail(self, token: int, code: Code, message: str) -> None:
+        if code == Code.STALE_EPOCH:
+            # Sent under an older view: not the entry's fault. The responsible replica of
+            # the current view orders it (view change or sweep).
+            self._order_resolved(token)
+            return
+        self._ungranted.pop(token, None)
+        self._order_resolved(token)
+        acks = self._origin.pop(token, None)
+        self._prepared_at.pop(token, None)
+        self.engine.abort(token)
+        if acks is not None:
+            acks.reject(token, code, message)
+
+    def _apply_grants(self, grants: list[Grant], now: float) -> None:
+        """Commit grants with one engine call, then ack and wake readers."""
+        grants = [g for g in grants if not self._settled(g)]
+        if not grants:
+            return
+        results = self.engine.commit_many([(g.token, g.sn) for g in grants])
+        failed: Exception | None = None
+        for g, entry in zip(grants, results, strict=True):
+            if isinstance(entry, UnknownToken):
+                # The grant outran the client's prepare to this replica; it may still come.
+                self._early[g.token] = (g, now)
+            elif isinstance(entry, Exception):
+                failed = failed or entry
+            else:
+                self._committed(g, entry)
+        # An engine fault, raised once the other grants of the message are settled.
+        if failed is not None:
+            raise failed
+
+    def _settled(self, g: Grant) -> bool:
+        """A grant that must not be committed as it stands, handled here.
+
+        - its token is committed here already (a re-broadcast after a reconfiguration);
+        - its SN lies in a sealed range: the SN is being filled, the append did not happen;
+        - its SN is stored here already: by the same entry (copied by a catch-up or a fill)
+          it counts as committed; by another entry, the SN was handed out twice and this
+          entry must not be acknowledged with it.
+        """
+        if g.token in self._recent:
+            self._early.pop(g.token, None)
+            return True
+        if self._in_sealed(g.color, g.sn, g.sn + g.count):
+            self._early.pop(g.token, None)
+            self._fail(g.token, Code.FILLED, f"SN {g.sn} of color {g.color} was filled")
+            return True
+        view = self.colors.get(g.color)
+        if view is None or g.sn >= view.high:
+            return False
+        stored = self.engine.read(g.color, g.sn)
+        if stored is None:
+            return False
+        u = self._ungranted.get(g.token)
+        if u is None:
+            # The prepare has not arrived: nothing to compare with. It is ordered again when
+            # it comes, and the leaf answers with this same grant.
+            self._early.pop(g.token, None)
+            return True
+        if stored.sn == g.sn and record_batch.crc_of(stored.payload) == u.crc:
+            self.engine.abort(g.token)
+            self._committed(g, stored)
+            return True
+        self.stats["conflicts"] += 1
+        log.error("replica %d/%d: grant of SN %d of color %d to token %x, but another entry is "
+                  "stored there; refusing it", self.shard, self.index, g.sn, g.color, g.token)
+        self._fail(g.token, Code.FILLED, f"SN {g.sn} of color {g.color} holds another entry")
+        return True
+
+    def _committed(self, g: Grant, entry: StoredEntry) -> None:
+        self.stats["committed"] += 1
+        self._order_resolved(g.token)
+        self._prepared_at.pop(g.token, None)
+        self._ungranted.pop(g.token, None)
+        self._recent[g.token] = (g.color, g.sn, g.count)
+        if len(self._recent) > RECENT_TOKENS:
+            self._recent.popitem(last=False)
+        self._commit_visible(g.color, entry)
+        acks = self._origin.pop(g.token, None)
+        if acks is not None:
+            acks.ack(g.token, g.sn)
+
+    def _commit_visible(self, color: int, entry: StoredEntry) -> None:
+        view = self.color(color)
+        if view.committed(entry.sn, entry.end):
+            self._wake(view)
+
+    # ---- time --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Periodic: repair grants whose prepare never came, re-order what is still ungranted,
+        abort prepares never ordered, fill holes."""
+        for token, (grant, since) in list(self._early.items()):
+            if now - since > REPAIR_AFTER_S and token not in self._repairing:
+                self._repairing.add(token)
+                self.io.repair(grant)
+        for token, u in list(self._ungranted.items()):
+            if now - u.since > RESEND_AFTER_S and self._responsible(u.color):
+                self._order(token, u.color, u.owner, u.count)
+        stale = [t for t, since in self._prepared_at.items() if now - since > PREPARED_TTL_S]
+        for token in stale:
+            log.warning("aborting entry %x: prepared %ds ago and never ordered", token,
+                        PREPARED_TTL_S)
+            self._fail(token, Code.TIMEOUT, "entry was never ordered")
+        self._find_holes(now)
+        self._maybe_catch_up()
+
+    def repaired(self, grant: Grant, payload: bytes | None, now: float) -> None:
+        """The adapter's answer to `repair`: the entry from a peer, or None if none had it."""
+        self._repairing.discard(grant.token)
+        if payload is None or grant.token not in self._early:
+            return
+        self._early.pop(grant.token, None)
+        if self._in_sealed(grant.color, grant.sn, grant.sn + grant.count):
+            return
+        self.engine.prepare(grant.token, grant.color, payload, grant.count)
+        self._ungranted[grant.token] = _Ungranted(grant.color, 0, grant.count, now,
+                                                  record_batch.crc_of(payload))
+        self._apply_grants([grant], now)
+        self.stats["repairs"] += 1
+        log.info("repaired SN %d of color %d from a peer", grant.sn, grant.color)
+
+    # ---- holes -----------------------------------------------------------------------------
+
+    def _find_holes(self, now: float) -> None:
+        if not self.readable:
+            return
+        for color, view in self.colors.items():
+            gap = view.gap() if view.shard_local else None
+            if gap is None:
+                view.gap_seen = None
+                continue
+            if view.gap_seen is None or view.gap_seen[0] != gap[0]:
+                view.gap_seen = (gap[0], now)
+                continue
+            if now - view.gap_seen[1] < FILL_AFTER_S or not self._responsible(color):
+                continue
+            sent = self._sealing.get(color)
+            if sent is not None and now - sent < SEAL_RETRY_S:
+                continue
+            self._sealing[color] = now
+            log.warning("replica %d/%d: SNs [%d, %d) of color %d missing for %.1fs: sealing them",
+                        self.shard, self.index, gap[0], gap[1], color, now - view.gap_seen[1])
+            self.io.seal(color, gap[0], gap[1], self.shard_view.members)
+
+    def _in_sealed(self, color: int, start: int, end: int) -> bool:
+        return any(s < end and start < e for s, e in self._sealed.get(color, ()))
+
+    def seal(self, color: int, start: int, end: int) -> pb.QueryResult:
+        """Phase 1 at one member: refuse grants in [start, end) from now on and answer the
+        entries committed there."""
+        self._sealed.setdefault(color, []).append((start, end))
+        for token, (g, _) in list(self._early.items()):
+            if g.color == color and g.sn < end and start < g.sn + g.count:
+                del self._early[token]
+        result = pb.QueryResult(tail=self.color(color).prefix)
+        sn = start
+        while sn < end:
+            entries = self.engine.read_range(color, sn, 4 << 20)
+            entries = [e for e in entries if e.sn < end and e.end > start]
+            if not entries:
+                break
+            for e in entries:
+                result.sns.append(e.sn)
+                result.counts.append(e.count)
+                result.payloads.append(e.payload)
+            sn = entries[-1].end
+        return result
+
+    def sealed(self, color: int, start: int, end: int, entries: list[StoredEntry]) -> None:
+        """Phase 2 at the sealer: every member answered; one fill for all of them."""
+        self._sealing.pop(color, None)
+        op = pb.QueryOp(kind=pb.QueryOp.FILL, color=color, sn=start, end=end)
+        seen = set()
+        for e in sorted(entries):
+            if e.sn not in seen:
+                seen.add(e.sn)
+                op.sns.append(e.sn)
+                op.counts.append(e.count)
+                op.payloads.append(e.payload)
+        self.io.fill(op, self.shard_view.members)
+
+    def seal_failed(self, color: int) -> None:
+        """Not every member answered: tried again by a later tick."""
+        log.warning("replica %d/%d: seal of color %d not answered by every member", self.shard,
+                    self.index, color)
+
+    def apply_fill(self, op: pb.QueryOp, now: float) -> None:
+        """Store what the sealer found in [op.sn, op.end), and fill markers in what is left."""
+        color, start, end = op.color, op.sn, op.end
+        for sn, count, payload in zip(op.sns, op.counts, op.payloads, strict=True):
+            self.store_copy(color, StoredEntry(sn, count, bytes(payload)))
+        covered = sorted((sn, sn + count) for sn, count in zip(op.sns, op.counts, strict=True))
+        cursor = start
+        holes = []
+        for s, e in covered:
+            if s > cursor:
+                holes.append((cursor, min(s, end)))
+            cursor = max(cursor, e)
+        if cursor < end:
+            holes.append((cursor, end))
+        for s, e in holes:
+            if self.engine.read(color, s) is None:
+                self.store_copy(color, StoredEntry(s, e - s, record_batch.fill(s, e - s)))
+                self.stats["fills"] += 1
+                self.stats["filled_sns"] += e - s
+                log.warning("replica %d/%d: filled SNs [%d, %d) of color %d: ordered, never "
+                            "stored", self.shard, self.index, s, e, color)
+        self._sealed[color] = [r for r in self._sealed.get(color, []) if r != (start, end)]
+        if not self._sealed[color]:
+            del self._sealed[color]
+
+    def store_copy(self, color: int, entry: StoredEntry) -> int:
+        """Store a committed entry copied from a peer (catch-up, fill); 1 if it was new here."""
+        stored = self.engine.read(color, entry.sn)
+        if stored is not None:
+            return 0
+        token = next(self._copy_tokens)
+        self.engine.prepare(token, color, entry.payload, entry.count)
+        self._commit_visible(color, self.engine.commit(token, entry.sn))
+        return 1
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def query(self, op: pb.QueryOp, sink: ResultSink, now: float) -> float | None:
+        """Answer op now, or park it until its SN is visible; returns the deadline of a parked
+        read (the adapter calls `expire_waiters` then)."""
+        if op.contiguous:
+            self.color(op.color).shard_local = True
+        result = self._answer(op, waited=False)
+        if result is not None:
+            sink.answer(result)
+            return None
+        # Registered in the same step that found the SN invisible: a commit cannot slip between.
+        waiter = Waiter(op, sink, now + op.wait_ms / 1000)
+        self.color(op.color).waiters.append(waiter)
+        heapq.heappush(self._waiters, (waiter.deadline, next(self._waiter_seq), waiter))
+        return waiter.deadline
+
+    def expire_waiters(self, now: float) -> None:
+        while self._waiters and self._waiters[0][0] <= now:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if waiter.done:
+                continue
+            waiter.done = True
+            view = self.colors.get(waiter.op.color)
+            if view is not None:
+                view.waiters.remove(waiter)
+            self._answer_waiter(waiter)
+
+    def drop_sink(self, sink: ResultSink) -> None:
+        """The query stream ended: its parked reads are forgotten."""
+        for view in self.colors.values():
+            if view.waiters:
+                for w in view.waiters:
+                    if w.sink is sink:
+                        w.done = True
+                view.waiters = [w for w in view.waiters if not w.done]
+        self._waiters = [item for item in self._waiters if not item[2].done]
+        heapq.heapify(self._waiters)
+
+    def _wake(self, view: ColorView) -> None:
+        if not view.waiters:
+            return
+        keep = []
+        for w in view.waiters:
+            if w.done:
+                continue
+            if w.op.sn < view.visible(w.op.contiguous):
+                w.done = True
+                self._answer_waiter(w)
+            else:
+                keep.append(w)
+        view.waiters = keep
+
+    def _answer_waiter(self, waiter: Waiter) -> None:
+        result = self._answer(waiter.op, waited=True)
+        assert result is not None
+        waiter.sink.answer(result)
+
+    def _answer(self, op: pb.QueryOp, waited: bool) -> pb.QueryResult | None:
+        """The result of op now, or None when it should wait for op.sn to become visible."""
+        view = self.color(op.color)
+        kind = op.kind
+        if kind == pb.QueryOp.TRIM:
+            self.engine.trim(op.color, op.sn)
+            self.stats["trims"] += 1
+            view.log_start = max(view.log_start, op.sn + 1)
+            if view.prefix < view.log_start:
+                view.prefix = view.log_start
+                view.high = max(view.high, view.prefix)
+                view.ahead = {s: e for s, e in view.ahead.items() if e > view.prefix}
+                self._wake(view)
+            return pb.QueryResult(id=op.id, log_start=view.log_start, tail=view.prefix)
+        if not self.readable:
+            # Removed from the view or still catching up: what it holds may be stale.
+            return pb.QueryResult(id=op.id, error=Code.UNAVAILABLE,
+                                  message=f"replica {self.shard}/{self.index} is not readable "
+                                          "in the current view")
+        visible = view.visible(op.contiguous)
+        if kind == pb.QueryOp.STATE:
+            return pb.QueryResult(id=op.id, log_start=view.log_start, tail=visible)
+        if op.sn < view.log_start:
+            return pb.QueryResult(id=op.id, error=Code.TRIMMED, log_start=view.log_start,
+                                  tail=visible,
+                                  message=f"SN {op.sn} of color {op.color} was trimmed "
+                                          f"(log start {view.log_start})")
+        if op.sn >= visible and op.wait_ms and not waited:
+            return None
+        return self._read(op, view, visible)
+
+    def _read(self, op: pb.QueryOp, view: ColorView, visible: int) -> pb.QueryResult:
+        self.stats["reads"] += 1
+        result = pb.QueryResult(id=op.id, log_start=view.log_start, tail=visible)
+        if op.kind == pb.QueryOp.READ:
+            entry = self.engine.read(op.color, op.sn) if op.sn < visible else None
+            if entry is None:
+                result.error = Code.NOT_FOUND
+                result.message = f"SN {op.sn} of color {op.color} is not stored here"
+            else:
+                result.sns.append(entry.sn)
+                result.counts.append(entry.count)
+                result.payloads.append(entry.payload)
+            return result
+        for entry in self.engine.read_range(op.color, op.sn, op.max_bytes):
+            if entry.sn >= visible:
+                break
+            result.sns.append(entry.sn)
+            result.counts.append(entry.count)
+            result.payloads.append(entry.payload)
+        return result
+
+    def status(self) -> dict[str, object]:
+        return {
+            "shard": self.shard,
+            "index": self.index,
+            "attached": self.attached,
+            "colors": {str(c): {"log_start": v.log_start, "tail": v.prefix, "high": v.high}
+                       for c, v in self.colors.items()},
+            "prepared": self.prepared_count,
+            "epoch": self.epoch,
+            "readable": self.readable,
+            "caught_up_epoch": self.caught_up_epoch,
+            "incarnation": self.incarnation,
+            "waiting_grants": len(self._early),
+            "waiting_reads": len(self._waiters),
+            "stats": self.stats,
+        }
