@@ -36,8 +36,11 @@ class OrderingNode:
         # Owners this node may forward to; anything else is answered UnknownOwner at once.
         self._ancestors = ancestors
         self.counters: dict[int, int] = {}
+        # One past the highest SN granted from above per color, for the colors of ancestors.
+        self.relayed: dict[int, int] = {}
         self._pending: dict[tuple[int, int], list[tuple[int, Reply]]] = {}
         self._in_flight: dict[int, list[tuple[int, Reply]]] = {}
+        self._forwarded_color: dict[int, int] = {}  # forward id -> its color
         # forward id -> [unresolved forwards of its batch, time the batch went up]
         self._batch_of: dict[int, list[float]] = {}
         self.outstanding = 0  # forward batches sent up and not fully granted
@@ -58,6 +61,14 @@ class OrderingNode:
         """Never hand out an SN below what some replica already stores."""
         if tail > self.counters.get(color, 0):
             self.counters[color] = tail
+
+    def tails(self) -> dict[int, int]:
+        """What this node reports to a restarted parent: it must continue above every SN this
+        node handed out or relayed, since replicas may have stored them after reporting."""
+        tails = dict(self.relayed)
+        for color, tail in self.counters.items():
+            tails[color] = max(tail, tails.get(color, 0))
+        return tails
 
     def next_sn(self, color: int) -> int:
         return self.counters.get(color, 0)
@@ -96,6 +107,7 @@ class OrderingNode:
             fid = self._next_forward_id
             self._next_forward_id += 1
             self._in_flight[fid] = waiters
+            self._forwarded_color[fid] = color
             self._batch_of[fid] = batch
             out.append(ForwardRequest(fid, color, owner, sum(c for c, _ in waiters), len(waiters)))
         self._pending = {}
@@ -110,6 +122,7 @@ class OrderingNode:
         waiters = self._in_flight.pop(forward_id, None)
         if waiters is None:
             return None
+        color = self._forwarded_color.pop(forward_id)
         batch = self._batch_of.pop(forward_id)
         batch[0] -= 1
         completed = None
@@ -121,6 +134,11 @@ class OrderingNode:
                 reply(result)
             return completed
         sn = result
+        # The tails this node reports to a restarted parent: it must continue above every
+        # SN relayed through here, which replicas may have stored since they reported.
+        end = sn + sum(count for count, _ in waiters)
+        if end > self.relayed.get(color, 0):
+            self.relayed[color] = end
         for count, reply in waiters:
             reply(sn)
             sn += count
@@ -130,6 +148,7 @@ class OrderingNode:
         """The parent link broke: every forwarded request fails (clients retry)."""
         in_flight, self._in_flight = self._in_flight, {}
         self._batch_of.clear()
+        self._forwarded_color.clear()
         self.outstanding = 0
         for waiters in in_flight.values():
             for _, reply in waiters:

@@ -95,3 +95,20 @@ def test_learned_tail_never_lowers_a_counter() -> None:
     root.learn_tail(1, 4)
     assert root.assign(1, 2) == 10
     assert root.next_sn(1) == 12
+
+
+def test_a_child_reports_above_every_sn_it_relayed() -> None:
+    """Issue 11: a restarted root learns tails from its children; a child that reported only
+    what replicas said when they attached let the new root hand out stored SNs again."""
+    root, leaf = make_tree()
+    leaf.learn_tail(7, 3)  # what the replicas held when they attached
+    for _ in range(5):
+        leaf.submit(7, 0, 10, lambda _: None)
+    pump(root, leaf, random.Random(1))
+    assert leaf.tails()[7] == root.counters[7]
+    restarted = OrderingNode(0, None, frozenset())
+    for color, tail in leaf.tails().items():
+        restarted.learn_tail(color, tail)
+    granted = []
+    restarted.submit(7, 0, 1, granted.append)
+    assert granted == [root.counters[7]]
