@@ -95,11 +95,16 @@ class _ReplicaLink:
         if self._channel is None:
             self._channel = rpc.channel(self.address)
         if self._append_q is None or self._append_q.closed:
+            reopened = self._append_q is not None
             self._append_q = ByteQueue()
             call = rpc.raw_stream(self._channel, "/flexlog.Replica/Append", pb.AppendReply)(
                 self._append_q.drain()
             )
             self._tasks.append(asyncio.create_task(self._read_acks(call, self._append_q)))
+            if reopened:
+                # What the broken stream may have lost goes first, in submission order: the
+                # replica orders entries in the order they reach it.
+                self._writer.resend_unacked(self)
         if self._query_q is None or self._query_q.closed:
             self._query_q = ByteQueue()
             call = rpc.raw_stream(self._channel, "/flexlog.Replica/Query", pb.QueryReply)(
@@ -200,6 +205,11 @@ class _ShardWriter:
                 self.resolve(token, p.sn)
         # A new member needs what is pending now; a duplicate at the others is recognised by token.
         self._resend(list(self.pending.values()))
+
+    def resend_unacked(self, link: _ReplicaLink) -> None:
+        ops = [p.op for p in self.pending.values() if link.index not in p.acked]
+        if ops and link.index in self.members:
+            link.send_appends(pb.AppendRequest(ops=ops).SerializeToString())
 
     def _resend_due(self) -> None:
         loop = asyncio.get_running_loop()

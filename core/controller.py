@@ -40,11 +40,12 @@ STARTUP_GRACE_S = 10.0  # a replica never seen yet is not failed before this (pr
 
 
 class Controller:
-    def __init__(self, config: ClusterConfig, store: ViewStore | None = None) -> None:
+    def __init__(self, config: ClusterConfig, store: ViewStore | None = None,
+                 now: float | None = None) -> None:
         self.config = config
         self.store = store or open_store(config)
         self.timeout_s = config.failure_timeout_ms / 1000
-        started = time.monotonic() + STARTUP_GRACE_S - self.timeout_s
+        started = (time.monotonic() if now is None else now) + STARTUP_GRACE_S - self.timeout_s
         self.last_ok = {(s.id, r.index): started for s in config.shards for r in s.replicas}
 
     def decide(self, view: View, statuses: dict[tuple[int, int], ProcessStatus],

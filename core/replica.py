@@ -216,6 +216,9 @@ class ReplicaServer:
     def catch_up(self, epoch: int, peers: list[int]) -> None:
         self._spawn(self._catch_up(epoch, peers), "catch-up")
 
+    def copy_gap(self, color: int, start: int, end: int, peers: tuple[int, ...]) -> None:
+        self._spawn(self._copy_gap(color, start, end, peers), f"copy of a gap in color {color}")
+
     def seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
         self._spawn(self._seal(color, start, end, members), f"seal of color {color}")
 
@@ -356,6 +359,28 @@ class ReplicaServer:
                         copied += self.protocol.store_copy(color, entry)
                         sn = max(sn, entry.end)
             return copied
+
+    async def _copy_gap(self, color: int, start: int, end: int, peers: tuple[int, ...]) -> None:
+        for index in peers:
+            copied = 0
+            try:
+                async with rpc.channel(self.shard.replicas[index].address) as ch:
+                    sn = start
+                    while sn < end:
+                        entries = [e for e in await _fetch_range(ch, color, sn) if e.sn < end]
+                        if not entries:
+                            break
+                        for entry in entries:
+                            copied += self.protocol.store_copy(color, entry)
+                        sn = entries[-1].end
+            except (grpc.aio.AioRpcError, OSError) as exc:
+                log.warning("copy of SNs [%d, %d) of color %d from replica %d failed: %s", start,
+                            end, color, index, exc)
+                continue
+            if copied:
+                log.info("copied %d entries of color %d missing here from replica %d", copied,
+                         color, index)
+                return
 
     async def _seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
         op = pb.QueryOp(kind=pb.QueryOp.SEAL, color=color, sn=start, end=end)

@@ -97,6 +97,10 @@ class ReplicaIO(Protocol):
     def catch_up(self, epoch: int, peers: list[int]) -> None:
         """Copy what a readable peer has committed (`store_copy`), then call `caught_up`."""
 
+    def copy_gap(self, color: int, start: int, end: int, peers: tuple[int, ...]) -> None:
+        """Copy the entries committed in [start, end) from the first of peers that has any
+        (`store_copy` each)."""
+
     def seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
         """Seal [start, end) at every member (this one too) and call `sealed` with what they
         hold there, or `seal_failed` when one of them did not answer."""
@@ -155,6 +159,7 @@ class _Ungranted(NamedTuple):
     count: int
     since: float
     crc: int  # tells this entry apart from another one stored at its SN
+    seq: int  # prepare order here: the order the leaf must see this color's entries in
 
 
 class ReplicaProtocol:
@@ -180,13 +185,18 @@ class ReplicaProtocol:
         self._repairing: set[int] = set()
         # Prepared and not granted yet, in prepare order (each client's submission order).
         self._ungranted: dict[int, _Ungranted] = {}
+        self._prepare_seq = itertools.count()
         self._to_order: list[tuple[int, int, int, int]] = []
         self._ordering: set[int] = set()  # queued for or sent to the leaf, not answered yet
-        self._order_batch: dict[int, list[int]] = {}  # token -> unresolved count of its batch
+        # token -> (unresolved count of its batch, the colors the batch holds)
+        self._order_batch: dict[int, tuple[list[int], set[int]]] = {}
         self._batches_in_flight = 0
+        self._color_busy: set[int] = set()  # colors with a batch in flight (or held, below)
+        self._held: set[int] = set()  # colors refused by a broken link: re-ordered by the sweep
         self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
         self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
         self._sealing: dict[int, float] = {}  # color -> when its seal went out
+        self._gap_copy: dict[int, float] = {}  # color -> when a copy of its gap was asked for
         self._waiters: list[tuple[float, int, Waiter]] = []  # heap by deadline
         self._waiter_seq = itertools.count()
         # Tokens for entries copied from a peer: bit 32 is 0, which no client token has.
@@ -300,7 +310,8 @@ class ReplicaProtocol:
             self._origin[token] = acks
             self._prepared_at[token] = now
             self._ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
-                                                record_batch.crc_of(op.payload))
+                                                record_batch.crc_of(op.payload),
+                                                next(self._prepare_seq))
             if op.contiguous:
                 self.color(op.color).shard_local = True
             grant = self._early.pop(token, None)
@@ -342,23 +353,39 @@ class ReplicaProtocol:
 
     def flush_orders(self) -> None:
         """Send what accumulated as one message, unless ORDER_WINDOW batches are in flight:
-        at low load every request leaves at once, under load they leave together."""
+        at low load every request leaves at once, under load they leave together.
+
+        A color has at most one batch in flight from here: the owner grants that color's
+        batches in the order they arrive, and a batch refused by a broken link is sent again
+        before anything newer of its color, so no append overtakes an earlier one.
+        """
         if not self._to_order or self._batches_in_flight >= ORDER_WINDOW:
             return
-        reqs, self._to_order = self._to_order, []
-        # Tokens granted or failed while they waited need no order any more.
-        reqs = [r for r in reqs if r[0] in self._ungranted]
         if not self.attached:
             # Kept ungranted: re-sent once the leaf link is back (or by the sweep).
-            for r in reqs:
+            for r in self._to_order:
                 self._ordering.discard(r[0])
+            self._to_order = []
             return
+        reqs: list[tuple[int, int, int, int]] = []
+        later: list[tuple[int, int, int, int]] = []
+        for r in self._to_order:
+            if r[0] not in self._ungranted:
+                self._ordering.discard(r[0])  # granted or failed while it waited
+            elif r[1] in self._color_busy:
+                later.append(r)
+            else:
+                reqs.append(r)
+        self._to_order = later
         if not reqs:
             return
+        reqs.sort(key=lambda r: self._ungranted[r[0]].seq)
         batch = [len(reqs)]
         tokens, colors, owners, counts = zip(*reqs, strict=True)
+        busy = set(colors)
         for token in tokens:
-            self._order_batch[token] = batch
+            self._order_batch[token] = (batch, busy)
+        self._color_busy |= busy
         self._batches_in_flight += 1
         self.io.send_to_leaf(pb.ReplicaToSequencer(
             shard=self.shard, replica=self.index, tokens=tokens, colors=colors, owners=owners,
@@ -366,13 +393,48 @@ class ReplicaProtocol:
 
     def _order_resolved(self, token: int) -> None:
         self._ordering.discard(token)
-        batch = self._order_batch.pop(token, None)
-        if batch is not None:
+        entry = self._order_batch.pop(token, None)
+        if entry is not None:
+            batch, colors = entry
             batch[0] -= 1
             if batch[0] == 0:
                 self._batches_in_flight = max(0, self._batches_in_flight - 1)
+                self._color_busy -= colors - self._held
                 if self._to_order:
                     self.io.flush_soon()
+
+    def _order_again(self, token: int) -> None:
+        """A transient refusal (a link in the tree broke, or the request carried an older
+        epoch): the entry stays prepared, and its color waits for the sweep, which orders it
+        again ahead of every later entry of the color (if this replica is still responsible)."""
+        self._order_resolved(token)
+        u = self._ungranted.get(token)
+        if u is None:
+            return
+        keep = []
+        for r in self._to_order:
+            if r[1] == u.color:
+                self._ordering.discard(r[0])
+            else:
+                keep.append(r)
+        self._to_order = keep
+        self._color_busy.add(u.color)
+        self._held.add(u.color)
+
+    def _release_held(self) -> None:
+        """Order every ungranted entry of the held colors again, in prepare order."""
+        held, self._held = self._held, set()
+        self._color_busy -= held
+        keep = []
+        for r in self._to_order:
+            if r[1] in held:
+                self._ordering.discard(r[0])
+            else:
+                keep.append(r)
+        self._to_order = keep
+        for token, u in list(self._ungranted.items()):
+            if u.color in held and self._responsible(u.color):
+                self._order(token, u.color, u.owner, u.count)
 
     def hello(self) -> pb.ReplicaToSequencer:
         """The first message on a new leaf stream: tails and recently committed tokens, so a
@@ -402,6 +464,8 @@ class ReplicaProtocol:
         self._ordering.clear()
         self._to_order.clear()
         self._batches_in_flight = 0
+        self._color_busy.clear()
+        self._held.clear()
 
     # ---- grants --------------------------------------------------------------------
 
@@ -411,15 +475,12 @@ class ReplicaProtocol:
         if ok:
             self._apply_grants(ok, now)
         for g in grants:
-            if g.error:
+            if g.error in (Code.UNAVAILABLE, Code.STALE_EPOCH):
+                self._order_again(g.token)
+            elif g.error:
                 self._fail(g.token, Code(g.error), g.message)
 
     def _fail(self, token: int, code: Code, message: str) -> None:
-        if code == Code.STALE_EPOCH:
-            # Sent under an older view: not the entry's fault. The responsible replica of
-            # the current view orders it (view change or sweep).
-            self._order_resolved(token)
-            return
         self._ungranted.pop(token, None)
         self._order_resolved(token)
         acks = self._origin.pop(token, None)
@@ -512,8 +573,13 @@ class ReplicaProtocol:
             if now - since > REPAIR_AFTER_S and token not in self._repairing:
                 self._repairing.add(token)
                 self.io.repair(grant)
+        if self._held:
+            self._release_held()
         for token, u in list(self._ungranted.items()):
-            if now - u.since > RESEND_AFTER_S and self._responsible(u.color):
+            # Another replica may have missed this one's grant (its leaf stream broke): asking
+            # again makes the leaf send the grant it remembers to the whole shard.
+            due = RESEND_AFTER_S if self._responsible(u.color) else 2 * RESEND_AFTER_S
+            if now - u.since > due:
                 self._order(token, u.color, u.owner, u.count)
         stale = [t for t, since in self._prepared_at.items() if now - since > PREPARED_TTL_S]
         for token in stale:
@@ -533,7 +599,8 @@ class ReplicaProtocol:
             return
         self.engine.prepare(grant.token, grant.color, payload, grant.count)
         self._ungranted[grant.token] = _Ungranted(grant.color, 0, grant.count, now,
-                                                  record_batch.crc_of(payload))
+                                                  record_batch.crc_of(payload),
+                                                  next(self._prepare_seq))
         self._apply_grants([grant], now)
         self.stats["repairs"] += 1
         log.info("repaired SN %d of color %d from a peer", grant.sn, grant.color)
@@ -547,11 +614,20 @@ class ReplicaProtocol:
             gap = view.gap() if view.shard_local else None
             if gap is None:
                 view.gap_seen = None
+                self._gap_copy.pop(color, None)
                 continue
             if view.gap_seen is None or view.gap_seen[0] != gap[0]:
                 view.gap_seen = (gap[0], now)
                 continue
-            if now - view.gap_seen[1] < FILL_AFTER_S or not self._responsible(color):
+            age = now - view.gap_seen[1]
+            copied = self._gap_copy.get(color)
+            if age >= REPAIR_AFTER_S and (copied is None or now - copied >= SEAL_RETRY_S):
+                # Peers may have what this replica missed (a grant lost with its leaf stream,
+                # the prepare never sent again): copy it before anyone thinks of filling.
+                self._gap_copy[color] = now
+                peers = tuple(i for i in self.shard_view.readable if i != self.index)
+                self.io.copy_gap(color, gap[0], gap[1], peers)
+            if age < FILL_AFTER_S or not self._responsible(color):
                 continue
             sent = self._sealing.get(color)
             if sent is not None and now - sent < SEAL_RETRY_S:

@@ -89,7 +89,7 @@ class SequencerProtocol:
         self._reported: dict[int, set[int]] = {}
         self._shard_tails: dict[int, dict[int, int]] = {}
         self._recent_grants: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, list[ShardOut]] = {}  # token -> the replicas that asked
         self.stale_dropped = 0
 
     def leaf_of(self, shard: int) -> int | None:
@@ -169,28 +169,37 @@ class SequencerProtocol:
             return
         leaf = self.config.shard(shard).leaf
         for token, color, owner, count in rows:
-            self._order(leaf, out, token, color, owner, count)
+            self._order(leaf, out, sender, token, color, owner, count)
 
-    def _order(self, leaf: int, out: ShardOut, token: int, color: int, owner: int,
-               count: int) -> None:
-        """One order request: parked until the leaf is ready, deduplicated by token."""
+    def _order(self, leaf: int, out: ShardOut, sender: ShardOut, token: int, color: int,
+               owner: int, count: int) -> None:
+        """One order request: parked until the leaf is ready, deduplicated by token.
+
+        A grant goes to every replica of the shard; a refusal only to the replicas that asked
+        for it, each of which sends again in its own order (a refusal another replica caused
+        would reach one that has asked again meanwhile, and let later entries overtake)."""
         if not self.is_ready(leaf):
-            self._parked[leaf].append(lambda: self._order(leaf, out, token, color, owner, count))
+            self._parked[leaf].append(
+                lambda: self._order(leaf, out, sender, token, color, owner, count))
             return
         known = self._recent_grants.get(token)
         if known is not None:
             out.grant(token, known[0], known[1], known[2])
             return
-        if token in self._in_flight:
-            return  # its grant goes to every replica of the shard anyway
-        self._in_flight.add(token)
+        asked = self._in_flight.get(token)
+        if asked is not None:
+            if sender not in asked:
+                asked.append(sender)
+            return
+        self._in_flight[token] = [sender]
         self._submit(leaf, color, owner, count, self._grant_reply(out, token, color, count))
 
     def _grant_reply(self, out: ShardOut, token: int, color: int, count: int) -> Reply:
         def reply(result: int | FlexLogError) -> None:
-            self._in_flight.discard(token)
+            asked = self._in_flight.pop(token, [])
             if isinstance(result, FlexLogError):
-                out.reject(token, color, result)
+                for sender in asked:
+                    sender.reject(token, color, result)
             else:
                 self._remember(token, color, result, count)
                 out.grant(token, color, result, count)
