@@ -145,11 +145,14 @@ class OrderingNode:
         return completed
 
     def fail_in_flight(self, error: FlexLogError) -> None:
-        """The parent link broke: every forwarded request fails (clients retry)."""
+        """The parent link broke: every forwarded request fails (clients retry), and so does
+        every request still waiting to go up. A request that arrived before the break and
+        went up after it could be granted while an earlier one of its color was refused."""
         in_flight, self._in_flight = self._in_flight, {}
+        pending, self._pending = self._pending, {}
         self._batch_of.clear()
         self._forwarded_color.clear()
         self.outstanding = 0
-        for waiters in in_flight.values():
+        for waiters in [*in_flight.values(), *pending.values()]:
             for _, reply in waiters:
                 reply(error)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -191,7 +191,7 @@ class ReplicaProtocol:
         # token -> (unresolved count of its batch, the colors the batch holds)
         self._order_batch: dict[int, tuple[list[int], set[int]]] = {}
         self._batches_in_flight = 0
-        self._color_busy: set[int] = set()  # colors with a batch in flight (or held, below)
+        self._color_batches: Counter[int] = Counter()  # color -> its batches in flight
         self._held: set[int] = set()  # colors refused by a broken link: re-ordered by the sweep
         self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
         self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
@@ -372,7 +372,7 @@ class ReplicaProtocol:
         for r in self._to_order:
             if r[0] not in self._ungranted:
                 self._ordering.discard(r[0])  # granted or failed while it waited
-            elif r[1] in self._color_busy:
+            elif r[1] in self._held or self._color_batches[r[1]]:
                 later.append(r)
             else:
                 reqs.append(r)
@@ -385,7 +385,7 @@ class ReplicaProtocol:
         busy = set(colors)
         for token in tokens:
             self._order_batch[token] = (batch, busy)
-        self._color_busy |= busy
+        self._color_batches.update(busy)
         self._batches_in_flight += 1
         self.io.send_to_leaf(pb.ReplicaToSequencer(
             shard=self.shard, replica=self.index, tokens=tokens, colors=colors, owners=owners,
@@ -399,7 +399,7 @@ class ReplicaProtocol:
             batch[0] -= 1
             if batch[0] == 0:
                 self._batches_in_flight = max(0, self._batches_in_flight - 1)
-                self._color_busy -= colors - self._held
+                self._color_batches.subtract(colors)
                 if self._to_order:
                     self.io.flush_soon()
 
@@ -418,13 +418,12 @@ class ReplicaProtocol:
             else:
                 keep.append(r)
         self._to_order = keep
-        self._color_busy.add(u.color)
         self._held.add(u.color)
 
     def _release_held(self) -> None:
         """Order every ungranted entry of the held colors again, in prepare order."""
-        held, self._held = self._held, set()
-        self._color_busy -= held
+        held = {c for c in self._held if not self._color_batches[c]}
+        self._held -= held
         keep = []
         for r in self._to_order:
             if r[1] in held:
@@ -464,7 +463,7 @@ class ReplicaProtocol:
         self._ordering.clear()
         self._to_order.clear()
         self._batches_in_flight = 0
-        self._color_busy.clear()
+        self._color_batches.clear()
         self._held.clear()
 
     # ---- grants --------------------------------------------------------------------

@@ -64,17 +64,16 @@
 
 mtype = { ORDER, HELLO, GRANT, REJ_UNAV, REJ_STALE, FWD, REPORT };
 
-/* ---- the view (core/view.py). The controller, leaf and client see a new view at once;
-   each replica acts on its own copy (ViewWatcher) until it polls the new one. */
+/* ---- the view (core/view.py). Everyone sees a new view at once: the controller's change
+   and every live replica's reaction to it (_view_changed) are one step. */
 byte epoch;
 bool member[NR];
 bool readable[NR];
 
 #define PEER(x) (1 - (x))
-/* ShardView.responsible(color 0) in replica x's view: the first readable member, else the
-   first member */
-#define VRESP(x) ((rep[x].vread[x] && ((x) == 0 || !rep[x].vread[0])) || \
-                  (!rep[x].vread[0] && !rep[x].vread[1] && rep[x].vmem[x] && ((x) == 0 || !rep[x].vmem[0])))
+/* ShardView.responsible(color 0): the first readable member, else the first member */
+#define RESP(x) ((readable[x] && ((x) == 0 || !readable[0])) || \
+                 (!readable[0] && !readable[1] && member[x] && ((x) == 0 || !member[0])))
 
 /* ---- replicas --------------------------------------------------------------------------- */
 typedef Rep {
@@ -85,9 +84,6 @@ typedef Rep {
   bool up;
   bool restarted;       /* a new incarnation the view does not know yet */
   bool attached;        /* its leaf stream is up (hello sent) */
-  byte vepoch;          /* its view (ViewWatcher.view): epoch, members, readable */
-  bool vmem[NR];
-  bool vread[NR];
   bool prep[NT+1];      /* prepared, not committed: _ungranted (volatile) */
   bool ordering[NT+1];  /* order request sent, not answered: _ordering (volatile) */
   byte early[NT+1];     /* sn+1 of a grant that outran the prepare: _early (volatile) */
@@ -145,7 +141,7 @@ chan l2root  = [3] of { mtype, byte };                   /* FWD(t) / REPORT(tail
 chan root2l  = [3] of { mtype, byte, byte };             /* GRANT(t, sn) */
 
 /* scratch, used only inside one atomic step: not part of the state */
-hidden byte tk, sn, vl, hx, ax, bx, rx, ix, jx, wx, wy;
+hidden byte tk, sn, vl, hx, ax, bx, rx, ix, jx, wx, wy, ux, uy;
 hidden mtype mx;
 
 /* ================= helpers ================================================================= */
@@ -210,8 +206,8 @@ inline orderTok(ii, tt) {
   if
   :: rep[ii].attached && !rep[ii].ordering[tt] && nfull(r2l[ii]) ->
      rep[ii].ordering[tt] = 1;
-     r2l[ii]!ORDER, tt, rep[ii].vepoch, 0;
-     printf("MSC: R%d orders %d (epoch %d)\n", ii, tt, rep[ii].vepoch)
+     r2l[ii]!ORDER, tt, epoch, 0;
+     printf("MSC: R%d orders %d (epoch %d)\n", ii, tt, epoch)
   :: !rep[ii].attached || rep[ii].ordering[tt] || full(r2l[ii]) -> skip
   fi
 }
@@ -287,10 +283,28 @@ inline leafReport() {
   fi
 }
 
-/* the replica reads the current view */
-inline pollView(ii) {
-  rep[ii].vepoch = epoch;
-  for (wx : 0 .. NR-1) { rep[ii].vmem[wx] = member[wx]; rep[ii].vread[wx] = readable[wx] }
+/* _view_changed on every live replica, in the step that changed the view: the responsible
+   replica orders what is still ungranted */
+inline viewChanged() {
+  printf("MSC: view %d: members %d%d readable %d%d\n", epoch, member[0], member[1], readable[0], readable[1]);
+  for (ux : 0 .. NR-1) {
+    if
+    :: rep[ux].up ->
+#ifndef AS_CODED_STALE
+       /* its order requests in flight carry the old epoch and will be refused: send them
+          again with the new one, in prepare order, so that none overtakes an older one */
+       for (uy : 1 .. NT) { rep[ux].ordering[uy] = 0 }
+#endif
+       if
+       :: RESP(ux) ->
+          for (uy : 1 .. NT) {
+            if :: rep[ux].prep[uy] && rep[ux].early[uy] == 0 -> orderTok(ux, uy) :: else -> skip fi
+          }
+       :: else -> skip
+       fi
+    :: else -> skip
+    fi
+  }
 }
 
 inline abortFill() {
@@ -389,7 +403,7 @@ end:
           rep[i].prep[tk] = 1;
           if
           :: rep[i].early[tk] != 0 -> sn = rep[i].early[tk] - 1; applyGrant(i, tk, sn)
-          :: rep[i].early[tk] == 0 && VRESP(i) -> orderTok(i, tk)
+          :: rep[i].early[tk] == 0 && RESP(i) -> orderTok(i, tk)
           :: else -> skip
           fi
        fi
@@ -408,32 +422,21 @@ end:
      }
   /* (re)attach to the leaf: hello with tails and recent tokens, then every ungranted token */
   :: atomic { rep[i].up && !rep[i].attached && empty(r2l[i]) ->
+#ifdef AS_CODED_EARLY
        r2l[i]!HELLO, rep[i].high, rep[i].recent[1], rep[i].recent[2];
+#else
+       /* the grants it knows: committed (_recent) and also early ones (_early) */
+       r2l[i]!HELLO, rep[i].high, (rep[i].recent[1] != 0 -> rep[i].recent[1] : rep[i].early[1]),
+                                  (rep[i].recent[2] != 0 -> rep[i].recent[2] : rep[i].early[2]);
+#endif
        rep[i].attached = 1;
        printf("MSC: R%d attaches (high %d)\n", i, rep[i].high);
        for (tk : 1 .. NT) {
          if :: rep[i].prep[tk] -> orderTok(i, tk) :: else -> skip fi
        }
      }
-  /* a new view (_view_changed): the responsible replica orders what is still ungranted */
-  :: atomic { rep[i].up && rep[i].vepoch != epoch ->
-       pollView(i);
-       printf("MSC: R%d sees epoch %d\n", i, epoch);
-#ifndef AS_CODED_STALE
-       /* order requests in flight carry the old epoch and will be refused: send them again
-          now, in prepare order, so that none overtakes an older one */
-       for (tk : 1 .. NT) { rep[i].ordering[tk] = 0 }
-#endif
-       if
-       :: VRESP(i) ->
-          for (tk : 1 .. NT) {
-            if :: rep[i].prep[tk] && rep[i].early[tk] == 0 -> orderTok(i, tk) :: else -> skip fi
-          }
-       :: else -> skip
-       fi
-     }
   /* the sweep: ungranted for long, still responsible (_sweep) */
-  :: atomic { rep[i].up && VRESP(i) && rep[i].attached &&
+  :: atomic { rep[i].up && RESP(i) && rep[i].attached &&
               ((rep[i].prep[1] && !rep[i].ordering[1] && rep[i].early[1] == 0) ||
                (rep[i].prep[2] && !rep[i].ordering[2] && rep[i].early[2] == 0)) ->
        for (tk : 1 .. NT) {
@@ -441,7 +444,7 @@ end:
        }
      }
   /* _repair: a grant whose prepare never came, copied from a readable peer that has it */
-  :: atomic { rep[i].up && rep[i].vread[PEER(i)] &&
+  :: atomic { rep[i].up && readable[PEER(i)] &&
               ((rep[i].early[1] != 0 && rep[PEER(i)].store[rep[i].early[1] - 1] != 0) ||
                (rep[i].early[2] != 0 && rep[PEER(i)].store[rep[i].early[2] - 1] != 0)) ->
        if
@@ -458,12 +461,12 @@ end:
      }
   /* hole fill, phase 1: the responsible replica sees committed SNs above a gap (for long
      enough) and seals the gap on every member */
-  :: atomic { rep[i].up && fstate == 0 && fills < MAXFILL && VRESP(i) && rep[i].vread[i] &&
+  :: atomic { rep[i].up && fstate == 0 && fills < MAXFILL && RESP(i) && readable[i] &&
               rep[i].prefix < rep[i].high ->
        fills++;
-       fstate = 1; fby = i; fg = rep[i].prefix; fepoch = rep[i].vepoch;
+       fstate = 1; fby = i; fg = rep[i].prefix; fepoch = epoch;
        printf("MSC: R%d seals SN %d\n", i, fg);
-       for (ix : 0 .. NR-1) { fin[ix] = rep[i].vmem[ix]; sealAsk[ix] = rep[i].vmem[ix] && rep[ix].up; sealGot[ix] = 0 }
+       for (ix : 0 .. NR-1) { fin[ix] = member[ix]; sealAsk[ix] = member[ix] && rep[ix].up; sealGot[ix] = 0 }
      }
   /* SEAL at this member: refuse grants for the SN from now on, answer what it has there */
   :: atomic { rep[i].up && sealAsk[i] ->
@@ -501,10 +504,10 @@ end:
      }
   :: atomic { rep[i].up && fstate == 2 && fby == i && !fillAsk[0] && !fillAsk[1] -> abortFill() }
   /* the view changed under a fill: give up (sealed stays sealed), try again later */
-  :: atomic { rep[i].up && fstate != 0 && fby == i && fepoch != rep[i].vepoch -> abortFill() }
+  :: atomic { rep[i].up && fstate != 0 && fby == i && fepoch != epoch -> abortFill() }
   /* catch-up (_catch_up): a member that is not readable copies what a readable peer has */
-  :: atomic { rep[i].up && rep[i].vmem[i] && !rep[i].vread[i] && rep[i].caughtUp == 0 &&
-              rep[i].ctarget == 0 && rep[i].attached && rep[i].vread[PEER(i)] ->
+  :: atomic { rep[i].up && member[i] && !readable[i] && rep[i].caughtUp == 0 &&
+              rep[i].ctarget == 0 && rep[i].attached && readable[PEER(i)] ->
        rep[i].csrc = PEER(i);
        rep[i].cpos = rep[i].prefix;
        rep[i].ctarget = rep[PEER(i)].high + 1;
@@ -520,7 +523,7 @@ end:
        rep[i].cpos++
      }
   :: atomic { rep[i].up && rep[i].ctarget != 0 && rep[i].cpos + 1 >= rep[i].ctarget ->
-       if :: rep[i].vmem[i] -> rep[i].caughtUp = rep[i].vepoch + 1 :: else -> skip fi;
+       if :: member[i] -> rep[i].caughtUp = epoch + 1 :: else -> skip fi;
        rep[i].ctarget = 0; rep[i].cpos = 0; rep[i].csrc = 0;
        printf("MSC: R%d caught up\n", i)
      }
@@ -538,6 +541,10 @@ end:
           if :: ax > tailL -> tailL = ax :: else -> skip fi;
           if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
           if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
+#ifndef AS_CODED_EARLY
+          if :: bx > tailL -> tailL = bx :: else -> skip fi;   /* a known grant's SN is taken */
+          if :: hx > tailL -> tailL = hx :: else -> skip fi;
+#endif
           reported[0] = 1; lfan[0] = 1
        :: mx == ORDER && bx < epoch -> l2r[0]!REJ_STALE, ax, 0
        :: mx == ORDER && bx >= epoch && lrecent[ax] != 0 -> bcast(GRANT, ax, lrecent[ax] - 1)
@@ -555,6 +562,10 @@ end:
           if :: ax > tailL -> tailL = ax :: else -> skip fi;
           if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
           if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
+#ifndef AS_CODED_EARLY
+          if :: bx > tailL -> tailL = bx :: else -> skip fi;   /* a known grant's SN is taken */
+          if :: hx > tailL -> tailL = hx :: else -> skip fi;
+#endif
           reported[1] = 1; lfan[1] = 1
        :: mx == ORDER && bx < epoch -> l2r[1]!REJ_STALE, ax, 0
        :: mx == ORDER && bx >= epoch && lrecent[ax] != 0 -> bcast(GRANT, ax, lrecent[ax] - 1)
@@ -638,26 +649,26 @@ end:
   /* a replica process dies (SIGKILL) and is restarted by the launcher */
   :: atomic { repcrashes < MAXREP && rep[0].up -> repcrashes++; crashReplica(0); printf("MSC: R0 crashes\n") }
   :: atomic { repcrashes < MAXREP && rep[1].up -> repcrashes++; crashReplica(1); printf("MSC: R1 crashes\n") }
-  :: atomic { !rep[0].up -> rep[0].up = 1; rep[0].restarted = 1; pollView(0); printf("MSC: R0 restarts\n") }
-  :: atomic { !rep[1].up -> rep[1].up = 1; rep[1].restarted = 1; pollView(1); printf("MSC: R1 restarts\n") }
+  :: atomic { !rep[0].up -> rep[0].up = 1; rep[0].restarted = 1; printf("MSC: R0 restarts\n") }
+  :: atomic { !rep[1].up -> rep[1].up = 1; rep[1].restarted = 1; printf("MSC: R1 restarts\n") }
   /* silent for failure_timeout_ms: out of the view, unless it is the last readable member */
   :: atomic { removals < MAXRM && !rep[0].up && member[0] && (!readable[0] || readable[1]) ->
-       removals++; epoch++; member[0] = 0; readable[0] = 0; printf("MSC: view %d: R0 removed\n", epoch) }
+       removals++; epoch++; member[0] = 0; readable[0] = 0; viewChanged() }
   :: atomic { removals < MAXRM && !rep[1].up && member[1] && (!readable[1] || readable[0]) ->
-       removals++; epoch++; member[1] = 0; readable[1] = 0; printf("MSC: view %d: R1 removed\n", epoch) }
+       removals++; epoch++; member[1] = 0; readable[1] = 0; viewChanged() }
   /* answers with a new incarnation: not readable until caught up */
   :: atomic { rep[0].up && rep[0].restarted && readable[0] && readable[1] ->
-       epoch++; readable[0] = 0; printf("MSC: view %d: R0 not readable (new incarnation)\n", epoch) }
+       epoch++; readable[0] = 0; viewChanged() }
   :: atomic { rep[1].up && rep[1].restarted && readable[1] && readable[0] ->
-       epoch++; readable[1] = 0; printf("MSC: view %d: R1 not readable (new incarnation)\n", epoch) }
+       epoch++; readable[1] = 0; viewChanged() }
   /* answers and is attached again: a member, not readable */
-  :: atomic { !member[0] && rep[0].up && rep[0].attached -> epoch++; member[0] = 1; printf("MSC: view %d: R0 member again\n", epoch) }
-  :: atomic { !member[1] && rep[1].up && rep[1].attached -> epoch++; member[1] = 1; printf("MSC: view %d: R1 member again\n", epoch) }
+  :: atomic { !member[0] && rep[0].up && rep[0].attached -> epoch++; member[0] = 1; viewChanged() }
+  :: atomic { !member[1] && rep[1].up && rep[1].attached -> epoch++; member[1] = 1; viewChanged() }
   /* reports a catch-up at the current epoch: readable */
   :: atomic { member[0] && !readable[0] && rep[0].up && rep[0].caughtUp == epoch + 1 ->
-       epoch++; readable[0] = 1; rep[0].restarted = 0; printf("MSC: view %d: R0 readable\n", epoch) }
+       epoch++; readable[0] = 1; rep[0].restarted = 0; viewChanged() }
   :: atomic { member[1] && !readable[1] && rep[1].up && rep[1].caughtUp == epoch + 1 ->
-       epoch++; readable[1] = 1; rep[1].restarted = 0; printf("MSC: view %d: R1 readable\n", epoch) }
+       epoch++; readable[1] = 1; rep[1].restarted = 0; viewChanged() }
   od
 }
 
@@ -665,8 +676,7 @@ init {
   atomic {
     for (ix : 0 .. NR-1) {
       member[ix] = 1; readable[ix] = 1; reported[ix] = 1; lfan[ix] = 1;
-      rep[ix].up = 1; rep[ix].attached = 1;
-      rep[ix].vmem[0] = 1; rep[ix].vmem[1] = 1; rep[ix].vread[0] = 1; rep[ix].vread[1] = 1
+      rep[ix].up = 1; rep[ix].attached = 1
     }
     run Client();
     run Replica(0);

@@ -90,6 +90,7 @@ class World:
         self.streams: list[Stream] = []
         self.events_run = 0
         self.slow = 0.0  # extra delay probability (a congested network)
+        self.kill_on_grant: set[str] = set()  # leaves that die when the next grant reaches them
 
     def at(self, delay: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._events, (self.now + max(0.0, delay), next(self._seq), fn))
@@ -318,7 +319,17 @@ class _ChildOut:
 
     def granted(self, forward_id: int, result: int | FlexLogError) -> None:
         child, node = self.child, self.child.child_node
-        self.stream.send(self.parent, lambda: child.protocol.parent_granted(node, forward_id, result))
+        world = self.parent.world
+
+        def arrive() -> None:
+            if child.name in world.kill_on_grant and isinstance(result, int):
+                # The leaf dies holding a block its parent granted: nobody stores those SNs.
+                world.kill_on_grant.discard(child.name)
+                child.crash()
+                world.at(0.3, lambda: None if child.alive else child.start())
+                return
+            child.protocol.parent_granted(node, forward_id, result)
+        self.stream.send(self.parent, arrive)
 
 
 class SimSequencer(Watching):
@@ -975,7 +986,7 @@ class ClusterSim:
         return [self.root, *self.leaves, *self.replicas.values(), self.controller, *self.clients,
                 *self.readers]
 
-    def run(self, load_s: float = 4.0, settle_s: float = 14.0, faults: int = 2) -> Outcome:
+    def run(self, load_s: float = 4.0, settle_s: float = 10.0, faults: int = 2) -> Outcome:
         w = self.world
         rng = w.rng
         for p in self.everything():
