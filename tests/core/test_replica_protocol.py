@@ -1,0 +1,193 @@
+"""The replica's decisions alone (`ReplicaProtocol`), driven by hand: no sockets, no clock."""
+
+from __future__ import annotations
+
+from flexlog.core import record_batch
+from flexlog.core.errors import Code
+from flexlog.core.memory_engine import MemoryEngine
+from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.replica_protocol import Grant, ReplicaProtocol
+from flexlog.core.storage import StoredEntry
+from flexlog.core.view import ShardView, View
+
+COLOR = 7
+
+
+class FakeIO:
+    def __init__(self) -> None:
+        self.to_leaf: list[pb.ReplicaToSequencer] = []
+        self.flushes = 0
+        self.seals: list[tuple[int, int, int]] = []
+        self.fills: list[pb.QueryOp] = []
+        self.copies: list[tuple[int, int, int]] = []
+
+    def flush_soon(self) -> None:
+        self.flushes += 1
+
+    def send_to_leaf(self, message: pb.ReplicaToSequencer) -> None:
+        self.to_leaf.append(message)
+
+    def repair(self, grant: Grant) -> None:
+        pass
+
+    def catch_up(self, epoch: int, peers: list[int]) -> None:
+        pass
+
+    def copy_gap(self, color: int, start: int, end: int, peers: tuple[int, ...]) -> None:
+        self.copies.append((color, start, end))
+
+    def seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
+        self.seals.append((color, start, end))
+
+    def fill(self, op: pb.QueryOp, members: tuple[int, ...]) -> None:
+        self.fills.append(op)
+
+
+class Acks:
+    def __init__(self) -> None:
+        self.acked: dict[int, int] = {}
+        self.rejected: dict[int, Code] = {}
+
+    def ack(self, token: int, sn: int) -> None:
+        self.acked[token] = sn
+
+    def reject(self, token: int, code: Code, message: str) -> None:
+        self.rejected[token] = code
+
+
+class Results:
+    def __init__(self) -> None:
+        self.results: list[pb.QueryResult] = []
+
+    def answer(self, result: pb.QueryResult) -> None:
+        self.results.append(result)
+
+
+def make(index: int = COLOR % 3) -> tuple[ReplicaProtocol, FakeIO]:
+    """Replica `index` of shard 0; by default the one responsible for COLOR."""
+    io = FakeIO()
+    view = View({0: ShardView(1, (0, 1, 2), (0, 1, 2))})
+    protocol = ReplicaProtocol(0, index, MemoryEngine(), io, view, incarnation=1, copy_tokens=1,
+                               now=0.0, max_entry_bytes=1 << 20)
+    protocol.leaf_attached()
+    return protocol, io
+
+
+def op(token: int, value: bytes, contiguous: bool = True) -> pb.AppendOp:
+    return pb.AppendOp(token=token, color=COLOR, owner=1, count=1,
+                       payload=record_batch.build([value], timestamp_ms=0), contiguous=contiguous)
+
+
+def test_a_grant_for_an_sn_holding_another_entry_is_refused_not_acked() -> None:
+    """Issue 11: the replica acked the client with an SN another entry held."""
+    p, _ = make()
+    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.build([b"older"], base_offset=5)))
+    acks = Acks()
+    p.prepare([op(0x1_00000001, b"newer")], acks, 0.0)
+    p.grants([Grant(0x1_00000001, COLOR, 5, 1)], 0.0)
+    assert acks.acked == {}
+    assert acks.rejected == {0x1_00000001: Code.FILLED}
+    assert p.stats["conflicts"] == 1
+    assert record_batch.decode(p.engine.read(COLOR, 5).payload)[0].value == b"older"
+
+
+def test_a_grant_for_the_same_entry_copied_earlier_is_acked() -> None:
+    p, _ = make()
+    payload = record_batch.build([b"same"], timestamp_ms=0)
+    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.with_base_offset(payload, 5)))
+    acks = Acks()
+    p.prepare([pb.AppendOp(token=0x1_00000001, color=COLOR, owner=1, count=1, payload=payload)],
+              acks, 0.0)
+    p.grants([Grant(0x1_00000001, COLOR, 5, 1)], 0.0)
+    assert acks.acked == {0x1_00000001: 5}
+
+
+def test_expired_long_polls_leave_nothing_behind() -> None:
+    """Issue 11: a timed-out waiter stayed until its color's tail moved (idle partitions)."""
+    p, _ = make()
+    sink = Results()
+    for color in range(64):
+        deadline = p.query(pb.QueryOp(kind=pb.QueryOp.RANGE, color=color, sn=0, max_bytes=1024,
+                                      wait_ms=10, contiguous=True), sink, 0.0)
+        assert deadline == 0.01
+    assert p.waiting_reads == 64
+    p.expire_waiters(0.02)
+    assert len(sink.results) == 64
+    assert p.waiting_reads == 0
+    assert all(not v.waiters for v in p.colors.values())
+
+
+def test_a_commit_right_after_a_read_parks_wakes_it() -> None:
+    """Issue 11: the read registered its waiter one loop iteration after the visibility check."""
+    p, _ = make()
+    sink = Results()
+    assert p.query(pb.QueryOp(kind=pb.QueryOp.RANGE, color=COLOR, sn=0, max_bytes=1024,
+                              wait_ms=500, contiguous=True), sink, 0.0) is not None
+    acks = Acks()
+    p.prepare([op(0x1_00000001, b"a")], acks, 0.0)
+    p.grants([Grant(0x1_00000001, COLOR, 0, 1)], 0.0)
+    assert [list(r.sns) for r in sink.results] == [[0]]
+    p.expire_waiters(1.0)
+    assert len(sink.results) == 1
+
+
+def test_a_closed_query_stream_drops_its_parked_reads() -> None:
+    p, _ = make()
+    sink = Results()
+    p.query(pb.QueryOp(kind=pb.QueryOp.READ, color=COLOR, sn=3, wait_ms=5000), sink, 0.0)
+    p.drop_sink(sink)
+    assert p.waiting_reads == 0
+    p.expire_waiters(10.0)
+    assert sink.results == []
+
+
+def test_a_refused_order_goes_up_again_before_anything_newer_of_its_color() -> None:
+    p, io = make()
+    acks = Acks()
+    p.prepare([op(0x1_00000001, b"first")], acks, 0.0)
+    p.flush_orders()
+    assert list(io.to_leaf[-1].tokens) == [0x1_00000001]
+    p.grants([Grant(0x1_00000001, COLOR, 0, 0, Code.UNAVAILABLE, "parent link broke")], 0.1)
+    assert acks.rejected == {}, "a broken link is no reason to fail the append"
+    p.prepare([op(0x1_00000002, b"second")], acks, 0.2)
+    p.flush_orders()
+    assert len(io.to_leaf) == 1, "the newer entry must not go up before the refused one"
+    p.tick(0.6)
+    p.flush_orders()
+    assert list(io.to_leaf[-1].tokens) == [0x1_00000001, 0x1_00000002]
+
+
+def test_one_batch_per_color_in_flight() -> None:
+    p, io = make()
+    acks = Acks()
+    p.prepare([op(0x1_00000001, b"a")], acks, 0.0)
+    p.flush_orders()
+    p.prepare([op(0x1_00000002, b"b")], acks, 0.0)
+    p.flush_orders()
+    assert len(io.to_leaf) == 1
+    p.grants([Grant(0x1_00000001, COLOR, 0, 1)], 0.0)
+    p.flush_orders()
+    assert list(io.to_leaf[-1].tokens) == [0x1_00000002]
+
+
+def test_a_hole_is_sealed_then_filled() -> None:
+    p, io = make()
+    acks = Acks()
+    p.prepare([op(0x1_00000009, b"after the hole", contiguous=True)], acks, 0.0)
+    p.grants([Grant(0x1_00000009, COLOR, 4, 1)], 0.0)  # SNs 0-3 were ordered and lost
+    for now in (0.5, 1.0, 2.0, 3.0, 4.0):
+        p.tick(now)
+    assert io.copies[0] == (COLOR, 0, 4), "peers are asked for what they hold first"
+    assert io.seals == [(COLOR, 0, 4)]
+    sealed = p.seal(COLOR, 0, 4)
+    assert list(sealed.sns) == []
+    late = Acks()
+    p.prepare([op(0x1_00000002, b"late")], late, 4.0)
+    p.grants([Grant(0x1_00000002, COLOR, 2, 1)], 4.0)
+    assert late.rejected == {0x1_00000002: Code.FILLED}, "no grant lands in a sealed range"
+    p.sealed(COLOR, 0, 4, [])
+    p.apply_fill(io.fills[-1], 4.5)
+    assert p.colors[COLOR].prefix == 5
+    entry = p.engine.read(COLOR, 0)
+    assert entry is not None and entry.count == 4 and record_batch.is_fill(entry.payload)
+    assert p.stats["filled_sns"] == 4
