@@ -31,6 +31,7 @@ from flexlog.core.batching import Batcher, ByteQueue, Window
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import (
     ColorExists,
+    Filled,
     FlexLogError,
     InvalidEntry,
     NotFound,
@@ -565,6 +566,8 @@ class FlexLogClient:
     async def read(self, sn: int, color: ColorRef) -> Record:
         """The record with that SN."""
         entry = await self.read_entry(sn, color)
+        if record_batch.is_fill(entry.payload):
+            raise Filled(f"SN {sn} was ordered but its entry was lost; the log skips it")
         for rec in record_batch.decode(entry.payload):
             if rec.offset == sn:
                 return rec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flexlog.core.errors import (
+    Filled,
     FlexLogError,
     InvalidEntry,
     StoreFull,
@@ -20,6 +21,8 @@ _CODES: tuple[tuple[type[FlexLogError], ErrorCode], ...] = (
     (Timeout, ErrorCode.REQUEST_TIMED_OUT),
     # Retriable on the client side, as a replica that is down should be.
     (Unavailable, ErrorCode.NOT_ENOUGH_REPLICAS),
+    # The SN the batch was given was filled: nothing was stored, so a retry is safe.
+    (Filled, ErrorCode.NOT_ENOUGH_REPLICAS),
     (InvalidEntry, ErrorCode.CORRUPT_MESSAGE),
     (TooLarge, ErrorCode.MESSAGE_TOO_LARGE),
     (StoreFull, ErrorCode.KAFKA_STORAGE_ERROR),

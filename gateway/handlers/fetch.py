@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
@@ -70,7 +71,18 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
     broker.log_starts[part.color.id] = res.log_start
     if not res.log_start <= part.offset <= res.tail:
         part.error = ErrorCode.OFFSET_OUT_OF_RANGE
-    part.result = res
+    entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
+    if res.entries and not entries:
+        # Only fill markers (SNs ordered and lost, docs/reliability.md): consumers skip the
+        # gap as after compaction, so answer what follows it, waiting for it as asked.
+        try:
+            res = await broker.client.read_range(part.color, res.entries[-1].end,
+                                                 max(part.max_bytes, 1), wait_ms=wait_ms)
+        except FlexLogError as exc:
+            part.error = kafka_error(exc)
+            return
+        entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
+    part.result = res._replace(entries=entries)
 
 
 def _fill(parts: list[_Partition], max_bytes: int) -> int:
