@@ -102,7 +102,7 @@ class ReplicaServer:
         self.engine = engine
         self._leaf_queue: ByteQueue | None = None
         self._flush_scheduled = False
-        self._watcher = ViewWatcher(config, self._view_changed)
+        self._watcher = ViewWatcher(config, self._view_changed, self._view_contact)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
         self.protocol = ReplicaProtocol(
@@ -133,6 +133,9 @@ class ReplicaServer:
 
     def _view_changed(self, view: View) -> None:
         self.protocol.view_changed(view)
+
+    def _view_contact(self) -> None:
+        self.protocol.view_seen(time.monotonic())
 
     def _spawn(self, work: Awaitable[None], what: str) -> None:
         """Run background I/O; a failure is logged once, never lost silently."""

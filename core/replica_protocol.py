@@ -56,6 +56,9 @@ SEAL_RETRY_S = 2.0  # a seal not answered by every member by then is tried again
 RECENT_TOKENS = 1 << 18  # committed token -> SN remembered for retries and a restarted leaf
 REPORT_TOKENS = 1 << 16  # of those, how many go to the leaf when attaching
 ORDER_WINDOW = 4  # order batches in flight to the leaf; the rest accumulate into the next one
+# A replica serves reads only while it read the view store this recently: one cut off from the
+# store may have been removed from the view without knowing (docs/reliability.md, "Leases").
+VIEW_LEASE_S = 1.5
 
 
 class Grant(NamedTuple):
@@ -175,6 +178,8 @@ class ReplicaProtocol:
         self.max_entry_bytes = max_entry_bytes
         self.colors: dict[int, ColorView] = {}
         self.attached = False
+        self._lease_until = now + VIEW_LEASE_S  # the view was just read to build this replica
+        self._now = now  # the time of the latest input: reads woken by a commit check the lease
         self.caught_up_epoch = -1
         self.catching_up = False
         self.stats = {"prepared": 0, "committed": 0, "reads": 0, "trims": 0, "repairs": 0,
@@ -221,8 +226,18 @@ class ReplicaProtocol:
 
     @property
     def readable(self) -> bool:
+        """Readable in the view this replica knows (a catch-up source must be)."""
         sv = self.shard_view
         return self.index in sv.readable and sv.knows(self.index, self.incarnation)
+
+    def serves_reads(self, now: float) -> bool:
+        """Readable, and that view is recent: the view-store lease has not run out."""
+        return self.readable and now <= self._lease_until
+
+    def view_seen(self, now: float) -> None:
+        """The adapter read the view store (whether or not the view changed)."""
+        self._now = now
+        self._lease_until = now + VIEW_LEASE_S
 
     @property
     def prepared_count(self) -> int:
@@ -282,6 +297,7 @@ class ReplicaProtocol:
     def prepare(self, ops: Sequence[pb.AppendOp], acks: AckSink, now: float) -> None:
         """Prepare the valid entries of one message with one engine call (one durability
         barrier for all of them), then order each one or commit its early grant."""
+        self._now = now
         valid = []
         for op in ops:
             done = self._recent.get(op.token)
@@ -470,6 +486,7 @@ class ReplicaProtocol:
 
     def grants(self, grants: list[Grant], now: float) -> None:
         """One message from the leaf: committed grants, then refusals."""
+        self._now = now
         ok = [g for g in grants if not g.error]
         if ok:
             self._apply_grants(ok, now)
@@ -568,6 +585,7 @@ class ReplicaProtocol:
     def tick(self, now: float) -> None:
         """Periodic: repair grants whose prepare never came, re-order what is still ungranted,
         abort prepares never ordered, fill holes."""
+        self._now = now
         for token, (grant, since) in list(self._early.items()):
             if now - since > REPAIR_AFTER_S and token not in self._repairing:
                 self._repairing.add(token)
@@ -590,6 +608,7 @@ class ReplicaProtocol:
 
     def repaired(self, grant: Grant, payload: bytes | None, now: float) -> None:
         """The adapter's answer to `repair`: the entry from a peer, or None if none had it."""
+        self._now = now
         self._repairing.discard(grant.token)
         if payload is None or grant.token not in self._early:
             return
@@ -680,6 +699,7 @@ class ReplicaProtocol:
 
     def apply_fill(self, op: pb.QueryOp, now: float) -> None:
         """Store what the sealer found in [op.sn, op.end), and fill markers in what is left."""
+        self._now = now
         color, start, end = op.color, op.sn, op.end
         for sn, count, payload in zip(op.sns, op.counts, op.payloads, strict=True):
             self.store_copy(color, StoredEntry(sn, count, bytes(payload)))
@@ -718,9 +738,10 @@ class ReplicaProtocol:
     def query(self, op: pb.QueryOp, sink: ResultSink, now: float) -> float | None:
         """Answer op now, or park it until its SN is visible; returns the deadline of a parked
         read (the adapter calls `expire_waiters` then)."""
+        self._now = now
         if op.contiguous:
             self.color(op.color).shard_local = True
-        result = self._answer(op, waited=False)
+        result = self._answer(op, waited=False, now=now)
         if result is not None:
             sink.answer(result)
             return None
@@ -731,6 +752,7 @@ class ReplicaProtocol:
         return waiter.deadline
 
     def expire_waiters(self, now: float) -> None:
+        self._now = now
         while self._waiters and self._waiters[0][0] <= now:
             _, _, waiter = heapq.heappop(self._waiters)
             if waiter.done:
@@ -739,7 +761,7 @@ class ReplicaProtocol:
             view = self.colors.get(waiter.op.color)
             if view is not None:
                 view.waiters.remove(waiter)
-            self._answer_waiter(waiter)
+            self._answer_waiter(waiter, now)
 
     def drop_sink(self, sink: ResultSink) -> None:
         """The query stream ended: its parked reads are forgotten."""
@@ -761,17 +783,17 @@ class ReplicaProtocol:
                 continue
             if w.op.sn < view.visible(w.op.contiguous):
                 w.done = True
-                self._answer_waiter(w)
+                self._answer_waiter(w, self._now)
             else:
                 keep.append(w)
         view.waiters = keep
 
-    def _answer_waiter(self, waiter: Waiter) -> None:
-        result = self._answer(waiter.op, waited=True)
+    def _answer_waiter(self, waiter: Waiter, now: float) -> None:
+        result = self._answer(waiter.op, waited=True, now=now)
         assert result is not None
         waiter.sink.answer(result)
 
-    def _answer(self, op: pb.QueryOp, waited: bool) -> pb.QueryResult | None:
+    def _answer(self, op: pb.QueryOp, waited: bool, now: float) -> pb.QueryResult | None:
         """The result of op now, or None when it should wait for op.sn to become visible."""
         view = self.color(op.color)
         kind = op.kind
@@ -785,8 +807,9 @@ class ReplicaProtocol:
                 view.ahead = {s: e for s, e in view.ahead.items() if e > view.prefix}
                 self._wake(view)
             return pb.QueryResult(id=op.id, log_start=view.log_start, tail=view.prefix)
-        if not self.readable:
-            # Removed from the view or still catching up: what it holds may be stale.
+        if not self.serves_reads(now):
+            # Removed from the view, still catching up, or out of touch with the view store:
+            # what it holds may be stale.
             return pb.QueryResult(id=op.id, error=Code.UNAVAILABLE,
                                   message=f"replica {self.shard}/{self.index} is not readable "
                                           "in the current view")
@@ -832,7 +855,7 @@ class ReplicaProtocol:
                        for c, v in self.colors.items()},
             "prepared": self.prepared_count,
             "epoch": self.epoch,
-            "readable": self.readable,
+            "readable": self.serves_reads(self._now),
             "caught_up_epoch": self.caught_up_epoch,
             "incarnation": self.incarnation,
             "waiting_grants": len(self._early),

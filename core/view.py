@@ -177,10 +177,12 @@ class ViewWatcher:
     """Polls the store and calls on_change with each new view (also ZooKeeper: one get per
     poll is cheaper to reason about than re-arming watches across session loss)."""
 
-    def __init__(self, config: ClusterConfig, on_change: Callable[[View], None]) -> None:
+    def __init__(self, config: ClusterConfig, on_change: Callable[[View], None],
+                 on_contact: Callable[[], None] | None = None) -> None:
         self.store = open_store(config)
         self.view, self.version = self.store.get()
         self._on_change = on_change
+        self._on_contact = on_contact  # after every successful read of the store
 
     async def run(self) -> None:
         log = logging.getLogger("flexlog.view")
@@ -195,5 +197,7 @@ class ViewWatcher:
                 if version != self.version:
                     self.view, self.version = view, version
                     self._on_change(view)
+                if self._on_contact is not None:
+                    self._on_contact()
         finally:
             self.store.close()

@@ -6,7 +6,7 @@ from flexlog.core import record_batch
 from flexlog.core.errors import Code
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.proto import flexlog_pb2 as pb
-from flexlog.core.replica_protocol import Grant, ReplicaProtocol
+from flexlog.core.replica_protocol import VIEW_LEASE_S, Grant, ReplicaProtocol
 from flexlog.core.storage import StoredEntry
 from flexlog.core.view import ShardView, View
 
@@ -191,3 +191,15 @@ def test_a_hole_is_sealed_then_filled() -> None:
     entry = p.engine.read(COLOR, 0)
     assert entry is not None and entry.count == 4 and record_batch.is_fill(entry.payload)
     assert p.stats["filled_sns"] == 4
+
+
+def test_reads_stop_when_the_view_store_is_out_of_reach_for_a_lease() -> None:
+    """A replica cut off from the view store may have been removed without knowing it."""
+    p, _ = make()
+    sink = Results()
+    state = pb.QueryOp(kind=pb.QueryOp.STATE, color=COLOR)
+    p.query(state, sink, VIEW_LEASE_S - 0.1)
+    p.query(state, sink, VIEW_LEASE_S + 0.1)
+    p.view_seen(VIEW_LEASE_S + 0.2)
+    p.query(state, sink, VIEW_LEASE_S + 0.3)
+    assert [r.error for r in sink.results] == [Code.OK, Code.UNAVAILABLE, Code.OK]

@@ -496,11 +496,18 @@ class SimReplica(Watching):
             incarnation=self.world.rng.getrandbits(40), copy_tokens=self.world.rng.getrandbits(20),
             now=self.world.now, max_entry_bytes=1 << 20)
         self.protocol.view_changed(self.store.view)
-        self.every(TICK_S, lambda: self.protocol.tick(self.world.now))
+        self.every(TICK_S, self.tick)
         self.later(0, self.attach)
 
     def view_changed(self, view: View) -> None:
         self.protocol.view_changed(view)
+
+    def tick(self) -> None:
+        # The real replica reads the view store every 100 ms; each read renews its lease.
+        if self.world.reachable(self.name, ViewStoreSim.NAME):
+            self.poll_view()
+            self.protocol.view_seen(self.world.now)
+        self.protocol.tick(self.world.now)
 
     def attach(self) -> None:
         self.leaf_stream = self.leaf.attach(self, self.protocol.hello())
@@ -584,7 +591,7 @@ class SimReplica(Watching):
                     self.protocol.store_copy(color, e)
 
             def committed_in_gap(peer: SimReplica) -> list[StoredEntry] | None:
-                if not peer.protocol.readable:
+                if not peer.protocol.serves_reads(peer.world.now):
                     return None
                 high = peer.protocol.color(color).high
                 return [e for e in peer.engine.read_range(color, start, 1 << 40)
@@ -647,7 +654,7 @@ def _query_now(replica: SimReplica, op: pb.QueryOp) -> pb.QueryResult:
 
 def _snapshot(replica: SimReplica) -> dict[int, list[StoredEntry]] | None:
     """What a catch-up copies from a peer (the real one pages through range reads)."""
-    if not replica.protocol.readable:
+    if not replica.protocol.serves_reads(replica.world.now):
         return None
     out = {}
     for color, view in replica.protocol.colors.items():
