@@ -16,12 +16,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
 
-from flexlog.core import metrics, rpc
+from flexlog.core import metrics, rpc, tasks
 from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
@@ -138,33 +138,7 @@ class ReplicaServer:
         self.protocol.view_seen(time.monotonic())
 
     def _spawn(self, work: Awaitable[None], what: str) -> None:
-        """Run background I/O; a failure is logged once, never lost silently."""
-        async def run() -> None:
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("replica %s: %s failed", self.me.name, what)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _supervise(self, loop_fn: Callable[[], Awaitable[None]], what: str) -> None:
-        """Keep a long-running loop alive: an exception is logged and the loop restarted."""
-        async def run() -> None:
-            while True:
-                try:
-                    await loop_fn()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("replica %s: %s crashed; restarting it", self.me.name, what)
-                    await asyncio.sleep(RECONNECT_DELAY_S)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
+        tasks.spawn(work, f"replica {self.me.name}: {what}", log, self._tasks)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -181,9 +155,9 @@ class ReplicaServer:
         await self._server.start()
         metrics.register_replica(self)
         metrics.serve(self.me.address, self.me.metrics_port)
-        self._supervise(self._leaf_link, "leaf link")
-        self._supervise(self._tick, "periodic sweep")
-        self._spawn(self._watcher.run(), "view watcher")
+        for loop_fn, what in ((self._leaf_link, "leaf link"), (self._tick, "periodic sweep"),
+                              (self._watcher.run, "view watcher")):
+            tasks.supervise(loop_fn, f"replica {self.me.name}: {what}", log, self._tasks)
         self.protocol.view_changed(self._watcher.view)
         log.info("replica %s listening on %s", self.me.name, self.me.address)
 

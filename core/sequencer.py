@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from flexlog.core import metrics, rpc
+from flexlog.core import metrics, rpc, tasks
 from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import FlexLogError, from_code
@@ -82,7 +82,7 @@ class SequencerServer:
         self.fanouts: dict[int, _ShardFanout] = {}
         self._parent_out: dict[int, Batcher[pb.ForwardReq]] = {}
         self._parent_queues: dict[int, ByteQueue] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
         self._watcher = ViewWatcher(config, self._view_changed)
         self.protocol = SequencerProtocol(config, self.me.nodes, self, self._watcher.view)
@@ -112,17 +112,19 @@ class SequencerServer:
         ])
         rpc.listen(self._server, self.me.address)
         await self._server.start()
-        self._tasks.append(asyncio.create_task(self._watcher.run()))
+        tasks.supervise(self._watcher.run, f"sequencer {self.me.name}: view watcher", log,
+                        self._tasks)
         metrics.register_sequencer(self)
         metrics.serve(self.me.address, self.me.metrics_port)
         for node_id, node in self.protocol.nodes.items():
             if node.parent is not None and node.parent not in self.protocol.nodes:
-                self._tasks.append(asyncio.create_task(self._parent_link(node_id, node.parent)))
+                tasks.supervise(lambda n=node_id, p=node.parent: self._parent_link(n, p),
+                                f"node {node_id}: link to its parent", log, self._tasks)
         log.info("sequencer %s listening on %s, nodes %s", self.me.name, self.me.address,
                  list(self.protocol.nodes))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
         if self._server is not None:
             await self._server.stop(0.5)
@@ -173,7 +175,8 @@ class SequencerServer:
     async def _attach(self, requests: AsyncIterator[pb.ReplicaToSequencer],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         queue = ByteQueue()
-        reader = asyncio.create_task(self._read_replica(requests, queue))
+        reader = tasks.spawn(self._read_replica(requests, queue), "replica stream", log,
+                             self._tasks)
         try:
             async for data in queue.drain():
                 yield data
@@ -214,7 +217,8 @@ class SequencerServer:
     async def _forward(self, requests: AsyncIterator[pb.ChildToParent],
                        context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         queue = ByteQueue()
-        reader = asyncio.create_task(self._read_child(requests, _ChildOut(queue), queue))
+        reader = tasks.spawn(self._read_child(requests, _ChildOut(queue), queue), "child stream",
+                             log, self._tasks)
         try:
             async for data in queue.drain():
                 yield data

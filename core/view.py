@@ -185,6 +185,7 @@ class ViewWatcher:
         self._on_contact = on_contact  # after every successful read of the store
 
     async def run(self) -> None:
+        """Poll until cancelled; the store is closed then (not on a crash: run is restarted)."""
         log = logging.getLogger("flexlog.view")
         try:
             while True:
@@ -199,5 +200,6 @@ class ViewWatcher:
                     self._on_change(view)
                 if self._on_contact is not None:
                     self._on_contact()
-        finally:
+        except asyncio.CancelledError:
             self.store.close()
+            raise

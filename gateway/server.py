@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import cast
 
-from flexlog.core import tls
+from flexlog.core import tasks, tls
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, ListenerConfig
 from flexlog.gateway import authz, metrics, retention, session
@@ -203,7 +203,7 @@ class GatewayServer:
         self.sasl = SaslServer(self.broker.users, config.security)
         self.connections: set[KafkaConnection] = set()
         self._servers: list[asyncio.Server] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -216,9 +216,12 @@ class GatewayServer:
             self._servers.append(await loop.create_server(
                 lambda listener=listener: KafkaConnection(self, listener), host, port, ssl=context,
                 reuse_address=True, backlog=1024))
-        self._tasks = [loop.create_task(self._open()), loop.create_task(retention.run(self.broker)),
-                       loop.create_task(self.metrics.export_lag()),
-                       loop.create_task(self.broker.groups.run())]
+        tasks.spawn(self._open(), f"gateway {self.me.name}: opening the system colors", log,
+                    self._tasks)
+        for loop_fn, what in ((lambda: retention.run(self.broker), "retention"),
+                              (self.metrics.export_lag, "consumer lag export"),
+                              (self.broker.groups.run, "group coordinator")):
+            tasks.supervise(loop_fn, f"gateway {self.me.name}: {what}", log, self._tasks)
         metrics.serve(self.me.address, self.me.metrics_port)
         for listener in self.me.listeners:
             log.info("gateway %s listening on %s for %s (advertised %s)", self.me.name,
@@ -234,9 +237,10 @@ class GatewayServer:
             listening.close()
         for conn in list(self.connections):
             conn.close("gateway stopping")
-        for task in self._tasks:
+        running = list(self._tasks)
+        for task in running:
             task.cancel()
-        for task in self._tasks:
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.client.close()
