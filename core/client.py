@@ -396,7 +396,8 @@ class FlexLogClient:
                 for rec in record_batch.decode(entry.payload):
                     if rec.offset >= next_sn:
                         apply(rec.offset, rec.value)
-                        next_sn = rec.offset + 1
+                # A fill marker holds no records: the fold steps over its SNs.
+                next_sn = max(next_sn, entry.end)
 
     async def create_color(self, name: str, owner: int | None = None,
                            shards: Sequence[int] | None = None) -> ColorInfo:
