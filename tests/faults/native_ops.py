@@ -55,10 +55,15 @@ async def append_acked(client: FlexLogClient, hist: History, who: str, info: Col
 
 
 async def writer(client: FlexLogClient, hist: History, who: str, info: ColorInfo,
-                 stop: asyncio.Event, interval_s: float = 0.0) -> None:
-    """Append one entry after another (each waits for its ack) until stop is set."""
+                 stop: asyncio.Event, interval_s: float = 0.0,
+                 gate: asyncio.Event | None = None) -> None:
+    """Append one entry after another (each waits for its ack) until stop is set; with a
+    gate, only while the gate is set."""
     n = 0
     while not stop.is_set():
+        if gate is not None and not gate.is_set():
+            await asyncio.sleep(0.01)
+            continue
         sn = await append(client, hist, who, info, f"{who}-{n:05d}".encode())
         n += 1
         if sn is None:
@@ -82,10 +87,16 @@ async def read_at(client: FlexLogClient, hist: History, reader: str, replica: in
     hist.read(reader, info.name, sn, None, f"entry at {entry.sn} does not hold SN {sn}")
 
 
+# How long an acknowledged SN may take to become readable at a replica once the load
+# stopped: an SN above a hole becomes readable once the hole is filled (docs/reliability.md,
+# "Holes": a peer copy after 1 s, seal and fill after 3 s).
+READ_BACK_WAIT_MS = 8000
+
+
 async def read_back(client: FlexLogClient, hist: History, info: ColorInfo,
-                    replicas: dict[str, int], wait_ms: int = 1000) -> None:
+                    replicas: dict[str, int], wait_ms: int = READ_BACK_WAIT_MS) -> None:
     """Read every SN the history acknowledged for this color from every given replica
-    (name -> index in the shard), concurrently."""
+    (name -> index in the shard), concurrently; each read waits up to wait_ms for its SN."""
     sns = sorted({op.sn for op in hist.acked(info.name) if op.sn is not None})
     await asyncio.gather(*(read_at(client, hist, name, index, info, sn, wait_ms)
                            for name, index in replicas.items() for sn in sns))
