@@ -42,6 +42,7 @@ from flexlog.core.errors import (
     UnknownColor,
     from_code,
 )
+from flexlog.core.event_log import EventLog
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.record_batch import Record
 from flexlog.core.registry import ColorInfo, Registry
@@ -317,7 +318,7 @@ class FlexLogClient:
         self.registry = Registry(config)
         self._watcher = ViewWatcher(config, self._view_changed)
         self._watch_task: asyncio.Task[None] | None = None
-        self._registry_lock = asyncio.Lock()
+        self._registry_log = EventLog(self, self.registry, registry.system_color(config))
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def __aenter__(self) -> FlexLogClient:
@@ -375,17 +376,15 @@ class FlexLogClient:
 
     async def sync_registry(self) -> None:
         """Apply every registry record up to the system color's current tail."""
-        async with self._registry_lock:
-            await self.catch_up(registry.system_color(self.config), self.registry.applied,
-                                self.registry.apply)
+        await self._registry_log.sync()
 
     async def catch_up(self, color: ColorRef, from_sn: int,
                        apply: Callable[[int, bytes | None], None]) -> int:
         """Call apply(sn, value) for every record from from_sn up to the color's current tail,
         in SN order; returns the SN after the last one applied.
 
-        This is how every process folds a log of events (the registry, topics,
-        committed offsets...) into the same state.
+        `core/event_log.py` builds the folds of system colors (the registry, topics,
+        committed offsets...) on it.
         """
         next_sn = from_sn
         while True:
@@ -408,10 +407,7 @@ class FlexLogClient:
             self.config, name, owner, tuple(shards) if shards is not None else None,
             self.registry.load(),
         )
-        sn = await self.append([registry.create_record(name, owner, placed)],
-                               registry.system_color(self.config))
-        while self.registry.applied <= sn:
-            await self.sync_registry()
+        sn = await self._registry_log.append(registry.create_record(name, owner, placed))
         return self.registry.created(name, sn)
 
     async def ensure_system_color(self, name: str) -> ColorInfo:
@@ -435,10 +431,7 @@ class FlexLogClient:
         if info.id == registry.SYSTEM_COLOR:
             raise ValueError("the system color cannot be deleted")
         end = await self.tail(info)
-        sn = await self.append([registry.delete_record(info.name, info.id)],
-                               registry.system_color(self.config))
-        while self.registry.applied <= sn:
-            await self.sync_registry()
+        await self._registry_log.append(registry.delete_record(info.name, info.id))
         if end > 0:
             await self.trim(end - 1, info)
 

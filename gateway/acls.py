@@ -16,7 +16,7 @@ from typing import Any
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.gateway.event_log import EventLog
+from flexlog.core.event_log import EventLog, JsonEvents, json_record
 
 ACLS_COLOR = "__acls"
 CLUSTER_NAME = "kafka-cluster"
@@ -151,7 +151,7 @@ class AclStore:
     def __init__(self, client: FlexLogClient, config: ClusterConfig) -> None:
         self.super_users = frozenset(config.security.super_users)
         self.acls: set[Acl] = set()
-        self.log = EventLog(client, config, ACLS_COLOR, self._apply)
+        self.log = EventLog(client, JsonEvents(self._apply, ACLS_COLOR), ACLS_COLOR)
 
     def _apply(self, event: dict[str, Any]) -> None:
         acl = Acl(**event["acl"])
@@ -165,10 +165,10 @@ class AclStore:
 
     async def add(self, acl: Acl) -> None:
         if acl not in self.acls:
-            await self.log.append({"op": "add", "acl": asdict(acl)})
+            await self.log.append(json_record({"op": "add", "acl": asdict(acl)}))
 
     async def remove(self, acl: Acl) -> None:
-        await self.log.append({"op": "remove", "acl": asdict(acl)})
+        await self.log.append(json_record({"op": "remove", "acl": asdict(acl)}))
 
     def matching(self, acl_filter: AclFilter) -> list[Acl]:
         return sorted((a for a in self.acls if acl_filter.matches(a)),

@@ -15,7 +15,6 @@ commits, every gateway can read them, and they survive gateway restarts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -24,9 +23,8 @@ from typing import Any
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import Trimmed, UnknownColor
-from flexlog.core.record_batch import Record
-from flexlog.core.registry import ColorInfo
+from flexlog.core.errors import UnknownColor
+from flexlog.core.event_log import EventLog, json_record
 
 log = logging.getLogger("flexlog.gateway.offsets")
 
@@ -120,34 +118,22 @@ class OffsetStore:
         self.client = client
         self.config = config
         self.state = OffsetState()
-        self._color: ColorInfo | None = None
-        self._sync_lock = asyncio.Lock()
+        self.log = EventLog(client, self.state, OFFSETS_COLOR)
 
     @property
     def opened(self) -> bool:
-        return self._color is not None
+        return self.log.opened
 
     async def open(self) -> None:
-        self._color = await self.client.ensure_system_color(OFFSETS_COLOR)
-        await self.sync()
+        await self.log.open()
 
     async def sync(self) -> None:
         """Apply every record up to the current tail."""
-        assert self._color is not None, "open() first"
-        async with self._sync_lock:
-            while True:
-                try:
-                    await self.client.catch_up(self._color, self.state.applied, self.state.apply)
-                    return
-                except Trimmed:
-                    # Compacted past what we applied: the snapshot that allowed it lies ahead.
-                    log_start, _ = await self.client.state(self._color)
-                    self.state.applied = max(self.state.applied, log_start)
+        await self.log.sync()
 
     async def _append(self, event: dict[str, Any]) -> int:
-        assert self._color is not None, "open() first"
-        value = json.dumps(event).encode()
-        sn = await self.client.append([Record(value)], self._color)
+        value = json_record(event)
+        sn = await self.log.append(value, wait_applied=False)
         # The fold does not depend on order, so our own record counts at once; records
         # of other gateways before it are picked up by the next sync.
         self.state.apply(sn, value, advance=False)
@@ -166,10 +152,9 @@ class OffsetStore:
 
     async def compact(self, tombstones_after_ms: int) -> None:
         """Snapshot the live state and trim what the snapshot covers."""
-        assert self._color is not None, "open() first"
         await self.sync()
         snapshot = self.state.snapshot(tombstones_after_ms)
         await self._append(snapshot)
         if snapshot["upto"] > 0:
             with contextlib.suppress(UnknownColor):
-                await self.client.trim(snapshot["upto"] - 1, self._color)
+                await self.client.trim(snapshot["upto"] - 1, self.log.color)

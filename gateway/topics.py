@@ -24,8 +24,8 @@ from typing import Any
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
-from flexlog.core.errors import ColorExists, FlexLogError, UnknownColor
-from flexlog.core.record_batch import Record
+from flexlog.core.errors import ColorExists, UnknownColor
+from flexlog.core.event_log import EventLog, json_record
 from flexlog.core.registry import ColorInfo
 
 log = logging.getLogger("flexlog.gateway.topics")
@@ -35,7 +35,6 @@ COLOR_PREFIX = "kafka/"
 MAX_TOPIC_NAME = 249
 MAX_PARTITIONS = 10_000
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
-WATCH_WAIT_MS = 5_000
 
 RETENTION_MS = "retention.ms"
 RETENTION_BYTES = "retention.bytes"
@@ -193,45 +192,26 @@ class TopicStore:
         self.config = config
         self.defaults = config_defaults(config)
         self.state = TopicState()
-        self._sync_lock = asyncio.Lock()
+        # Partition colors of topics created or deleted elsewhere must resolve afresh.
+        self.log = EventLog(client, self.state, TOPICS_COLOR, on_change=client.sync_registry)
         self._create_locks: dict[str, asyncio.Lock] = {}
-        self._color: ColorInfo | None = None
 
     # ---- reading the event log ----------------------------------------------
 
     async def open(self) -> None:
         """Find or create the ``__topics`` color and fold what it holds."""
-        self._color = await self.client.ensure_system_color(TOPICS_COLOR)
-        await self.sync()
+        await self.log.open()
 
     async def sync(self) -> None:
         """Apply every event up to the current tail."""
-        assert self._color is not None, "open() first"
-        async with self._sync_lock:
-            before = self.state.applied
-            if await self.client.catch_up(self._color, before, self.state.apply) > before:
-                # Partition colors of topics created or deleted elsewhere must resolve afresh.
-                await self.client.sync_registry()
+        await self.log.sync()
 
     async def watch(self) -> None:
         """Follow events appended by other gateways until cancelled."""
-        assert self._color is not None, "open() first"
-        while True:
-            try:
-                # The wait happens outside sync's lock so that requests syncing meanwhile
-                # are not held up by it.
-                await self.client.read_range(self._color, self.state.applied, 1,
-                                             wait_ms=WATCH_WAIT_MS)
-                await self.sync()
-            except FlexLogError as exc:
-                log.warning("following %s failed, retrying: %s", TOPICS_COLOR, exc)
-                await asyncio.sleep(1.0)
+        await self.log.watch()
 
     async def _append(self, event: dict[str, Any]) -> None:
-        assert self._color is not None, "open() first"
-        sn = await self.client.append([Record(json.dumps(event).encode())], self._color)
-        while self.state.applied <= sn:
-            await self.sync()
+        await self.log.append(json_record(event))
 
     # ---- queries ---------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
+from flexlog.core.event_log import EventLog, JsonEvents, json_record
 from flexlog.gateway import scram
-from flexlog.gateway.event_log import EventLog
 
 USERS_COLOR = "__users"
 
@@ -20,7 +20,7 @@ class UserStore:
     def __init__(self, client: FlexLogClient, config: ClusterConfig) -> None:
         self.config = config
         self.users: dict[str, dict[str, scram.Credential]] = {}  # name -> mechanism -> credential
-        self.log = EventLog(client, config, USERS_COLOR, self._apply)
+        self.log = EventLog(client, JsonEvents(self._apply, USERS_COLOR), USERS_COLOR)
 
     def _apply(self, event: dict[str, Any]) -> None:
         name = str(event["name"])
@@ -44,13 +44,13 @@ class UserStore:
     async def set(self, name: str, password: str, iterations: int | None = None) -> None:
         iterations = iterations or self.config.security.scram_iterations
         credentials = {m: scram.derive(m, password, iterations).to_json() for m in scram.HASHES}
-        await self.log.append({"op": "set", "name": name, "credentials": credentials})
+        await self.log.append(json_record({"op": "set", "name": name, "credentials": credentials}))
 
     async def remove(self, name: str) -> bool:
         await self.log.sync()
         if name not in self.users:
             return False
-        await self.log.append({"op": "remove", "name": name})
+        await self.log.append(json_record({"op": "remove", "name": name}))
         return True
 
     async def names(self) -> list[str]:
