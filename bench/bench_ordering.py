@@ -112,7 +112,7 @@ leaf = 1
 replicas = ["127.0.0.1:{replica_port}"]
 """)
         cfg = config_mod.load(path)
-        procs = [subprocess.Popen([sys.executable, "-m", "flexlog.core.cli", "--log-level", "WARNING",
+        procs = [subprocess.Popen([sys.executable, "-m", "flexlog.cli", "--log-level", "WARNING",
                                    "sequencer", "--config", str(path), "--id", name])
                  for name in ("root", "leaf")]
         try:

@@ -39,7 +39,7 @@ from flexlog.core.tls import generate_dev_certs, generate_expired_cert
 from flexlog.gateway.protocol import ApiKey, ErrorCode, encode_request
 from wire_client import WireClient, gateway_ready
 
-FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 PASSWORDS = {"admin": "adm1n-s3cret-pw", "alice": "al1ce-s3cret-pw", "victim": "v1ctim-s3cret-pw"}
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 

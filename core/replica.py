@@ -79,21 +79,6 @@ class _ResultSink:
             self.settled.set()
 
 
-def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
-    if config.storage == "memory":
-        from flexlog.core.memory_engine import MemoryEngine
-
-        return MemoryEngine(capacity_bytes=config.pool_size_bytes)
-    from flexlog.pm.engine import PmEngine
-
-    return PmEngine(
-        config.pool_dir(name),
-        pool_size_bytes=config.pool_size_bytes,
-        cache_bytes=config.cache_bytes,
-        ssd_dir=config.replica_dir(name) / "ssd",
-    )
-
-
 class ReplicaServer:
     def __init__(self, config: ClusterConfig, name: str, engine: StorageEngine) -> None:
         self.config = config

@@ -1,19 +1,17 @@
-"""Asking a cluster how it is: each process's health, the log's offsets, consumer lag.
+"""Asking the log's processes how they are: sequencers and replicas answer the Status RPC.
 
-Sequencers and replicas answer the Status RPC; gateways are asked over the
-Kafka protocol, as a client would ask them.
+What the command line adds on top (gateways over the Kafka protocol, the
+log's offsets, consumer lag) is `cli/status.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from flexlog.core import rpc
 from flexlog.core.config import ClusterConfig, ReplicaConfig
@@ -31,7 +29,7 @@ class ProcessStatus:
     detail: dict[str, Any]
 
 
-async def _ask(role: str, name: str, address: str, timeout_s: float) -> ProcessStatus:
+async def ask_process(role: str, name: str, address: str, timeout_s: float) -> ProcessStatus:
     service = "flexlog.Sequencer" if role == "sequencer" else "flexlog.Replica"
     try:
         async with rpc.channel(address) as ch:
@@ -45,12 +43,12 @@ async def _ask(role: str, name: str, address: str, timeout_s: float) -> ProcessS
 
 
 async def replica_status(replica: ReplicaConfig, timeout_s: float = 2.0) -> ProcessStatus:
-    return await _ask("replica", replica.name, replica.address, timeout_s)
+    return await ask_process("replica", replica.name, replica.address, timeout_s)
 
 
 async def cluster_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[ProcessStatus]:
-    asks = [_ask("sequencer", s.name, s.address, timeout_s) for s in config.sequencers]
-    asks += [_ask("replica", r.name, r.address, timeout_s)
+    asks = [ask_process("sequencer", s.name, s.address, timeout_s) for s in config.sequencers]
+    asks += [ask_process("replica", r.name, r.address, timeout_s)
              for shard in config.shards for r in shard.replicas]
     return list(await asyncio.gather(*asks))
 
@@ -83,152 +81,3 @@ async def wait_healthy(config: ClusterConfig, timeout_s: float = 30.0) -> None:
             down = ", ".join(s.name for s in statuses if not s.ready)
             raise Unavailable(f"cluster not ready after {timeout_s:.0f}s: {down}")
         await asyncio.sleep(0.1)
-
-
-# ---- gateways: asked over the Kafka protocol, as a client would ----------------------
-
-
-async def _kafka_call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, api_key: int,
-                      version: int, correlation_id: int, body: dict[str, Any]) -> dict[str, Any]:
-    from flexlog.gateway.protocol import FrameReader, decode_response, encode_request
-
-    writer.write(encode_request(api_key, version, correlation_id, body, client_id="flexlog-status"))
-    frames = FrameReader()
-    while True:
-        data = await reader.read(1 << 16)
-        if not data:
-            raise ConnectionError("the gateway closed the connection")
-        for frame in frames.feed(data):
-            return decode_response(api_key, version, frame).body
-
-
-async def _ask_gateway(name: str, address: str, timeout_s: float) -> ProcessStatus:
-    """Up once it answers ApiVersions; ready once it answers Metadata (topic metadata loaded)."""
-    from flexlog.gateway.protocol import ApiKey
-
-    host, _, port = address.rpartition(":")
-    up = False
-    detail: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, int(port))
-            try:
-                versions = await _kafka_call(reader, writer, ApiKey.API_VERSIONS, 0, 1, {})
-                up = versions["error_code"] == 0
-                detail["api_keys"] = [k["api_key"] for k in versions["api_keys"]]
-                metadata = await _kafka_call(reader, writer, ApiKey.METADATA, 1, 2, {"topics": []})
-                detail["brokers"] = len(metadata["brokers"])
-            finally:
-                writer.close()
-    except (OSError, TimeoutError, ConnectionError):
-        return ProcessStatus("gateway", name, address, up, False, detail)
-    return ProcessStatus("gateway", name, address, up, up, detail)
-
-
-async def gateway_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[ProcessStatus]:
-    return list(await asyncio.gather(*(_ask_gateway(g.name, g.address, timeout_s)
-                                       for g in config.gateways)))
-
-
-async def process_status(config: ClusterConfig, name: str, timeout_s: float = 2.0) -> ProcessStatus:
-    """The status of the one process called name (what a container healthcheck asks)."""
-    for seq in config.sequencers:
-        if seq.name == name:
-            return await _ask("sequencer", name, seq.address, timeout_s)
-    for gw in config.gateways:
-        if gw.name == name:
-            return await _ask_gateway(name, gw.address, timeout_s)
-    rep = config.replica(name)
-    return await _ask("replica", name, rep.address, timeout_s)
-
-
-# ---- what the log holds: colors and topics with their offsets ------------------------
-
-
-@dataclass
-class LogOffsets:
-    name: str
-    log_start: int
-    tail: int  # one past the last readable SN: Kafka's high watermark
-
-
-@dataclass
-class TopicOffsets:
-    name: str
-    partitions: list[LogOffsets]
-
-
-async def log_offsets(config: ClusterConfig) -> tuple[list[LogOffsets], list[TopicOffsets]]:
-    """(native colors, Kafka topics), each with log start and tail, via the native client."""
-    from flexlog.core.client import FlexLogClient
-    from flexlog.gateway.topics import COLOR_PREFIX, TOPICS_COLOR, TopicStore, partition_color
-
-    async with FlexLogClient(config, timeout_ms=5_000) as client:
-        await client.sync_registry()
-
-        async def offsets(name: str) -> LogOffsets:
-            return LogOffsets(name, *await client.state(name))
-
-        colors = await asyncio.gather(*(offsets(c.name) for c in client.colors()
-                                        if not c.name.startswith(COLOR_PREFIX)))
-        topics = []
-        if TOPICS_COLOR in client.registry.by_name:
-            # Only opened when the gateways created __topics: open() would create it otherwise.
-            store = TopicStore(client, config)
-            await store.open()
-            for topic in store.all():
-                parts = await asyncio.gather(*(offsets(partition_color(topic.name, p))
-                                               for p in range(topic.partitions)))
-                topics.append(TopicOffsets(topic.name, list(parts)))
-    return list(colors), topics
-
-
-# ---- consumer groups: the lag every gateway exports --------------------------------
-
-
-@dataclass
-class GroupLag:
-    group: str
-    topic: str
-    partition: int
-    lag: int
-    gateway: str
-
-
-def _scrape(host: str, port: int, timeout_s: float) -> str:
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as resp:
-        return resp.read().decode()
-
-
-def parse_lag(text: str, gateway: str) -> list[GroupLag]:
-    """flexlog_gateway_consumer_lag_records samples of one gateway's /metrics text."""
-    lags = []
-    for family in text_string_to_metric_families(text):
-        if family.name != "flexlog_gateway_consumer_lag_records":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            lags.append(GroupLag(labels["group"], labels["topic"], int(labels["partition"]),
-                                 int(sample.value), gateway))
-    return lags
-
-
-def consumer_lag(config: ClusterConfig, timeout_s: float = 2.0) -> tuple[list[GroupLag], list[str]]:
-    """(lag of every group some gateway coordinates, gateways whose metrics were unreachable).
-
-    Each gateway exports the lag of the groups it coordinates, so asking all of
-    them gives every group once.
-    """
-    lags: list[GroupLag] = []
-    unreachable = []
-    for gw in config.gateways:
-        if not gw.metrics_port:
-            unreachable.append(f"{gw.name} (no metrics_port)")
-            continue
-        try:
-            text = _scrape(gw.address.rpartition(":")[0], gw.metrics_port, timeout_s)
-        except OSError:
-            unreachable.append(gw.name)
-            continue
-        lags += parse_lag(text, gw.name)
-    return sorted(lags, key=lambda g: (g.group, g.topic, g.partition)), unreachable

@@ -67,7 +67,7 @@ class Cluster:
         log_dir.mkdir(parents=True, exist_ok=True)
         out = (log_dir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "flexlog.core.cli", "--log-level", "WARNING", role,
+            [sys.executable, "-m", "flexlog.cli", "--log-level", "WARNING", role,
              "--config", str(self.config.path), "--id", name],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -18,7 +18,7 @@ from flexlog.core.client import FlexLogClient
 
 pytestmark = pytest.mark.slow
 
-FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

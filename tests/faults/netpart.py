@@ -94,7 +94,7 @@ class PartitionableCluster(Cluster):
         out = (log_dir / f"{name}.log").open("ab")
         # `ip netns exec` execs the command: the Popen pid is the process itself (kill works).
         self.procs[name] = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns.name, sys.executable, "-m", "flexlog.core.cli",
+            ["ip", "netns", "exec", self.netns.name, sys.executable, "-m", "flexlog.cli",
              "--log-level", "WARNING", role, "--config", str(self.config.path), "--id", name],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -11,12 +11,12 @@ import pytest
 from confluent_kafka import Producer
 
 from cluster import running_cluster
+from flexlog.cli.main import LogfmtFormatter
 from flexlog.core import config as config_mod
-from flexlog.core.cli import LogfmtFormatter
 
 pytestmark = pytest.mark.slow
 
-FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 
 
 def flexlog(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from cluster import free_ports
 from flexlog.core import config as config_mod
 from flexlog.core.config import ClusterConfig
 
-FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 CONTAINER_CONFIG = "/etc/flexlog/cluster.toml"
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY
 
+from flexlog.cli.status import parse_lag
 from flexlog.core import record_batch
 from flexlog.core.errors import UnknownColor
 from flexlog.core.registry import ColorInfo
-from flexlog.core.status import parse_lag
 from flexlog.gateway import metrics
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 

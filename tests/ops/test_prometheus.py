@@ -49,7 +49,7 @@ from flexlog.gateway.protocol import ApiKey
 
 pytestmark = pytest.mark.slow
 
-FLEXLOG = [sys.executable, "-m", "flexlog.core.cli"]
+FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 # Metric -> the API whose absence excuses it from having data (see the module docstring).
 AWAITING_GROUPS = {
     "flexlog_gateway_consumer_lag_records": ApiKey.OFFSET_COMMIT,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import signal
@@ -15,9 +14,10 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge, start_http_server
 
+from flexlog.cli.status import gateway_status
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Unavailable
-from flexlog.core.status import gateway_status, wait_healthy
+from flexlog.core.status import wait_healthy
 
 log = logging.getLogger("flexlog.launcher")
 
@@ -44,10 +44,6 @@ class Child:
     log_path: Path = field(default_factory=Path)
 
 
-def gateway_available() -> bool:
-    return importlib.util.find_spec("flexlog.gateway.server") is not None
-
-
 def _metrics_url(address: str, port: int) -> str:
     return f"http://{address.rpartition(':')[0]}:{port}/metrics" if port else ""
 
@@ -57,9 +53,8 @@ def children_of(config: ClusterConfig) -> list[Child]:
                 for s in config.sequencers]
     children += [Child("replica", r.name, r.address, _metrics_url(r.address, r.metrics_port))
                  for s in config.shards for r in s.replicas]
-    if gateway_available():
-        children += [Child("gateway", g.name, g.address, _metrics_url(g.address, g.metrics_port))
-                     for g in config.gateways]
+    children += [Child("gateway", g.name, g.address, _metrics_url(g.address, g.metrics_port))
+                 for g in config.gateways]
     # Failure detection and reconfiguration (core/controller.py); supervised like the rest.
     children.append(Child("controller", "controller", ""))
     return children
@@ -78,7 +73,7 @@ class Launcher:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         child.log_path = self.log_dir / f"{child.name}.log"
         out = child.log_path.open("ab")
-        cmd = [sys.executable, "-m", "flexlog.core.cli", "--log-level", self.log_level,
+        cmd = [sys.executable, "-m", "flexlog.cli", "--log-level", self.log_level,
                child.role, "--config", str(self.config.path), "--id", child.name]
         child.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=os.environ.copy())
@@ -126,8 +121,6 @@ class Launcher:
             self._spawn(child)
 
     def kafka_bootstrap(self) -> str:
-        if not (self.config.gateways and gateway_available()):
-            return ""
         return ",".join(g.advertised for g in self.config.gateways)
 
     def describe(self) -> str:

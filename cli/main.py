@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flexlog.core import config as config_mod
 from flexlog.core.config import ClusterConfig, ConfigError
+from flexlog.core.storage import StorageEngine
 
 DEFAULT_DATA_DIR = "data"
 LOG_LEVEL_ENV = "FLEXLOG_LOG_LEVEL"
@@ -143,12 +144,10 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
             return _check(cfg, args.role)
         asyncio.run(_serve(SequencerServer(cfg, args.id)))
     elif args.role == "replica":
-        from flexlog.core.replica import ReplicaServer, open_engine
-
         cfg.replica(args.id)
         if args.check_config:
             return _check(cfg, args.role)
-        asyncio.run(_serve_replica(cfg, args.id, ReplicaServer, open_engine))
+        asyncio.run(_serve_replica(cfg, args.id))
     elif args.role == "controller":
         if args.check_config:
             return _check(cfg, args.role)
@@ -174,18 +173,36 @@ async def _run_controller(cfg: ClusterConfig) -> None:
         await task
 
 
-async def _serve_replica(cfg: ClusterConfig, name: str, server_cls: type, open_engine: object) -> None:
+def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
+    """The storage engine the config asks for; the replica gets it injected."""
+    if config.storage == "memory":
+        from flexlog.core.memory_engine import MemoryEngine
+
+        return MemoryEngine(capacity_bytes=config.pool_size_bytes)
+    from flexlog.pm.engine import PmEngine
+
+    return PmEngine(
+        config.pool_dir(name),
+        pool_size_bytes=config.pool_size_bytes,
+        cache_bytes=config.cache_bytes,
+        ssd_dir=config.replica_dir(name) / "ssd",
+    )
+
+
+async def _serve_replica(cfg: ClusterConfig, name: str) -> None:
+    from flexlog.core.replica import ReplicaServer
+
     # Opening a PM store replays its pool and indexes its SSD segments, which takes
     # a while for a big pool: say so before and after, so a slow start is not a hang.
     log = logging.getLogger("flexlog.replica")
     where = cfg.pool_dir(name) if cfg.storage == "pm" else "memory"
     log.info("opening %s store of %s (%s); recovering its contents", cfg.storage, name, where)
     started = time.monotonic()
-    engine = open_engine(cfg, name)  # type: ignore[operator]
+    engine = open_engine(cfg, name)
     stats = getattr(engine, "stats", dict)()
     log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
              " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
-    await _serve(server_cls(cfg, name, engine))
+    await _serve(ReplicaServer(cfg, name, engine))
 
 
 def _health(ready: bool, up: bool) -> str:
@@ -193,7 +210,7 @@ def _health(ready: bool, up: bool) -> str:
 
 
 def _status_one(cfg: ClusterConfig, name: str) -> int:
-    from flexlog.core.status import process_status
+    from flexlog.cli.status import process_status
 
     st = asyncio.run(process_status(cfg, name))
     print(f"{st.role} {st.name} {st.address} {_health(st.ready, st.up)}")
@@ -201,8 +218,8 @@ def _status_one(cfg: ClusterConfig, name: str) -> int:
 
 
 def _print_offsets(cfg: ClusterConfig) -> None:
+    from flexlog.cli.status import log_offsets
     from flexlog.core.errors import FlexLogError
-    from flexlog.core.status import log_offsets
 
     try:
         colors, topics = asyncio.run(log_offsets(cfg))
@@ -221,7 +238,7 @@ def _print_offsets(cfg: ClusterConfig) -> None:
 
 
 def _print_groups(cfg: ClusterConfig) -> None:
-    from flexlog.core.status import consumer_lag
+    from flexlog.cli.status import consumer_lag
 
     lags, unreachable = consumer_lag(cfg)
     print("consumer groups:                topic                  partition      lag  gateway")
@@ -234,7 +251,8 @@ def _print_groups(cfg: ClusterConfig) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from flexlog.core.status import ProcessStatus, cluster_status, gateway_status
+    from flexlog.cli.status import gateway_status
+    from flexlog.core.status import ProcessStatus, cluster_status
 
     cfg = _load(args.config)
     if args.id:
@@ -275,8 +293,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
+    from flexlog.cli.status import log_offsets
     from flexlog.core.errors import FlexLogError
-    from flexlog.core.status import log_offsets
 
     try:
         _, topics = asyncio.run(log_offsets(_load(args.config)))
@@ -415,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level, f"{args.command}/{args.id}" if getattr(args, "id", None) else args.command)
     try:
         if args.command == "up":
-            from flexlog.core import launcher
+            from flexlog.cli import launcher
 
             cfg = _up_config(args)
             if args.check_config:
@@ -437,6 +455,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flexlog: invalid config: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from flexlog.cli.main import main
+
+sys.exit(main())
