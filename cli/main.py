@@ -199,7 +199,7 @@ async def _serve_replica(cfg: ClusterConfig, name: str) -> None:
     log.info("opening %s store of %s (%s); recovering its contents", cfg.storage, name, where)
     started = time.monotonic()
     engine = open_engine(cfg, name)
-    stats = getattr(engine, "stats", dict)()
+    stats = engine.stats()
     log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
              " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
     await _serve(ReplicaServer(cfg, name, engine))
@@ -259,7 +259,7 @@ def _status(args: argparse.Namespace) -> int:
         return _status_one(cfg, args.id)
 
     async def ask() -> tuple[list[ProcessStatus], list[ProcessStatus]]:
-        return await asyncio.gather(cluster_status(cfg), gateway_status(cfg))
+        return await asyncio.gather(cluster_status(cfg, detail=True), gateway_status(cfg))
 
     core, gateways = asyncio.run(ask())
     by_name = {s.name: s for s in core}
@@ -276,7 +276,7 @@ def _status(args: argparse.Namespace) -> int:
             s = by_name[rep.name]
             extra = ""
             if s.up:
-                extra = (f"  attached={s.detail.get('attached')} colors={len(s.detail.get('colors', {}))}"
+                extra = (f"  attached={s.detail.get('attached')} colors={s.detail.get('colors')}"
                          f" prepared={s.detail.get('prepared')}")
             print(f"    {s.role:<9} {s.name:<12} {s.address:<18} {_health(s.ready, s.up)}{extra}")
     print("gateways:")

@@ -58,7 +58,7 @@ class Controller:
             incarnations = dict(sv.incarnations)
             restarted = []
             for (sid, index), st in statuses.items():
-                incarnation = st.detail.get("incarnation")
+                incarnation = st.incarnation
                 if sid != shard_id or incarnation is None:
                     continue
                 if incarnations.get(index, incarnation) != incarnation:
@@ -85,7 +85,7 @@ class Controller:
                 if index not in members:
                     members.append(index)
                     log.info("replica %d of shard %d is back: member, catching up", index, shard_id)
-                elif index not in readable and st.detail.get("caught_up_epoch", -1) >= sv.epoch:
+                elif index not in readable and st.caught_up_epoch >= sv.epoch:
                     readable.append(index)
                     log.info("replica %d of shard %d caught up: readable", index, shard_id)
             if ((sorted(members), sorted(readable), incarnations)

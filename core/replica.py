@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
 
 import grpc
 
@@ -38,6 +37,7 @@ CATCHUP_GRACE_S = 1.0  # after joining: clients and the leaf have seen the new v
 CATCHUP_RETRY_S = 0.5
 CATCHUP_BYTES = 4 << 20
 PEER_TIMEOUT_S = 5.0
+COLORS_PAGE = 1024  # colors per page of a catch-up's Colors calls
 
 
 class _AckSink(RowsAndErrors[tuple[int, int], pb.AppendError]):
@@ -134,6 +134,7 @@ class ReplicaServer:
                 "Append": rpc.bidi(self._append, pb.AppendRequest),
                 "Query": rpc.bidi(self._query, pb.QueryRequest),
                 "Status": rpc.unary(self._status, pb.StatusRequest),
+                "Colors": rpc.unary(self._colors, pb.ColorsRequest),
             })
         ])
         rpc.listen(self._server, self.me.address)
@@ -303,24 +304,31 @@ class ReplicaServer:
     async def _copy_from(self, address: str) -> int | None:
         """Entries copied from the replica at address; None when it is not readable itself."""
         async with rpc.channel(address) as ch:
-            stub = ch.unary_unary("/flexlog.Replica/Status",
-                                  request_serializer=pb.StatusRequest.SerializeToString,
-                                  response_deserializer=pb.StatusReply.FromString)
-            detail = json.loads((await stub(pb.StatusRequest(), timeout=PEER_TIMEOUT_S)).detail)
-            if not detail.get("readable"):
+            status = ch.unary_unary("/flexlog.Replica/Status",
+                                    request_serializer=pb.StatusRequest.SerializeToString,
+                                    response_deserializer=pb.StatusReply.FromString)
+            if not (await status(pb.StatusRequest(), timeout=PEER_TIMEOUT_S)).readable:
                 return None
+            colors = ch.unary_unary("/flexlog.Replica/Colors",
+                                    request_serializer=pb.ColorsRequest.SerializeToString,
+                                    response_deserializer=pb.ColorsReply.FromString)
             copied = 0
-            for key, st in detail["colors"].items():
-                color, target = int(key), int(st["high"])
-                sn = max(self.protocol.color(color).prefix, int(st["log_start"]))
-                while sn < target:
-                    entries = await _fetch_range(ch, color, sn)
-                    if not entries:
-                        break
-                    for entry in entries:
-                        copied += self.protocol.store_copy(color, entry)
-                        sn = max(sn, entry.end)
-            return copied
+            start = 0
+            while True:
+                page = await colors(pb.ColorsRequest(start=start, limit=COLORS_PAGE),
+                                    timeout=PEER_TIMEOUT_S)
+                for st in page.colors:
+                    sn = max(self.protocol.color(st.color).prefix, st.log_start)
+                    while sn < st.high:
+                        entries = await _fetch_range(ch, st.color, sn)
+                        if not entries:
+                            break
+                        for entry in entries:
+                            copied += self.protocol.store_copy(st.color, entry)
+                            sn = max(sn, entry.end)
+                if not page.more or not page.colors:
+                    return copied
+                start = page.colors[-1].color + 1
 
     async def _copy_gap(self, color: int, start: int, end: int, peers: tuple[int, ...]) -> None:
         for index in peers:
@@ -417,10 +425,17 @@ class ReplicaServer:
 
     async def _status(self, req: pb.StatusRequest,
                       context: grpc.aio.ServicerContext) -> pb.StatusReply:
-        detail: dict[str, Any] = self.protocol.status()
-        detail["engine"] = self.engine_stats()
-        return pb.StatusReply(role="replica", name=self.me.name,
-                              ready=self._leaf_queue is not None, detail=json.dumps(detail))
+        reply = self.protocol.status(req.detail)
+        reply.name = self.me.name
+        if req.detail:
+            detail = json.loads(reply.detail)
+            detail["engine"] = self.engine_stats()
+            reply.detail = json.dumps(detail)
+        return reply
+
+    async def _colors(self, req: pb.ColorsRequest,
+                      context: grpc.aio.ServicerContext) -> pb.ColorsReply:
+        return self.protocol.color_states(req.start, req.limit or COLORS_PAGE)
 
 
 async def _ask_peer(address: str, op: pb.QueryOp) -> pb.QueryResult | None:

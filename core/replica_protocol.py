@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -846,19 +847,34 @@ class ReplicaProtocol:
             result.payloads.append(entry.payload)
         return result
 
-    def status(self) -> dict[str, object]:
-        return {
-            "shard": self.shard,
-            "index": self.index,
-            "attached": self.attached,
-            "colors": {str(c): {"log_start": v.log_start, "tail": v.prefix, "high": v.high}
-                       for c, v in self.colors.items()},
-            "prepared": self.prepared_count,
-            "epoch": self.epoch,
-            "readable": self.serves_reads(self._now),
-            "caught_up_epoch": self.caught_up_epoch,
-            "incarnation": self.incarnation,
-            "waiting_grants": len(self._early),
-            "waiting_reads": len(self._waiters),
-            "stats": self.stats,
-        }
+    def status(self, detail: bool) -> pb.StatusReply:
+        """What the Status RPC answers: typed fields for programs, JSON detail for people."""
+        reply = pb.StatusReply(role="replica", ready=self.attached, incarnation=self.incarnation,
+                               epoch=self.epoch, caught_up_epoch=self.caught_up_epoch,
+                               readable=self.serves_reads(self._now))
+        if detail:
+            reply.detail = json.dumps({
+                "shard": self.shard,
+                "index": self.index,
+                "attached": self.attached,
+                "colors": len(self.colors),
+                "prepared": self.prepared_count,
+                "epoch": self.epoch,
+                "readable": reply.readable,
+                "caught_up_epoch": self.caught_up_epoch,
+                "incarnation": self.incarnation,
+                "waiting_grants": len(self._early),
+                "waiting_reads": len(self._waiters),
+                "stats": self.stats,
+            })
+        return reply
+
+    def color_states(self, start: int, limit: int) -> pb.ColorsReply:
+        """One page of this replica's colors (id >= start), in id order."""
+        ids = sorted(c for c in self.colors if c >= start)
+        page = ids[:limit]
+        return pb.ColorsReply(
+            colors=[pb.ColorState(color=c, log_start=self.colors[c].log_start,
+                                  tail=self.colors[c].prefix, high=self.colors[c].high)
+                    for c in page],
+            more=len(ids) > len(page))

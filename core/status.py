@@ -26,29 +26,38 @@ class ProcessStatus:
     address: str
     up: bool
     ready: bool
-    detail: dict[str, Any]
+    detail: dict[str, Any]  # for people; filled only when asked for
+    incarnation: int | None = None  # replicas: what programs read is typed
+    epoch: int = 0
+    caught_up_epoch: int = -1
+    readable: bool = False
 
 
-async def ask_process(role: str, name: str, address: str, timeout_s: float) -> ProcessStatus:
+async def ask_process(role: str, name: str, address: str, timeout_s: float,
+                      detail: bool = False) -> ProcessStatus:
     service = "flexlog.Sequencer" if role == "sequencer" else "flexlog.Replica"
     try:
         async with rpc.channel(address) as ch:
             stub = ch.unary_unary(f"/{service}/Status",
                                   request_serializer=pb.StatusRequest.SerializeToString,
                                   response_deserializer=pb.StatusReply.FromString)
-            reply = await stub(pb.StatusRequest(), timeout=timeout_s)
+            reply = await stub(pb.StatusRequest(detail=detail), timeout=timeout_s)
     except grpc.aio.AioRpcError:
         return ProcessStatus(role, name, address, False, False, {})
-    return ProcessStatus(role, name, address, True, reply.ready, json.loads(reply.detail or "{}"))
+    return ProcessStatus(role, name, address, True, reply.ready, json.loads(reply.detail or "{}"),
+                         reply.incarnation if role == "replica" else None, reply.epoch,
+                         reply.caught_up_epoch, reply.readable)
 
 
 async def replica_status(replica: ReplicaConfig, timeout_s: float = 2.0) -> ProcessStatus:
     return await ask_process("replica", replica.name, replica.address, timeout_s)
 
 
-async def cluster_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[ProcessStatus]:
-    asks = [ask_process("sequencer", s.name, s.address, timeout_s) for s in config.sequencers]
-    asks += [ask_process("replica", r.name, r.address, timeout_s)
+async def cluster_status(config: ClusterConfig, timeout_s: float = 2.0,
+                         detail: bool = False) -> list[ProcessStatus]:
+    asks = [ask_process("sequencer", s.name, s.address, timeout_s, detail)
+            for s in config.sequencers]
+    asks += [ask_process("replica", r.name, r.address, timeout_s, detail)
              for shard in config.shards for r in shard.replicas]
     return list(await asyncio.gather(*asks))
 

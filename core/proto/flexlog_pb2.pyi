@@ -246,17 +246,55 @@ class NextSnReply(_message.Message):
     def __init__(self, next_sn: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("detail",)
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    detail: bool
+    def __init__(self, detail: _Optional[bool] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("role", "name", "ready", "detail")
+    __slots__ = ("role", "name", "ready", "detail", "incarnation", "epoch", "caught_up_epoch", "readable")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    READABLE_FIELD_NUMBER: _ClassVar[int]
     role: str
     name: str
     ready: bool
     detail: str
-    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+    incarnation: int
+    epoch: int
+    caught_up_epoch: int
+    readable: bool
+    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ..., incarnation: _Optional[int] = ..., epoch: _Optional[int] = ..., caught_up_epoch: _Optional[int] = ..., readable: _Optional[bool] = ...) -> None: ...
+
+class ColorsRequest(_message.Message):
+    __slots__ = ("start", "limit")
+    START_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    limit: int
+    def __init__(self, start: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ColorState(_message.Message):
+    __slots__ = ("color", "log_start", "tail", "high")
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    LOG_START_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    color: int
+    log_start: int
+    tail: int
+    high: int
+    def __init__(self, color: _Optional[int] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ..., high: _Optional[int] = ...) -> None: ...
+
+class ColorsReply(_message.Message):
+    __slots__ = ("colors", "more")
+    COLORS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    colors: _containers.RepeatedCompositeFieldContainer[ColorState]
+    more: bool
+    def __init__(self, colors: _Optional[_Iterable[_Union[ColorState, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -49,6 +49,11 @@ class ReplicaStub:
                 request_serializer=flexlog__pb2.StatusRequest.SerializeToString,
                 response_deserializer=flexlog__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.Colors = channel.unary_unary(
+                '/flexlog.Replica/Colors',
+                request_serializer=flexlog__pb2.ColorsRequest.SerializeToString,
+                response_deserializer=flexlog__pb2.ColorsReply.FromString,
+                _registered_method=True)
 
 
 class ReplicaServicer:
@@ -72,6 +77,12 @@ class ReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Colors(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_ReplicaServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=flexlog__pb2.StatusRequest.FromString,
                     response_serializer=flexlog__pb2.StatusReply.SerializeToString,
+            ),
+            'Colors': grpc.unary_unary_rpc_method_handler(
+                    servicer.Colors,
+                    request_deserializer=flexlog__pb2.ColorsRequest.FromString,
+                    response_serializer=flexlog__pb2.ColorsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class Replica:
             '/flexlog.Replica/Status',
             flexlog__pb2.StatusRequest.SerializeToString,
             flexlog__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Colors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flexlog.Replica/Colors',
+            flexlog__pb2.ColorsRequest.SerializeToString,
+            flexlog__pb2.ColorsReply.FromString,
             options,
             channel_credentials,
             insecure,

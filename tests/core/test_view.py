@@ -38,7 +38,7 @@ def test_responsible_replica_is_chosen_over_readable_members() -> None:
 
 
 def _up(index: int, ready: bool = True, caught_up: int = -1) -> ProcessStatus:
-    return ProcessStatus("replica", f"shard0-r{index}", "", True, ready, {"caught_up_epoch": caught_up})
+    return ProcessStatus("replica", f"shard0-r{index}", "", True, ready, {}, caught_up_epoch=caught_up)
 
 
 def test_controller_removes_silent_members_readds_them_then_makes_them_readable(
@@ -68,8 +68,8 @@ def test_controller_never_removes_the_last_readable_member(config: config_mod.Cl
 
 
 def _incarnated(index: int, incarnation: int, caught_up: int = -1) -> ProcessStatus:
-    return ProcessStatus("replica", f"shard0-r{index}", "", True, True,
-                         {"caught_up_epoch": caught_up, "incarnation": incarnation})
+    return ProcessStatus("replica", f"shard0-r{index}", "", True, True, {},
+                         incarnation=incarnation, caught_up_epoch=caught_up)
 
 
 def test_a_replica_restarted_between_checks_catches_up_before_serving_reads(

@@ -110,8 +110,7 @@ async def _replicas_state(cluster: Cluster) -> str:
     lines = []
     for r in cluster.config.shards[0].replicas:
         st = await replica_status(r, timeout_s=2.0)
-        keep = {k: st.detail.get(k) for k in ("epoch", "readable", "caught_up_epoch", "attached")
-                if k in st.detail}
+        keep = {"epoch": st.epoch, "readable": st.readable, "caught_up_epoch": st.caught_up_epoch}
         lines.append(f"{r.name}: up={st.up} ready={st.ready} {json.dumps(keep)}")
     return "\n".join(lines)
 
@@ -205,7 +204,7 @@ async def _forced_scenario(cluster: Cluster) -> tuple[History, list[str]]:
             cluster.kill(r0.name, signal.SIGCONT)  # its grace is over: it catches up now
 
         async def r0_caught_up() -> bool:
-            return int((await replica_status(r0, 0.5)).detail.get("caught_up_epoch", -1)) >= 0
+            return (await replica_status(r0, 0.5)).caught_up_epoch >= 0
 
         try:
             await _wait_for("r0 to catch up", r0_caught_up, 5.0)

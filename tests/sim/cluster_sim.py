@@ -637,8 +637,8 @@ class SimReplica(Watching):
     def status(self) -> ProcessStatus:
         """What the controller reads of a replica's Status reply."""
         p = self.protocol
-        return ProcessStatus("replica", self.name, "", True, p.attached,
-                             {"incarnation": p.incarnation, "caught_up_epoch": p.caught_up_epoch})
+        return ProcessStatus("replica", self.name, "", True, p.attached, {}, p.incarnation, p.epoch,
+                             p.caught_up_epoch, p.serves_reads(self.world.now))
 
 
 def _query_now(replica: SimReplica, op: pb.QueryOp) -> pb.QueryResult:
