@@ -1,41 +1,72 @@
-"""Turning many small operations into few stream messages.
+"""Turning many small operations into few stream messages, and serving a stream's replies.
 
 Everything put into a Batcher during one event-loop iteration is handed to
 its flush callback together on the next iteration (or after interval_s), so a
-burst of appends becomes one gRPC message without adding a fixed delay.
+burst of appends becomes one gRPC message without adding a fixed delay. With
+a window (`limit`), at most that many batches are in flight and what arrives
+meanwhile leaves together once one completes: message counts stay low exactly
+when throughput matters.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
+from flexlog.core import tasks
+
+log = logging.getLogger("flexlog.rpc")
+
 T = TypeVar("T")
+_readers: set[asyncio.Task[None]] = set()  # request readers of the streams being served
 
 
 class Batcher(Generic[T]):
-    def __init__(self, flush: Callable[[list[T]], None], interval_s: float = 0.0) -> None:
+    def __init__(self, flush: Callable[[list[T]], None], interval_s: float = 0.0,
+                 limit: int | None = None) -> None:
+        """limit: batches in flight at most; the owner calls done() once per completed batch."""
         self._flush = flush
         self._interval = interval_s
+        self._limit = limit
         self._items: list[T] = []
         self._scheduled = False
+        self.in_flight = 0
 
     def put(self, item: T) -> None:
         self._items.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            if self._interval > 0:
-                loop.call_later(self._interval, self._run)
-            else:
-                loop.call_soon(self._run)
+        self._schedule()
+
+    def done(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        self._schedule()
+
+    def reset(self) -> None:
+        """Forget the batches in flight (their stream broke)."""
+        self.in_flight = 0
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._items or self._scheduled:
+            return
+        if self._limit is not None and self.in_flight >= self._limit:
+            return
+        self._scheduled = True
+        loop = asyncio.get_running_loop()
+        if self._interval > 0:
+            loop.call_later(self._interval, self._run)
+        else:
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
+        if not self._items or (self._limit is not None and self.in_flight >= self._limit):
+            return
         items, self._items = self._items, []
-        if items:
-            self._flush(items)
+        if self._limit is not None:
+            self.in_flight += 1
+        self._flush(items)
 
 
 class ByteQueue:
@@ -62,46 +93,20 @@ class ByteQueue:
             yield data
 
 
-class Window(Generic[T]):
-    """Adaptive batching: at most `limit` batches in flight, the rest accumulate.
-
-    At low load every item leaves on the next loop iteration; under load the
-    items that arrive while the window is full leave together once a batch
-    completes, so message counts stay low exactly when throughput matters.
-    The owner calls done() once per completed batch.
-    """
-
-    def __init__(self, send: Callable[[list[T]], None], limit: int = 4) -> None:
-        self._send = send
-        self._limit = limit
-        self._items: list[T] = []
-        self._scheduled = False
-        self.in_flight = 0
-
-    def put(self, item: T) -> None:
-        self._items.append(item)
-        self._schedule()
-
-    def done(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-        self._schedule()
-
-    def reset(self) -> None:
-        self.in_flight = 0
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._items and not self._scheduled and self.in_flight < self._limit:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        if not self._items or self.in_flight >= self._limit:
-            return
-        items, self._items = self._items, []
-        self.in_flight += 1
-        self._send(items)
+async def serve_stream(read: Callable[[ByteQueue], Awaitable[None]], what: str,
+                       on_end: Callable[[ByteQueue], None] | None = None) -> AsyncIterator[bytes]:
+    """The reply side of a bidirectional stream handler: read(queue) consumes the requests
+    (in a task of its own, whose failure is logged) and puts replies on queue, closing it when
+    done; the stream ends when the queue is closed, then the reader is cancelled and on_end runs."""
+    queue = ByteQueue()
+    reader = tasks.spawn(read(queue), what, log, _readers)
+    try:
+        async for data in queue.drain():
+            yield data
+    finally:
+        reader.cancel()
+        if on_end is not None:
+            on_end(queue)
 
 
 R = TypeVar("R", bound=tuple[int, ...])
@@ -117,28 +122,18 @@ class RowsAndErrors(Generic[R, E]):
     """
 
     def __init__(self) -> None:
-        self._rows: list[R] = []
-        self._errors: list[E] = []
-        self._scheduled = False
+        self._out: Batcher[R | E] = Batcher(self._flush)
 
     def add_row(self, row: R) -> None:
-        self._rows.append(row)
-        self._schedule()
+        self._out.put(row)
 
     def add_error(self, error: E) -> None:
-        self._errors.append(error)
-        self._schedule()
+        self._out.put(error)
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        rows, errors = self._rows, self._errors
-        self._rows, self._errors = [], []
-        self.send(list(zip(*rows, strict=True)), errors)
+    def _flush(self, items: list[R | E]) -> None:
+        rows = [i for i in items if isinstance(i, tuple)]
+        errors = [i for i in items if not isinstance(i, tuple)]
+        self.send(list(zip(*rows, strict=True)), errors)  # type: ignore[arg-type]
 
     def send(self, columns: list[tuple[int, ...]], errors: list[E]) -> None:
         """Send one message: columns[i] holds position i of every row (empty when no rows)."""

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import grpc
 
 from flexlog.core import record_batch, registry, rpc
-from flexlog.core.batching import Batcher, ByteQueue, Window
+from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import (
     ColorExists,
@@ -182,7 +182,8 @@ class _ShardWriter:
         self.readable = view.shard(shard).readable
         self.pending: dict[int, _PendingAppend] = {}
         self._retry: asyncio.TimerHandle | None = None
-        self.window: Window[tuple[pb.AppendOp, _PendingAppend]] = Window(self._flush)
+        # At most four batches in flight per shard; what arrives meanwhile leaves together.
+        self.window: Batcher[tuple[pb.AppendOp, _PendingAppend]] = Batcher(self._flush, limit=4)
         self._timeout_s = timeout_s
         # (deadline, token) in submission order, which is deadline order: one timer for all.
         self._deadlines: deque[tuple[float, int]] = deque()

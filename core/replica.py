@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable
 import grpc
 
 from flexlog.core import metrics, rpc, tasks
-from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors
+from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors, serve_stream
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -192,14 +192,10 @@ class ReplicaServer:
 
     async def _append(self, requests: AsyncIterator[pb.AppendRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        queue = ByteQueue()
-        acks = _AckSink(queue)
-        reader = asyncio.create_task(self._read_appends(requests, acks, queue))
-        try:
-            async for data in queue.drain():
-                yield data
-        finally:
-            reader.cancel()
+        async for data in serve_stream(
+                lambda queue: self._read_appends(requests, _AckSink(queue), queue),
+                f"replica {self.me.name}: append stream"):
+            yield data
 
     async def _read_appends(self, requests: AsyncIterator[pb.AppendRequest],
                             acks: _AckSink, queue: ByteQueue) -> None:
@@ -378,15 +374,15 @@ class ReplicaServer:
 
     async def _query(self, requests: AsyncIterator[pb.QueryRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        queue = ByteQueue()
-        sink = _ResultSink(queue)
-        reader = asyncio.create_task(self._read_queries(requests, sink, queue))
-        try:
-            async for data in queue.drain():
-                yield data
-        finally:
-            reader.cancel()
-            self.protocol.drop_sink(sink)
+        sinks: list[_ResultSink] = []
+
+        def read(queue: ByteQueue) -> Awaitable[None]:
+            sinks.append(_ResultSink(queue))
+            return self._read_queries(requests, sinks[0], queue)
+
+        async for data in serve_stream(read, f"replica {self.me.name}: query stream",
+                                       lambda _: self.protocol.drop_sink(sinks[0])):
+            yield data
 
     async def _read_queries(self, requests: AsyncIterator[pb.QueryRequest], sink: _ResultSink,
                             queue: ByteQueue) -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from flexlog.core import metrics, rpc, tasks
-from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors
+from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors, serve_stream
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import FlexLogError, from_code
 from flexlog.core.ordering import ForwardRequest, OrderingNode
@@ -174,16 +174,13 @@ class SequencerServer:
 
     async def _attach(self, requests: AsyncIterator[pb.ReplicaToSequencer],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        queue = ByteQueue()
-        reader = tasks.spawn(self._read_replica(requests, queue), "replica stream", log,
-                             self._tasks)
-        try:
-            async for data in queue.drain():
-                yield data
-        finally:
-            reader.cancel()
+        def detach(queue: ByteQueue) -> None:
             for fan in self.fanouts.values():
                 fan.queues.discard(queue)
+
+        async for data in serve_stream(lambda queue: self._read_replica(requests, queue),
+                                       "replica stream", detach):
+            yield data
 
     async def _read_replica(self, requests: AsyncIterator[pb.ReplicaToSequencer],
                             queue: ByteQueue) -> None:
@@ -216,14 +213,9 @@ class SequencerServer:
 
     async def _forward(self, requests: AsyncIterator[pb.ChildToParent],
                        context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        queue = ByteQueue()
-        reader = tasks.spawn(self._read_child(requests, _ChildOut(queue), queue), "child stream",
-                             log, self._tasks)
-        try:
-            async for data in queue.drain():
-                yield data
-        finally:
-            reader.cancel()
+        async for data in serve_stream(
+                lambda queue: self._read_child(requests, _ChildOut(queue), queue), "child stream"):
+            yield data
 
     async def _read_child(self, requests: AsyncIterator[pb.ChildToParent], out: _ChildOut,
                           queue: ByteQueue) -> None:
