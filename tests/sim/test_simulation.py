@@ -43,6 +43,7 @@ def _run_seeds(seeds: range) -> tuple[list[str], collections.Counter[str]]:
     return failures, totals
 
 
+@pytest.mark.timeout(900)
 def test_random_schedules_keep_every_acknowledged_append() -> None:
     """SCHEDULES seeds, each a cluster under load with two random faults, then healed."""
     chunk = 250
