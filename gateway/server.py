@@ -21,7 +21,7 @@ from typing import cast
 from flexlog.core import tasks, tls
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, ListenerConfig
-from flexlog.gateway import authz, metrics, retention, session
+from flexlog.gateway import metrics, retention, session
 from flexlog.gateway.broker import Broker, split_address
 from flexlog.gateway.handlers import ENDPOINTS, CloseConnection, Deferred
 from flexlog.gateway.handlers.api_versions import unsupported_version_body
@@ -282,9 +282,6 @@ class GatewayServer:
         if request.api_key not in (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE):
             await self.broker.ready.wait()
         started = time.perf_counter()
-        refused = authz.group_refusal(self.broker, request)
-        if refused is not None:
-            return self._encode(request, refused, started)
         body = await endpoint.handle(self.broker, request)
         if isinstance(body, Deferred):
             return asyncio.ensure_future(self._finish(request, body, started))

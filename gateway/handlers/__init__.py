@@ -1,17 +1,20 @@
-"""Kafka API handlers: one module per API family, each declaring the versions it serves."""
+"""Kafka API handlers: one module per API family, each declaring the versions it serves.
+
+docs/gateway.md indexes which module serves which API key.
+"""
 
 from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the handlers)
-    acls,
+    acl_admin,
     api_versions,
     configs,
+    consumer_groups,
     fetch,
-    groups,
     init_producer_id,
     metadata,
-    offset_commit,
-    offsets,
+    offset_commit_fetch,
+    partition_offsets,
     produce,
-    sasl,
+    sasl_authentication,
     topic_admin,
 )
 from flexlog.gateway.handlers.registry import ENDPOINTS, CloseConnection, Deferred, Endpoint, advertised

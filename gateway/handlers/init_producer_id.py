@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
 from flexlog.gateway import authz
+from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
@@ -24,7 +25,8 @@ async def handle_init_producer_id(broker: Broker, request: Request) -> Body:
         # INVALID_REQUEST is fatal for it instead of retried forever.
         return {"throttle_time_ms": 0, "error_code": ErrorCode.INVALID_REQUEST,
                 "producer_id": -1, "producer_epoch": -1}
-    if not authz.idempotent_write_allowed(broker):
+    # IDEMPOTENT_WRITE on the cluster, or (as Kafka 3.0+ accepts) WRITE on any topic.
+    if not (authz.cluster_allowed(broker, Operation.IDEMPOTENT_WRITE) or authz.any_topic_writable(broker)):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
                 "producer_id": -1, "producer_epoch": -1}
     producer_id, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)

@@ -2,8 +2,8 @@
 
 A handler module decorates its handler with ``@serves(key, low, high)``; the
 ApiVersions answer is computed from these declarations (clamped to what the
-codec can encode), so a range is never written down twice. Later families
-(groups, transactions) add a module and nothing else.
+codec can encode), so a range is never written down twice. A new family
+(transactions, say) adds a module and its import in ``handlers/__init__.py``.
 """
 
 from __future__ import annotations

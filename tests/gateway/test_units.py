@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 
@@ -12,7 +13,7 @@ from flexlog.core import config as config_mod
 from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.storage import StoredEntry
-from flexlog.gateway.handlers import advertised
+from flexlog.gateway.handlers import ENDPOINTS, advertised
 from flexlog.gateway.handlers.fetch import _fill, _Partition
 from flexlog.gateway.handlers.produce import BatchRejected, check_batch
 from flexlog.gateway.protocol import (
@@ -20,6 +21,7 @@ from flexlog.gateway.protocol import (
     ErrorCode,
     UnknownApiKey,
     UnsupportedVersion,
+    decode_request,
     decode_response,
     encode_request,
 )
@@ -29,15 +31,20 @@ from flexlog.gateway.timestamps import PartitionIndex
 from flexlog.gateway.topics import TopicState, check_config, invalid_topic_name
 
 
-@pytest.fixture
-def server(tmp_path):
+def _gateway(tmp_path, **settings: object) -> GatewayServer:
     cfg = config_mod.parse({
         "data_dir": str(tmp_path), "storage": "memory",
         "sequencer": [{"name": "root", "address": "127.0.0.1:1", "nodes": [{"id": 0}]}],
         "shard": [{"id": 0, "leaf": 0, "replicas": ["127.0.0.1:2"]}],
         "gateway": [{"name": "g", "node_id": 3, "address": "127.0.0.1:9"}],
+        **settings,
     })
     return GatewayServer(cfg, "g")
+
+
+@pytest.fixture
+def server(tmp_path):
+    return _gateway(tmp_path)
 
 
 async def test_api_versions_derived_from_handlers(server):
@@ -73,6 +80,32 @@ async def test_unknown_key_and_unserved_api_close(server):
     assert reply["error_code"] == ErrorCode.ILLEGAL_SASL_STATE
     with pytest.raises(UnsupportedVersion):
         await server.respond(struct.pack(">hhih", ApiKey.FETCH, 3, 1, -1))
+
+
+# One request of each API that makes a principal a member of group "g" or speaks as one.
+MEMBERSHIP_REQUESTS = {
+    ApiKey.JOIN_GROUP: (5, {"group_id": "g", "session_timeout_ms": 10_000, "member_id": "",
+                            "protocol_type": "consumer", "protocols": [{"name": "range", "metadata": b""}]}),
+    ApiKey.SYNC_GROUP: (3, {"group_id": "g", "generation_id": 1, "member_id": "m", "assignments": []}),
+    ApiKey.HEARTBEAT: (3, {"group_id": "g", "generation_id": 1, "member_id": "m"}),
+    ApiKey.LEAVE_GROUP: (3, {"group_id": "g", "members": [{"member_id": "m"}]}),
+    ApiKey.OFFSET_COMMIT: (7, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": "m",
+                               "topics": [{"name": "t", "partitions": [{"partition_index": 0,
+                                                                        "committed_offset": 5}]}]}),
+}
+
+
+async def test_group_membership_needs_read_on_the_group(tmp_path):
+    """With the authorizer on and no ACL, each is refused before the coordinator hears of the member."""
+    server = _gateway(tmp_path, security={"authorizer": True})
+    for key, (version, body) in MEMBERSHIP_REQUESTS.items():
+        request = decode_request(encode_request(key, version, 1, body)[4:])
+        # A JoinGroup let through would wait for the rebalance: fail instead of hanging.
+        reply = await asyncio.wait_for(ENDPOINTS[key].handle(server.broker, request), 5)
+        codes = ([p["error_code"] for t in reply["topics"] for p in t["partitions"]]
+                 if key == ApiKey.OFFSET_COMMIT else [reply["error_code"]])
+        assert codes == [ErrorCode.GROUP_AUTHORIZATION_FAILED], key.name
+    assert server.broker.groups.coordinator.group("g") is None
 
 
 def _with_attributes(batch: bytes, attributes: int) -> bytes:

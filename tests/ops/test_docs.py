@@ -1,11 +1,14 @@
-"""docs/operations.md's configuration reference lists exactly the keys core/config.py accepts."""
+"""Docs that restate the code: docs/operations.md's configuration reference lists exactly the keys
+core/config.py accepts, and docs/gateway.md's API index exactly the handlers' @serves declarations."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from flexlog.core import config as config_mod
 from flexlog.core.config import ConfigError
 
 OPERATIONS = REPO / "docs" / "operations.md"
+GATEWAY = REPO / "docs" / "gateway.md"
 
 # Reference heading (its start) -> where that table sits in a parsed config.
 TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -73,3 +77,21 @@ def test_metrics_reference_names_the_gateway_metrics() -> None:
                 for m in vars(metrics).values() if isinstance(m, Counter | Gauge | Histogram)
                 for family in m.describe()}
     assert declared and declared <= documented_metrics()
+
+
+def documented_apis() -> set[tuple[int, str, str, str]]:
+    """(key, API, versions, handler file) of each row of docs/gateway.md's API index."""
+    text = GATEWAY.read_text()
+    section = text.split("\n## API index\n", 1)[1].split("\n## ", 1)[0]
+    return {(int(key), name, versions, path) for key, name, versions, path in
+            re.findall(r"^\| (\d+) \| (\w+) \| (\d+-\d+) \| `([\w/]+\.py)` \|", section, re.M)}
+
+
+def test_gateway_api_index_matches_the_handlers() -> None:
+    from flexlog.gateway.handlers import ENDPOINTS
+    from flexlog.gateway.protocol import API_NAMES
+
+    served = {(key, API_NAMES[key], f"{e.min_version}-{e.max_version}",
+               Path(inspect.getfile(e.handle)).relative_to(REPO / "gateway").as_posix())
+              for key, e in ENDPOINTS.items()}
+    assert documented_apis() == served

@@ -13,6 +13,7 @@ from flexlog.gateway.protocol import (
     decode_response,
     encode_request,
     encode_response,
+    messages,
 )
 from flexlog.gateway.protocol.messages import APIS
 from flexlog.gateway.protocol.schema import message_struct
@@ -74,3 +75,9 @@ def test_supported_versions_cover_the_brief() -> None:
     }  # fmt: skip
     assert {int(k) for k in ApiKey} == set(APIS)
     assert all(API_NAMES[k] for k in APIS)
+
+
+def test_api_keys_are_named_like_their_definitions() -> None:
+    """ApiKey.JOIN_GROUP is the key of the definition bound to JOIN_GROUP: grep finds one from the other."""
+    for key in ApiKey:
+        assert getattr(messages, key.name) is APIS[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 from ..schema import Api
@@ -34,39 +35,6 @@ from .groups import (
     OFFSET_FETCH,
     SYNC_GROUP,
 )
-
-
-class ApiKey(IntEnum):
-    PRODUCE = 0
-    FETCH = 1
-    LIST_OFFSETS = 2
-    METADATA = 3
-    OFFSET_COMMIT = 8
-    OFFSET_FETCH = 9
-    FIND_COORDINATOR = 10
-    JOIN_GROUP = 11
-    HEARTBEAT = 12
-    LEAVE_GROUP = 13
-    SYNC_GROUP = 14
-    DESCRIBE_GROUPS = 15
-    LIST_GROUPS = 16
-    SASL_HANDSHAKE = 17
-    API_VERSIONS = 18
-    CREATE_TOPICS = 19
-    DELETE_TOPICS = 20
-    DELETE_RECORDS = 21
-    INIT_PRODUCER_ID = 22
-    OFFSET_FOR_LEADER_EPOCH = 23
-    DESCRIBE_ACLS = 29
-    CREATE_ACLS = 30
-    DELETE_ACLS = 31
-    DESCRIBE_CONFIGS = 32
-    SASL_AUTHENTICATE = 36
-    CREATE_PARTITIONS = 37
-    DELETE_GROUPS = 42
-    INCREMENTAL_ALTER_CONFIGS = 44
-    DESCRIBE_CLUSTER = 60
-
 
 APIS: dict[int, Api] = {
     api.key: api
@@ -102,6 +70,16 @@ APIS: dict[int, Api] = {
         DESCRIBE_CLUSTER,
     )
 }
+
+
+def _constant_name(api_name: str) -> str:
+    """JoinGroup -> JOIN_GROUP: the name each definition above is bound to."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", api_name).upper()
+
+
+# Derived, so a key cannot be named in code without the codec knowing its API.
+ApiKey = IntEnum("ApiKey", [(_constant_name(api.name), key) for key, api in APIS.items()],
+                 module=__name__, qualname="ApiKey")
 
 # What the codec can parse and build, which is not necessarily what a handler serves
 # (Produce 0-2 decode fine but only ever get UNSUPPORTED_VERSION back).

@@ -36,7 +36,10 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     topics = body["topics"]
     keys = [(t["name"], p["partition_index"]) for t in topics for p in t["partitions"]]
     groups = broker.groups
-    if not group_id:
+    # Committing needs READ on the group (as in Kafka), checked before the coordinator sees the member.
+    if not authz.group_allowed(broker, Operation.READ, group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif not group_id:
         error = ErrorCode.INVALID_GROUP_ID
     elif not groups.coordinates(group_id):
         error = ErrorCode.NOT_COORDINATOR

@@ -4,7 +4,9 @@ SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
 These handlers only translate between wire bodies and ``GroupCoordinator``
 calls. Each group has one coordinator gateway (``Groups.coordinator_id``); a
 group request sent to another gateway gets NOT_COORDINATOR, and the client
-asks FindCoordinator again.
+asks FindCoordinator again. Membership requests need READ on the group, checked
+first so the coordinator never sees a member it must refuse; lookups need
+DESCRIBE and deleting needs DELETE, as in Kafka.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def _join_body(reply: JoinReply, version: int) -> Body:
 async def handle_join_group(broker: Broker, request: Request) -> Body:
     body = request.body
     version = request.api_version
+    if not authz.group_allowed(broker, Operation.READ, body["group_id"]):
+        return _join_body(JoinReply(ErrorCode.GROUP_AUTHORIZATION_FAILED, body["member_id"]), version)
     if _not_coordinator(broker, body["group_id"]):
         return _join_body(JoinReply(ErrorCode.NOT_COORDINATOR, body["member_id"]), version)
     rebalance_timeout = body.get("rebalance_timeout_ms", -1)
@@ -92,6 +96,8 @@ async def handle_join_group(broker: Broker, request: Request) -> Body:
 @serves(ApiKey.SYNC_GROUP, 0, 5)
 async def handle_sync_group(broker: Broker, request: Request) -> Body:
     body = request.body
+    if not authz.group_allowed(broker, Operation.READ, body["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "assignment": b""}
     if _not_coordinator(broker, body["group_id"]):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR, "assignment": b""}
     reply = await broker.groups.sync(
@@ -105,6 +111,8 @@ async def handle_sync_group(broker: Broker, request: Request) -> Body:
 @serves(ApiKey.HEARTBEAT, 0, 4)
 async def handle_heartbeat(broker: Broker, request: Request) -> Body:
     body = request.body
+    if not authz.group_allowed(broker, Operation.READ, body["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED}
     if _not_coordinator(broker, body["group_id"]):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR}
     code = broker.groups.coordinator.heartbeat(
@@ -117,11 +125,13 @@ async def handle_heartbeat(broker: Broker, request: Request) -> Body:
 async def handle_leave_group(broker: Broker, request: Request) -> Body:
     body = request.body
     group_id = body["group_id"]
+    if not authz.group_allowed(broker, Operation.READ, group_id):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "members": []}
+    if _not_coordinator(broker, group_id):
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR, "members": []}
     batched = request.api_version >= 3
     leavers = ([(m["member_id"], m.get("group_instance_id")) for m in body["members"]] if batched
                else [(body["member_id"], None)])
-    if _not_coordinator(broker, group_id):
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.NOT_COORDINATOR, "members": []}
     codes = broker.groups.leave(group_id, leavers)
     if not batched:
         return {"throttle_time_ms": 0, "error_code": codes[0]}
