@@ -834,7 +834,7 @@ class SimReader(Process):
 
     def start(self) -> None:
         super().start()
-        self.every(0.3, self.read)
+        self.every(0.5, self.read)
 
     def read(self) -> None:
         if self.waiting:
@@ -993,7 +993,7 @@ class ClusterSim:
         return [self.root, *self.leaves, *self.replicas.values(), self.controller, *self.clients,
                 *self.readers]
 
-    def run(self, load_s: float = 4.0, settle_s: float = 10.0, faults: int = 2) -> Outcome:
+    def run(self, load_s: float = 3.5, settle_s: float = 10.0, faults: int = 2) -> Outcome:
         w = self.world
         rng = w.rng
         for p in self.everything():
