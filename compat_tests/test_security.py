@@ -31,11 +31,12 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
+from tls_helpers import generate_expired_cert
 
 from cluster import Cluster, free_ports, two_level_toml
 from flexlog.core import config as config_mod
 from flexlog.core import rpc
-from flexlog.core.tls import generate_dev_certs, generate_expired_cert
+from flexlog.core.tls import generate_dev_certs
 from flexlog.gateway.protocol import ApiKey, ErrorCode, encode_request
 from wire_client import WireClient, gateway_ready
 

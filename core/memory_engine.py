@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import (
+    STORE_FREE_BYTES,
+    STORE_USED_BYTES,
     ColorState,
     CommitItem,
     PreparedEntry,
@@ -36,10 +38,11 @@ class MemoryEngine:
         self._colors: dict[int, _ColorLog] = {}
 
     def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
-        if self._used + len(payload) > self._capacity:
-            raise StoreFull(f"memory store full ({self._used} of {self._capacity} bytes)")
         if token in self._prepared:
-            return
+            return  # a retry: it takes no space, so a full store must not refuse it
+        if self._used + len(payload) > self._capacity:
+            raise StoreFull(f"memory store full ({self._used} of {self._capacity} bytes): trim the log, "
+                            "resolve prepared entries, or raise pool_size_bytes")
         self._prepared[token] = (color, payload, count)
         self._used += len(payload)
 
@@ -145,7 +148,7 @@ class MemoryEngine:
         return RecoveredState(prepared, colors)
 
     def stats(self) -> dict[str, float]:
-        return {"store_used_bytes": self._used, "store_free_bytes": self._capacity - self._used}
+        return {STORE_USED_BYTES: self._used, STORE_FREE_BYTES: self._capacity - self._used}
 
     def close(self) -> None:
         self._prepared.clear()

@@ -1,10 +1,18 @@
 """The ordering logic of one sequencer tree node, free of I/O.
 
 A node owns some colors and hands out their SNs from per-color 64-bit
-counters. Requests for colors owned higher up are aggregated per color and
-forwarded to the parent as one request for the sum of their counts; the block
-the parent grants is split among the aggregated requests in arrival order.
-The gRPC service (`sequencer.py`) only moves these calls and their results.
+counters. Requests for colors owned by an ancestor wait for the node's next
+forward batch (`take_forwards`), which carries one request per (color, owner)
+for the sum of their counts; the block the parent grants is split among the
+aggregated requests in arrival order. The node remembers the end of every
+block it handed out or relayed (`tails`, what a restarted parent must continue
+above) and fails everything pending when the parent link breaks.
+
+That is all of one node. The decisions around the nodes of a process (when a
+node may hand out SNs, when a batch goes up, deduplicating re-sent requests by
+token, refusing stale epochs, what a restarted parent learns) belong to
+`SequencerProtocol` (`core/sequencer_protocol.py`), and `core/sequencer.py` is
+the gRPC/asyncio adapter around that.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ CRC_START = 21
 MAGIC = 2
 
 CODEC_MASK = 0x07
-TIMESTAMP_TYPE_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10
 CONTROL_BIT = 0x20
 
@@ -37,7 +36,6 @@ CODEC_LZ4 = 3
 CODEC_ZSTD = 4
 
 _BASE_OFFSET = struct.Struct(">q")
-_LEADER_EPOCH = struct.Struct(">i")
 
 
 class CorruptBatch(ValueError):
@@ -131,12 +129,6 @@ def split(buf: bytes | memoryview) -> Iterator[memoryview]:
         pos = end
 
 
-def set_base_offset(buf: bytearray, base_offset: int, leader_epoch: int | None = None) -> None:
-    _BASE_OFFSET.pack_into(buf, 0, base_offset)
-    if leader_epoch is not None:
-        _LEADER_EPOCH.pack_into(buf, 12, leader_epoch)
-
-
 def with_base_offset(buf: bytes, base_offset: int) -> bytes:
     return _BASE_OFFSET.pack(base_offset) + buf[8:]
 
@@ -168,14 +160,6 @@ def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
         if shift > 63:
             raise CorruptBatch("varint too long in record")
     return (result >> 1) ^ -(result & 1), pos
-
-
-def _write_bytes(out: bytearray, data: bytes | None) -> None:
-    if data is None:
-        _write_varint(out, -1)
-    else:
-        _write_varint(out, len(data))
-        out += data
 
 
 def _varint_table(limit: int) -> list[bytes]:

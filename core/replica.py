@@ -109,12 +109,7 @@ class ReplicaServer:
         return self.protocol.prepared_count
 
     def engine_stats(self) -> dict[str, float]:
-        engine_stats = getattr(self.engine, "stats", None)
-        stats: dict[str, float] = dict(engine_stats()) if callable(engine_stats) else {}
-        if "pm_used_bytes" in stats:
-            stats.setdefault("store_used_bytes", stats["pm_used_bytes"])
-            stats.setdefault("store_free_bytes", stats["pm_free_bytes"])
-        return stats
+        return self.engine.stats()
 
     def _view_changed(self, view: View) -> None:
         self.protocol.view_changed(view)

@@ -52,10 +52,19 @@ PrepareItem = tuple[int, int, bytes, int]
 # commit_many's items: (token, sn), commit's arguments.
 CommitItem = tuple[int, int]
 
+# The keys every engine's stats() has; the replica exports them as flexlog_replica_<key>.
+STORE_USED_BYTES = "store_used_bytes"  # bytes of entries held by the primary store (PM or memory)
+STORE_FREE_BYTES = "store_free_bytes"  # bytes the primary store can still take
+COMMON_STATS = (STORE_USED_BYTES, STORE_FREE_BYTES)
+
 
 class StorageEngine(Protocol):
     def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
-        """Store an entry durably under token; it is not readable yet. Raises StoreFull."""
+        """Store an entry durably under token; it is not readable yet. Raises StoreFull.
+
+        A token that is already prepared is left as it is and never refused: a
+        retry takes no space, so it is not checked against the capacity.
+        """
 
     def commit(self, token: int, sn: int) -> StoredEntry:
         """Make the prepared entry readable as [sn, sn + count). Raises UnknownToken."""
@@ -63,9 +72,10 @@ class StorageEngine(Protocol):
     def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
         """prepare() of each item in order, made durable together (one barrier for the batch).
 
-        Result i is None when item i is stored (or its token already was), else the
-        exception prepare() would have raised for it (StoreFull, ValueError); one
-        item's failure does not affect the others. All stored items are durable on return.
+        Result i is None when item i is stored (or its token already was, also earlier
+        in the same batch), else the exception prepare() would have raised for it
+        (StoreFull, ValueError); one item's failure does not affect the others. All
+        stored items are durable on return.
         """
 
     def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
@@ -95,7 +105,18 @@ class StorageEngine(Protocol):
         """log_start and tail of a color (0, 0 when nothing was ever stored)."""
 
     def recover(self) -> RecoveredState:
-        """What survived the last shutdown or crash: prepared tokens and per-color state."""
+        """The prepared tokens and per-color state the engine holds now.
+
+        A replica calls it once, when it starts on a freshly opened engine, so
+        there it is what survived the last shutdown or crash.
+        """
+
+    def stats(self) -> dict[str, float]:
+        """Gauges and counters for metrics and logs, cheap enough for every scrape.
+
+        Always has the COMMON_STATS keys; an engine may add its own (the PM
+        engine's are in docs/storage.md). Counters count since the engine was opened.
+        """
 
     def close(self) -> None:
         """Release the store; the object is unusable afterwards."""

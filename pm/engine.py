@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flexlog.core.storage import (
+    STORE_FREE_BYTES,
+    STORE_USED_BYTES,
     ColorState,
     CommitItem,
     PreparedEntry,
@@ -68,7 +70,7 @@ class PmEngine:
         PM use passes ssd_high_water of the arena.
         """
         if not 0.0 < ssd_high_water <= 1.0:
-            raise ValueError("ssd_high_water must be in (0, 1]")
+            raise ValueError(f"the SSD tier's high-water mark is a fraction in (0, 1], not {ssd_high_water}")
         started = time.perf_counter()
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -410,13 +412,16 @@ class PmEngine:
         return (
             f"store full: cannot take a {length}-byte entry; persistent memory holds "
             f"{pool.used} of {self._cap} bytes ({len(self._prepared)} prepared entries), "
-            f"SSD tier {ssd.used_bytes} of {ssd.max_bytes} bytes. Trim the log, resolve "
-            f"prepared entries, or give the SSD tier more room (ssd_max_bytes)."
+            f"SSD tier {ssd.used_bytes} of {ssd.max_bytes} bytes. Trim the log or resolve "
+            "prepared entries; a larger pool_size_bytes applies only to a pool created anew."
         )
 
     def stats(self) -> dict[str, float]:
         used = self._pool.used
         return {
+            STORE_USED_BYTES: used,
+            STORE_FREE_BYTES: self._cap - used,
+            # Also under their PM names, which are exported metrics of their own (docs/operations.md).
             "pm_used_bytes": used,
             "pm_free_bytes": self._cap - used,
             "cache_hits": self._cache.hits,

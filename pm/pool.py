@@ -56,7 +56,9 @@ def error(rc: int, what: str) -> Exception:
     if rc == lib.PM_EFULL:
         return StoreFull(f"{what}: persistent-memory arena full")
     if rc == lib.PM_ECOLOR:
-        return StoreFull(f"{what}: per-color metadata table full (raise max_colors)")
+        # The table's size is fixed when the pool is created and no config key sets it.
+        return StoreFull(f"{what}: the pool's per-color table is full (its size was fixed when the "
+                         "pool was created); this replica cannot take a new color")
     return PoolError(f"{what}: pool invariant violated (status {rc})")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,48 @@ def test_load_reports_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("storage = \n")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load(bad)
+
+
+# Names with a unit or limit in them read as config keys to a user, so a message may
+# only use them when they are keys (PM errors once named `ssd_max_bytes`, which is not).
+_KEY_LIKE = re.compile(
+    r"\b(?:max_\w+|[a-z]\w*_(?:bytes|ms|us|minutes|port|ports|dir|colors|water|hosts|iterations))\b")
+_REPO = Path(__file__).resolve().parents[2]
+_LOG_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "print", "add_argument"}
+
+
+def _config_keys() -> set[str]:
+    """Every key the config accepts: the names _check_keys allows, table by table."""
+    keys = set(config._TOP_KEYS)
+    for node in ast.walk(ast.parse((_REPO / "core" / "config.py").read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_check_keys":
+            keys |= {c.value for c in ast.walk(node.args[1]) if isinstance(c, ast.Constant)}
+    return keys
+
+
+def _messages(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """Strings of what users read: exceptions, log lines, printed output, CLI help."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", "")
+            shown = name in _LOG_CALLS or name[:1].isupper()  # CapWords: an exception being built
+        else:
+            shown = isinstance(node, ast.Raise) or (
+                isinstance(node, ast.FunctionDef) and node.name.endswith("_message"))
+        if shown:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                    yield sub.lineno, sub.value
+
+
+def test_messages_name_only_real_config_keys() -> None:
+    keys = _config_keys()
+    assert {"pool_size_bytes", "metrics_port", "scram_iterations"} <= keys
+    wrong = sorted(
+        f"{path.relative_to(_REPO)}:{line}: {name}"
+        for package in ("core", "pm", "cli")
+        for path in (_REPO / package).rglob("*.py") if "proto" not in path.parts
+        for line, text in _messages(ast.parse(path.read_text()))
+        for name in _KEY_LIKE.findall(text) if name not in keys
+    )
+    assert not wrong, "messages naming config keys that do not exist:\n" + "\n".join(wrong)

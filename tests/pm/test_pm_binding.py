@@ -73,7 +73,7 @@ def test_color_table_full(pool: Pool):
     for slot in range(4):
         assert lib.pm_trim(pool.log, slot, 100 + slot, 1) == lib.PM_OK
     assert lib.pm_trim(pool.log, 4, 104, 1) == lib.PM_ECOLOR
-    with pytest.raises(StoreFull, match="max_colors"):
+    with pytest.raises(StoreFull, match="per-color table is full"):
         check(lib.pm_trim(pool.log, 4, 104, 1), "trim")
 
 

@@ -12,7 +12,7 @@ from pm_helpers import batch
 
 from flexlog.core import record_batch
 from flexlog.core.memory_engine import MemoryEngine
-from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
+from flexlog.core.storage import COMMON_STATS, StorageEngine, StoredEntry, StoreFull, UnknownToken
 from flexlog.pm.engine import PmEngine
 
 SMALL_POOL = 8 << 20
@@ -68,6 +68,29 @@ def test_second_prepare_of_a_token_is_a_noop(engine):
     entry = engine.commit(1, 0)
     assert entry.count == 1
     assert entry.payload[8:] == first[8:]
+
+
+def test_retry_of_a_prepared_token_is_never_refused_for_space(engine):
+    """A replica re-prepares a token when a client re-sends: it needs no room, so a full store takes it."""
+    first = batch(1, size=256 << 10)
+    engine.prepare(1, 1, first, 1)
+    with pytest.raises(StoreFull):
+        for token in range(2, 100):
+            engine.prepare(token, 1, batch(token, size=256 << 10), 1)
+    engine.prepare(1, 1, first, 1)
+    results = engine.prepare_many([(1, 1, first, 1), (1000, 1, batch(1000, size=256 << 10), 1)])
+    assert results[0] is None and isinstance(results[1], StoreFull)
+    assert engine.commit(1, 0).payload[8:] == first[8:]
+
+
+def test_stats_has_the_common_keys(engine):
+    before = engine.stats()
+    assert set(COMMON_STATS) <= before.keys()
+    engine.prepare(1, 1, batch(1, size=4000), 1)
+    after = engine.stats()
+    assert after["store_used_bytes"] > before["store_used_bytes"]
+    assert (after["store_used_bytes"] + after["store_free_bytes"]
+            == before["store_used_bytes"] + before["store_free_bytes"])
 
 
 def test_commit_of_unknown_or_committed_token_raises(engine):
