@@ -1,38 +1,62 @@
 /*
  * FlexLog: ordering + replication + view change of ONE root-owned color, in Promela.
+ * README.md next to this file says what is modelled, what is abstracted away and how to run.
  *
- * What maps to what (see README.md next to this file):
- *   proctype Client     core/client.py        _ShardWriter (submit, _resend, on_acks, view_changed)
- *   proctype Replica(i) core/replica.py       ReplicaServer (_prepare_ops, _apply_grants,
- *                                             _already_stored, _leaf_link, _sweep, _repair,
- *                                             _catch_up) + the hole fill (SEAL / FILL)
- *   proctype Leaf       core/sequencer.py     SequencerServer of the leaf (_replica_hello,
- *                                             _check_shard, _order, _grant_reply, _parent_link)
- *                       core/ordering.py      OrderingNode.submit / on_grant / fail_in_flight
- *   proctype Root       core/sequencer.py     the root node (_read_child, _shard_reported),
- *                       core/ordering.py      OrderingNode.assign
- *   proctype Controller core/controller.py    Controller.decide (remove / demote / re-add /
- *                                             make readable), core/view.py ShardView
+ *   proctype Client      core/client.py            _ShardWriter: submit, resend, resend_unacked
+ *                                                  (stream reopened), on_acks, view_changed
+ *   proctype Replica(i)  core/replica_protocol.py  ReplicaProtocol: prepare, _order/flush_orders,
+ *                                                  grants/_settled/_committed/_fail/_order_again,
+ *                                                  hello/leaf_attached/leaf_lost, tick (repair,
+ *                                                  _release_held, re-order, _find_holes),
+ *                                                  seal/sealed/apply_fill, store_copy, catch-up
+ *                        core/replica.py           the adapter's _repair, _catch_up, _copy_gap,
+ *                                                  _seal (members in turn), _fill
+ *   proctype Leaf        core/sequencer_protocol.py SequencerProtocol (leaf node): replica_hello,
+ *                                                  _check_shard, order/_order, _grant_reply,
+ *                                                  parent_lost, parent_hello
+ *                        core/ordering.py          OrderingNode.on_grant (relayed), tails(),
+ *                                                  fail_in_flight
+ *   proctype Root        core/sequencer_protocol.py the root node: child_ready, child_requests;
+ *                        core/ordering.py          OrderingNode.assign
+ *   proctype Controller  core/controller.py        Controller.decide; the launcher's restarts
+ *
+ * Properties (assert): P0 a root never hands out an SN some replica stores or will store,
+ * P1 an acknowledged append is stored at its SN on every readable replica (and a replica only
+ * acks a token with an SN where it stores that token), P2 no SN holds two different payloads
+ * on two replicas (entry or fill marker), P2b one entry never gets two SNs, P3 one client's
+ * appends get SNs in submission order, P4 stored entries are never replaced (so every
+ * replica's tail only grows).
+ *
+ * The model is the protocol as coded, plus three changes without which it fails (README.md,
+ * "Findings"); each AS_CODED_* switch below restores what the code does.
  *
  * Variants (spin -D...):
- *   BUGGY_ROOT_RECOVERY  the leaf reports to a restarted root only the tails its replicas
- *                        reported when they attached (the bug being fixed): SNs are reused.
- *   BUGGY_ACK_TAKEN      a replica that gets a grant for an SN it already stores with a
- *                        DIFFERENT entry acks the client with that SN (the old _already_stored).
- *   AS_CODED_STALE       a replica does not re-send its outstanding order requests when the
- *                        epoch changes (what core/replica.py does today); see README.md.
- *   CHECK_FAILED_NOT_STORED  also assert that an append the client saw fail is never stored.
- *
- * Fault budget (override with -D): MAXRC root crashes, MAXLC leaf crashes, MAXREP replica
- * crashes, MAXRM replica removals (a crashed replica leaves the view, then rejoins).
+ *   BUGGY_ROOT_RECOVERY  the leaf tells a restarted root only the tails its replicas reported
+ *                        when they attached, not the ends of the grants it relayed since.
+ *   BUGGY_ACK_TAKEN      a grant for an SN that holds another entry is acked with that SN.
+ *   AS_CODED_HELLO       a replica's hello lists only the tokens in its volatile _recent: not
+ *                        the grants it holds early (before the client's prepare), and none
+ *                        at all after its own restart; see README.md.
+ *   AS_CODED_FILL        the fill goes to the members of the view at fill time even if one
+ *                        of them joined after the seal went out (and was never sealed).
+ *   AS_CODED_ATTACH      a replica attaching to a running leaf gets only the grants relayed
+ *                        after the leaf read its hello.
+ * Checks: NO_P0 leaves P0 out (to see what a bug does to the client-visible properties);
+ *   CHECK_QUIESCENT: once nothing can move, every append completed or failed and no readable
+ *   replica has a hole (needs enough MAXFILL and the client's re-sends);
+ *   CHECK_FAILED_NOT_STORED: an append the client saw fail is stored nowhere (fails: README).
+ * Bounds: MAXRC root crashes, MAXLC leaf crashes, MAXREP replica crashes (CRASHABLE: which
+ *   replicas, bit mask), MAXRM removals of a dead replica from the view (SLOW_RESTART: a dead
+ *   replica restarts only once removed), MAXFILL seal attempts, NSN SNs the root hands out;
+ *   NO_RESEND: the client does not re-send on its timer (only on reopening a broken stream).
  */
 
-#define NR    2            /* replicas of the shard (the RESP/PEER macros assume 2) */
-#define NT    2            /* appends of the client: tokens 1..NT, payload = token */
+#define NR    2            /* replicas of the shard (RESP/PEER and a few guards assume 2) */
+#define NT    2            /* appends of one client: tokens 1..NT, payload = token */
 #ifndef NSN
-#define NSN   4            /* SNs 0..NSN-1; the root orders nothing beyond (bound) */
+#define NSN   4            /* SNs 0..NSN-1: the root hands out nothing beyond (bound) */
 #endif
-#define FILLV 3            /* payload of a fill marker (no token has it) */
+#define FILLV 3            /* payload of a fill marker: no token has it */
 
 #ifndef MAXRC
 #define MAXRC 1
@@ -46,11 +70,16 @@
 #ifndef MAXRM
 #define MAXRM 1
 #endif
-#ifndef MAXRESEND
-#define MAXRESEND 2        /* client re-sends (same token) */
+#ifndef CRASHABLE
+#define CRASHABLE 3        /* which replicas may crash: bit 0 R0, bit 1 R1 */
+#endif
+#ifdef SLOW_RESTART
+#define RESTART_OK(x) (!member[x])   /* down longer than the failure timeout: removed first */
+#else
+#define RESTART_OK(x) true
 #endif
 #ifndef MAXFILL
-#define MAXFILL 2          /* hole-fill attempts */
+#define MAXFILL 1
 #endif
 
 #define IDLE    0
@@ -58,14 +87,14 @@
 #define DONE    2
 #define FAILED  3
 
-#define CAP_C2R 3
+#define CAP_C2R 4
 #define CAP_R2L 4
 #define CAP_L2R 4
 
 mtype = { ORDER, HELLO, GRANT, REJ_UNAV, REJ_STALE, FWD, REPORT };
 
-/* ---- the view (core/view.py). Everyone sees a new view at once: the controller's change
-   and every live replica's reaction to it (_view_changed) are one step. */
+/* ---- the view (core/view.py): the controller's change and every live replica's reaction to
+   it (ReplicaProtocol.view_changed) are one step; the leaf and the client see it at once ---- */
 byte epoch;
 bool member[NR];
 bool readable[NR];
@@ -74,46 +103,50 @@ bool readable[NR];
 /* ShardView.responsible(color 0): the first readable member, else the first member */
 #define RESP(x) ((readable[x] && ((x) == 0 || !readable[0])) || \
                  (!readable[0] && !readable[1] && member[x] && ((x) == 0 || !member[0])))
+/* ReplicaProtocol.readable: readable in the view, and the view knows this incarnation */
+#define SELFREAD(x) (readable[x] && !rep[x].restarted)
+/* a peer that answers reads (repair, gap copy, catch-up source): alive and SELFREAD */
+#define SERVES(x) (rep[x].up && SELFREAD(x))
 
 /* ---- replicas --------------------------------------------------------------------------- */
 typedef Rep {
-  byte store[NSN];      /* durable (PM): 0 nothing, 1..NT that append, FILLV fill marker */
-  bool sealed[NSN];     /* durable: a grant for a sealed SN is refused */
-  byte prefix;          /* derived from store: every SN below is stored (what readers see) */
-  byte high;            /* derived from store: one past the highest stored SN (its "tail") */
+  byte store[NSN];      /* durable (PM): 0 nothing, 1..NT that append, FILLV a fill marker */
+  byte prefix;          /* derived: every SN below is stored (what contiguous readers see) */
+  byte high;            /* derived: one past the highest stored SN (the tail it reports) */
+  bool sealed[NSN];     /* _sealed (volatile, as coded) */
   bool up;
   bool restarted;       /* a new incarnation the view does not know yet */
-  bool attached;        /* its leaf stream is up (hello sent) */
-  bool prep[NT+1];      /* prepared, not committed: _ungranted (volatile) */
-  bool ordering[NT+1];  /* order request sent, not answered: _ordering (volatile) */
-  byte early[NT+1];     /* sn+1 of a grant that outran the prepare: _early (volatile) */
-  byte recent[NT+1];    /* sn+1 it committed the token at: _recent (volatile) */
-  byte caughtUp;        /* caught_up_epoch + 1, 0 = none */
-  byte ctarget;         /* catch-up in progress: copy SNs cpos .. ctarget-2 from csrc */
-  byte cpos;
-  byte csrc;
+  bool attached;        /* its leaf stream is up */
+  bool prep[NT+1];      /* _ungranted */
+  byte pfirst;          /* of the ungranted tokens, the one prepared first (prepare order) */
+  byte ord[NT+1];       /* 0, 1 queued to order (_to_order), 2 in the batch in flight */
+  bool held;            /* _held: the color waits for the sweep to order it again */
+  byte early[NT+1];     /* sn+1 of a grant that outran the prepare (_early) */
+  byte recent[NT+1];    /* sn+1 it committed the token at (_recent) */
+  byte caughtUp;        /* caught_up_epoch + 1 (0: none) */
 }
 Rep rep[NR];
 
-/* ---- client ------------------------------------------------------------------------------ */
+/* ---- client (pipelined: it submits the next append before the previous one completed) --- */
 typedef AckRow { byte by[NR] }   /* sn+1 each replica acked the token with */
 AckRow acked[NT+1];
 byte cstat[NT+1];
-byte lastSn[NT+1];               /* sn+1 of the last ack (the client resolves with it) */
-byte doneSn[NT+1];               /* sn+1 the append completed with */
+byte lastSn[NT+1];               /* sn+1 of the latest ack: the client resolves with it */
+byte doneSn[NT+1];
 byte nextTok = 1;
-byte resends;
+bool cbroken[NR];                /* its append stream to that replica broke */
 
 /* ---- leaf sequencer ---------------------------------------------------------------------- */
 bool lready = true;
-bool reported[NR];               /* _reported */
-bool lfan[NR];                   /* replicas on the shard's fanout (hello received) */
-byte tailL;                      /* tails learned from hellos (node.counters for this color) */
-byte relEnd;                     /* highest end of a grant relayed from the root */
+bool reported[NR];
+bool lfan[NR];                   /* replicas attached: every grant goes to all of them */
+byte tailL;                      /* counters of the color: tails learned from hellos */
+byte relEnd;                     /* OrderingNode.relayed: end of the grants relayed from above */
 byte lrecent[NT+1];              /* _recent_grants: sn+1 */
-bool linfl[NT+1];                /* _in_flight */
-bool rootLink = true;            /* its stream to the root is up */
-bool rootKnows = true;           /* it reported its tails on that stream */
+bool linfl[NT+1];                /* _in_flight: the token went up and is not answered */
+byte lask[NT+1];                 /* the replicas that asked for it (bit x: replica x, alive) */
+bool rootLink = true;
+bool rootKnows = true;           /* the root got this leaf's tails on the current link */
 byte lcrashes;
 
 /* ---- root sequencer ---------------------------------------------------------------------- */
@@ -121,27 +154,25 @@ bool rready = true;
 byte rctr;
 byte rcrashes;
 
-/* ---- controller -------------------------------------------------------------------------- */
+/* ---- controller and the launcher -------------------------------------------------------- */
 byte repcrashes;
 byte removals;
 
-/* ---- hole fill (run by the responsible replica) ------------------------------------------ */
+/* ---- one seal + fill at a time (the adapter's _seal and _fill go through members in turn) */
 byte fstate;                     /* 0 idle, 1 sealing, 2 filling */
-byte fby, fg, fval, fepoch, fills;
-bool fin[NR];                    /* the members it sealed */
-bool sealAsk[NR], sealGot[NR];
-byte sealVal[NR];
-bool fillAsk[NR];
+byte fby, fg, fval, fnext, fills;
+bool fmem[NR];                   /* the members this phase goes to */
 
-/* ---- streams: FIFO, emptied when either end crashes -------------------------------------- */
-chan c2r[NR] = [CAP_C2R] of { byte };                    /* client -> replica: prepare(token) */
-chan r2l[NR] = [CAP_R2L] of { mtype, byte, byte, byte }; /* HELLO(high, rec1, rec2) / ORDER(t, epoch) */
-chan l2r[NR] = [CAP_L2R] of { mtype, byte, byte };       /* GRANT(t, sn) / REJ_UNAV(t) / REJ_STALE(t) */
-chan l2root  = [3] of { mtype, byte };                   /* FWD(t) / REPORT(tail) */
+/* ---- streams: FIFO, emptied when either end dies ------------------------------------------ */
+chan c2r[NR] = [CAP_C2R] of { byte };                    /* prepare(token) */
+chan r2l[NR] = [CAP_R2L] of { mtype, byte, byte, byte }; /* HELLO(high, rec1, rec2),
+                                                            ORDER(t1, epoch, t2): one batch */
+chan l2r[NR] = [CAP_L2R] of { mtype, byte, byte };       /* GRANT(t, sn), REJ_UNAV(t), REJ_STALE(t) */
+chan l2root  = [3] of { mtype, byte };                   /* FWD(t), REPORT(tail) */
 chan root2l  = [3] of { mtype, byte, byte };             /* GRANT(t, sn) */
 
-/* scratch, used only inside one atomic step: not part of the state */
-hidden byte tk, sn, vl, hx, ax, bx, rx, ix, jx, wx, wy, ux, uy;
+/* scratch, used only inside one atomic step: not part of the state vector */
+hidden byte tk, sn, vl, hx, ax, bx, ix, jx, wx, wy, ux, uy, zx;
 hidden mtype mx;
 
 /* ================= helpers ================================================================= */
@@ -157,34 +188,27 @@ inline drainRoot() {
 }
 
 inline ackClient(tt, ii, ss) {
+  /* P1 at the replica: it acks a token only with an SN where it stores that token */
+  assert(rep[ii].store[ss] == tt);
   if
-  :: cstat[tt] == PENDING -> acked[tt].by[ii] = ss + 1; lastSn[tt] = ss + 1;
-     printf("MSC: R%d acks append %d with SN %d\n", ii, tt, ss)
+  :: cstat[tt] == PENDING ->
+     acked[tt].by[ii] = ss + 1; lastSn[tt] = ss + 1;
+     printf("MSC: R%d acks %d with SN %d\n", ii, tt, ss)
   :: else -> skip
   fi
 }
 
-inline failClient(tt) {
-  if
-  :: cstat[tt] == PENDING -> cstat[tt] = FAILED; printf("MSC: append %d fails\n", tt)
-  :: else -> skip
-  fi
-}
-
-/* Store vv at SN ss on replica ii, checking the safety properties that a store can break. */
+/* Store vv at SN ss on replica ii (commit, catch-up copy, gap copy, fill, repair). */
 inline write(ii, ss, vv) {
-  /* P4: stored entries are never replaced (so every replica's visible tail only grows) */
-  assert(rep[ii].store[ss] == 0);
-  /* P2: no SN holds two different payloads (entry vs entry, entry vs fill) on two replicas */
+  assert(rep[ii].store[ss] == 0);                               /* P4 */
   for (wx : 0 .. NR-1) {
-    assert(rep[wx].store[ss] == 0 || rep[wx].store[ss] == vv)
+    assert(rep[wx].store[ss] == 0 || rep[wx].store[ss] == vv)   /* P2 */
   }
-  /* P2b: one entry never gets two SNs */
   if
   :: vv != FILLV ->
      for (wx : 0 .. NR-1) {
        for (wy : 0 .. NSN-1) {
-         assert(wy == ss || rep[wx].store[wy] != vv)
+         assert(wy == ss || rep[wx].store[wy] != vv)            /* P2b */
        }
      }
   :: else -> skip
@@ -201,63 +225,113 @@ inline write(ii, ss, vv) {
   od
 }
 
-/* ReplicaServer._order: one order request to the leaf (kept ungranted if the link is down) */
-inline orderTok(ii, tt) {
-  if
-  :: rep[ii].attached && !rep[ii].ordering[tt] && nfull(r2l[ii]) ->
-     rep[ii].ordering[tt] = 1;
-     r2l[ii]!ORDER, tt, epoch, 0;
-     printf("MSC: R%d orders %d (epoch %d)\n", ii, tt, epoch)
-  :: !rep[ii].attached || rep[ii].ordering[tt] || full(r2l[ii]) -> skip
-  fi
+/* _order: queue an order request (flushOrders sends it) */
+inline order1(ii, tt) {
+  if :: rep[ii].ord[tt] == 0 -> rep[ii].ord[tt] = 1 :: else -> skip fi
+}
+/* the tokens of replica ii in prepare order: first FIRST(ii), then SECOND(ii) */
+#define FIRST(ii)  (rep[ii].pfirst == 2 -> 2 : 1)
+#define SECOND(ii) (rep[ii].pfirst == 2 -> 1 : 2)
+inline orderAll(ii) {
+  if :: rep[ii].prep[1] -> order1(ii, 1) :: else -> skip fi;
+  if :: rep[ii].prep[2] -> order1(ii, 2) :: else -> skip fi
+}
+/* a token leaves _ungranted */
+inline unprep(ii, tt) {
+  rep[ii].prep[tt] = 0;
+  if :: rep[ii].pfirst == tt -> rep[ii].pfirst = (rep[ii].prep[3 - tt] -> 3 - tt : 0) :: else -> skip fi
 }
 
-/* the entry is committed here: remember the token, ack the client if its prepare is here */
+/* flush_orders: one batch of the color in flight at most, none while the color is held */
+inline flushOrders(ii) {
+  if
+  :: !rep[ii].attached ->
+     for (uy : 1 .. NT) { if :: rep[ii].ord[uy] == 1 -> rep[ii].ord[uy] = 0 :: else -> skip fi }
+  :: rep[ii].attached && !rep[ii].held && rep[ii].ord[1] != 2 && rep[ii].ord[2] != 2 ->
+     for (uy : 1 .. NT) {
+       if :: rep[ii].ord[uy] == 1 && !rep[ii].prep[uy] -> rep[ii].ord[uy] = 0 :: else -> skip fi
+     }
+     /* one message, rows in prepare order */
+     ax = 0; bx = 0;
+     if :: rep[ii].ord[FIRST(ii)] == 1 -> ax = FIRST(ii); rep[ii].ord[ax] = 2 :: else -> skip fi;
+     if :: rep[ii].ord[SECOND(ii)] == 1 -> bx = SECOND(ii); rep[ii].ord[bx] = 2 :: else -> skip fi;
+     if :: ax == 0 -> ax = bx; bx = 0 :: else -> skip fi;
+     if
+     :: ax != 0 ->
+        r2l[ii]!ORDER, ax, epoch, bx;
+        printf("MSC: R%d orders %d %d (epoch %d)\n", ii, ax, bx, epoch)
+     :: else -> skip
+     fi
+  :: else -> skip
+  fi
+}
+#define FLUSH_ROOM(ii) (nfull(r2l[ii]))
+
+/* _committed: remember the token, ack the client whose prepare is here */
 inline committed(ii, tt, ss) {
   rep[ii].recent[tt] = ss + 1;
   rep[ii].early[tt] = 0;
-  rep[ii].ordering[tt] = 0;
+  rep[ii].ord[tt] = 0;
   if
-  :: rep[ii].prep[tt] -> rep[ii].prep[tt] = 0; ackClient(tt, ii, ss)
+  :: rep[ii].prep[tt] -> unprep(ii, tt); ackClient(tt, ii, ss)
   :: else -> skip
   fi
 }
 
-/* a grant this replica must not store: the append fails to the client, never acked */
-inline refuse(ii, tt) {
-  printf("MSC: R%d refuses %d\n", ii, tt);
-  rep[ii].early[tt] = 0;
-  rep[ii].ordering[tt] = 0;
+/* _fail with FILLED: the append fails to the client, never acked */
+inline failTok(ii, tt) {
+  rep[ii].ord[tt] = 0;
   if
-  :: rep[ii].prep[tt] -> rep[ii].prep[tt] = 0; failClient(tt)
+  :: rep[ii].prep[tt] ->
+     unprep(ii, tt);
+     printf("MSC: R%d refuses %d\n", ii, tt);
+     if :: cstat[tt] == PENDING -> cstat[tt] = FAILED; printf("MSC: append %d fails\n", tt) :: else -> skip fi
   :: else -> skip
   fi
 }
 
-/* _apply_grants / _already_stored for one grant (t, sn) */
+/* grants -> _settled, then commit_many (UnknownToken: kept early) */
 inline applyGrant(ii, tt, ss) {
   if
-  :: rep[ii].recent[tt] != 0 -> rep[ii].early[tt] = 0        /* committed here already */
-  :: rep[ii].recent[tt] == 0 && rep[ii].store[ss] == tt ->   /* copied here (catch-up, fill) */
-     committed(ii, tt, ss)
-  :: rep[ii].recent[tt] == 0 && rep[ii].store[ss] != 0 && rep[ii].store[ss] != tt ->
+  :: rep[ii].recent[tt] != 0 -> rep[ii].early[tt] = 0
+  :: rep[ii].recent[tt] == 0 && rep[ii].sealed[ss] -> rep[ii].early[tt] = 0; failTok(ii, tt)
+  :: rep[ii].recent[tt] == 0 && !rep[ii].sealed[ss] && rep[ii].store[ss] != 0 ->
+     if
+     :: !rep[ii].prep[tt] -> rep[ii].early[tt] = 0     /* ordered again when it comes */
+     :: rep[ii].prep[tt] && rep[ii].store[ss] == tt -> committed(ii, tt, ss)
+     :: rep[ii].prep[tt] && rep[ii].store[ss] != tt ->
 #ifdef BUGGY_ACK_TAKEN
-     committed(ii, tt, ss)                                   /* acks with an SN it does not hold */
+        committed(ii, tt, ss)
 #else
-     refuse(ii, tt)
+        failTok(ii, tt)
 #endif
-  :: rep[ii].recent[tt] == 0 && rep[ii].store[ss] == 0 && rep[ii].sealed[ss] ->
-     refuse(ii, tt)
-  :: rep[ii].recent[tt] == 0 && rep[ii].store[ss] == 0 && !rep[ii].sealed[ss] && !rep[ii].prep[tt] ->
-     rep[ii].early[tt] = ss + 1;                             /* outran the prepare */
-     printf("MSC: R%d keeps early grant %d@%d\n", ii, tt, ss)
-  :: rep[ii].recent[tt] == 0 && rep[ii].store[ss] == 0 && !rep[ii].sealed[ss] && rep[ii].prep[tt] ->
-     write(ii, ss, tt);
-     committed(ii, tt, ss)
+     fi
+  :: rep[ii].recent[tt] == 0 && !rep[ii].sealed[ss] && rep[ii].store[ss] == 0 ->
+     if
+     :: !rep[ii].prep[tt] ->
+        rep[ii].early[tt] = ss + 1;
+        printf("MSC: R%d keeps early grant %d@%d\n", ii, tt, ss)
+     :: rep[ii].prep[tt] -> write(ii, ss, tt); committed(ii, tt, ss)
+     fi
   fi
 }
 
-/* the leaf writes one message to every replica on the shard's fanout */
+/* _order_again: a transient refusal; the entry stays prepared, the color is held */
+inline orderAgain(ii, tt) {
+  rep[ii].ord[tt] = 0;
+  if
+  :: rep[ii].prep[tt] ->
+     for (uy : 1 .. NT) { if :: rep[ii].ord[uy] == 1 -> rep[ii].ord[uy] = 0 :: else -> skip fi };
+     rep[ii].held = 1
+  :: else -> skip
+  fi
+}
+
+/* store_copy: an entry copied from a peer is stored where nothing is */
+inline storeCopy(ii, ss, vv) {
+  if :: vv != 0 && rep[ii].store[ss] == 0 -> write(ii, ss, vv) :: else -> skip fi
+}
+
 inline bcast(mm, tt, ss) {
   for (jx : 0 .. NR-1) {
     if
@@ -267,7 +341,18 @@ inline bcast(mm, tt, ss) {
   }
 }
 
-/* what the leaf tells its parent about this color (the fix is the max with relEnd) */
+/* a refusal goes only to the replicas that asked (and are still attached) */
+inline rejectAskers(tt) {
+  for (jx : 0 .. NR-1) {
+    if
+    :: lfan[jx] && (lask[tt] & (1 << jx)) -> l2r[jx]!REJ_UNAV, tt, 0
+    :: !(lfan[jx] && (lask[tt] & (1 << jx))) -> skip
+    fi
+  }
+  lask[tt] = 0; linfl[tt] = 0
+}
+
+/* what the leaf tells its parent: OrderingNode.tails() */
 inline leafReport() {
   if
   :: lready && rootLink && !rootKnows ->
@@ -277,336 +362,354 @@ inline leafReport() {
      vl = (tailL > relEnd -> tailL : relEnd);
 #endif
      l2root!REPORT, vl;
-     printf("MSC: L reports tail %d to the root\n", vl);
-     rootKnows = 1
+     rootKnows = 1;
+     printf("MSC: L reports tail %d\n", vl)
   :: else -> skip
   fi
 }
 
-/* _view_changed on every live replica, in the step that changed the view: the responsible
-   replica orders what is still ungranted */
+/* ReplicaProtocol.view_changed on every live replica: the responsible one orders what is
+   ungranted; the controller's step that changed the view runs it */
 inline viewChanged() {
   printf("MSC: view %d: members %d%d readable %d%d\n", epoch, member[0], member[1], readable[0], readable[1]);
-  for (ux : 0 .. NR-1) {
+  for (zx : 0 .. NR-1) {
     if
-    :: rep[ux].up ->
-#ifndef AS_CODED_STALE
-       /* its order requests in flight carry the old epoch and will be refused: send them
-          again with the new one, in prepare order, so that none overtakes an older one */
-       for (uy : 1 .. NT) { rep[ux].ordering[uy] = 0 }
-#endif
-       if
-       :: RESP(ux) ->
-          for (uy : 1 .. NT) {
-            if :: rep[ux].prep[uy] && rep[ux].early[uy] == 0 -> orderTok(ux, uy) :: else -> skip fi
-          }
-       :: else -> skip
-       fi
+    :: rep[zx].up && RESP(zx) -> orderAll(zx); flushOrders(zx)
     :: else -> skip
     fi
   }
 }
+#define VIEW_ROOM (FLUSH_ROOM(0) && FLUSH_ROOM(1))
 
 inline abortFill() {
-  fstate = 0;
-  for (jx : 0 .. NR-1) { fin[jx] = 0; sealAsk[jx] = 0; sealGot[jx] = 0; sealVal[jx] = 0; fillAsk[jx] = 0 }
-  fby = 0; fg = 0; fval = 0; fepoch = 0
+  fstate = 0; fby = 0; fg = 0; fval = 0; fnext = 0;
+  for (jx : 0 .. NR-1) { fmem[jx] = 0 }
 }
 
 /* a replica process dies: volatile state and its streams are gone, its store (PM) stays */
 inline crashReplica(x) {
   rep[x].up = 0;
   rep[x].attached = 0;
+  rep[x].held = 0;
   rep[x].caughtUp = 0;
-  rep[x].ctarget = 0; rep[x].cpos = 0; rep[x].csrc = 0;
   for (ix : 1 .. NT) {
-    rep[x].prep[ix] = 0; rep[x].ordering[ix] = 0; rep[x].early[ix] = 0; rep[x].recent[ix] = 0
+    rep[x].prep[ix] = 0; rep[x].pfirst = 0; rep[x].ord[ix] = 0; rep[x].early[ix] = 0; rep[x].recent[ix] = 0;
+    lask[ix] = lask[ix] & ~(1 << x)
   }
+  for (ix : 0 .. NSN-1) { rep[x].sealed[ix] = 0 }
   drainC2R(x); drainR2L(x); drainL2R(x);
   lfan[x] = 0;
+  cbroken[x] = 1;
+  if :: fstate != 0 && fby == x -> abortFill() :: else -> skip fi
+}
+
+/* the client writes append tt to member k if k has not acked it. A stream reopened after a
+   break first carries every pending append k has not acked, in submission order
+   (resend_unacked); tt is among them (the copy sent right after changes nothing: left out).
+   A write to a dead replica is lost and its stream stays broken. */
+inline clientSend(k, tt) {
   if
-  :: fstate != 0 && fby == x -> abortFill()
-  :: fstate != 0 && fby != x -> sealAsk[x] = 0; fillAsk[x] = 0   /* lost in its dead stream */
+  :: cstat[tt] != PENDING -> skip
+  :: cstat[tt] == PENDING && member[k] && rep[k].up && cbroken[k] ->
+     cbroken[k] = 0;
+     for (ux : 1 .. NT) {
+       if :: cstat[ux] == PENDING && acked[ux].by[k] == 0 -> c2r[k]!ux :: else -> skip fi
+     }
+  :: cstat[tt] == PENDING && member[k] && rep[k].up && !cbroken[k] && acked[tt].by[k] == 0 -> c2r[k]!tt
   :: else -> skip
+  fi
+}
+#define C_ROOM(k) (len(c2r[k]) + 2 * NT <= CAP_C2R + NT)
+
+#define CAN_DONE(tt) (cstat[tt] == PENDING && lastSn[tt] != 0 && \
+                      (!readable[0] || acked[tt].by[0] != 0) && (!readable[1] || acked[tt].by[1] != 0))
+
+/* repaired(): the peer's entry at the grant's SN goes in under the grant's token */
+inline repair(ii) {
+  sn = rep[ii].early[tk] - 1;
+  vl = rep[PEER(ii)].store[sn];
+  rep[ii].early[tk] = 0;
+  printf("MSC: R%d repairs %d@%d from R%d (%d)\n", ii, tk, sn, PEER(ii), vl);
+  if
+  :: rep[ii].sealed[sn] -> skip
+  :: !rep[ii].sealed[sn] && rep[ii].store[sn] == 0 -> write(ii, sn, vl); rep[ii].recent[tk] = sn + 1
+  :: !rep[ii].sealed[sn] && rep[ii].store[sn] != 0 && rep[ii].store[sn] == vl -> rep[ii].recent[tk] = sn + 1
+  :: !rep[ii].sealed[sn] && rep[ii].store[sn] != 0 && rep[ii].store[sn] != vl -> skip
   fi
 }
 
 /* ================= processes =============================================================== */
 
+inline complete() {
+       cstat[tk] = DONE;
+       doneSn[tk] = lastSn[tk];
+       sn = lastSn[tk] - 1;
+       printf("MSC: C append %d done at SN %d\n", tk, sn);
+       for (ix : 0 .. NR-1) {
+         assert(!readable[ix] || rep[ix].store[sn] == tk)                  /* P1 */
+       }
+       assert(cstat[1] != DONE || cstat[2] != DONE || doneSn[1] < doneSn[2])   /* P3 */
+}
+
+
 proctype Client() {
 end:
   do
-  /* submit the next append (pipelined: it does not wait for the previous one) */
-  :: atomic { nextTok <= NT && len(c2r[0]) < CAP_C2R && len(c2r[1]) < CAP_C2R ->
+  :: d_step { nextTok <= NT && len(c2r[0]) + NT + 1 <= CAP_C2R && len(c2r[1]) + NT + 1 <= CAP_C2R ->
        tk = nextTok;
-       for (ix : 0 .. NR-1) {
-         if :: member[ix] && rep[ix].up -> c2r[ix]!tk :: else -> skip fi
-       }
        cstat[tk] = PENDING;
+       nextTok++;
        printf("MSC: C submits %d\n", tk);
-       nextTok++
+       clientSend(0, tk);
+       clientSend(1, tk); skip
      }
-  /* re-send (same tokens, submission order) to a member that has not acked them:
-     retry tick, retriable error, or a view change (_resend) */
-  :: atomic { resends < MAXRESEND && member[0] && rep[0].up && len(c2r[0]) + NT <= CAP_C2R &&
+  /* a resend (_resend_due, view_changed): to a member that has not acked a pending append;
+     a copy still on its way makes another one pointless, so only when that stream is idle */
+#ifndef NO_RESEND
+  :: d_step { member[0] && rep[0].up && empty(c2r[0]) &&
               ((cstat[1] == PENDING && acked[1].by[0] == 0) || (cstat[2] == PENDING && acked[2].by[0] == 0)) ->
-       resends++;
        printf("MSC: C re-sends to R0\n");
-       for (tk : 1 .. NT) {
-         if :: cstat[tk] == PENDING && acked[tk].by[0] == 0 -> c2r[0]!tk :: else -> skip fi
-       }
-     }
-  :: atomic { resends < MAXRESEND && member[1] && rep[1].up && len(c2r[1]) + NT <= CAP_C2R &&
+       clientSend(0, 1); clientSend(0, 2); skip }
+  :: d_step { member[1] && rep[1].up && empty(c2r[1]) &&
               ((cstat[1] == PENDING && acked[1].by[1] == 0) || (cstat[2] == PENDING && acked[2].by[1] == 0)) ->
-       resends++;
        printf("MSC: C re-sends to R1\n");
-       for (tk : 1 .. NT) {
-         if :: cstat[tk] == PENDING && acked[tk].by[1] == 0 -> c2r[1]!tk :: else -> skip fi
-       }
-     }
-  /* complete: every readable member acked (on_acks / view_changed) */
-  :: atomic { (cstat[1] == PENDING && lastSn[1] != 0 &&
-               (!readable[0] || acked[1].by[0] != 0) && (!readable[1] || acked[1].by[1] != 0)) ||
-              (cstat[2] == PENDING && lastSn[2] != 0 &&
-               (!readable[0] || acked[2].by[0] != 0) && (!readable[1] || acked[2].by[1] != 0)) ->
-       if
-       :: cstat[1] == PENDING && lastSn[1] != 0 &&
-          (!readable[0] || acked[1].by[0] != 0) && (!readable[1] || acked[1].by[1] != 0) -> tk = 1
-       :: cstat[2] == PENDING && lastSn[2] != 0 &&
-          (!readable[0] || acked[2].by[0] != 0) && (!readable[1] || acked[2].by[1] != 0) -> tk = 2
-       fi;
-       cstat[tk] = DONE;
-       printf("MSC: C append %d done at SN %d\n", tk, lastSn[tk] - 1);
-       doneSn[tk] = lastSn[tk];
-       sn = lastSn[tk] - 1;
-       /* P1: an acknowledged append is stored at its SN with its payload on every readable replica */
-       for (ix : 0 .. NR-1) {
-         assert(!readable[ix] || rep[ix].store[sn] == tk)
-       }
-       /* P3: one client's appends to one color keep submission order */
-       assert(cstat[1] != DONE || cstat[2] != DONE || doneSn[1] < doneSn[2])
-     }
+       clientSend(1, 1); clientSend(1, 2); skip }
+#endif
+  /* an append completes once every readable member acked it */
+  :: d_step { CAN_DONE(1) -> tk = 1; complete(); skip }
+  :: d_step { CAN_DONE(2) -> tk = 2; complete(); skip }
   od
 }
 
 proctype Replica(byte i) {
 end:
   do
-  /* a client's prepare (_prepare_ops) */
-  :: atomic { rep[i].up && nempty(c2r[i]) ->
+  /* prepare: a client's entry */
+  :: d_step { rep[i].up && nempty(c2r[i]) && FLUSH_ROOM(i) ->
        c2r[i]?tk;
        printf("MSC: R%d prepares %d\n", i, tk);
        if
-       :: rep[i].recent[tk] != 0 -> ackClient(tk, i, rep[i].recent[tk] - 1)   /* a retry: same SN */
+       :: rep[i].recent[tk] != 0 -> ackClient(tk, i, rep[i].recent[tk] - 1)
        :: rep[i].recent[tk] == 0 && rep[i].prep[tk] -> skip
        :: rep[i].recent[tk] == 0 && !rep[i].prep[tk] ->
           rep[i].prep[tk] = 1;
+          if :: rep[i].pfirst == 0 -> rep[i].pfirst = tk :: else -> skip fi;
           if
-          :: rep[i].early[tk] != 0 -> sn = rep[i].early[tk] - 1; applyGrant(i, tk, sn)
-          :: rep[i].early[tk] == 0 && RESP(i) -> orderTok(i, tk)
+          :: rep[i].early[tk] != 0 -> sn = rep[i].early[tk] - 1; rep[i].early[tk] = 0; applyGrant(i, tk, sn)
+          :: rep[i].early[tk] == 0 && RESP(i) -> order1(i, tk)
           :: else -> skip
           fi
-       fi
+       fi;
+       flushOrders(i); skip
      }
-  /* grants and errors from the leaf */
-  :: atomic { rep[i].up && nempty(l2r[i]) ->
+  /* a message from the leaf: a grant, or a refusal of this replica's request */
+  :: d_step { rep[i].up && nempty(l2r[i]) && FLUSH_ROOM(i) ->
        l2r[i]?mx, tk, sn;
        printf("MSC: R%d gets %e %d %d\n", i, mx, tk, sn);
        if
        :: mx == GRANT -> applyGrant(i, tk, sn)
-       :: mx == REJ_UNAV ->            /* _fail: aborted; the client re-sends the same token */
-          rep[i].ordering[tk] = 0; rep[i].prep[tk] = 0
-       :: mx == REJ_STALE ->           /* to the sender alone: the responsible replica orders it */
-          rep[i].ordering[tk] = 0
-       fi
+       :: mx == REJ_UNAV || mx == REJ_STALE -> orderAgain(i, tk)
+       fi;
+       flushOrders(i); skip
      }
-  /* (re)attach to the leaf: hello with tails and recent tokens, then every ungranted token */
-  :: atomic { rep[i].up && !rep[i].attached && empty(r2l[i]) ->
-#ifdef AS_CODED_EARLY
+  /* (re)attach to the leaf: hello, then leaf_attached orders everything ungranted */
+  :: d_step { rep[i].up && !rep[i].attached && empty(r2l[i]) ->
+#ifdef AS_CODED_HELLO
        r2l[i]!HELLO, rep[i].high, rep[i].recent[1], rep[i].recent[2];
 #else
-       /* the grants it knows: committed (_recent) and also early ones (_early) */
-       r2l[i]!HELLO, rep[i].high, (rep[i].recent[1] != 0 -> rep[i].recent[1] : rep[i].early[1]),
-                                  (rep[i].recent[2] != 0 -> rep[i].recent[2] : rep[i].early[2]);
+       /* every grant it knows: the token of every entry it stores (tokens persisted with the
+          entries and copied along; a restart loses _recent), else its early grant */
+       ax = rep[i].early[1]; bx = rep[i].early[2];
+       for (ix : 0 .. NSN - 1) {
+         if :: rep[i].store[ix] == 1 -> ax = ix + 1 :: rep[i].store[ix] == 2 -> bx = ix + 1 :: else -> skip fi
+       }
+       r2l[i]!HELLO, rep[i].high, ax, bx;
 #endif
        rep[i].attached = 1;
        printf("MSC: R%d attaches (high %d)\n", i, rep[i].high);
-       for (tk : 1 .. NT) {
-         if :: rep[i].prep[tk] -> orderTok(i, tk) :: else -> skip fi
-       }
+       orderAll(i);
+       flushOrders(i); skip
      }
-  /* the sweep: ungranted for long, still responsible (_sweep) */
-  :: atomic { rep[i].up && RESP(i) && rep[i].attached &&
-              ((rep[i].prep[1] && !rep[i].ordering[1] && rep[i].early[1] == 0) ||
-               (rep[i].prep[2] && !rep[i].ordering[2] && rep[i].early[2] == 0)) ->
-       for (tk : 1 .. NT) {
-         if :: rep[i].prep[tk] && rep[i].early[tk] == 0 -> orderTok(i, tk) :: else -> skip fi
-       }
+  /* tick: _release_held, once the color's batch is answered */
+  :: d_step { rep[i].up && rep[i].held && rep[i].ord[1] != 2 && rep[i].ord[2] != 2 && FLUSH_ROOM(i) ->
+       rep[i].held = 0;
+       for (ix : 1 .. NT) { if :: rep[i].ord[ix] == 1 -> rep[i].ord[ix] = 0 :: else -> skip fi }
+       if :: RESP(i) -> orderAll(i) :: else -> skip fi;
+       flushOrders(i); skip
      }
-  /* _repair: a grant whose prepare never came, copied from a readable peer that has it */
-  :: atomic { rep[i].up && readable[PEER(i)] &&
-              ((rep[i].early[1] != 0 && rep[PEER(i)].store[rep[i].early[1] - 1] != 0) ||
-               (rep[i].early[2] != 0 && rep[PEER(i)].store[rep[i].early[2] - 1] != 0)) ->
-       if
-       :: rep[i].early[1] != 0 && rep[PEER(i)].store[rep[i].early[1] - 1] != 0 -> tk = 1
-       :: rep[i].early[2] != 0 && rep[PEER(i)].store[rep[i].early[2] - 1] != 0 -> tk = 2
-       fi;
-       sn = rep[i].early[tk] - 1;
-       if
-       :: rep[PEER(i)].store[sn] == tk && rep[i].store[sn] == 0 && !rep[i].sealed[sn] ->
-          write(i, sn, tk); committed(i, tk, sn)
-       :: rep[PEER(i)].store[sn] == tk && rep[i].store[sn] == tk -> committed(i, tk, sn)
-       :: else -> refuse(i, tk)        /* the peer holds another entry or a fill there */
-       fi
+  /* tick: an ungranted entry is ordered again (responsible after 1 s, any member after 2 s) */
+  :: d_step { rep[i].up && rep[i].attached && FLUSH_ROOM(i) &&
+              ((rep[i].prep[1] && rep[i].ord[1] == 0) || (rep[i].prep[2] && rep[i].ord[2] == 0)) ->
+       orderAll(i);
+       flushOrders(i); skip
      }
-  /* hole fill, phase 1: the responsible replica sees committed SNs above a gap (for long
-     enough) and seals the gap on every member */
-  :: atomic { rep[i].up && fstate == 0 && fills < MAXFILL && RESP(i) && readable[i] &&
-              rep[i].prefix < rep[i].high ->
+  /* tick: _repair a grant whose prepare never came, from a peer that serves reads; the
+     peer's entry at that SN, whatever it is, is committed under the grant's token */
+  :: d_step { rep[i].up && SERVES(PEER(i)) && rep[i].early[1] != 0 &&
+              rep[PEER(i)].store[rep[i].early[1] - 1] != 0 -> tk = 1; repair(i); skip }
+  :: d_step { rep[i].up && SERVES(PEER(i)) && rep[i].early[2] != 0 &&
+              rep[PEER(i)].store[rep[i].early[2] - 1] != 0 -> tk = 2; repair(i); skip }
+  /* tick: a gap below committed SNs: copy what a readable peer has there (_copy_gap) */
+  :: d_step { rep[i].up && SELFREAD(i) && rep[i].prefix < rep[i].high && SERVES(PEER(i)) &&
+              rep[PEER(i)].store[rep[i].prefix] != 0 ->
+       printf("MSC: R%d copies its gap from R%d\n", i, PEER(i));
+       for (ix : rep[i].prefix .. rep[i].high - 1) { storeCopy(i, ix, rep[PEER(i)].store[ix]) }; skip
+     }
+  /* tick: the gap stayed: the responsible replica seals it at every member (phase 1) */
+  :: d_step { rep[i].up && SELFREAD(i) && RESP(i) && rep[i].prefix < rep[i].high &&
+              fstate == 0 && fills < MAXFILL ->
        fills++;
-       fstate = 1; fby = i; fg = rep[i].prefix; fepoch = epoch;
-       printf("MSC: R%d seals SN %d\n", i, fg);
-       for (ix : 0 .. NR-1) { fin[ix] = member[ix]; sealAsk[ix] = member[ix] && rep[ix].up; sealGot[ix] = 0 }
+       fstate = 1; fby = i; fg = rep[i].prefix; fval = 0; fnext = 0;
+       for (ix : 0 .. NR-1) { fmem[ix] = member[ix] }
+       printf("MSC: R%d seals SN %d\n", i, fg); skip
      }
-  /* SEAL at this member: refuse grants for the SN from now on, answer what it has there */
-  :: atomic { rep[i].up && sealAsk[i] ->
-       sealAsk[i] = 0;
-       rep[i].sealed[fg] = 1;
-       sealVal[i] = rep[i].store[fg];
-       sealGot[i] = 1;
-       printf("MSC: R%d sealed SN %d, has %d\n", i, fg, sealVal[i])
+  /* the seal reaches the next member: it refuses grants there from now on, drops its early
+     grants there, answers what it stores there; one that does not answer fails the seal */
+  :: d_step { rep[i].up && fstate == 1 && fby == i && fnext < NR ->
+       if
+       :: !fmem[fnext] -> fnext++
+       :: fmem[fnext] && !rep[fnext].up -> printf("MSC: seal fails\n"); abortFill()
+       :: fmem[fnext] && rep[fnext].up ->
+          rep[fnext].sealed[fg] = 1;
+          for (ix : 1 .. NT) {
+            if :: rep[fnext].early[ix] == fg + 1 -> rep[fnext].early[ix] = 0 :: else -> skip fi
+          }
+          vl = rep[fnext].store[fg];
+          printf("MSC: R%d sealed SN %d, has %d\n", fnext, fg, vl);
+          if
+          :: vl != 0 -> assert(fval == 0 || fval == vl); fval = vl      /* P2 */
+          :: else -> skip
+          fi;
+          fnext++
+       fi; skip
      }
-  /* phase 2: every sealed member answered: FILL with the entry one of them had, else a marker */
-  :: atomic { rep[i].up && fstate == 1 && fby == i &&
-              (!fin[0] || sealGot[0]) && (!fin[1] || sealGot[1]) ->
-       fval = FILLV;
-       for (ix : 0 .. NR-1) {
-         if
-         :: fin[ix] && sealVal[ix] != 0 ->
-            assert(fval == FILLV || fval == sealVal[ix]);   /* P2 */
-            fval = sealVal[ix]
-         :: else -> skip
-         fi
+  /* sealed: every member answered; the fill goes to every member of the view now (phase 2) */
+  :: d_step { rep[i].up && fstate == 1 && fby == i && fnext == NR ->
+       if
+#ifndef AS_CODED_FILL
+       /* a replica that became a member after the seal went out was not sealed: it may hold
+          a late grant in the range. Seal again (later) rather than fill over it */
+       :: (member[0] && !fmem[0]) || (member[1] && !fmem[1]) ->
+          printf("MSC: seal outdated\n"); abortFill()
+       :: !((member[0] && !fmem[0]) || (member[1] && !fmem[1])) ->
+#else
+       :: true ->
+#endif
+          if :: fval == 0 -> fval = FILLV :: else -> skip fi;
+          fstate = 2; fnext = 0;
+          for (ix : 0 .. NR-1) { fmem[ix] = member[ix] }
+          printf("MSC: fill SN %d with %d\n", fg, fval)
+       fi; skip
+     }
+  /* apply_fill at the next member (a dead one misses it): store it where nothing is, unseal */
+  :: d_step { rep[i].up && fstate == 2 && fby == i ->
+       if
+       :: fnext < NR && fmem[fnext] && rep[fnext].up ->
+          storeCopy(fnext, fg, fval);
+          rep[fnext].sealed[fg] = 0;
+          fnext++
+       :: fnext < NR && !(fmem[fnext] && rep[fnext].up) -> fnext++
+       :: fnext == NR -> abortFill()
+       fi; skip
+     }
+  /* catch-up (_maybe_catch_up, the adapter's _catch_up): a member that is not readable copies
+     what it lacks from a peer that says it is readable itself, from its own prefix up to the
+     peer's high (one range read: the log is small), then reports caught_up_epoch */
+  :: d_step { rep[i].up && member[i] && !SELFREAD(i) && rep[i].caughtUp < epoch + 1 &&
+              SERVES(PEER(i)) ->
+       printf("MSC: R%d catches up from R%d\n", i, PEER(i));
+       for (ix : rep[i].prefix .. NSN - 1) {
+         if :: ix < rep[PEER(i)].high -> storeCopy(i, ix, rep[PEER(i)].store[ix]) :: else -> skip fi
        }
-       fstate = 2;
-       printf("MSC: fill SN %d with %d\n", fg, fval);
-       for (ix : 0 .. NR-1) { fillAsk[ix] = fin[ix] }
-     }
-  /* FILL at this member: store it where nothing is committed */
-  :: atomic { rep[i].up && fillAsk[i] ->
-       fillAsk[i] = 0;
-       if
-       :: rep[i].store[fg] == 0 ->
-          write(i, fg, fval);
-          if :: fval != FILLV -> committed(i, fval, fg) :: else -> skip fi
-       :: else -> skip
-       fi
-     }
-  :: atomic { rep[i].up && fstate == 2 && fby == i && !fillAsk[0] && !fillAsk[1] -> abortFill() }
-  /* the view changed under a fill: give up (sealed stays sealed), try again later */
-  :: atomic { rep[i].up && fstate != 0 && fby == i && fepoch != epoch -> abortFill() }
-  /* catch-up (_catch_up): a member that is not readable copies what a readable peer has */
-  :: atomic { rep[i].up && member[i] && !readable[i] && rep[i].caughtUp == 0 &&
-              rep[i].ctarget == 0 && rep[i].attached && readable[PEER(i)] ->
-       rep[i].csrc = PEER(i);
-       rep[i].cpos = rep[i].prefix;
-       rep[i].ctarget = rep[PEER(i)].high + 1;
-       printf("MSC: R%d catches up to %d\n", i, rep[PEER(i)].high)
-     }
-  :: atomic { rep[i].up && rep[i].ctarget != 0 && rep[i].cpos + 1 < rep[i].ctarget ->
-       sn = rep[i].cpos;
-       vl = rep[rep[i].csrc].store[sn];
-       if
-       :: vl != 0 && rep[i].store[sn] == 0 -> write(i, sn, vl)
-       :: else -> skip
-       fi;
-       rep[i].cpos++
-     }
-  :: atomic { rep[i].up && rep[i].ctarget != 0 && rep[i].cpos + 1 >= rep[i].ctarget ->
-       if :: member[i] -> rep[i].caughtUp = epoch + 1 :: else -> skip fi;
-       rep[i].ctarget = 0; rep[i].cpos = 0; rep[i].csrc = 0;
-       printf("MSC: R%d caught up\n", i)
+       rep[i].caughtUp = epoch + 1; skip
      }
   od
+}
+
+/* _order: one row of a replica's order message */
+inline leafOrder(tt) {
+  if
+  :: lrecent[tt] != 0 -> bcast(GRANT, tt, lrecent[tt] - 1)
+  :: lrecent[tt] == 0 && linfl[tt] -> lask[tt] = lask[tt] | (1 << zx)
+  :: lrecent[tt] == 0 && !linfl[tt] && rootLink ->
+     linfl[tt] = 1; lask[tt] = 1 << zx; l2root!FWD, tt
+  :: lrecent[tt] == 0 && !linfl[tt] && !rootLink ->
+     lask[tt] = 1 << zx; rejectAskers(tt)
+  fi
+}
+
+inline leafRecv() {
+  r2l[zx]?<mx, ax, bx, hx>;
+  if
+  :: mx == HELLO ->
+     r2l[zx]?mx, ax, bx, hx;
+     if :: ax > tailL -> tailL = ax :: else -> skip fi;
+     if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
+     if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
+#ifndef AS_CODED_HELLO
+     if :: bx > tailL -> tailL = bx :: else -> skip fi;
+     if :: hx > tailL -> tailL = hx :: else -> skip fi;
+#endif
+     reported[zx] = 1; lfan[zx] = 1;
+#ifndef AS_CODED_ATTACH
+     /* a grant relayed before this stream was on the fanout never reached it: send the
+        recent grants at or above its tail again, in SN order */
+     for (vl : ax .. NSN - 1) {
+       if :: lrecent[1] == vl + 1 -> l2r[zx]!GRANT, 1, vl :: else -> skip fi;
+       if :: lrecent[2] == vl + 1 -> l2r[zx]!GRANT, 2, vl :: else -> skip fi
+     }
+#endif
+     skip
+  :: mx == ORDER && bx < epoch ->
+     r2l[zx]?mx, ax, bx, hx;
+     l2r[zx]!REJ_STALE, ax, 0;
+     if :: hx != 0 -> l2r[zx]!REJ_STALE, hx, 0 :: else -> skip fi
+  :: mx == ORDER && bx >= epoch && lready ->
+     r2l[zx]?mx, ax, bx, hx;
+     leafOrder(ax);
+     if :: hx != 0 -> leafOrder(hx) :: else -> skip fi
+  :: else -> skip                                   /* parked: the leaf is not ready */
+  fi
 }
 
 proctype Leaf() {
 end:
   do
-  /* from replica 0 / 1: hello, or an order request (parked while the leaf is not ready) */
-  :: atomic { nempty(r2l[0]) && (lready || r2l[0]?[HELLO,_,_,_]) && ROOM_L2R(1) && nfull(l2root) ->
-       r2l[0]?mx, ax, bx, hx;
-       if
-       :: mx == HELLO ->               /* _replica_hello: a = high, b/h = recent sn+1 of tokens */
-          if :: ax > tailL -> tailL = ax :: else -> skip fi;
-          if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
-          if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
-#ifndef AS_CODED_EARLY
-          if :: bx > tailL -> tailL = bx :: else -> skip fi;   /* a known grant's SN is taken */
-          if :: hx > tailL -> tailL = hx :: else -> skip fi;
-#endif
-          reported[0] = 1; lfan[0] = 1
-       :: mx == ORDER && bx < epoch -> l2r[0]!REJ_STALE, ax, 0
-       :: mx == ORDER && bx >= epoch && lrecent[ax] != 0 -> bcast(GRANT, ax, lrecent[ax] - 1)
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && linfl[ax] -> skip
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && !linfl[ax] && rootLink ->
-          linfl[ax] = 1; l2root!FWD, ax
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && !linfl[ax] && !rootLink ->
-          bcast(REJ_UNAV, ax, 0)
-       fi
-     }
-  :: atomic { nempty(r2l[1]) && (lready || r2l[1]?[HELLO,_,_,_]) && ROOM_L2R(1) && nfull(l2root) ->
-       r2l[1]?mx, ax, bx, hx;
-       if
-       :: mx == HELLO ->
-          if :: ax > tailL -> tailL = ax :: else -> skip fi;
-          if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
-          if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
-#ifndef AS_CODED_EARLY
-          if :: bx > tailL -> tailL = bx :: else -> skip fi;   /* a known grant's SN is taken */
-          if :: hx > tailL -> tailL = hx :: else -> skip fi;
-#endif
-          reported[1] = 1; lfan[1] = 1
-       :: mx == ORDER && bx < epoch -> l2r[1]!REJ_STALE, ax, 0
-       :: mx == ORDER && bx >= epoch && lrecent[ax] != 0 -> bcast(GRANT, ax, lrecent[ax] - 1)
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && linfl[ax] -> skip
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && !linfl[ax] && rootLink ->
-          linfl[ax] = 1; l2root!FWD, ax
-       :: mx == ORDER && bx >= epoch && lrecent[ax] == 0 && !linfl[ax] && !rootLink ->
-          bcast(REJ_UNAV, ax, 0)
-       fi
-     }
-  /* a grant from the root: remember it, relay it to every replica of the shard */
-  :: atomic { nempty(root2l) && ROOM_L2R(1) ->
+  /* a message from replica x: hello, or an order request (refused if its epoch is old,
+     parked while the leaf is not ready, answered from _recent_grants, or sent up) */
+  :: d_step { nempty(r2l[0]) && ROOM_L2R(2) && len(l2root) + 2 <= 3 -> zx = 0; leafRecv(); skip }
+  :: d_step { nempty(r2l[1]) && ROOM_L2R(2) && len(l2root) + 2 <= 3 -> zx = 1; leafRecv(); skip }
+  /* a grant from the root: remember it, relay it to every attached replica */
+  :: d_step { nempty(root2l) && ROOM_L2R(1) ->
        root2l?mx, tk, sn;
-       printf("MSC: L relays %d@%d\n", tk, sn);
-       linfl[tk] = 0;
+       lask[tk] = 0; linfl[tk] = 0;
        lrecent[tk] = sn + 1;
        if :: sn + 1 > relEnd -> relEnd = sn + 1 :: else -> skip fi;
-       bcast(GRANT, tk, sn)
+       printf("MSC: L relays %d@%d\n", tk, sn);
+       bcast(GRANT, tk, sn); skip
      }
-  /* ready once every member of the shard reported (_check_shard); then tell the parent */
-  :: atomic { !lready && (!member[0] || reported[0]) && (!member[1] || reported[1]) ->
+  /* _check_shard: every member reported; then the root hears about the shard */
+  :: d_step { !lready && (!member[0] || reported[0]) && (!member[1] || reported[1]) ->
        lready = 1;
        printf("MSC: L ready\n");
-       leafReport()
+       leafReport(); skip
      }
-  /* the link to the root came back (_parent_link): report again */
-  :: atomic { !rootLink -> rootLink = 1; rootKnows = 0; leafReport() }
-  /* crash + restart: everything it knew is gone, its streams broke */
-  :: atomic { lcrashes < MAXLC ->
+  /* the link to the root is back: parent_hello */
+  :: d_step { !rootLink -> rootLink = 1; rootKnows = 0; leafReport(); skip }
+  /* crash + restart: everything it knew is gone, its streams broke (leaf_lost at replicas) */
+  :: d_step { lcrashes < MAXLC ->
        lcrashes++;
        printf("MSC: L crashes\n");
        lready = 0; tailL = 0; relEnd = 0;
        for (ix : 0 .. NR-1) {
          reported[ix] = 0; lfan[ix] = 0;
          drainR2L(ix); drainL2R(ix);
-         rep[ix].attached = 0;
-         for (tk : 1 .. NT) { rep[ix].ordering[tk] = 0 }
+         rep[ix].attached = 0; rep[ix].held = 0;
+         for (tk : 1 .. NT) { rep[ix].ord[tk] = 0 }
        }
-       for (tk : 1 .. NT) { lrecent[tk] = 0; linfl[tk] = 0 }
+       for (tk : 1 .. NT) { lrecent[tk] = 0; lask[tk] = 0; linfl[tk] = 0 }
        drainRoot();
-       rootLink = 1; rootKnows = 0
+       rootLink = 1; rootKnows = 0; skip
      }
   od
 }
@@ -614,31 +717,36 @@ end:
 proctype Root() {
 end:
   do
-  /* a child's tails: continue above them; ready once its shard reported */
-  :: atomic { l2root?[REPORT,_] ->
+  :: d_step { l2root?[REPORT,_] ->
        l2root?mx, vl;
        if :: vl > rctr -> rctr = vl :: else -> skip fi;
        rready = 1;
-       printf("MSC: root learns %d, counter %d\n", vl, rctr)
+       printf("MSC: root learns %d, counter %d\n", vl, rctr); skip
      }
-  /* OrderingNode.assign (requests wait while not ready) */
-  :: atomic { rready && l2root?[FWD,_] && rctr < NSN && nfull(root2l) ->
+  /* OrderingNode.assign; requests wait while the root is not ready */
+  :: d_step { rready && l2root?[FWD,_] && rctr < NSN && nfull(root2l) ->
        l2root?mx, tk;
+       /* P0: an SN some replica stores, holds early or has a grant for on the way is never
+          handed out again */
+#ifndef NO_P0
+       for (ix : 0 .. NR-1) {
+         assert(rep[ix].store[rctr] == 0 && rep[ix].early[1] != rctr + 1 && rep[ix].early[2] != rctr + 1);
+         assert(!(l2r[ix]??[GRANT,1,eval(rctr)]) && !(l2r[ix]??[GRANT,2,eval(rctr)]))
+       }
+#endif
        root2l!GRANT, tk, rctr;
        printf("MSC: root grants %d@%d\n", tk, rctr);
-       rctr++
+       rctr++; skip
      }
-  /* crash + restart: its counter is gone; the leaf's link breaks and it fails its in-flight
-     forwards (fail_in_flight): the replicas abort those entries, the client re-sends */
-  :: atomic { rcrashes < MAXRC && ROOM_L2R(NT) ->
+  /* crash + restart: the counter is gone; the leaf's link breaks, it fails what it forwarded
+     (parent_lost -> fail_in_flight: a refusal to the replicas that asked) */
+  :: d_step { rcrashes < MAXRC && ROOM_L2R(NT) ->
        rcrashes++;
        printf("MSC: root crashes\n");
        rctr = 0; rready = 0;
        drainRoot();
        rootLink = 0; rootKnows = 0;
-       for (tk : 1 .. NT) {
-         if :: linfl[tk] -> linfl[tk] = 0; bcast(REJ_UNAV, tk, 0) :: else -> skip fi
-       }
+       for (tk : 1 .. NT) { if :: linfl[tk] -> rejectAskers(tk) :: else -> skip fi }; skip
      }
   od
 }
@@ -646,31 +754,48 @@ end:
 proctype Controller() {
 end:
   do
-  /* a replica process dies (SIGKILL) and is restarted by the launcher */
-  :: atomic { repcrashes < MAXREP && rep[0].up -> repcrashes++; crashReplica(0); printf("MSC: R0 crashes\n") }
-  :: atomic { repcrashes < MAXREP && rep[1].up -> repcrashes++; crashReplica(1); printf("MSC: R1 crashes\n") }
-  :: atomic { !rep[0].up -> rep[0].up = 1; rep[0].restarted = 1; printf("MSC: R0 restarts\n") }
-  :: atomic { !rep[1].up -> rep[1].up = 1; rep[1].restarted = 1; printf("MSC: R1 restarts\n") }
-  /* silent for failure_timeout_ms: out of the view, unless it is the last readable member */
-  :: atomic { removals < MAXRM && !rep[0].up && member[0] && (!readable[0] || readable[1]) ->
-       removals++; epoch++; member[0] = 0; readable[0] = 0; viewChanged() }
-  :: atomic { removals < MAXRM && !rep[1].up && member[1] && (!readable[1] || readable[0]) ->
-       removals++; epoch++; member[1] = 0; readable[1] = 0; viewChanged() }
-  /* answers with a new incarnation: not readable until caught up */
-  :: atomic { rep[0].up && rep[0].restarted && readable[0] && readable[1] ->
-       epoch++; readable[0] = 0; viewChanged() }
-  :: atomic { rep[1].up && rep[1].restarted && readable[1] && readable[0] ->
-       epoch++; readable[1] = 0; viewChanged() }
-  /* answers and is attached again: a member, not readable */
-  :: atomic { !member[0] && rep[0].up && rep[0].attached -> epoch++; member[0] = 1; viewChanged() }
-  :: atomic { !member[1] && rep[1].up && rep[1].attached -> epoch++; member[1] = 1; viewChanged() }
-  /* reports a catch-up at the current epoch: readable */
-  :: atomic { member[0] && !readable[0] && rep[0].up && rep[0].caughtUp == epoch + 1 ->
-       epoch++; readable[0] = 1; rep[0].restarted = 0; viewChanged() }
-  :: atomic { member[1] && !readable[1] && rep[1].up && rep[1].caughtUp == epoch + 1 ->
-       epoch++; readable[1] = 1; rep[1].restarted = 0; viewChanged() }
+  /* SIGKILL a replica; the launcher restarts it (a new incarnation) */
+  :: d_step { repcrashes < MAXREP && (CRASHABLE & 1) && rep[0].up -> repcrashes++; printf("MSC: R0 crashes\n"); crashReplica(0); skip }
+  :: d_step { repcrashes < MAXREP && (CRASHABLE & 2) && rep[1].up -> repcrashes++; printf("MSC: R1 crashes\n"); crashReplica(1); skip }
+  :: d_step { !rep[0].up && RESTART_OK(0) -> rep[0].up = 1; rep[0].restarted = 1; printf("MSC: R0 restarts\n"); skip }
+  :: d_step { !rep[1].up && RESTART_OK(1) -> rep[1].up = 1; rep[1].restarted = 1; printf("MSC: R1 restarts\n"); skip }
+  /* a new incarnation: recorded; not readable until caught up if another readable member
+     kept running */
+  :: d_step { rep[0].up && rep[0].restarted && VIEW_ROOM ->
+       rep[0].restarted = 0; epoch++;
+       if :: readable[0] && readable[1] && !rep[1].restarted -> readable[0] = 0 :: else -> skip fi;
+       viewChanged(); skip }
+  :: d_step { rep[1].up && rep[1].restarted && VIEW_ROOM ->
+       rep[1].restarted = 0; epoch++;
+       if :: readable[1] && readable[0] && !rep[0].restarted -> readable[1] = 0 :: else -> skip fi;
+       viewChanged(); skip }
+  /* silent for failure_timeout_ms: out of the view, unless the last readable member */
+  :: d_step { removals < MAXRM && !rep[0].up && member[0] && (!readable[0] || readable[1]) && VIEW_ROOM ->
+       removals++; epoch++; member[0] = 0; readable[0] = 0; viewChanged(); skip }
+  :: d_step { removals < MAXRM && !rep[1].up && member[1] && (!readable[1] || readable[0]) && VIEW_ROOM ->
+       removals++; epoch++; member[1] = 0; readable[1] = 0; viewChanged(); skip }
+  /* answers and is attached: a member, not readable */
+  :: d_step { !member[0] && rep[0].up && rep[0].attached && VIEW_ROOM -> epoch++; member[0] = 1; viewChanged(); skip }
+  :: d_step { !member[1] && rep[1].up && rep[1].attached && VIEW_ROOM -> epoch++; member[1] = 1; viewChanged(); skip }
+  /* caught up at the current epoch: readable */
+  :: d_step { member[0] && !readable[0] && rep[0].up && rep[0].caughtUp == epoch + 1 && VIEW_ROOM ->
+       epoch++; readable[0] = 1; viewChanged(); skip }
+  :: d_step { member[1] && !readable[1] && rep[1].up && rep[1].caughtUp == epoch + 1 && VIEW_ROOM ->
+       epoch++; readable[1] = 1; viewChanged(); skip }
   od
 }
+
+#ifdef CHECK_QUIESCENT
+/* Once nothing can move any more (the faults are used up and every message is handled):
+   every append completed or failed, and no readable replica is left with a hole. */
+active proctype Quiescent() {
+  timeout ->
+  assert(cstat[1] == DONE || cstat[1] == FAILED);
+  assert(cstat[2] == DONE || cstat[2] == FAILED);
+  assert(!SELFREAD(0) || rep[0].prefix == rep[0].high);
+  assert(!SELFREAD(1) || rep[1].prefix == rep[1].high)
+}
+#endif
 
 init {
   atomic {

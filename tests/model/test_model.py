@@ -1,0 +1,138 @@
+"""Model checking of ordering + replication + view change (core/model/flexlog.pml) with Spin.
+
+Every configuration is compiled into a verifier (`spin -a`, gcc) and searched exhaustively
+within its bounds, in a temporary directory. The correct protocol must show no error and a
+complete search; deliberately broken variants must be caught, which shows the model has teeth.
+FLEXLOG_MODEL_FULL=1 adds the larger configurations (minutes; see core/model/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MODEL = Path(__file__).resolve().parents[2] / "core" / "model" / "flexlog.pml"
+FULL = os.environ.get("FLEXLOG_MODEL_FULL") == "1"
+
+# Fault budgets (spin -D). The budgets are upper bounds: "root+leaf" also covers the runs where
+# only one of them, or neither, crashes.
+ROOT_AND_LEAF = ["-DMAXREP=0", "-DMAXRM=0", "-DNO_RESEND", "-DMAXFILL=2", "-DCHECK_QUIESCENT"]
+REPLICA_RESTART = ["-DMAXRC=0", "-DMAXLC=0", "-DMAXRM=0", "-DNO_RESEND"]
+REPLICA_REMOVAL = ["-DMAXRC=0", "-DMAXLC=0", "-DMAXFILL=0", "-DNO_RESEND", "-DSLOW_RESTART",
+                   "-DCRASHABLE=1"]
+ROOT_ONLY = ["-DMAXLC=0", "-DMAXREP=0", "-DMAXRM=0", "-DNO_RESEND"]
+LEAF_ONLY = ["-DMAXRC=0", "-DMAXREP=0", "-DMAXRM=0", "-DNO_RESEND"]
+
+# (defines, full): a full configuration lets the client re-send on its timer, or combines faults.
+SAFE = [
+    pytest.param(ROOT_AND_LEAF, False, id="root-and-leaf-crash"),
+    pytest.param(REPLICA_RESTART, False, id="replica-restart"),
+    pytest.param(REPLICA_REMOVAL, False, id="replica-removal-and-rejoin"),
+]
+if FULL:
+    SAFE += [
+        pytest.param(["-DMAXREP=0", "-DMAXRM=0", "-DMAXFILL=2", "-DCHECK_QUIESCENT"], True,
+                     id="full-root-and-leaf-crash"),
+        pytest.param(["-DMAXRC=0", "-DMAXLC=0", "-DMAXRM=0", "-DMAXFILL=2", "-DCHECK_QUIESCENT"],
+                     True, id="full-replica-restart"),
+        pytest.param(["-DMAXRC=0", "-DMAXLC=0", "-DMAXFILL=0", "-DSLOW_RESTART", "-DCRASHABLE=1",
+                      "-DCHECK_QUIESCENT"], True, id="full-replica-removal-and-rejoin"),
+        pytest.param(["-DMAXRC=0", "-DMAXRM=0", "-DNO_RESEND"], True,
+                     id="full-leaf-crash-and-replica-restart"),
+    ]
+
+# (defines, a fragment of the assertion that must fail)
+BUGGY = [
+    # The leaf reports only attach-time tails to a restarted root: it hands out an SN again.
+    pytest.param(["-DBUGGY_ROOT_RECOVERY", *ROOT_ONLY], "rep[ix].store[rctr]==0",
+                 id="root-recovery-reuses-sn"),
+    # The same bug seen from the client side (P0 off): an ack with an SN holding another entry.
+    pytest.param(["-DBUGGY_ROOT_RECOVERY", "-DNO_P0", "-DMAXLC=0", "-DMAXRM=0", "-DNO_RESEND"],
+                 "rep[i].store[(rep[i].recent[tk]-1)]==tk", id="root-recovery-acks-wrong-entry"),
+    # A grant for an SN holding another entry acked with that SN (with the code's attach).
+    pytest.param(["-DBUGGY_ACK_TAKEN", "-DAS_CODED_ATTACH", *REPLICA_RESTART],
+                 "rep[i].store[sn]==tk", id="ack-taken-sn"),
+    # The code's hello: an early grant is not reported to a restarted leaf; two SNs, one entry.
+    pytest.param(["-DAS_CODED_HELLO", *LEAF_ONLY], "rep[wx].store[wy]!=tk",
+                 id="as-coded-hello-orders-twice"),
+]
+
+
+@dataclass
+class Verification:
+    defines: list[str]
+    output: str
+    errors: int
+    states: int
+    violation: str
+    trace: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """The search covered every state within the bounds (no depth or memory cut-off)."""
+        return not re.search(r"Search not completed|max search depth too small|MEMLIM|"
+                             r"out of memory", self.output)
+
+    def report(self) -> str:
+        lines = [f"spin {' '.join(self.defines)}: errors {self.errors}, {self.states} states"]
+        if self.violation:
+            lines.append(self.violation)
+        lines += self.trace
+        return "\n".join(lines)
+
+
+def _tools() -> tuple[str, str]:
+    spin, gcc = shutil.which("spin"), shutil.which("gcc")
+    if spin is None or gcc is None:
+        pytest.fail("the model check needs spin and gcc: run ./dev test, which installs them "
+                    "(apt-get install spin gcc)")
+    return spin, gcc
+
+
+def verify(tmp_path: Path, defines: list[str], full: bool = False) -> Verification:
+    spin, gcc = _tools()
+    shutil.copy(MODEL, tmp_path / MODEL.name)
+
+    def run(cmd: list[str], timeout: float) -> str:
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    run([spin, *defines, "-a", MODEL.name], 60)
+    # -O0: gcc takes seconds on pan.c, the searches here are small; the full ones trade
+    # compile time for speed and keep states compressed (exactly: COLLAPSE, not hashing).
+    flags = ["-O2", "-DCOLLAPSE", "-DMEMLIM=8000"] if full else ["-O0", "-DMEMLIM=2000"]
+    run([gcc, *flags, "-w", "-DSAFETY", "-DNOBOUNDCHECK", "-o", "pan", "pan.c"], 600)
+    output = run(["./pan", "-m10000", "-w26" if full else "-w24"], 3600 if full else 300)
+    errors = int(re.search(r"errors: (\d+)", output).group(1))
+    states = int(re.search(r"(\d+) states, stored", output).group(1))
+    violation = next((line.strip() for line in output.splitlines() if "violated" in line), "")
+    trace = []
+    if errors and (tmp_path / f"{MODEL.name}.trail").exists():
+        replay = run([spin, *defines, "-t", MODEL.name], 60)
+        trace = [line.strip() for line in replay.splitlines() if "MSC:" in line]
+    return Verification(defines, output, errors, states, violation, trace)
+
+
+@pytest.mark.timeout(3600 if FULL else 300)
+@pytest.mark.parametrize(("defines", "full"), SAFE)
+def test_protocol_is_safe(tmp_path, defines, full):
+    result = verify(tmp_path, defines, full)
+    assert result.errors == 0, result.report()
+    assert result.complete, result.output
+    assert result.states > 10_000  # the search really ran
+
+
+@pytest.mark.parametrize(("defines", "assertion"), BUGGY)
+def test_model_catches_bug(tmp_path, defines, assertion):
+    result = verify(tmp_path, defines)
+    assert result.errors > 0, f"the model no longer catches {defines}:\n{result.output}"
+    assert assertion in result.violation, result.report()
+    assert result.trace, "no counterexample trace"
