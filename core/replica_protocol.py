@@ -201,7 +201,8 @@ class ReplicaProtocol:
         self._held: set[int] = set()  # colors refused by a broken link: re-ordered by the sweep
         self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
         self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
-        self._sealing: dict[int, float] = {}  # color -> when its seal went out
+        # color -> when its seal went out, and to which members
+        self._sealing: dict[int, tuple[float, tuple[int, ...]]] = {}
         self._gap_copy: dict[int, float] = {}  # color -> when a copy of its gap was asked for
         self._waiters: list[tuple[float, int, Waiter]] = []  # heap by deadline
         self._waiter_seq = itertools.count()
@@ -243,10 +244,6 @@ class ReplicaProtocol:
     @property
     def prepared_count(self) -> int:
         return len(self._prepared_at)
-
-    @property
-    def waiting_grants(self) -> int:
-        return len(self._early)
 
     @property
     def waiting_reads(self) -> int:
@@ -453,12 +450,16 @@ class ReplicaProtocol:
                 self._order(token, u.color, u.owner, u.count)
 
     def hello(self) -> pb.ReplicaToSequencer:
-        """The first message on a new leaf stream: tails and recently committed tokens, so a
-        restarted leaf neither reuses an SN stored here nor orders a committed entry again."""
+        """The first message on a new leaf stream: tails, and the tokens whose SN this replica
+        knows (committed lately, or granted before their prepare came), so a restarted leaf
+        neither reuses an SN stored here nor gives one of those entries a second SN."""
         msg = pb.ReplicaToSequencer(
             shard=self.shard, replica=self.index, epoch=self.epoch,
             tails=[pb.ColorTail(color=c, tail=v.high) for c, v in self.colors.items()])
-        for token, (color, sn, count) in list(self._recent.items())[-REPORT_TOKENS:]:
+        known = [(t, c, sn, n) for t, (c, sn, n) in list(self._recent.items())[-REPORT_TOKENS:]]
+        # Grants held before their prepare arrived: the SN is the token's, committed or not.
+        known += [(t, g.color, g.sn, g.count) for t, (g, _) in self._early.items()]
+        for token, color, sn, count in known:
             msg.recent_tokens.append(token)
             msg.recent_colors.append(color)
             msg.recent_sns.append(sn)
@@ -649,12 +650,13 @@ class ReplicaProtocol:
             if age < FILL_AFTER_S or not self._responsible(color):
                 continue
             sent = self._sealing.get(color)
-            if sent is not None and now - sent < SEAL_RETRY_S:
+            if sent is not None and now - sent[0] < SEAL_RETRY_S:
                 continue
-            self._sealing[color] = now
+            members = self.shard_view.members
+            self._sealing[color] = (now, members)
             log.warning("replica %d/%d: SNs [%d, %d) of color %d missing for %.1fs: sealing them",
                         self.shard, self.index, gap[0], gap[1], color, now - view.gap_seen[1])
-            self.io.seal(color, gap[0], gap[1], self.shard_view.members)
+            self.io.seal(color, gap[0], gap[1], members)
 
     def _in_sealed(self, color: int, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self._sealed.get(color, ()))
@@ -681,8 +683,16 @@ class ReplicaProtocol:
         return result
 
     def sealed(self, color: int, start: int, end: int, entries: list[StoredEntry]) -> None:
-        """Phase 2 at the sealer: every member answered; one fill for all of them."""
-        self._sealing.pop(color, None)
+        """Phase 2 at the sealer: every member answered; one fill for all of them.
+
+        Only if every current member was sealed: one that joined since could commit a late
+        grant in the range before the fill reached it. Then a later tick seals again."""
+        _, sealed_at = self._sealing.pop(color, (0.0, ()))
+        members = self.shard_view.members
+        if not set(members) <= set(sealed_at):
+            log.info("replica %d/%d: members %s changed since the seal of color %d; sealing again",
+                     self.shard, self.index, members, color)
+            return
         op = pb.QueryOp(kind=pb.QueryOp.FILL, color=color, sn=start, end=end)
         seen = set()
         for e in sorted(entries):
@@ -691,7 +701,7 @@ class ReplicaProtocol:
                 op.sns.append(e.sn)
                 op.counts.append(e.count)
                 op.payloads.append(e.payload)
-        self.io.fill(op, self.shard_view.members)
+        self.io.fill(op, members)
 
     def seal_failed(self, color: int) -> None:
         """Not every member answered: tried again by a later tick."""
@@ -720,7 +730,10 @@ class ReplicaProtocol:
                 self.stats["filled_sns"] += e - s
                 log.warning("replica %d/%d: filled SNs [%d, %d) of color %d: ordered, never "
                             "stored", self.shard, self.index, s, e, color)
-        self._sealed[color] = [r for r in self._sealed.get(color, []) if r != (start, end)]
+        # Every SN below the prefix is stored now: seals there (this one, and an older one a
+        # copy had overtaken) have nothing left to guard.
+        prefix = self.color(color).prefix
+        self._sealed[color] = [r for r in self._sealed.get(color, []) if r[1] > prefix]
         if not self._sealed[color]:
             del self._sealed[color]
 
