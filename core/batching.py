@@ -42,11 +42,6 @@ class Batcher(Generic[T]):
         self.in_flight = max(0, self.in_flight - 1)
         self._schedule()
 
-    def reset(self) -> None:
-        """Forget the batches in flight (their stream broke)."""
-        self.in_flight = 0
-        self._schedule()
-
     def _schedule(self) -> None:
         if not self._items or self._scheduled:
             return
