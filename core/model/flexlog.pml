@@ -27,18 +27,19 @@
  * appends get SNs in submission order, P4 stored entries are never replaced (so every
  * replica's tail only grows).
  *
- * The model is the protocol as coded, plus three changes without which it fails (README.md,
- * "Findings"); each AS_CODED_* switch below restores what the code does.
+ * The model is the protocol as coded (as of commit c2f9673), plus two changes without which
+ * it fails (README.md, "Findings"); each AS_CODED_* switch restores what the code does.
  *
  * Variants (spin -D...):
  *   BUGGY_ROOT_RECOVERY  the leaf tells a restarted root only the tails its replicas reported
  *                        when they attached, not the ends of the grants it relayed since.
  *   BUGGY_ACK_TAKEN      a grant for an SN that holds another entry is acked with that SN.
- *   AS_CODED_HELLO       a replica's hello lists only the tokens in its volatile _recent: not
- *                        the grants it holds early (before the client's prepare), and none
- *                        at all after its own restart; see README.md.
- *   AS_CODED_FILL        the fill goes to the members of the view at fill time even if one
- *                        of them joined after the seal went out (and was never sealed).
+ *   AS_CODED_HELLO       a replica's hello lists the tokens of its volatile _recent and its
+ *                        early grants (none it committed before its own restart), and the
+ *                        leaf does not count those grants' SNs in the tail it reports.
+ *   OLD_HELLO            the hello before commit c2f9673: _recent only, no early grants.
+ *   OLD_FILL             before c2f9673: the fill goes to the members of the view at fill
+ *                        time even if one of them joined after the seal went out.
  *   AS_CODED_ATTACH      a replica attaching to a running leaf gets only the grants relayed
  *                        after the leaf read its hello.
  * Checks: NO_P0 leaves P0 out (to see what a bug does to the client-visible properties);
@@ -419,7 +420,6 @@ inline clientSend(k, tt) {
   :: else -> skip
   fi
 }
-#define C_ROOM(k) (len(c2r[k]) + 2 * NT <= CAP_C2R + NT)
 
 #define CAN_DONE(tt) (cstat[tt] == PENDING && lastSn[tt] != 0 && \
                       (!readable[0] || acked[tt].by[0] != 0) && (!readable[1] || acked[tt].by[1] != 0))
@@ -514,8 +514,11 @@ end:
      }
   /* (re)attach to the leaf: hello, then leaf_attached orders everything ungranted */
   :: d_step { rep[i].up && !rep[i].attached && empty(r2l[i]) ->
-#ifdef AS_CODED_HELLO
+#if defined(OLD_HELLO)
        r2l[i]!HELLO, rep[i].high, rep[i].recent[1], rep[i].recent[2];
+#elif defined(AS_CODED_HELLO)
+       r2l[i]!HELLO, rep[i].high, (rep[i].recent[1] != 0 -> rep[i].recent[1] : rep[i].early[1]),
+                                  (rep[i].recent[2] != 0 -> rep[i].recent[2] : rep[i].early[2]);
 #else
        /* every grant it knows: the token of every entry it stores (tokens persisted with the
           entries and copied along; a restart loses _recent), else its early grant */
@@ -583,18 +586,15 @@ end:
           fnext++
        fi; skip
      }
-  /* sealed: every member answered; the fill goes to every member of the view now (phase 2) */
+  /* sealed: every member answered; the fill goes to the members of the view now (phase 2),
+     unless one of them was not sealed: then a later tick seals again */
   :: d_step { rep[i].up && fstate == 1 && fby == i && fnext == NR ->
        if
-#ifndef AS_CODED_FILL
-       /* a replica that became a member after the seal went out was not sealed: it may hold
-          a late grant in the range. Seal again (later) rather than fill over it */
+#ifndef OLD_FILL
        :: (member[0] && !fmem[0]) || (member[1] && !fmem[1]) ->
-          printf("MSC: seal outdated\n"); abortFill()
-       :: !((member[0] && !fmem[0]) || (member[1] && !fmem[1])) ->
-#else
-       :: true ->
+          printf("MSC: members changed since the seal\n"); abortFill()
 #endif
+       :: else ->
           if :: fval == 0 -> fval = FILLV :: else -> skip fi;
           fstate = 2; fnext = 0;
           for (ix : 0 .. NR-1) { fmem[ix] = member[ix] }
@@ -606,7 +606,10 @@ end:
        if
        :: fnext < NR && fmem[fnext] && rep[fnext].up ->
           storeCopy(fnext, fg, fval);
-          rep[fnext].sealed[fg] = 0;
+          /* seals below the prefix have nothing left to guard */
+          for (ix : 0 .. NSN - 1) {
+            if :: ix < rep[fnext].prefix -> rep[fnext].sealed[ix] = 0 :: else -> skip fi
+          }
           fnext++
        :: fnext < NR && !(fmem[fnext] && rep[fnext].up) -> fnext++
        :: fnext == NR -> abortFill()
@@ -646,7 +649,8 @@ inline leafRecv() {
      if :: ax > tailL -> tailL = ax :: else -> skip fi;
      if :: bx != 0 -> lrecent[1] = bx :: else -> skip fi;
      if :: hx != 0 -> lrecent[2] = hx :: else -> skip fi;
-#ifndef AS_CODED_HELLO
+#if !defined(AS_CODED_HELLO) && !defined(OLD_HELLO)
+     /* a grant it reports takes its SN: count it in the tail the root will hear */
      if :: bx > tailL -> tailL = bx :: else -> skip fi;
      if :: hx > tailL -> tailL = hx :: else -> skip fi;
 #endif
