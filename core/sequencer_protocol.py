@@ -145,6 +145,9 @@ class SequencerProtocol:
             reported[color] = max(reported.get(color, 0), tail)
         for token, color, sn, count in recent:
             self._remember(token, color, sn, count)
+            # An early grant is not in the replica's tails yet, but its SNs are taken.
+            node.learn_tail(color, sn + count)
+            reported[color] = max(reported.get(color, 0), sn + count)
         self._reported.setdefault(shard, set()).add(replica)
         self._check_shard(shard)
 
