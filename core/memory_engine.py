@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import (
+    RECOVERED_TOKENS_PER_COLOR,
     STORE_FREE_BYTES,
     STORE_USED_BYTES,
     ColorState,
     CommitItem,
+    CommittedToken,
     PreparedEntry,
     PrepareItem,
     RecoveredState,
@@ -21,11 +23,12 @@ from flexlog.core.storage import (
 
 
 class _ColorLog:
-    __slots__ = ("entries", "log_start", "sns", "tail")
+    __slots__ = ("entries", "log_start", "sns", "tail", "tokens")
 
     def __init__(self) -> None:
         self.sns: list[int] = []  # sorted start SNs of committed entries
         self.entries: dict[int, StoredEntry] = {}
+        self.tokens: dict[int, int] = {}  # start SN -> the token it was committed under
         self.log_start = 0
         self.tail = 0
 
@@ -60,6 +63,7 @@ class MemoryEngine:
         else:
             bisect.insort(log.sns, sn)
         log.entries[sn] = entry
+        log.tokens[sn] = token
         log.tail = max(log.tail, sn + count)
         return entry
 
@@ -105,6 +109,10 @@ class MemoryEngine:
         entry = log.entries[log.sns[i]]
         return entry if entry.end > sn else None
 
+    def token_of(self, color: int, sn: int) -> int:
+        log = self._colors.get(color)
+        return log.tokens.get(sn, 0) if log is not None else 0
+
     def read_range(self, color: int, from_sn: int, max_bytes: int) -> list[StoredEntry]:
         log = self._colors.get(color)
         if log is None:
@@ -132,6 +140,7 @@ class MemoryEngine:
         drop = 0
         while drop < len(log.sns) and log.entries[log.sns[drop]].end <= log.log_start:
             entry = log.entries.pop(log.sns[drop])
+            del log.tokens[entry.sn]
             self._used -= len(entry.payload)
             drop += 1
         del log.sns[:drop]
@@ -145,7 +154,10 @@ class MemoryEngine:
     def recover(self) -> RecoveredState:
         prepared = [PreparedEntry(t, c, n) for t, (c, _, n) in self._prepared.items()]
         colors = {c: ColorState(log.log_start, log.tail) for c, log in self._colors.items()}
-        return RecoveredState(prepared, colors)
+        recent = [CommittedToken(log.tokens[sn], c, sn, log.entries[sn].count)
+                  for c, log in self._colors.items()
+                  for sn in log.sns[-RECOVERED_TOKENS_PER_COLOR:]]
+        return RecoveredState(prepared, colors, recent)
 
     def stats(self) -> dict[str, float]:
         return {STORE_USED_BYTES: self._used, STORE_FREE_BYTES: self._capacity - self._used}

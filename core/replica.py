@@ -25,7 +25,7 @@ from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors, serve_strea
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
-from flexlog.core.replica_protocol import Grant, ReplicaProtocol
+from flexlog.core.replica_protocol import CopiedEntry, Grant, ReplicaProtocol
 from flexlog.core.storage import StorageEngine, StoredEntry
 from flexlog.core.view import View, ViewWatcher
 
@@ -252,12 +252,12 @@ class ReplicaServer:
 
     async def _repair(self, grant: Grant) -> None:
         """Copy an ordered entry this replica never received from a peer that has it."""
-        payload = None
+        found = None
         for _, address in self._peers():
-            payload = await _fetch_entry(address, grant.color, grant.sn)
-            if payload is not None:
+            found = await _fetch_entry(address, grant.color, grant.sn)
+            if found is not None:
                 break
-        self.protocol.repaired(grant, payload, time.monotonic())
+        self.protocol.repaired(grant, found, time.monotonic())
 
     async def _catch_up(self, epoch: int, peers: list[int]) -> None:
         """Copy every committed entry this replica lacks from a readable member.
@@ -314,8 +314,8 @@ class ReplicaServer:
                         entries = await _fetch_range(ch, st.color, sn)
                         if not entries:
                             break
-                        for entry in entries:
-                            copied += self.protocol.store_copy(st.color, entry)
+                        for entry, token in entries:
+                            copied += self.protocol.store_copy(st.color, entry, token)
                             sn = max(sn, entry.end)
                 if not page.more or not page.colors:
                     return copied
@@ -328,12 +328,12 @@ class ReplicaServer:
                 async with rpc.channel(self.shard.replicas[index].address) as ch:
                     sn = start
                     while sn < end:
-                        entries = [e for e in await _fetch_range(ch, color, sn) if e.sn < end]
+                        entries = [e for e in await _fetch_range(ch, color, sn) if e[0].sn < end]
                         if not entries:
                             break
-                        for entry in entries:
-                            copied += self.protocol.store_copy(color, entry)
-                        sn = entries[-1].end
+                        for entry, token in entries:
+                            copied += self.protocol.store_copy(color, entry, token)
+                        sn = entries[-1][0].end
             except (grpc.aio.AioRpcError, OSError) as exc:
                 log.warning("copy of SNs [%d, %d) of color %d from replica %d failed: %s", start,
                             end, color, index, exc)
@@ -345,7 +345,7 @@ class ReplicaServer:
 
     async def _seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
         op = pb.QueryOp(kind=pb.QueryOp.SEAL, color=color, sn=start, end=end)
-        entries: list[StoredEntry] = []
+        entries: list[CopiedEntry] = []
         for index in members:
             if index == self.me.index:
                 result = self.protocol.seal(color, start, end)
@@ -354,8 +354,7 @@ class ReplicaServer:
                 if result is None or result.error:
                     self.protocol.seal_failed(color)
                     return
-            entries.extend(StoredEntry(s, n, bytes(p))
-                           for s, n, p in zip(result.sns, result.counts, result.payloads, strict=True))
+            entries.extend(_entries(result))
         self.protocol.sealed(color, start, end, entries)
 
     async def _fill(self, op: pb.QueryOp, members: tuple[int, ...]) -> None:
@@ -445,23 +444,31 @@ async def _ask_peer(address: str, op: pb.QueryOp) -> pb.QueryResult | None:
     return None
 
 
-async def _fetch_range(ch: grpc.aio.Channel, color: int, sn: int) -> list[StoredEntry]:
-    """Committed entries of a peer from the one containing sn, up to CATCHUP_BYTES."""
+def _entries(result: pb.QueryResult) -> list[CopiedEntry]:
+    return [(StoredEntry(s, n, bytes(p)), t)
+            for s, n, p, t in zip(result.sns, result.counts, result.payloads, result.tokens,
+                                  strict=True)]
+
+
+async def _fetch_range(ch: grpc.aio.Channel, color: int, sn: int) -> list[CopiedEntry]:
+    """Committed entries of a peer, with their tokens, from the one containing sn, up to
+    CATCHUP_BYTES."""
     req = pb.QueryRequest(ops=[pb.QueryOp(id=0, kind=pb.QueryOp.RANGE, color=color, sn=sn,
-                                          max_bytes=CATCHUP_BYTES)])
+                                          max_bytes=CATCHUP_BYTES, with_tokens=True)])
     call = rpc.raw_stream(ch, "/flexlog.Replica/Query", pb.QueryReply)(iter([req.SerializeToString()]))
     async for reply in call:
         for r in reply.results:
             if r.error:
                 raise OSError(f"range read of color {color} at {sn} failed: {r.message}")
-            return [StoredEntry(s, n, bytes(p))
-                    for s, n, p in zip(r.sns, r.counts, r.payloads, strict=True)]
+            return _entries(r)
     return []
 
 
-async def _fetch_entry(address: str, color: int, sn: int) -> bytes | None:
-    """One READ from a peer replica; None when it does not have the entry committed."""
-    result = await _ask_peer(address, pb.QueryOp(id=0, kind=pb.QueryOp.READ, color=color, sn=sn))
+async def _fetch_entry(address: str, color: int, sn: int) -> CopiedEntry | None:
+    """One READ from a peer replica: the entry starting at sn with its token; None when it
+    does not have one committed."""
+    result = await _ask_peer(address, pb.QueryOp(id=0, kind=pb.QueryOp.READ, color=color, sn=sn,
+                                                 with_tokens=True))
     if result is not None and not result.error and result.sns and result.sns[0] == sn:
-        return bytes(result.payloads[0])
+        return _entries(result)[0]
     return None

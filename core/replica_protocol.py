@@ -71,6 +71,15 @@ class Grant(NamedTuple):
     message: str = ""
 
 
+# A committed entry copied from a peer, with the token it was committed under there (0: unknown).
+CopiedEntry = tuple[StoredEntry, int]
+
+
+def _is_client_token(token: int) -> bool:
+    """Clients' tokens have bit 32 set (odd client ids); copies' tokens and 0 do not."""
+    return bool(token >> 32 & 1)
+
+
 class AckSink(Protocol):
     """The client stream an entry arrived on."""
 
@@ -201,6 +210,8 @@ class ReplicaProtocol:
         self._held: set[int] = set()  # colors refused by a broken link: re-ordered by the sweep
         self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
         self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
+        # Prepared entries granted an SN inside a sealed range: the fill decides their outcome.
+        self._awaiting_fill: dict[int, Grant] = {}
         # color -> when its seal went out, and to which members
         self._sealing: dict[int, tuple[float, tuple[int, ...]]] = {}
         self._gap_copy: dict[int, float] = {}  # color -> when a copy of its gap was asked for
@@ -213,6 +224,11 @@ class ReplicaProtocol:
             self.colors[color] = ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start)
         for p in state.prepared:
             self._prepared_at[p.token] = now
+        # Persisted with the entries: after a restart of this replica and of its leaf, a
+        # re-sent order request for one of these still gets its SN, not a second one.
+        for c in state.recent:
+            if _is_client_token(c.token):
+                self._recent[c.token] = (c.color, c.sn, c.count)
         log.info("replica %d/%d recovered %d colors, %d prepared entries", shard, index,
                  len(self.colors), len(state.prepared))
 
@@ -499,6 +515,7 @@ class ReplicaProtocol:
                 self._fail(g.token, Code(g.error), g.message)
 
     def _fail(self, token: int, code: Code, message: str) -> None:
+        self._awaiting_fill.pop(token, None)
         self._ungranted.pop(token, None)
         self._order_resolved(token)
         acks = self._origin.pop(token, None)
@@ -530,7 +547,9 @@ class ReplicaProtocol:
         """A grant that must not be committed as it stands, handled here.
 
         - its token is committed here already (a re-broadcast after a reconfiguration);
-        - its SN lies in a sealed range: the SN is being filled, the append did not happen;
+        - its SN lies in a sealed range: the fill decides (`apply_fill`): if some member had
+          committed this very entry there, the fill stores it and it is acknowledged, else
+          it is refused as filled;
         - its SN is stored here already: by the same entry (copied by a catch-up or a fill)
           it counts as committed; by another entry, the SN was handed out twice and this
           entry must not be acknowledged with it.
@@ -540,7 +559,8 @@ class ReplicaProtocol:
             return True
         if self._in_sealed(g.color, g.sn, g.sn + g.count):
             self._early.pop(g.token, None)
-            self._fail(g.token, Code.FILLED, f"SN {g.sn} of color {g.color} was filled")
+            if g.token in self._ungranted:
+                self._awaiting_fill[g.token] = g
             return True
         view = self.colors.get(g.color)
         if view is None or g.sn >= view.high:
@@ -569,6 +589,7 @@ class ReplicaProtocol:
         self._order_resolved(g.token)
         self._prepared_at.pop(g.token, None)
         self._ungranted.pop(g.token, None)
+        self._awaiting_fill.pop(g.token, None)
         self._recent[g.token] = (g.color, g.sn, g.count)
         if len(self._recent) > RECENT_TOKENS:
             self._recent.popitem(last=False)
@@ -608,15 +629,26 @@ class ReplicaProtocol:
         self._find_holes(now)
         self._maybe_catch_up()
 
-    def repaired(self, grant: Grant, payload: bytes | None, now: float) -> None:
-        """The adapter's answer to `repair`: the entry from a peer, or None if none had it."""
+    def repaired(self, grant: Grant, found: CopiedEntry | None, now: float) -> None:
+        """The adapter's answer to `repair`: the entry a peer holds at the grant's SN with its
+        token, or None if none had one."""
         self._now = now
         self._repairing.discard(grant.token)
-        if payload is None or grant.token not in self._early:
+        if found is None or grant.token not in self._early:
             return
         self._early.pop(grant.token, None)
         if self._in_sealed(grant.color, grant.sn, grant.sn + grant.count):
             return
+        entry, token = found
+        if record_batch.is_fill(entry.payload) or (token and token != grant.token):
+            # The peer holds a fill or another append there: the grant's SN was handed out
+            # twice or filled, and the granted append must not be acknowledged with it.
+            log.error("replica %d/%d: repair of SN %d of color %d for token %x found another "
+                      "entry; copying that one", self.shard, self.index, grant.sn, grant.color,
+                      grant.token)
+            self.store_copy(grant.color, entry, token)
+            return
+        payload = entry.payload
         self.engine.prepare(grant.token, grant.color, payload, grant.count)
         self._ungranted[grant.token] = _Ungranted(grant.color, 0, grant.count, now,
                                                   record_batch.crc_of(payload),
@@ -676,13 +708,11 @@ class ReplicaProtocol:
             if not entries:
                 break
             for e in entries:
-                result.sns.append(e.sn)
-                result.counts.append(e.count)
-                result.payloads.append(e.payload)
+                self._add_entry(result, color, e, with_token=True)
             sn = entries[-1].end
         return result
 
-    def sealed(self, color: int, start: int, end: int, entries: list[StoredEntry]) -> None:
+    def sealed(self, color: int, start: int, end: int, entries: list[CopiedEntry]) -> None:
         """Phase 2 at the sealer: every member answered; one fill for all of them.
 
         Only if every current member was sealed: one that joined since could commit a late
@@ -695,12 +725,13 @@ class ReplicaProtocol:
             return
         op = pb.QueryOp(kind=pb.QueryOp.FILL, color=color, sn=start, end=end)
         seen = set()
-        for e in sorted(entries):
+        for e, token in sorted(entries):
             if e.sn not in seen:
                 seen.add(e.sn)
                 op.sns.append(e.sn)
                 op.counts.append(e.count)
                 op.payloads.append(e.payload)
+                op.tokens.append(token)
         self.io.fill(op, members)
 
     def seal_failed(self, color: int) -> None:
@@ -712,8 +743,9 @@ class ReplicaProtocol:
         """Store what the sealer found in [op.sn, op.end), and fill markers in what is left."""
         self._now = now
         color, start, end = op.color, op.sn, op.end
-        for sn, count, payload in zip(op.sns, op.counts, op.payloads, strict=True):
-            self.store_copy(color, StoredEntry(sn, count, bytes(payload)))
+        for sn, count, payload, token in zip(op.sns, op.counts, op.payloads, op.tokens,
+                                             strict=True):
+            self.store_copy(color, StoredEntry(sn, count, bytes(payload)), token)
         covered = sorted((sn, sn + count) for sn, count in zip(op.sns, op.counts, strict=True))
         cursor = start
         holes = []
@@ -725,11 +757,24 @@ class ReplicaProtocol:
             holes.append((cursor, end))
         for s, e in holes:
             if self.engine.read(color, s) is None:
-                self.store_copy(color, StoredEntry(s, e - s, record_batch.fill(s, e - s)))
+                self.store_copy(color, StoredEntry(s, e - s, record_batch.fill(s, e - s)), 0)
                 self.stats["fills"] += 1
                 self.stats["filled_sns"] += e - s
                 log.warning("replica %d/%d: filled SNs [%d, %d) of color %d: ordered, never "
                             "stored", self.shard, self.index, s, e, color)
+        # Appends granted an SN in the range that the fill did not store (as theirs) did not
+        # happen; those it stored were acknowledged by store_copy.
+        for token, g in list(self._awaiting_fill.items()):
+            if g.color != color or not start <= g.sn < end:
+                continue
+            stored = self.engine.read(color, g.sn)
+            u = self._ungranted.get(token)
+            if (stored is not None and u is not None and stored.sn == g.sn
+                    and record_batch.crc_of(stored.payload) == u.crc):
+                self.engine.abort(token)  # the fill stored this entry, copied without its token
+                self._committed(g, stored)
+            else:
+                self._fail(token, Code.FILLED, f"SN {g.sn} of color {color} was filled")
         # Every SN below the prefix is stored now: seals there (this one, and an older one a
         # copy had overtaken) have nothing left to guard.
         prefix = self.color(color).prefix
@@ -737,11 +782,21 @@ class ReplicaProtocol:
         if not self._sealed[color]:
             del self._sealed[color]
 
-    def store_copy(self, color: int, entry: StoredEntry) -> int:
-        """Store a committed entry copied from a peer (catch-up, fill); 1 if it was new here."""
+    def store_copy(self, color: int, entry: StoredEntry, token: int) -> int:
+        """Store a committed entry copied from a peer (catch-up, fill, gap copy) with the token
+        it was committed under there (0: unknown); 1 if it was new here."""
         stored = self.engine.read(color, entry.sn)
         if stored is not None:
             return 0
+        if _is_client_token(token) and token not in self._recent:
+            # Stored under the client's token, so this replica reports the append's SN to a
+            # restarted leaf even after its own restart. The copy settles the append here too:
+            # a peer committed it at this SN, which is the SN the leaf gave its token.
+            self._early.pop(token, None)
+            self.engine.prepare(token, color, entry.payload, entry.count)
+            g = Grant(token, color, entry.sn, entry.count)
+            self._committed(g, self.engine.commit(token, entry.sn))
+            return 1
         token = next(self._copy_tokens)
         self.engine.prepare(token, color, entry.payload, entry.count)
         self._commit_visible(color, self.engine.commit(token, entry.sn))
@@ -848,17 +903,21 @@ class ReplicaProtocol:
                 result.error = Code.NOT_FOUND
                 result.message = f"SN {op.sn} of color {op.color} is not stored here"
             else:
-                result.sns.append(entry.sn)
-                result.counts.append(entry.count)
-                result.payloads.append(entry.payload)
+                self._add_entry(result, op.color, entry, op.with_tokens)
             return result
         for entry in self.engine.read_range(op.color, op.sn, op.max_bytes):
             if entry.sn >= visible:
                 break
-            result.sns.append(entry.sn)
-            result.counts.append(entry.count)
-            result.payloads.append(entry.payload)
+            self._add_entry(result, op.color, entry, op.with_tokens)
         return result
+
+    def _add_entry(self, result: pb.QueryResult, color: int, entry: StoredEntry,
+                   with_token: bool) -> None:
+        result.sns.append(entry.sn)
+        result.counts.append(entry.count)
+        result.payloads.append(entry.payload)
+        if with_token:
+            result.tokens.append(self.engine.token_of(color, entry.sn))
 
     def status(self, detail: bool) -> pb.StatusReply:
         """What the Status RPC answers: typed fields for programs, JSON detail for people."""
@@ -877,6 +936,7 @@ class ReplicaProtocol:
                 "caught_up_epoch": self.caught_up_epoch,
                 "incarnation": self.incarnation,
                 "waiting_grants": len(self._early),
+                "awaiting_fill": len(self._awaiting_fill),
                 "waiting_reads": len(self._waiters),
                 "stats": self.stats,
             })

@@ -201,7 +201,7 @@ class SequencerServer:
                     protocol.replica_hello(
                         msg.shard, msg.replica, [(t.color, t.tail) for t in msg.tails],
                         zip(msg.recent_tokens, msg.recent_colors, msg.recent_sns,
-                            msg.recent_counts, strict=True))
+                            msg.recent_counts, strict=True), sender)
                 if msg.tokens:
                     protocol.order(msg.shard, msg.epoch,
                                    zip(msg.tokens, msg.colors, msg.owners, msg.counts, strict=True),

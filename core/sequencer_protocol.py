@@ -34,6 +34,9 @@ log = logging.getLogger("flexlog.sequencer")
 
 FORWARD_WINDOW = 2  # forward batches a node keeps in flight to its parent
 RECENT_GRANTS = 1 << 19  # token -> grant kept per leaf process for deduplicating re-sent requests
+# How far back (in grants) an attaching replica is sent what it may have missed; its hello
+# is read a few milliseconds after its stream opened, and a replica away longer catches up.
+HELLO_REGRANTS = 1 << 12
 
 # (color, tail): one past the highest SN a replica or node knows of in a color.
 Tail = tuple[int, int]
@@ -88,7 +91,8 @@ class SequencerProtocol:
         # reported (passed up once the shard is complete), recent grants and requests in flight.
         self._reported: dict[int, set[int]] = {}
         self._shard_tails: dict[int, dict[int, int]] = {}
-        self._recent_grants: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+        # token -> (shard, color, sn, count)
+        self._recent_grants: OrderedDict[int, tuple[int, int, int, int]] = OrderedDict()
         self._in_flight: dict[int, list[ShardOut]] = {}  # token -> the replicas that asked
         self.stale_dropped = 0
 
@@ -135,24 +139,42 @@ class SequencerProtocol:
             self._shard_reported(leaf, shard, tails)
 
     def replica_hello(self, shard: int, replica: int, tails: Sequence[Tail],
-                      recent: Iterable[tuple[int, int, int, int]]) -> None:
+                      recent: Iterable[tuple[int, int, int, int]], sender: ShardOut) -> None:
         """A replica attached: what it stores, and the entries it committed lately
-        (token, color, sn, count), so a re-sent request for one of them gets its SN again."""
+        (token, color, sn, count), so a re-sent request for one of them gets its SN again.
+
+        Grants relayed to the shard while the replica was not attached (between its stream
+        opening and this hello being read) go to it now, those it cannot hold already: a
+        replica holding a later grant of a color but missing an earlier one would, once this
+        leaf died, let a new leaf order the earlier entry after the later."""
         node = self.nodes[self.config.shard(shard).leaf]
         reported = self._shard_tails.setdefault(shard, {})
+        held: dict[int, int] = {}
         for color, tail in tails:
             node.learn_tail(color, tail)
             reported[color] = max(reported.get(color, 0), tail)
+            held[color] = tail
+        self._regrant(shard, held, sender)
         for token, color, sn, count in recent:
-            self._remember(token, color, sn, count)
+            self._remember(token, shard, color, sn, count)
             # An early grant is not in the replica's tails yet, but its SNs are taken.
             node.learn_tail(color, sn + count)
             reported[color] = max(reported.get(color, 0), sn + count)
         self._reported.setdefault(shard, set()).add(replica)
         self._check_shard(shard)
 
-    def _remember(self, token: int, color: int, sn: int, count: int) -> None:
-        self._recent_grants[token] = (color, sn, count)
+    def _regrant(self, shard: int, held: dict[int, int], sender: ShardOut) -> None:
+        missed = []
+        for i, (token, (g_shard, color, sn, count)) in enumerate(reversed(self._recent_grants.items())):
+            if i == HELLO_REGRANTS:
+                break
+            if g_shard == shard and sn >= held.get(color, 0):
+                missed.append((token, color, sn, count))
+        for token, color, sn, count in reversed(missed):
+            sender.grant(token, color, sn, count)
+
+    def _remember(self, token: int, shard: int, color: int, sn: int, count: int) -> None:
+        self._recent_grants[token] = (shard, color, sn, count)
         if len(self._recent_grants) > RECENT_GRANTS:
             self._recent_grants.popitem(last=False)
 
@@ -172,9 +194,9 @@ class SequencerProtocol:
             return
         leaf = self.config.shard(shard).leaf
         for token, color, owner, count in rows:
-            self._order(leaf, out, sender, token, color, owner, count)
+            self._order(shard, leaf, out, sender, token, color, owner, count)
 
-    def _order(self, leaf: int, out: ShardOut, sender: ShardOut, token: int, color: int,
+    def _order(self, shard: int, leaf: int, out: ShardOut, sender: ShardOut, token: int, color: int,
                owner: int, count: int) -> None:
         """One order request: parked until the leaf is ready, deduplicated by token.
 
@@ -183,11 +205,11 @@ class SequencerProtocol:
         would reach one that has asked again meanwhile, and let later entries overtake)."""
         if not self.is_ready(leaf):
             self._parked[leaf].append(
-                lambda: self._order(leaf, out, sender, token, color, owner, count))
+                lambda: self._order(shard, leaf, out, sender, token, color, owner, count))
             return
         known = self._recent_grants.get(token)
         if known is not None:
-            out.grant(token, known[0], known[1], known[2])
+            out.grant(token, known[1], known[2], known[3])
             return
         asked = self._in_flight.get(token)
         if asked is not None:
@@ -195,16 +217,18 @@ class SequencerProtocol:
                 asked.append(sender)
             return
         self._in_flight[token] = [sender]
-        self._submit(leaf, color, owner, count, self._grant_reply(out, token, color, count))
+        self._submit(leaf, color, owner, count,
+                     self._grant_reply(out, token, shard, color, count))
 
-    def _grant_reply(self, out: ShardOut, token: int, color: int, count: int) -> Reply:
+    def _grant_reply(self, out: ShardOut, token: int, shard: int, color: int,
+                     count: int) -> Reply:
         def reply(result: int | FlexLogError) -> None:
             asked = self._in_flight.pop(token, [])
             if isinstance(result, FlexLogError):
                 for sender in asked:
                     sender.reject(token, color, result)
             else:
-                self._remember(token, color, result, count)
+                self._remember(token, shard, color, result, count)
                 out.grant(token, color, result, count)
         return reply
 

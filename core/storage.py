@@ -42,9 +42,24 @@ class ColorState(NamedTuple):
     tail: int  # one past the highest committed SN
 
 
+class CommittedToken(NamedTuple):
+    token: int
+    color: int
+    sn: int
+    count: int
+
+
 class RecoveredState(NamedTuple):
     prepared: list[PreparedEntry]
     colors: dict[int, ColorState]
+    # The tokens of each color's latest committed entries (up to RECOVERED_TOKENS_PER_COLOR):
+    # a restarted replica tells a restarted leaf which SN those appends already have.
+    recent: list[CommittedToken]
+
+
+# How many of a color's latest committed entries recover() reports with their tokens. Only
+# entries still being ordered elsewhere matter (at most a few order batches per color).
+RECOVERED_TOKENS_PER_COLOR = 256
 
 
 # prepare_many's items: (token, color, payload, count), prepare's arguments.
@@ -92,6 +107,10 @@ class StorageEngine(Protocol):
     def read(self, color: int, sn: int) -> StoredEntry | None:
         """The committed entry containing sn, or None if none is stored here."""
 
+    def token_of(self, color: int, sn: int) -> int:
+        """The token the committed entry starting at sn was committed under; 0 when the engine
+        no longer keeps it (the PM engine's SSD tier) or no entry starts there."""
+
     def read_range(self, color: int, from_sn: int, max_bytes: int) -> list[StoredEntry]:
         """Committed entries in SN order from the one containing from_sn, up to max_bytes.
 
@@ -105,7 +124,7 @@ class StorageEngine(Protocol):
         """log_start and tail of a color (0, 0 when nothing was ever stored)."""
 
     def recover(self) -> RecoveredState:
-        """The prepared tokens and per-color state the engine holds now.
+        """The prepared tokens, per-color state and latest committed tokens the engine holds now.
 
         A replica calls it once, when it starts on a freshly opened engine, so
         there it is what survived the last shutdown or crash.

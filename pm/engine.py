@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flexlog.core.storage import (
+    RECOVERED_TOKENS_PER_COLOR,
     STORE_FREE_BYTES,
     STORE_USED_BYTES,
     ColorState,
     CommitItem,
+    CommittedToken,
     PreparedEntry,
     PrepareItem,
     RecoveredState,
@@ -269,6 +271,15 @@ class PmEngine:
         i = idx.find(sn)
         return self._entry(color, idx, i) if i >= 0 else None
 
+    def token_of(self, color: int, sn: int) -> int:
+        idx = self._colors.get(color)
+        if idx is None:
+            return 0
+        i = idx.find(sn)
+        if i < 0 or idx.sns[i] != sn or idx.locs[i] < 0:
+            return 0
+        return self._pool.header(idx.locs[i]).token
+
     def read_range(self, color: int, from_sn: int, max_bytes: int) -> list[StoredEntry]:
         idx = self._colors.get(color)
         if idx is None:
@@ -314,7 +325,14 @@ class PmEngine:
     def recover(self) -> RecoveredState:
         prepared = [PreparedEntry(t, c, n) for t, (_, c, n, _) in self._prepared.items()]
         colors = {c: ColorState(idx.log_start, idx.tail) for c, idx in self._colors.items()}
-        return RecoveredState(prepared, colors)
+        recent = []
+        for color, idx in self._colors.items():
+            for i in range(max(0, len(idx) - RECOVERED_TOKENS_PER_COLOR), len(idx)):
+                loc = idx.locs[i]
+                if loc >= 0:  # the SSD tier keeps no tokens; entries there are long settled
+                    token = self._pool.header(loc).token
+                    recent.append(CommittedToken(token, color, idx.sns[i], idx.counts[i]))
+        return RecoveredState(prepared, colors, recent)
 
     def close(self) -> None:
         if self._pool is None:

@@ -50,7 +50,7 @@ class AppendReply(_message.Message):
     def __init__(self, tokens: _Optional[_Iterable[int]] = ..., sns: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[AppendError, _Mapping]]] = ...) -> None: ...
 
 class QueryOp(_message.Message):
-    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous", "end", "sns", "counts", "payloads")
+    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous", "end", "sns", "counts", "payloads", "tokens", "with_tokens")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         READ: _ClassVar[QueryOp.Kind]
@@ -76,6 +76,8 @@ class QueryOp(_message.Message):
     SNS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    WITH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     id: int
     kind: QueryOp.Kind
     color: int
@@ -87,7 +89,9 @@ class QueryOp(_message.Message):
     sns: _containers.RepeatedScalarFieldContainer[int]
     counts: _containers.RepeatedScalarFieldContainer[int]
     payloads: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ..., end: _Optional[int] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    with_tokens: bool
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ..., end: _Optional[int] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., tokens: _Optional[_Iterable[int]] = ..., with_tokens: _Optional[bool] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("ops",)
@@ -96,7 +100,7 @@ class QueryRequest(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[QueryOp, _Mapping]]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("id", "error", "message", "sns", "counts", "payloads", "log_start", "tail")
+    __slots__ = ("id", "error", "message", "sns", "counts", "payloads", "log_start", "tail", "tokens")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +109,7 @@ class QueryResult(_message.Message):
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     LOG_START_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     id: int
     error: int
     message: str
@@ -113,7 +118,8 @@ class QueryResult(_message.Message):
     payloads: _containers.RepeatedScalarFieldContainer[bytes]
     log_start: int
     tail: int
-    def __init__(self, id: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[int] = ..., error: _Optional[int] = ..., message: _Optional[str] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
     __slots__ = ("results",)

@@ -81,7 +81,7 @@ def op(token: int, value: bytes, contiguous: bool = True) -> pb.AppendOp:
 def test_a_grant_for_an_sn_holding_another_entry_is_refused_not_acked() -> None:
     """Issue 11: the replica acked the client with an SN another entry held."""
     p, _ = make()
-    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.build([b"older"], base_offset=5)))
+    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.build([b"older"], base_offset=5)), 0)
     acks = Acks()
     p.prepare([op(0x1_00000001, b"newer")], acks, 0.0)
     p.grants([Grant(0x1_00000001, COLOR, 5, 1)], 0.0)
@@ -94,7 +94,7 @@ def test_a_grant_for_an_sn_holding_another_entry_is_refused_not_acked() -> None:
 def test_a_grant_for_the_same_entry_copied_earlier_is_acked() -> None:
     p, _ = make()
     payload = record_batch.build([b"same"], timestamp_ms=0)
-    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.with_base_offset(payload, 5)))
+    p.store_copy(COLOR, StoredEntry(5, 1, record_batch.with_base_offset(payload, 5)), 0)
     acks = Acks()
     p.prepare([pb.AppendOp(token=0x1_00000001, color=COLOR, owner=1, count=1, payload=payload)],
               acks, 0.0)
@@ -184,9 +184,10 @@ def test_a_hole_is_sealed_then_filled() -> None:
     late = Acks()
     p.prepare([op(0x1_00000002, b"late")], late, 4.0)
     p.grants([Grant(0x1_00000002, COLOR, 2, 1)], 4.0)
-    assert late.rejected == {0x1_00000002: Code.FILLED}, "no grant lands in a sealed range"
+    assert (late.acked, late.rejected) == ({}, {}), "no grant lands in a sealed range"
     p.sealed(COLOR, 0, 4, [])
     p.apply_fill(io.fills[-1], 4.5)
+    assert late.rejected == {0x1_00000002: Code.FILLED}, "the fill did not store it"
     assert p.colors[COLOR].prefix == 5
     entry = p.engine.read(COLOR, 0)
     assert entry is not None and entry.count == 4 and record_batch.is_fill(entry.payload)
@@ -203,3 +204,86 @@ def test_reads_stop_when_the_view_store_is_out_of_reach_for_a_lease() -> None:
     p.view_seen(VIEW_LEASE_S + 0.2)
     p.query(state, sink, VIEW_LEASE_S + 0.3)
     assert [r.error for r in sink.results] == [Code.OK, Code.UNAVAILABLE, Code.OK]
+
+
+def test_a_restarted_replica_reports_the_tokens_its_store_kept() -> None:
+    """Model finding 1a: the token -> SN map was volatile. A replica restarted (its store
+    kept) next to a restarted leaf reported no token, so an append it had committed and
+    acknowledged at SN 0, re-sent by a peer that had not seen the grant yet, got SN 1 too."""
+    token = (3 << 32) | 5
+    engine = MemoryEngine()
+    view = View({0: ShardView(1, (0, 1, 2), (0, 1, 2))})
+    first = ReplicaProtocol(0, 1, engine, FakeIO(), view, incarnation=1, copy_tokens=1,
+                            now=0.0, max_entry_bytes=1 << 20)
+    first.prepare([op(token, b"kept")], Acks(), now=0.0)
+    first.grants([Grant(token, COLOR, 0, 1, 0, "")], now=0.0)
+    first.store_copy(COLOR, StoredEntry(1, 1, record_batch.build([b"copied"], base_offset=1)), 0)
+
+    restarted = ReplicaProtocol(0, 1, engine, FakeIO(), view, incarnation=2, copy_tokens=2,
+                                now=1.0, max_entry_bytes=1 << 20)
+    hello = restarted.hello()
+    # The client's entry with its SN; the copied one has no client token to report.
+    assert list(zip(hello.recent_tokens, hello.recent_sns, strict=True)) == [(token, 0)]
+    assert [(t.color, t.tail) for t in hello.tails] == [(COLOR, 2)]
+
+
+def test_an_entry_copied_with_its_token_settles_that_append_and_is_reported() -> None:
+    """A catch-up or fill copies the client's token along: the append waiting here for its
+    grant is acknowledged with the SN the peer holds it at, and a restart still knows it."""
+    token = (3 << 32) | 9
+    p, _ = make()
+    acks = Acks()
+    payload = record_batch.build([b"x"], timestamp_ms=0)
+    p.prepare([pb.AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)], acks, 0.0)
+    p.store_copy(COLOR, StoredEntry(4, 1, record_batch.with_base_offset(payload, 4)), token)
+    assert acks.acked == {token: 4}
+    assert p.engine.token_of(COLOR, 4) == token
+    restarted = ReplicaProtocol(0, p.index, p.engine, FakeIO(), p.view, incarnation=2,
+                                copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
+    assert (token, 4) in zip(restarted.hello().recent_tokens, restarted.hello().recent_sns,
+                             strict=True)
+
+
+def test_a_repair_that_finds_a_fill_or_another_append_acks_nothing() -> None:
+    """Model finding 5: a repair committed whatever a peer held at the grant's SN under the
+    grant's token, and the append's prepare was then acknowledged with that SN."""
+    mine, other = (3 << 32) | 1, (3 << 32) | 2
+    for found in [(StoredEntry(6, 1, record_batch.fill(6, 1)), 0),
+                  (StoredEntry(6, 1, record_batch.build([b"other"], base_offset=6)), other)]:
+        p, _ = make()
+        p.grants([Grant(mine, COLOR, 6, 1)], 0.0)  # early: the prepare has not come
+        p.repaired(Grant(mine, COLOR, 6, 1), found, 1.5)
+        assert p.engine.read(COLOR, 6).payload == found[0].payload
+        acks = Acks()
+        p.prepare([op(mine, b"mine")], acks, 2.0)
+        assert mine not in acks.acked
+
+
+def test_a_grant_into_a_sealed_range_waits_for_the_fill() -> None:
+    """Model finding 4: an append granted an SN being sealed was refused as FILLED at once,
+    and the fill (or a gap copy) then stored it from a member that had committed it: the
+    log held an append its client was told had failed."""
+    token = (3 << 32) | 7
+    payload = record_batch.build([b"kept"], timestamp_ms=0)
+    committed_elsewhere = StoredEntry(0, 1, record_batch.with_base_offset(payload, 0))
+    for fill_entries, acked in [([(committed_elsewhere, token)], {token: 0}),
+                                ([(committed_elsewhere, 0)], {token: 0}),  # token unknown: by CRC
+                                ([], {})]:
+        p, _ = make()
+        acks = Acks()
+        p.prepare([pb.AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)],
+                  acks, 0.0)
+        p.seal(COLOR, 0, 1)
+        p.grants([Grant(token, COLOR, 0, 1)], 0.1)
+        assert acks.acked == {} and acks.rejected == {}
+        fill = pb.QueryOp(kind=pb.QueryOp.FILL, color=COLOR, sn=0, end=1)
+        for e, t in fill_entries:
+            fill.sns.append(e.sn)
+            fill.counts.append(e.count)
+            fill.payloads.append(e.payload)
+            fill.tokens.append(t)
+        p.apply_fill(fill, 0.2)
+        assert acks.acked == acked
+        if not acked:
+            assert acks.rejected == {token: Code.FILLED}
+            assert record_batch.is_fill(p.engine.read(COLOR, 0).payload)

@@ -12,7 +12,14 @@ from pm_helpers import batch
 
 from flexlog.core import record_batch
 from flexlog.core.memory_engine import MemoryEngine
-from flexlog.core.storage import COMMON_STATS, StorageEngine, StoredEntry, StoreFull, UnknownToken
+from flexlog.core.storage import (
+    COMMON_STATS,
+    RECOVERED_TOKENS_PER_COLOR,
+    StorageEngine,
+    StoredEntry,
+    StoreFull,
+    UnknownToken,
+)
 from flexlog.pm.engine import PmEngine
 
 SMALL_POOL = 8 << 20
@@ -51,6 +58,18 @@ def test_commit_rewrites_base_offset_only(engine):
     assert engine.read(5, 13) is None
     assert engine.read(5, 9) is None
     assert engine.state(5) == (0, 13)
+
+
+def test_recover_reports_the_tokens_of_each_colors_latest_entries(engine):
+    """A restarted replica tells a restarted leaf which SN these appends already have."""
+    n = RECOVERED_TOKENS_PER_COLOR + 3
+    for i in range(n):
+        append(engine, 1000 + i, 4, 2 * i, records=2)
+    append(engine, 7, 9, 0)
+    engine.prepare(8, 9, batch(8), 1)  # prepared only: not a committed token
+    recent = sorted(engine.recover().recent)
+    assert recent[0] == (7, 9, 0, 1)
+    assert recent[1:] == [(1000 + i, 4, 2 * i, 2) for i in range(3, n)]
 
 
 def test_prepared_entry_is_not_readable(engine):
@@ -269,7 +288,11 @@ def test_pm_commit_many_survives_reopen_with_new_colors(shm_dir: Path):
     eng.close()
     eng = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL)
     try:
-        assert eng.recover() == ([], {0: (0, 6), 1: (2, 4), 2: (0, 4)})
+        recovered = eng.recover()
+        assert recovered[:2] == ([], {0: (0, 6), 1: (2, 4), 2: (0, 4)})
+        # Each token with its entry; the trimmed entry of color 1 is gone.
+        assert sorted(recovered.recent) == [(2, 2, 0, 2), (3, 0, 2, 2), (4, 1, 2, 2),
+                                            (5, 2, 2, 2), (6, 0, 4, 2)]
         for t, p in payloads.items():
             if (t % 3, t // 3) != (1, 0):
                 entry = eng.read(t % 3, (t // 3) * 2)

@@ -34,7 +34,7 @@ from flexlog.core.errors import Code, FlexLogError
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.ordering import ForwardRequest
 from flexlog.core.proto import flexlog_pb2 as pb
-from flexlog.core.replica_protocol import Grant, ReplicaProtocol
+from flexlog.core.replica_protocol import CopiedEntry, Grant, ReplicaProtocol
 from flexlog.core.sequencer_protocol import SequencerProtocol, Tail
 from flexlog.core.status import ProcessStatus
 from flexlog.core.storage import StoredEntry
@@ -414,9 +414,9 @@ class SimSequencer(Watching):
             self.protocol.replica_hello(
                 shard, hello.replica, [(t.color, t.tail) for t in hello.tails],
                 zip(hello.recent_tokens, hello.recent_colors, hello.recent_sns,
-                    hello.recent_counts, strict=True))
-        stream.send(replica, hello_arrives)
+                    hello.recent_counts, strict=True), stream.sender_out)
         stream.sender_out = _SenderOut(self, stream)
+        stream.send(replica, hello_arrives)
         return stream
 
 
@@ -425,7 +425,9 @@ class _SenderOut:
         self.leaf, self.stream = leaf, stream
 
     def grant(self, token: int, color: int, sn: int, count: int) -> None:
-        raise AssertionError("grants go to the whole shard")
+        g = Grant(token, color, sn, count, 0, "")
+        replica = self.stream.a
+        self.stream.send(self.leaf, lambda: replica.protocol.grants([g], replica.world.now))  # type: ignore[attr-defined]
 
     def reject(self, token: int, color: int, error: FlexLogError) -> None:
         g = Grant(token, color, 0, 0, int(error.code), str(error))
@@ -551,10 +553,10 @@ class SimReplica(Watching):
 
             def got(result: pb.QueryResult | None) -> None:
                 if result is not None and not result.error and result.sns and result.sns[0] == grant.sn:
-                    self.protocol.repaired(grant, bytes(result.payloads[0]), self.world.now)
+                    self.protocol.repaired(grant, _entries(result)[0], self.world.now)
                 else:
                     ask(rest[1:])
-            op = pb.QueryOp(kind=pb.QueryOp.READ, color=grant.color, sn=grant.sn)
+            op = pb.QueryOp(kind=pb.QueryOp.READ, color=grant.color, sn=grant.sn, with_tokens=True)
             call(self.world, self, self.peer(rest[0]), lambda p: _query_now(p, op), got)
         ask(peers)
 
@@ -567,13 +569,13 @@ class SimReplica(Watching):
                 self.later(0.5, lambda: self.protocol.caught_up(epoch, False))
                 return
 
-            def got(snapshot: dict[int, list[StoredEntry]] | None) -> None:
+            def got(snapshot: dict[int, list[CopiedEntry]] | None) -> None:
                 if snapshot is None:
                     try_peers(rest[1:])
                     return
                 for color, entries in snapshot.items():
-                    for e in entries:
-                        self.protocol.store_copy(color, e)
+                    for e, token in entries:
+                        self.protocol.store_copy(color, e, token)
                 self.protocol.caught_up(epoch, True)
             call(self.world, self, self.peer(rest[0]), _snapshot, got)
         self.later(CATCHUP_GRACE_S, start)
@@ -583,24 +585,25 @@ class SimReplica(Watching):
             if not rest:
                 return
 
-            def got(entries: list[StoredEntry] | None) -> None:
+            def got(entries: list[CopiedEntry] | None) -> None:
                 if not entries:
                     ask(rest[1:])
                     return
-                for e in entries:
-                    self.protocol.store_copy(color, e)
+                for e, token in entries:
+                    self.protocol.store_copy(color, e, token)
 
-            def committed_in_gap(peer: SimReplica) -> list[StoredEntry] | None:
+            def committed_in_gap(peer: SimReplica) -> list[CopiedEntry] | None:
                 if not peer.protocol.serves_reads(peer.world.now):
                     return None
                 high = peer.protocol.color(color).high
-                return [e for e in peer.engine.read_range(color, start, 1 << 40)
+                return [(e, peer.engine.token_of(color, e.sn))
+                        for e in peer.engine.read_range(color, start, 1 << 40)
                         if e.sn < min(end, high)]
             call(self.world, self, self.peer(rest[0]), committed_in_gap, got)
         ask(list(peers))
 
     def seal(self, color: int, start: int, end: int, members: tuple[int, ...]) -> None:
-        entries: list[StoredEntry] = []
+        entries: list[CopiedEntry] = []
         pending = list(members)
 
         def next_member() -> None:
@@ -621,8 +624,7 @@ class SimReplica(Watching):
                  got)
 
         def add(result: pb.QueryResult) -> None:
-            entries.extend(StoredEntry(s, n, bytes(p))
-                           for s, n, p in zip(result.sns, result.counts, result.payloads, strict=True))
+            entries.extend(_entries(result))
             next_member()
         next_member()
 
@@ -652,14 +654,21 @@ def _query_now(replica: SimReplica, op: pb.QueryOp) -> pb.QueryResult:
     return out[0]
 
 
-def _snapshot(replica: SimReplica) -> dict[int, list[StoredEntry]] | None:
+def _entries(result: pb.QueryResult) -> list[CopiedEntry]:
+    return [(StoredEntry(s, n, bytes(p)), t)
+            for s, n, p, t in zip(result.sns, result.counts, result.payloads, result.tokens,
+                                  strict=True)]
+
+
+def _snapshot(replica: SimReplica) -> dict[int, list[CopiedEntry]] | None:
     """What a catch-up copies from a peer (the real one pages through range reads)."""
     if not replica.protocol.serves_reads(replica.world.now):
         return None
     out = {}
     for color, view in replica.protocol.colors.items():
         entries = replica.engine.read_range(color, view.log_start, 1 << 40)
-        out[color] = [e for e in entries if e.sn < view.high]
+        out[color] = [(e, replica.engine.token_of(color, e.sn)) for e in entries
+                      if e.sn < view.high]
     return out
 
 
