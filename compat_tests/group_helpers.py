@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,3 +46,70 @@ def restart_gateway(cluster: Cluster, index: int) -> None:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+class MemberThread(threading.Thread):
+    """A group member polling on its own thread: what it consumes goes to `seen` and is
+    committed before the next poll, so no record is handed out twice; `leave` stops it."""
+
+    def __init__(self, seen: list[bytes], lock: threading.Lock) -> None:
+        super().__init__(daemon=True)
+        self.seen, self.lock = seen, lock
+        self.stop = threading.Event()
+
+    def poll_values(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            values = self.poll_values()
+            if values:
+                with self.lock:
+                    self.seen.extend(values)
+                self.commit()
+        self.close()
+
+    def leave(self) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+def consume_with_churn(members: list[MemberThread], new_member: Callable[[], MemberThread],
+                       produce: Callable[[list[bytes]], None], values: list[bytes]) -> None:
+    """Records flow in thirds while a member joins, then the first one leaves; every value
+    must be consumed exactly once (`members` share one `seen` list)."""
+    third = len(values) // 3
+    for m in members:
+        m.start()
+    produce(values[:third])
+    wait_for(lambda: len(members[0].seen) >= third // 3)
+    members.append(new_member())
+    members[-1].start()
+    produce(values[third : 2 * third])
+    wait_for(lambda: len(members[0].seen) >= third + third // 3)
+    members.pop(0).leave()
+    produce(values[2 * third :])
+    finish(members, values)
+
+
+def finish(members: list[MemberThread], values: list[bytes]) -> None:
+    """Wait for every value, give a duplicate time to show up, stop the members, check."""
+    seen = members[0].seen
+    wait_for(lambda: len(seen) >= len(values))
+    time.sleep(0.5)
+    for m in members:
+        m.leave()
+    assert sorted(seen) == values

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from group_helpers import PARTITIONS, unique
+from group_helpers import PARTITIONS, MemberThread, consume_with_churn, finish, unique, wait_for
 from kafka import KafkaConsumer
 
 
@@ -37,16 +37,14 @@ def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:
                      "heartbeat.interval.ms": 300, "session.timeout.ms": 10_000, **conf})
 
 
-class Member(threading.Thread):
+class Member(MemberThread):
     def __init__(self, bootstrap: str, group: str, topic: str, seen: list[bytes],
                  lock: threading.Lock, **conf: object) -> None:
-        super().__init__(daemon=True)
+        super().__init__(seen, lock)
         self.c = consumer(bootstrap, group, **conf)
         self.c.subscribe([topic], on_revoke=self._revoked)
-        self.seen, self.lock = seen, lock
-        self.stop = threading.Event()
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         try:
             self.c.commit(asynchronous=False)
         except KafkaException as exc:
@@ -58,28 +56,13 @@ class Member(threading.Thread):
                                           KafkaError._NO_OFFSET), exc
 
     def _revoked(self, consumer: Consumer, partitions: list[object]) -> None:
-        self._commit()
+        self.commit()
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            msgs = self.c.consume(100, 0.2)
-            msgs = [m for m in msgs if m.error() is None]
-            if msgs:
-                with self.lock:
-                    self.seen.extend(m.value() for m in msgs)
-                self._commit()
+    def poll_values(self) -> list[bytes]:
+        return [m.value() for m in self.c.consume(100, 0.2) if m.error() is None]
+
+    def close(self) -> None:
         self.c.close()
-
-    def leave(self) -> None:
-        self.stop.set()
-        self.join(30)
-
-
-def wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_cooperative_sticky_group_of_three_with_churn(gateways):
@@ -91,21 +74,8 @@ def test_cooperative_sticky_group_of_three_with_churn(gateways):
     lock = threading.Lock()
     conf = {"partition.assignment.strategy": "cooperative-sticky"}
     members = [Member(bootstrap, group, topic, seen, lock, **conf) for _ in range(2)]
-    for m in members:
-        m.start()
-    produce(bootstrap, topic, values[:150])
-    wait_for(lambda: len(seen) >= 50)
-    members.append(Member(bootstrap, group, topic, seen, lock, **conf))
-    members[-1].start()
-    produce(bootstrap, topic, values[150:300])
-    wait_for(lambda: len(seen) >= 200)
-    members.pop(0).leave()
-    produce(bootstrap, topic, values[300:])
-    wait_for(lambda: len(seen) >= len(values))
-    time.sleep(0.5)
-    for m in members:
-        m.leave()
-    assert sorted(seen) == values
+    consume_with_churn(members, lambda: Member(bootstrap, group, topic, seen, lock, **conf),
+                       lambda part: produce(bootstrap, topic, part), values)
 
 
 def test_static_member_restart_resumes_without_duplicates(gateways):
@@ -126,11 +96,7 @@ def test_static_member_restart_resumes_without_duplicates(gateways):
     members.append(Member(bootstrap, group, topic, seen, lock, **{"group.instance.id": "inst-1"}))
     members[-1].start()
     produce(bootstrap, topic, values[60:])
-    wait_for(lambda: len(seen) >= len(values))
-    time.sleep(0.5)
-    for m in members:
-        m.leave()
-    assert sorted(seen) == values
+    finish(members, values)
 
 
 def test_mixed_group_of_three_client_libraries(gateways):

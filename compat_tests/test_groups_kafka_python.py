@@ -10,7 +10,13 @@ import threading
 import time
 
 import pytest
-from group_helpers import PARTITIONS, restart_gateway, unique
+from group_helpers import (
+    PARTITIONS,
+    MemberThread,
+    consume_with_churn,
+    restart_gateway,
+    unique,
+)
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
@@ -46,37 +52,22 @@ def consumer(bootstrap: str, group: str, assignor: str = "range", **conf: object
                          **conf)
 
 
-class Member(threading.Thread):
-    """A group member that commits after every batch, so no record is handed out twice."""
-
+class Member(MemberThread):
     def __init__(self, bootstrap: str, group: str, topic: str, assignor: str,
                  seen: list[bytes], lock: threading.Lock) -> None:
-        super().__init__(daemon=True)
+        super().__init__(seen, lock)
         self.c = consumer(bootstrap, group, assignor)
         self.c.subscribe([topic])
-        self.seen, self.lock = seen, lock
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            batches = self.c.poll(timeout_ms=200)
-            records = [r for rs in batches.values() for r in rs]
-            if records:
-                with self.lock:
-                    self.seen.extend(r.value for r in records)
-                self.c.commit()
+    def poll_values(self) -> list[bytes]:
+        batches = self.c.poll(timeout_ms=200)
+        return [r.value for rs in batches.values() for r in rs]
+
+    def commit(self) -> None:
+        self.c.commit()
+
+    def close(self) -> None:
         self.c.close()
-
-    def leave(self) -> None:
-        self.stop.set()
-        self.join(30)
-
-
-def wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("assignor", list(ASSIGNORS))
@@ -89,21 +80,8 @@ def test_group_of_three_gets_every_message_once_while_members_come_and_go(gatewa
     seen: list[bytes] = []
     lock = threading.Lock()
     members = [Member(bootstrap, group, topic, assignor, seen, lock) for _ in range(2)]
-    for m in members:
-        m.start()
-    produce(bootstrap, topic, values[:200])
-    wait_for(lambda: len(seen) >= 100)
-    members.append(Member(bootstrap, group, topic, assignor, seen, lock))
-    members[-1].start()
-    produce(bootstrap, topic, values[200:400])
-    wait_for(lambda: len(seen) >= 300)
-    members.pop(0).leave()
-    produce(bootstrap, topic, values[400:])
-    wait_for(lambda: len(seen) >= len(values))
-    time.sleep(0.5)  # a duplicate would show up now
-    for m in members:
-        m.leave()
-    assert sorted(seen) == values
+    consume_with_churn(members, lambda: Member(bootstrap, group, topic, assignor, seen, lock),
+                       lambda part: produce(bootstrap, topic, part), values)
 
 
 def test_committed_offsets_and_metadata_resume_after_consumer_and_gateway_restart(gateways):

@@ -45,6 +45,7 @@ def _require_libpmemobj() -> None:
         raise RuntimeError(INSTALL_HINT)
 
 
+# The structs cffi must see, partially (`...;`: cffi takes the rest from the header).
 CDEF = """
 #define PM_OK ...
 #define PM_EFULL ...
@@ -83,30 +84,20 @@ typedef struct pm_log {
     ...;
 } pm_log;
 
-pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
-                size_t errlen);
-void pm_close(pm_log *log);
-int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payload,
-                   uint32_t length, uint32_t count);
-int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot);
-void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
-                     const char *data, const uint32_t *lengths, const uint32_t *counts,
-                     int64_t *out);
-void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
-                    const uint64_t *sns, const uint32_t *slots, int32_t *out);
-int pm_abort(pm_log *log, uint64_t pos, uint64_t token);
-int pm_trim(pm_log *log, uint32_t slot, uint64_t color, uint64_t log_start);
-int64_t pm_relocate(pm_log *log, uint64_t pos);
-int pm_advance(pm_log *log, uint64_t new_head);
-int pm_scan_count(pm_log *log, uint64_t *per_slot, uint64_t *prepared);
-void pm_scan_fill(pm_log *log, uint64_t **sns, uint32_t **counts, uint32_t **lengths,
-                  int64_t **locs, uint64_t *cursor, uint8_t *unsorted, uint64_t *prepared);
 """
+
+
+def _function_declarations() -> str:
+    """The header's prototypes as they stand, so the cdef cannot drift from them."""
+    header = (HERE / "pmem_log.h").read_text()
+    start = header.index("pm_log *pm_open(")
+    return header[start : header.index("#endif", start)]
+
 
 _require_libpmemobj()
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + _function_declarations())
 ffibuilder.set_source(
     "flexlog.pm._pmem",
     '#include "pmem_log.h"',
