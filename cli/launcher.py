@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 from flexlog.cli.status import gateway_status
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Unavailable
-from flexlog.core.status import wait_healthy
+from flexlog.core.status import wait_healthy, wait_ready
 
 log = logging.getLogger("flexlog.launcher")
 
@@ -156,14 +156,11 @@ async def _wait_ready(launcher: Launcher, timeout_s: float) -> None:
     await wait_healthy(launcher.config, timeout_s)
     if not launcher.kafka_bootstrap():
         return
-    while True:
+
+    async def probe() -> tuple[bool, list[str]]:
         gateways = await gateway_status(launcher.config, timeout_s=1.0)
-        if all(g.ready for g in gateways):
-            return
-        if loop.time() > deadline:
-            down = ", ".join(g.name for g in gateways if not g.ready)
-            raise Unavailable(f"gateways not ready after {timeout_s:.0f}s: {down}")
-        await asyncio.sleep(0.2)
+        return all(g.ready for g in gateways), [g.name for g in gateways if not g.ready]
+    await wait_ready("gateways", probe, max(0.0, deadline - loop.time()), interval_s=0.2)
 
 
 def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float = 60.0) -> int:

@@ -148,16 +148,23 @@ def confluent_round_trip(sec: Secured, protocol: str, mechanism: str | None, cer
         consumer.close()
 
 
-def kafka_python_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
-
-    topic = topic_name()
+def python_client_conf(sec: Secured, protocol: str, mechanism: str | None,
+                       cert: str | None) -> dict[str, object]:
+    """kafka-python's and aiokafka's settings (they share the names) for admin on a listener."""
     conf: dict[str, object] = {"bootstrap_servers": sec.listeners[protocol], "security_protocol": protocol}
     if mechanism:
         conf.update(sasl_mechanism=mechanism, sasl_plain_username="admin",
                     sasl_plain_password=PASSWORDS["admin"])
     if protocol.endswith("SSL"):
         conf["ssl_context"] = python_ssl(sec, cert)
+    return conf
+
+
+def kafka_python_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert: str | None) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    topic = topic_name()
+    conf = python_client_conf(sec, protocol, mechanism, cert)
     producer = KafkaProducer(**conf)
     producer.send(topic, b"via-kafka-python").get(timeout=20)
     producer.close()
@@ -172,12 +179,7 @@ def aiokafka_round_trip(sec: Secured, protocol: str, mechanism: str | None, cert
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     topic = topic_name()
-    conf: dict[str, object] = {"bootstrap_servers": sec.listeners[protocol], "security_protocol": protocol}
-    if mechanism:
-        conf.update(sasl_mechanism=mechanism, sasl_plain_username="admin",
-                    sasl_plain_password=PASSWORDS["admin"])
-    if protocol.endswith("SSL"):
-        conf["ssl_context"] = python_ssl(sec, cert)
+    conf = python_client_conf(sec, protocol, mechanism, cert)
 
     async def run() -> None:
         producer = AIOKafkaProducer(**conf)

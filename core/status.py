@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,14 +80,23 @@ def _needed(config: ClusterConfig, statuses: list[ProcessStatus]) -> list[Proces
 
 
 async def wait_healthy(config: ClusterConfig, timeout_s: float = 30.0) -> None:
+    async def probe() -> tuple[bool, list[str]]:
+        statuses = await cluster_status(config, timeout_s=1.0)
+        needed = await asyncio.to_thread(_needed, config, statuses)
+        return all(s.ready for s in needed), [s.name for s in statuses if not s.ready]
+    await wait_ready("cluster", probe, timeout_s, interval_s=0.1)
+
+
+async def wait_ready(what: str, probe: Callable[[], Awaitable[tuple[bool, list[str]]]],
+                     timeout_s: float, interval_s: float) -> None:
+    """Ask probe (ready?, names of what is not) until it is ready; after timeout_s raise
+    Unavailable naming what is still down."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        statuses = await cluster_status(config, timeout_s=1.0)
-        needed = await asyncio.to_thread(_needed, config, statuses)
-        if all(s.ready for s in needed):
+        ready, down = await probe()
+        if ready:
             return
         if loop.time() > deadline:
-            down = ", ".join(s.name for s in statuses if not s.ready)
-            raise Unavailable(f"cluster not ready after {timeout_s:.0f}s: {down}")
-        await asyncio.sleep(0.1)
+            raise Unavailable(f"{what} not ready after {timeout_s:.0f}s: {', '.join(down)}")
+        await asyncio.sleep(interval_s)

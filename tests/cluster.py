@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from flexlog.core import config as config_mod
 from flexlog.core.config import ClusterConfig
@@ -111,11 +112,20 @@ class Cluster:
         return "\n".join(parts)
 
 
+AnyCluster = TypeVar("AnyCluster", bound=Cluster)
+
+
 @contextmanager
 def running_cluster(tmp: Path, controller: bool = False, **kwargs: object) -> Iterator[Cluster]:
     path = tmp / "cluster.toml"
     path.write_text(two_level_toml(tmp / "data", **kwargs))  # type: ignore[arg-type]
-    cluster = Cluster(config_mod.load(path), controller)
+    with started(Cluster(config_mod.load(path), controller)) as cluster:
+        yield cluster
+
+
+@contextmanager
+def started(cluster: AnyCluster) -> Iterator[AnyCluster]:
+    """Start cluster; print its processes' logs if anything fails; always stop it."""
     try:
         cluster.start()
         yield cluster

@@ -1,5 +1,20 @@
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 # Test helpers (tests/cluster.py) are imported as a plain module.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    """A fresh directory in /dev/shm: PM pools there behave as emulated persistent memory."""
+    path = Path(tempfile.mkdtemp(prefix="flexlog-test-", dir="/dev/shm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -37,16 +37,24 @@ def test_responsible_replica_is_chosen_over_readable_members() -> None:
     assert [sv.responsible(c) for c in range(4)] == [0, 2, 0, 2]
 
 
-def _up(index: int, ready: bool = True, caught_up: int = -1) -> ProcessStatus:
-    return ProcessStatus("replica", f"shard0-r{index}", "", True, ready, {}, caught_up_epoch=caught_up)
+def _up(index: int, incarnation: int | None = None, caught_up: int = -1) -> ProcessStatus:
+    """A replica of shard 0 answering its Status, attached."""
+    return ProcessStatus("replica", f"shard0-r{index}", "", True, True, {},
+                         incarnation=incarnation, caught_up_epoch=caught_up)
+
+
+def _controller(config: config_mod.ClusterConfig, now: float) -> Controller:
+    """A controller that last heard from every replica at now."""
+    ctl = Controller(config, FileViewStore(config))
+    for key in ctl.last_ok:
+        ctl.last_ok[key] = now
+    return ctl
 
 
 def test_controller_removes_silent_members_readds_them_then_makes_them_readable(
         config: config_mod.ClusterConfig) -> None:
-    ctl = Controller(config, FileViewStore(config))
     now = 1000.0
-    for key in ctl.last_ok:
-        ctl.last_ok[key] = now
+    ctl = _controller(config, now)
     view = initial_view(config)
     later = now + ctl.timeout_s + 0.1
     ctl.last_ok[(0, 0)] = ctl.last_ok[(0, 2)] = later
@@ -67,37 +75,28 @@ def test_controller_never_removes_the_last_readable_member(config: config_mod.Cl
     assert ctl.decide(view, {}, 1e9) is None
 
 
-def _incarnated(index: int, incarnation: int, caught_up: int = -1) -> ProcessStatus:
-    return ProcessStatus("replica", f"shard0-r{index}", "", True, True, {},
-                         incarnation=incarnation, caught_up_epoch=caught_up)
-
-
 def test_a_replica_restarted_between_checks_catches_up_before_serving_reads(
         config: config_mod.ClusterConfig) -> None:
-    ctl = Controller(config, FileViewStore(config))
     now = 1000.0
-    for key in ctl.last_ok:
-        ctl.last_ok[key] = now
-    first = {(0, i): _incarnated(i, 10 + i) for i in range(3)}
+    ctl = _controller(config, now)
+    first = {(0, i): _up(i, 10 + i) for i in range(3)}
     view = ctl.decide(initial_view(config), first, now)
     assert view is not None and view.shard(0).incarnations == {0: 10, 1: 11, 2: 12}
     assert view.shard(0).readable == (0, 1, 2)
     assert view.shard(0).knows(1, 11) and not view.shard(0).knows(1, 99)
     # Replica 1 came back as a new process before the failure timeout noticed anything.
-    view = ctl.decide(view, {**first, (0, 1): _incarnated(1, 99)}, now)
+    view = ctl.decide(view, {**first, (0, 1): _up(1, 99)}, now)
     assert view is not None and view.shard(0).readable == (0, 2)
     assert view.shard(0).members == (0, 1, 2) and view.shard(0).incarnations[1] == 99
     epoch = view.shard(0).epoch
-    view = ctl.decide(view, {**first, (0, 1): _incarnated(1, 99, caught_up=epoch)}, now)
+    view = ctl.decide(view, {**first, (0, 1): _up(1, 99, caught_up=epoch)}, now)
     assert view is not None and view.shard(0).readable == (0, 1, 2)
 
 
 def test_a_whole_restart_keeps_every_replica_readable(config: config_mod.ClusterConfig) -> None:
-    ctl = Controller(config, FileViewStore(config))
-    for key in ctl.last_ok:
-        ctl.last_ok[key] = 1000.0
-    view = ctl.decide(initial_view(config), {(0, i): _incarnated(i, i) for i in range(3)}, 1000.0)
+    ctl = _controller(config, 1000.0)
+    view = ctl.decide(initial_view(config), {(0, i): _up(i, i) for i in range(3)}, 1000.0)
     assert view is not None
-    view = ctl.decide(view, {(0, i): _incarnated(i, 50 + i) for i in range(3)}, 1000.0)
+    view = ctl.decide(view, {(0, i): _up(i, 50 + i) for i in range(3)}, 1000.0)
     assert view is not None and view.shard(0).readable == (0, 1, 2)
     assert view.shard(0).incarnations == {0: 50, 1: 51, 2: 52}

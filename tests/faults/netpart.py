@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cluster import Cluster, two_level_toml
+from cluster import Cluster, started, two_level_toml
 from flexlog.core import config as config_mod
 
 
@@ -130,15 +130,11 @@ def partitionable_cluster(tmp: Path, isolated: str, controller: bool = True,
         port = address.rpartition(":")[2]
         text = re.sub(rf"\b{re.escape(address)}\b", f"{netns.ns_ip}:{port}", text)
         path.write_text(text)
-        cluster = PartitionableCluster(config_mod.load(path), netns, isolated, controller)
-        try:
-            cluster.start()
-            yield cluster
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            netns.heal()
-            cluster.stop()
+        with started(PartitionableCluster(config_mod.load(path), netns, isolated,
+                                          controller)) as cluster:
+            try:
+                yield cluster
+            finally:
+                netns.heal()
     finally:
         netns.destroy()

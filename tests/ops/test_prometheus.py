@@ -21,11 +21,9 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -88,22 +86,13 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture
-def pm_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="flexlog-ops-", dir="/dev/shm"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, pm_dir: Path) -> Iterator[ClusterConfig]:
+def cluster(tmp_path: Path, shm_dir: Path) -> Iterator[ClusterConfig]:
     """A PM cluster with metrics on every process, run by `flexlog up` (launcher included)."""
     launcher_port = free_ports(1)[0]
     path = tmp_path / "cluster.toml"
     path.write_text(two_level_toml(
         tmp_path / "data", storage="pm", gateways=1, metrics=True,
-        extra=(f'launcher_metrics_port = {launcher_port}\npm_dir = "{pm_dir}"\n'
+        extra=(f'launcher_metrics_port = {launcher_port}\npm_dir = "{shm_dir}"\n'
                f"pool_size_bytes = {32 << 20}\ncache_bytes = {4 << 20}")))
     cfg = config_mod.load(path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PMEM_IS_PMEM_FORCE": "1"}

@@ -9,9 +9,6 @@ own setting.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +17,6 @@ import pytest
 @pytest.fixture(autouse=True)
 def emulated_pm(monkeypatch) -> None:
     monkeypatch.setenv("PMEM_IS_PMEM_FORCE", "1")
-
-
-@pytest.fixture
-def shm_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="flexlog-pm-test-", dir="/dev/shm"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(params=["shm", "disk"])

@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pm_helpers import batch, tag_of
@@ -20,11 +23,17 @@ from flexlog.pm.segments import CorruptSegment
 POOL = 8 << 20
 
 
-def open_engine(path: Path, **kw) -> PmEngine:
+@contextmanager
+def opened(path: Path, **kw: Any) -> Iterator[PmEngine]:
+    """A small engine that checkpoints early; closed when the block ends, however it ends."""
     kw.setdefault("pool_size_bytes", POOL)
     kw.setdefault("cache_bytes", 64 << 10)
     kw.setdefault("ssd_high_water", 0.5)
-    return PmEngine(path, **kw)
+    eng = PmEngine(path, **kw)
+    try:
+        yield eng
+    finally:
+        eng.close()
 
 
 def fill(eng: PmEngine, colors: int, per_color: int, size: int) -> dict[tuple[int, int], bytes]:
@@ -53,8 +62,7 @@ def read_all(eng: PmEngine, colors: int) -> dict[tuple[int, int], bytes]:
 
 
 def test_entries_cross_tiers_and_read_back_identically(shm_dir: Path):
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         stored = fill(eng, colors=3, per_color=400, size=3000)
         stats = eng.stats()
         assert stats["checkpoints"] > 0 and stats["ssd_bytes"] > 0
@@ -67,18 +75,12 @@ def test_entries_cross_tiers_and_read_back_identically(shm_dir: Path):
         stats = eng.stats()
         assert stats["cache_hits"] == hits + 2
         assert stats["cache_hits"] > 0 and stats["cache_misses"] > 0
-    finally:
-        eng.close()
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert read_all(eng, 3) == stored
-    finally:
-        eng.close()
 
 
 def test_trim_across_the_tier_boundary_frees_both_tiers(shm_dir: Path):
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         stored = fill(eng, colors=2, per_color=600, size=3000)
         ssd_before, pm_before = eng.stats()["ssd_bytes"], eng.stats()["pm_used_bytes"]
         assert (tier_of(eng, 0, 600), tier_of(eng, 1, 1000)) == ("ssd", "pm")
@@ -92,22 +94,16 @@ def test_trim_across_the_tier_boundary_frees_both_tiers(shm_dir: Path):
         assert read_all(eng, 2) == expected
         assert eng.read(0, 1000) is None and eng.read(1, 1000) is None
         assert eng.read(1, 1001).sn == 1000  # the entry straddling the trim point
-    finally:
-        eng.close()
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert read_all(eng, 2) == expected
         assert eng.state(0) == (1001, 1200) and eng.state(1) == (1001, 1200)
         more = fill(eng, colors=2, per_color=10, size=100)
         assert more.keys().isdisjoint(expected)  # SNs restart at 0 in fill: a separate range
-    finally:
-        eng.close()
 
 
 def test_store_full_pushes_back_without_damage(shm_dir: Path):
-    eng = open_engine(shm_dir, ssd_max_bytes=1 << 20)
     stored: dict[tuple[int, int], bytes] = {}
-    try:
+    with opened(shm_dir, ssd_max_bytes=1 << 20) as eng:
         with pytest.raises(StoreFull, match="store full") as info:
             for token in range(1, 10_000):
                 eng.prepare(token, 0, batch(token, 1, 4000), 1)
@@ -115,45 +111,31 @@ def test_store_full_pushes_back_without_damage(shm_dir: Path):
         assert "SSD tier" in str(info.value)
         assert read_all(eng, 1) == stored
         assert eng.recover().prepared == []
-    finally:
-        eng.close()
-    eng = open_engine(shm_dir, ssd_max_bytes=1 << 20)
-    try:
+    with opened(shm_dir, ssd_max_bytes=1 << 20) as eng:
         assert read_all(eng, 1) == stored
         eng.trim(0, max(sn for _, sn in stored))
         eng.prepare(1, 0, batch(1), 1)  # room again once the log is trimmed
-    finally:
-        eng.close()
 
 
 def test_an_entry_larger_than_the_arena_is_refused(shm_dir: Path):
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         fill(eng, colors=1, per_color=10, size=100)
         with pytest.raises(StoreFull, match="never fit"):
             eng.prepare(1, 0, bytes(POOL), 1)
         assert eng.recover().prepared == []
         assert eng.stats()["checkpoints"] == 0  # no point emptying PM for it
-    finally:
-        eng.close()
 
 
 def test_prepared_entries_move_out_of_the_way_of_checkpoints(shm_dir: Path):
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         eng.prepare(10**9, 5, batch(77), 1)  # oldest in the arena, never committed here
         stored = fill(eng, colors=1, per_color=800, size=3000)
         assert eng.stats()["checkpoints"] > 0
         assert eng.recover().prepared == [(10**9, 5, 1)]
-    finally:
-        eng.close()
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert eng.recover().prepared == [(10**9, 5, 1)]
         assert tag_of(eng.commit(10**9, 0).payload) == 77
         assert read_all(eng, 1) == stored
-    finally:
-        eng.close()
 
 
 def test_two_copies_of_a_prepared_token_after_a_cut_relocation(shm_dir: Path):
@@ -162,45 +144,32 @@ def test_two_copies_of_a_prepared_token_after_a_cut_relocation(shm_dir: Path):
     first = lib.pm_prepare(pool.log, 3, 1, payload, len(payload), 1)
     lib.pm_prepare(pool.log, 3, 1, payload, len(payload), 1)  # the copy, original not retired
     pool.close()
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert eng.recover().prepared == [(3, 1, 1)]
         assert eng.stats()["pm_used_bytes"] < 2 * (first + len(payload) + 128)
         eng.commit(3, 0)
-    finally:
-        eng.close()
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert eng.recover().prepared == []
         assert eng.read(1, 0) is not None
-    finally:
-        eng.close()
 
 
 def test_segments_of_an_interrupted_checkpoint_are_dropped(shm_dir: Path):
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         stored = fill(eng, colors=1, per_color=500, size=3000)
         head = eng._pool.head
-    finally:
-        eng.close()
     ssd = shm_dir / SSD_DIR
     seg = next(ssd.iterdir())
     # What a crash leaves between writing segments and moving the PM head.
     (ssd / f"0-{head + 4096}.seg").write_bytes(seg.read_bytes())
     (ssd / f"0-{head + 8192}.seg.tmp").write_bytes(b"partial")
-    eng = open_engine(shm_dir)
-    try:
+    with opened(shm_dir) as eng:
         assert read_all(eng, 1) == stored
         assert not any(p.name.startswith(f"0-{head + 4096}") for p in ssd.iterdir())
         assert not any(p.name.endswith(".tmp") for p in ssd.iterdir())
-    finally:
-        eng.close()
 
 
 def test_a_damaged_segment_record_is_reported(shm_dir: Path):
-    eng = open_engine(shm_dir, cache_bytes=0)
-    try:
+    with opened(shm_dir, cache_bytes=0) as eng:
         fill(eng, colors=1, per_color=500, size=3000)
         seg = next((shm_dir / SSD_DIR).iterdir())
         with open(seg, "r+b") as f:
@@ -208,8 +177,6 @@ def test_a_damaged_segment_record_is_reported(shm_dir: Path):
             f.write(b"\xff\xff\xff\xff")
         with pytest.raises(CorruptSegment):
             read_all(eng, 1)
-    finally:
-        eng.close()
 
 
 @pytest.mark.slow
@@ -240,8 +207,7 @@ def test_msync_path_on_a_normal_file_system(tmp_path: Path):
 
 
 def test_a_refused_head_move_leaves_no_segments(shm_dir: Path, monkeypatch):
-    eng = open_engine(shm_dir, ssd_high_water=1.0)
-    try:
+    with opened(shm_dir, ssd_high_water=1.0) as eng:
         stored = fill(eng, colors=2, per_color=50, size=1000)
 
         class Refusing:
@@ -259,5 +225,3 @@ def test_a_refused_head_move_leaves_no_segments(shm_dir: Path, monkeypatch):
         assert eng.stats()["ssd_bytes"] == 0
         assert read_all(eng, 2) == stored
         assert eng.checkpoint() > 0 and read_all(eng, 2) == stored
-    finally:
-        eng.close()

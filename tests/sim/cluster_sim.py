@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flexlog.core import client as client_mod
 from flexlog.core import config as config_mod
+from flexlog.core import controller as controller_mod
 from flexlog.core import record_batch
+from flexlog.core import replica as replica_mod
 from flexlog.core.controller import Controller
 from flexlog.core.errors import Code, FlexLogError
 from flexlog.core.memory_engine import MemoryEngine
@@ -43,12 +46,13 @@ from flexlog.core.view import View, ViewConflict, initial_view
 SHARDS = 2
 REPLICAS = 3
 ROOT = 0
-TICK_S = 0.5
-CONTROLLER_S = 0.2
-RECONNECT_S = 0.2
-CATCHUP_GRACE_S = 1.0
-CLIENT_TICK_S = 0.25
-CLIENT_RESEND_S = 1.0
+# The adapters' timers, as the real processes run them.
+TICK_S = replica_mod.TICK_INTERVAL_S
+CONTROLLER_S = controller_mod.CHECK_INTERVAL_S
+RECONNECT_S = replica_mod.RECONNECT_DELAY_S
+CATCHUP_GRACE_S = replica_mod.CATCHUP_GRACE_S
+CLIENT_TICK_S = client_mod.RETRY_TICK_S
+CLIENT_RESEND_S = client_mod.RESEND_AFTER_S
 CLIENT_TIMEOUT_S = 8.0
 RPC_TIMEOUT_S = 1.0
 BREAK_NOTICE_S = 0.05  # how long a process takes to notice its stream broke
