@@ -126,6 +126,7 @@ class ClusterConfig:
     group_min_session_timeout_ms: int
     group_max_session_timeout_ms: int
     offsets_retention_minutes: int
+    log_retention_check_interval_ms: int
     view_store: str
     zookeeper_hosts: str
     zookeeper_path: str
@@ -193,7 +194,7 @@ _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
     "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "group_min_session_timeout_ms",
-    "group_max_session_timeout_ms", "offsets_retention_minutes",
+    "group_max_session_timeout_ms", "offsets_retention_minutes", "log_retention_check_interval_ms",
     "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
     "sequencer", "shard", "gateway", "tls", "security",
 }
@@ -370,6 +371,10 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
     if not 0 < min_session <= max_session:
         raise ConfigError("config.group_min_session_timeout_ms: must be positive and at most "
                           f"group_max_session_timeout_ms ({min_session} > {max_session})")
+    # Kafka's log.retention.check.interval.ms is 5 min; a check here costs little, so 5 s.
+    retention_check = _take(doc, "log_retention_check_interval_ms", int, "config", 5_000)
+    if retention_check <= 0:
+        raise ConfigError(f"config.log_retention_check_interval_ms: must be positive, got {retention_check}")
     data_dir = Path(_take(doc, "data_dir", str, "config", "data"))
     pm_dir = _take(doc, "pm_dir", str, "config", None)
     return ClusterConfig(
@@ -391,6 +396,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         group_min_session_timeout_ms=min_session,
         group_max_session_timeout_ms=max_session,
         offsets_retention_minutes=_take(doc, "offsets_retention_minutes", int, "config", 10_080),
+        log_retention_check_interval_ms=retention_check,
         view_store=view_store,
         zookeeper_hosts=_take(doc, "zookeeper_hosts", str, "config", "127.0.0.1:2181"),
         zookeeper_path=_take(doc, "zookeeper_path", str, "config", "/flexlog"),

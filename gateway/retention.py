@@ -19,9 +19,6 @@ from flexlog.gateway.topics import RETENTION_BYTES, RETENTION_MS, Topic
 
 log = logging.getLogger("flexlog.gateway.retention")
 
-CHECK_INTERVAL_S = 5.0
-
-
 def trim_point(index: PartitionIndex, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
     """How many of the oldest indexed batches retention drops."""
     drop = 0
@@ -56,8 +53,9 @@ async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
         log.info("retention trimmed %s-%d below offset %d", topic.name, partition, end)
 
 
-async def run(broker: Broker, interval_s: float = CHECK_INTERVAL_S) -> None:
-    """Check every partition this gateway leads, forever."""
+async def run(broker: Broker) -> None:
+    """Check every partition this gateway leads, every log_retention_check_interval_ms, forever."""
+    interval_s = broker.config.log_retention_check_interval_ms / 1000
     await broker.ready.wait()
     while True:
         for topic in broker.topics.all():

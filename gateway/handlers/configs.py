@@ -10,7 +10,7 @@ keys every Kafka broker reports, with the values FlexLog acts on.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
-from flexlog.gateway import authz, retention
+from flexlog.gateway import authz
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -94,7 +94,7 @@ def broker_entries(broker: Broker) -> list[Body]:
         "message.max.bytes": str(cfg.max_entry_bytes),
         "log.retention.ms": defaults[RETENTION_MS],
         "log.retention.bytes": defaults[RETENTION_BYTES],
-        "log.retention.check.interval.ms": str(int(retention.CHECK_INTERVAL_S * 1000)),
+        "log.retention.check.interval.ms": str(cfg.log_retention_check_interval_ms),
         "log.cleanup.policy": defaults[CLEANUP_POLICY],
         # Batches are stored as the producer sent them, with the producer's timestamps.
         "compression.type": "producer",
