@@ -102,3 +102,13 @@ def test_describe_configs_reports_the_broker_keys_tools_expect(lowered):
                 "listener.security.protocol.map", "offsets.topic.replication.factor",
                 "delete.topic.enable", "compression.type", "log.message.timestamp.type"):
         assert configs.get(key), key
+
+
+def test_kafka_python_infers_kafka_3_9(bootstrap):
+    from kafka.net.compat import KafkaNetClient
+
+    client = KafkaNetClient(bootstrap_servers=bootstrap)
+    try:
+        assert client.check_version() == (3, 9)
+    finally:
+        client.close()

@@ -20,6 +20,7 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
+BATCHED_FROM_VERSION = 4
 NO_TRANSACTIONS = "transactions are not supported by the FlexLog gateway"
 GROUP_TYPE = "classic"
 
@@ -47,11 +48,11 @@ def _coordinator(broker: Broker, key: str, key_type: int) -> Body:
             "node_id": node.node_id, "host": node.host, "port": node.port}
 
 
-@serves(ApiKey.FIND_COORDINATOR, 0, 4)
+@serves(ApiKey.FIND_COORDINATOR, 0, 6)
 async def handle_find_coordinator(broker: Broker, request: Request) -> Body:
     body = request.body
     key_type = body.get("key_type", KEY_TYPE_GROUP)
-    if request.api_version >= 4:
+    if request.api_version >= BATCHED_FROM_VERSION:
         return {"throttle_time_ms": 0,
                 "coordinators": [_coordinator(broker, k, key_type) for k in body["coordinator_keys"]]}
     answer = _coordinator(broker, body["key"], key_type)

@@ -52,7 +52,7 @@ async def test_api_versions_derived_from_handlers(server):
     body = decode_response(ApiKey.API_VERSIONS, 3, frame[4:]).body
     ranges = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body["api_keys"]}
     assert ranges[ApiKey.PRODUCE] == (0, 11)
-    assert ranges[ApiKey.FETCH] == (4, 12)
+    assert ranges[ApiKey.FETCH] == (4, 17)
     assert ranges[ApiKey.API_VERSIONS] == (0, 4)
     # Old librdkafka checks group and idempotence features by exact version 0.
     for key in (ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
