@@ -123,7 +123,10 @@ class ClusterConfig:
     default_partitions: int
     launcher_metrics_port: int
     group_initial_rebalance_delay_ms: int
+    group_min_session_timeout_ms: int
+    group_max_session_timeout_ms: int
     offsets_retention_minutes: int
+    log_retention_check_interval_ms: int
     view_store: str
     zookeeper_hosts: str
     zookeeper_path: str
@@ -190,7 +193,8 @@ class ClusterConfig:
 _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
-    "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "offsets_retention_minutes",
+    "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "group_min_session_timeout_ms",
+    "group_max_session_timeout_ms", "offsets_retention_minutes", "log_retention_check_interval_ms",
     "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
     "sequencer", "shard", "gateway", "tls", "security",
 }
@@ -361,6 +365,16 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
     view_store = _take(doc, "view_store", str, "config", "file")
     if view_store not in ("file", "zookeeper"):
         raise ConfigError(f"config.view_store: expected 'file' or 'zookeeper', got {view_store!r}")
+    # Kafka's group.min/max.session.timeout.ms; test setups lower the minimum for short sessions.
+    min_session = _take(doc, "group_min_session_timeout_ms", int, "config", 6_000)
+    max_session = _take(doc, "group_max_session_timeout_ms", int, "config", 1_800_000)
+    if not 0 < min_session <= max_session:
+        raise ConfigError("config.group_min_session_timeout_ms: must be positive and at most "
+                          f"group_max_session_timeout_ms ({min_session} > {max_session})")
+    # Kafka's log.retention.check.interval.ms is 5 min; a check here costs little, so 5 s.
+    retention_check = _take(doc, "log_retention_check_interval_ms", int, "config", 5_000)
+    if retention_check <= 0:
+        raise ConfigError(f"config.log_retention_check_interval_ms: must be positive, got {retention_check}")
     data_dir = Path(_take(doc, "data_dir", str, "config", "data"))
     pm_dir = _take(doc, "pm_dir", str, "config", None)
     return ClusterConfig(
@@ -379,7 +393,10 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         # Kafka's group.initial.rebalance.delay.ms and offsets.retention.minutes (7 days).
         group_initial_rebalance_delay_ms=_take(doc, "group_initial_rebalance_delay_ms", int, "config",
                                                3_000),
+        group_min_session_timeout_ms=min_session,
+        group_max_session_timeout_ms=max_session,
         offsets_retention_minutes=_take(doc, "offsets_retention_minutes", int, "config", 10_080),
+        log_retention_check_interval_ms=retention_check,
         view_store=view_store,
         zookeeper_hosts=_take(doc, "zookeeper_hosts", str, "config", "127.0.0.1:2181"),
         zookeeper_path=_take(doc, "zookeeper_path", str, "config", "/flexlog"),

@@ -1,8 +1,9 @@
 """Kafka RecordBatch v2: the one entry format of FlexLog.
 
 Both faces of the system store the same bytes: a native append builds a batch
-here, a Kafka producer sends one. Only the 61-byte header is ever parsed on the
-hot path; the records stay opaque. baseOffset (bytes 0..8) and
+here, a Kafka producer sends one. The log parses only the 61-byte header; the
+gateway also walks each produced batch's record timestamps (max_record_timestamp),
+as Kafka's broker does, but never changes a record. baseOffset (bytes 0..8) and
 partitionLeaderEpoch (bytes 12..16) lie outside the CRC, so the log rewrites
 them without touching the checksum.
 """
@@ -26,6 +27,7 @@ CRC_START = 21
 MAGIC = 2
 
 CODEC_MASK = 0x07
+LOG_APPEND_TIME_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10
 CONTROL_BIT = 0x20
 
@@ -35,7 +37,12 @@ CODEC_SNAPPY = 2
 CODEC_LZ4 = 3
 CODEC_ZSTD = 4
 
+NO_TIMESTAMP = -1
+
 _BASE_OFFSET = struct.Struct(">q")
+ATTRIBUTES_AT = 21
+MAX_TIMESTAMP_AT = 35
+CRC_AT = 17
 
 
 class CorruptBatch(ValueError):
@@ -254,20 +261,27 @@ def crc_of(buf: bytes | memoryview) -> int:
 
 
 def _decompress(codec: int, data: bytes) -> bytes:
+    """The records section uncompressed; CorruptBatch when it does not decompress (a client's bytes)."""
     if codec == CODEC_NONE:
         return data
     if codec == CODEC_GZIP:
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+        try:
+            return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise CorruptBatch(f"gzip records do not decompress: {exc}") from None
     try:
         import cramjam
     except ImportError as exc:  # pragma: no cover - cramjam is a declared dependency
         raise CorruptBatch(f"codec {codec} needs the cramjam package") from exc
-    if codec == CODEC_SNAPPY:
-        return _snappy_decompress(data, cramjam)
-    if codec == CODEC_LZ4:
-        return bytes(cramjam.lz4.decompress(data))
-    if codec == CODEC_ZSTD:
-        return bytes(cramjam.zstd.decompress(data))
+    try:
+        if codec == CODEC_SNAPPY:
+            return _snappy_decompress(data, cramjam)
+        if codec == CODEC_LZ4:
+            return bytes(cramjam.lz4.decompress(data))
+        if codec == CODEC_ZSTD:
+            return bytes(cramjam.zstd.decompress(data))
+    except (cramjam.DecompressionError, struct.error) as exc:
+        raise CorruptBatch(f"codec {codec} records do not decompress: {exc}") from None
     raise CorruptBatch(f"unknown compression codec {codec}")
 
 
@@ -324,6 +338,81 @@ def decode(buf: bytes | memoryview, verify_crc: bool = True) -> list[Record]:
             )
         )
     return records
+
+
+def max_record_timestamp(buf: bytes, header: BatchHeader) -> int:
+    """The largest timestamp among a batch's records (decompressing them), NO_TIMESTAMP if none is larger.
+
+    What Kafka's LogValidator computes for every batch it accepts. Only each
+    record's length and timestampDelta are read; keys, values and headers are
+    skipped. It runs on every produced batch, so varints of one or two bytes
+    (nearly all lengths and deltas) are decoded inline and an uncompressed
+    batch is walked in place.
+    """
+    if header.codec == CODEC_NONE:
+        body, pos = buf, HEADER_SIZE
+    else:
+        body, pos = _decompress(header.codec, buf[HEADER_SIZE:]), 0
+    size = len(body)
+    largest: int | None = None
+    try:
+        for _ in range(header.records_count):
+            b0 = body[pos]
+            if b0 < 0x80:
+                raw, start = b0, pos + 1
+            elif body[pos + 1] < 0x80:
+                raw, start = (b0 & 0x7F) | (body[pos + 1] << 7), pos + 2
+            else:
+                raw, start = _read_raw_varint(body, pos)
+            end = start + ((raw >> 1) ^ -(raw & 1))
+            if end < start + 2 or end > size:
+                raise CorruptBatch("record length out of bounds")
+            b0 = body[start + 1]  # after the record's attributes byte
+            if b0 < 0x80:
+                raw, after = b0, start + 2
+            else:
+                raw, after = _read_raw_varint(body, start + 1)
+            if after > end:
+                raise CorruptBatch("record timestampDelta out of bounds")
+            delta = (raw >> 1) ^ -(raw & 1)
+            if largest is None or delta > largest:
+                largest = delta
+            pos = end
+    except IndexError:
+        raise CorruptBatch("fewer records than recordsCount") from None
+    if pos != size:
+        raise CorruptBatch("bytes after the last record")
+    if largest is None:
+        return NO_TIMESTAMP
+    return max(NO_TIMESTAMP, header.base_timestamp + largest)
+
+
+def _read_raw_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned varint (still zigzag-encoded) and the position after it."""
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise CorruptBatch("varint too long in record")
+
+
+def with_max_timestamp(buf: bytes, max_timestamp: int) -> bytes:
+    """buf with maxTimestamp set, the timestamp type CreateTime, and the CRC recomputed over them.
+
+    Kafka's DefaultRecordBatch.setMaxTimestamp: both fields lie inside the
+    CRC-32C, which covers attributes to the end of the batch.
+    """
+    out = bytearray(buf)
+    attributes = struct.unpack_from(">h", out, ATTRIBUTES_AT)[0] & ~LOG_APPEND_TIME_BIT
+    struct.pack_into(">h", out, ATTRIBUTES_AT, attributes)
+    struct.pack_into(">q", out, MAX_TIMESTAMP_AT, max_timestamp)
+    struct.pack_into(">I", out, CRC_AT, crc32c.crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
 
 
 def _read_nullable(buf: memoryview, pos: int) -> tuple[bytes | None, int]:

@@ -237,14 +237,15 @@ class GroupCoordinator:
 
     def _add_member(self, now_ms: int, group: Group, member_id: str, req: JoinRequest,
                     waiter: Hashable) -> list[Reply]:
+        if not group.members:
+            # The first member decides the type; an Empty group's earlier type yields to it (Kafka).
+            group.protocol_type = req.protocol_type
         group.members[member_id] = Member(
             member_id, req.group_instance_id, req.client_id, req.client_host, req.protocol_type,
             req.protocols, req.session_timeout_ms, req.rebalance_timeout_ms,
             now_ms + req.session_timeout_ms, join_waiter=waiter)
         if req.group_instance_id is not None:
             group.static[req.group_instance_id] = member_id
-        if not group.protocol_type:
-            group.protocol_type = req.protocol_type
         if group.state == GroupState.PREPARING_REBALANCE:
             if group.initial_delay_until_ms > now_ms:
                 # Kafka's InitialDelayedJoin: each newcomer buys the others another delay.
@@ -322,9 +323,9 @@ class GroupCoordinator:
             replies += self._remove_member(group, member, ErrorCode.UNKNOWN_MEMBER_ID)
         group.generation += 1
         if not group.members:
+            # The protocol type stays, as in Kafka: tools list an Empty group as a "consumer" group.
             group.state = GroupState.EMPTY
             group.protocol = group.leader = None
-            group.protocol_type = None
             return replies
         group.rebalances += 1
         group.state = GroupState.COMPLETING_REBALANCE

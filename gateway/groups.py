@@ -48,7 +48,9 @@ class Groups:
         self.config = config
         self.me = me
         self.coordinator = GroupCoordinator(
-            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms)
+            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=config.group_min_session_timeout_ms,
+            max_session_timeout_ms=config.group_max_session_timeout_ms)
         self.offsets = OffsetStore(client, config)
         self.retention_ms = config.offsets_retention_minutes * 60_000
         self._waiting: dict[Hashable, asyncio.Future[JoinReply | SyncReply]] = {}

@@ -13,22 +13,30 @@ import logging
 import time
 
 from flexlog.core.errors import FlexLogError
+from flexlog.core.record_batch import NO_TIMESTAMP
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.timestamps import PartitionIndex
 from flexlog.gateway.topics import RETENTION_BYTES, RETENTION_MS, Topic
 
 log = logging.getLogger("flexlog.gateway.retention")
 
-CHECK_INTERVAL_S = 5.0
-
-
 def trim_point(index: PartitionIndex, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
-    """How many of the oldest indexed batches retention drops."""
+    """How many of the oldest indexed batches retention drops.
+
+    A batch without a timestamp (maxTimestamp -1: a fill marker, or a batch
+    stored before Produce recomputed the field) never expires on its own; it
+    goes only with a later batch that does, as a segment with untimed batches
+    goes in Kafka, since the log is trimmed from its start.
+    """
     drop = 0
     if retention_ms >= 0:
         cutoff = now_ms - retention_ms
-        while drop < len(index.max_ts) and index.max_ts[drop] < cutoff:
-            drop += 1
+        for pos, max_ts in enumerate(index.max_ts):
+            if max_ts == NO_TIMESTAMP:
+                continue
+            if max_ts >= cutoff:
+                break
+            drop = pos + 1
     if retention_bytes >= 0:
         total = sum(index.sizes)
         size_drop = 0
@@ -56,8 +64,9 @@ async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
         log.info("retention trimmed %s-%d below offset %d", topic.name, partition, end)
 
 
-async def run(broker: Broker, interval_s: float = CHECK_INTERVAL_S) -> None:
-    """Check every partition this gateway leads, forever."""
+async def run(broker: Broker) -> None:
+    """Check every partition this gateway leads, every log_retention_check_interval_ms, forever."""
+    interval_s = broker.config.log_retention_check_interval_ms / 1000
     await broker.ready.wait()
     while True:
         for topic in broker.topics.all():

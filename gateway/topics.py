@@ -232,6 +232,14 @@ class TopicStore:
             topic = self.get(name)
         return topic
 
+    async def lookup_id(self, topic_id: bytes) -> Topic | None:
+        """The topic with this id, syncing once on a miss (requests of Fetch v13+ name topics by id)."""
+        topic = self.by_id(topic_id)
+        if topic is None:
+            await self.sync()
+            topic = self.by_id(topic_id)
+        return topic
+
     async def color(self, topic: str, partition: int) -> ColorInfo:
         return await self.client.color(partition_color(topic, partition))
 

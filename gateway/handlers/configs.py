@@ -3,7 +3,8 @@
 Topic configs that FlexLog enforces are settable (retention.ms and
 retention.bytes by the retention task, max.message.bytes by Produce,
 cleanup.policy=delete); a few more are shown read-only so tools find the keys
-they expect. Broker resources describe the gateway's settings, read-only.
+they expect. Broker resources describe the gateway's settings, read-only: the
+keys every Kafka broker reports, with the values FlexLog acts on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 from flexlog.gateway.topics import (
     CLEANUP_POLICY,
     READ_ONLY_TOPIC_CONFIGS,
+    RETENTION_BYTES,
+    RETENTION_MS,
     Topic,
     check_config,
 )
@@ -32,6 +35,7 @@ SOURCE_DEFAULT = 5
 TYPE_BOOLEAN = 1
 TYPE_STRING = 2
 TYPE_INT = 3
+TYPE_SHORT = 4
 TYPE_LONG = 5
 TYPE_LIST = 7
 
@@ -41,7 +45,13 @@ OP_DELETE = 1
 _TYPES = {"retention.ms": TYPE_LONG, "retention.bytes": TYPE_LONG, "max.message.bytes": TYPE_INT,
           CLEANUP_POLICY: TYPE_LIST, "segment.bytes": TYPE_INT, "num.partitions": TYPE_INT,
           "auto.create.topics.enable": TYPE_BOOLEAN, "message.max.bytes": TYPE_INT,
-          "broker.id": TYPE_INT, "default.replication.factor": TYPE_INT, "log.retention.ms": TYPE_LONG}
+          "broker.id": TYPE_INT, "node.id": TYPE_INT, "default.replication.factor": TYPE_INT,
+          "min.insync.replicas": TYPE_INT, "offsets.topic.replication.factor": TYPE_SHORT,
+          "log.retention.ms": TYPE_LONG, "log.retention.bytes": TYPE_LONG,
+          "log.retention.check.interval.ms": TYPE_LONG, "log.cleanup.policy": TYPE_LIST,
+          "delete.topic.enable": TYPE_BOOLEAN, "group.min.session.timeout.ms": TYPE_INT,
+          "group.max.session.timeout.ms": TYPE_INT, "group.initial.rebalance.delay.ms": TYPE_INT,
+          "offsets.retention.minutes": TYPE_INT, "sasl.enabled.mechanisms": TYPE_LIST}
 
 
 def _entry(name: str, value: str, source: int, read_only: bool) -> Body:
@@ -59,14 +69,40 @@ def topic_entries(broker: Broker, topic: Topic) -> list[Body]:
 
 
 def broker_entries(broker: Broker) -> list[Body]:
+    """The keys every Kafka broker reports and tools read, each with the value FlexLog acts on."""
     cfg = broker.config
+    me = broker.me
+    defaults = broker.topics.defaults
+    # Every append is written to all replicas of its shard before it is acknowledged, so a
+    # shard's replica count is both the replication factor and the in-sync minimum.
+    replicas = str(min(len(s.replicas) for s in cfg.shards))
+    # __consumer_offsets is a system color, kept on the first shard of the root's region.
+    offsets_replicas = str(len(cfg.shard(cfg.region(cfg.root)[0]).replicas))
     values = {
-        "broker.id": str(broker.me.node_id),
+        "broker.id": str(me.node_id),
+        "node.id": str(me.node_id),
+        "listeners": ",".join(f"{lis.name}://{lis.address}" for lis in me.listeners),
+        "advertised.listeners": ",".join(f"{lis.name}://{lis.advertised}" for lis in me.listeners),
+        "listener.security.protocol.map": ",".join(f"{lis.name}:{lis.protocol}" for lis in me.listeners),
+        "sasl.enabled.mechanisms": ",".join(cfg.security.sasl_mechanisms),
         "num.partitions": str(cfg.default_partitions),
+        "default.replication.factor": replicas,
+        "min.insync.replicas": replicas,
+        "offsets.topic.replication.factor": offsets_replicas,
         "auto.create.topics.enable": str(cfg.auto_create_topics).lower(),
+        "delete.topic.enable": "true",
         "message.max.bytes": str(cfg.max_entry_bytes),
-        "default.replication.factor": str(min(len(s.replicas) for s in cfg.shards)),
-        "log.retention.ms": broker.topics.defaults["retention.ms"],
+        "log.retention.ms": defaults[RETENTION_MS],
+        "log.retention.bytes": defaults[RETENTION_BYTES],
+        "log.retention.check.interval.ms": str(cfg.log_retention_check_interval_ms),
+        "log.cleanup.policy": defaults[CLEANUP_POLICY],
+        # Batches are stored as the producer sent them, with the producer's timestamps.
+        "compression.type": "producer",
+        "log.message.timestamp.type": "CreateTime",
+        "group.min.session.timeout.ms": str(cfg.group_min_session_timeout_ms),
+        "group.max.session.timeout.ms": str(cfg.group_max_session_timeout_ms),
+        "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
+        "offsets.retention.minutes": str(cfg.offsets_retention_minutes),
     }
     return [_entry(k, v, SOURCE_STATIC_BROKER, True) for k, v in values.items()]
 

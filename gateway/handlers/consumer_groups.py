@@ -20,6 +20,7 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
+BATCHED_FROM_VERSION = 4
 NO_TRANSACTIONS = "transactions are not supported by the FlexLog gateway"
 GROUP_TYPE = "classic"
 
@@ -47,11 +48,11 @@ def _coordinator(broker: Broker, key: str, key_type: int) -> Body:
             "node_id": node.node_id, "host": node.host, "port": node.port}
 
 
-@serves(ApiKey.FIND_COORDINATOR, 0, 4)
+@serves(ApiKey.FIND_COORDINATOR, 0, 6)
 async def handle_find_coordinator(broker: Broker, request: Request) -> Body:
     body = request.body
     key_type = body.get("key_type", KEY_TYPE_GROUP)
-    if request.api_version >= 4:
+    if request.api_version >= BATCHED_FROM_VERSION:
         return {"throttle_time_ms": 0,
                 "coordinators": [_coordinator(broker, k, key_type) for k in body["coordinator_keys"]]}
     answer = _coordinator(broker, body["key"], key_type)
@@ -140,6 +141,15 @@ async def handle_leave_group(broker: Broker, request: Request) -> Body:
                         for (m, i), c in zip(leavers, codes, strict=True)]}
 
 
+def _empty_group_type(known: str | None, has_offsets: bool) -> str:
+    """An Empty group's protocol type: the one its members had, else "consumer" if it has offsets.
+
+    Membership is in memory, so after a coordinator restart a group is known by its
+    committed offsets only; those come from consumers nearly always.
+    """
+    return known or ("consumer" if has_offsets else "")
+
+
 def _describe(broker: Broker, group_id: str) -> Body:
     body: Body = {"error_code": ErrorCode.NONE, "group_id": group_id, "protocol_type": "",
                   "protocol_data": "", "members": []}
@@ -152,7 +162,8 @@ def _describe(broker: Broker, group_id: str) -> Body:
     if group is None or group.state in (GroupState.EMPTY, GroupState.DEAD):
         has_offsets = bool(broker.groups.offsets.state.group_keys(group_id))
         state = GroupState.EMPTY if has_offsets or group is not None else GroupState.DEAD
-        return {**body, "group_state": state.value, "protocol_type": "consumer" if has_offsets else ""}
+        return {**body, "group_state": state.value,
+                "protocol_type": _empty_group_type(group.protocol_type if group else None, has_offsets)}
     stable = group.state == GroupState.STABLE
     members = [{"member_id": m.member_id, "group_instance_id": m.instance_id,
                 "client_id": m.client_id, "client_host": m.client_host,
@@ -180,12 +191,10 @@ async def handle_list_groups(broker: Broker, request: Request) -> Body:
     listed: dict[str, tuple[str, GroupState]] = {}
     for group_id in broker.groups.offsets.state.groups():
         if broker.groups.coordinates(group_id):
-            listed[group_id] = ("consumer", GroupState.EMPTY)
+            listed[group_id] = (_empty_group_type(None, True), GroupState.EMPTY)
     for group in broker.groups.coordinator.groups.values():
-        if group.state != GroupState.EMPTY:
-            listed[group.group_id] = (group.protocol_type or "", group.state)
-        elif group.group_id not in listed:
-            listed[group.group_id] = ("", group.state)
+        has_offsets = group.group_id in listed
+        listed[group.group_id] = (_empty_group_type(group.protocol_type, has_offsets), group.state)
     # Like Kafka: DESCRIBE on the cluster lists every group, otherwise those one may describe.
     everything = authz.cluster_allowed(broker, Operation.DESCRIBE)
     groups = [{"group_id": g, "protocol_type": ptype, "group_state": state.value,

@@ -1,4 +1,10 @@
-"""Fetch (1), versions 4-12: range reads with long polling woken by appends.
+"""Fetch (1), versions 4-17: range reads with long polling woken by appends.
+
+v13+ name topics by id (an unknown id gets UNKNOWN_TOPIC_ID); v15's replica
+state and v17's directory ids concern followers, which the gateway has none of.
+A partition sent to a gateway that does not lead it gets NOT_LEADER_OR_FOLLOWER
+with the leader named (v12+), and v16+ adds that leader's endpoint (KIP-951),
+so the client re-routes without a Metadata round trip.
 
 Every partition is read at once; when the answer is short of min_bytes and the
 client allows a wait, the empty partitions are read again with a replica-side
@@ -26,12 +32,18 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 MIN_WAIT_MS = 1
 
 
+TOPIC_IDS_FROM_VERSION = 13
+NODE_ENDPOINTS_FROM_VERSION = 16
+NO_TOPIC_ID = bytes(16)
+
+
 @dataclass
 class _Partition:
-    topic: str
+    topic: str | None  # None: a v13+ topic id that names no topic
     index: int
     offset: int
     max_bytes: int
+    topic_id: bytes = NO_TOPIC_ID  # v13+ only
     color: ColorInfo | None = None
     error: ErrorCode = ErrorCode.NONE
     result: RangeResult | None = None
@@ -42,6 +54,9 @@ class _Partition:
 
 
 async def _resolve(broker: Broker, part: _Partition) -> None:
+    if part.topic is None:
+        part.error = ErrorCode.UNKNOWN_TOPIC_ID
+        return
     if not authz.topic_allowed(broker, Operation.READ, part.topic):
         part.error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         return
@@ -132,15 +147,49 @@ async def _long_poll(broker: Broker, parts: list[_Partition], deadline: float) -
             task.cancel()
 
 
-@serves(ApiKey.FETCH, 4, 12)
+async def _requested(broker: Broker, topics: list[Body], by_id: bool) -> list[_Partition]:
+    parts = []
+    for t in topics:
+        if by_id:
+            topic = await broker.topics.lookup_id(t["topic_id"])
+            name, topic_id = (topic.name if topic else None), t["topic_id"]
+        else:
+            name, topic_id = t["topic"], NO_TOPIC_ID
+        parts += [_Partition(name, p["partition"], p["fetch_offset"], p["partition_max_bytes"], topic_id)
+                  for p in t["partitions"]]
+    return parts
+
+
+def _partition_body(broker: Broker, part: _Partition) -> Body:
+    res = part.result
+    hwm = res.tail if res is not None and part.error != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else -1
+    body: Body = {
+        "partition_index": part.index, "error_code": part.error, "high_watermark": hwm,
+        # No transactions, so everything below the high watermark is stable.
+        "last_stable_offset": hwm, "log_start_offset": res.log_start if res is not None else -1,
+        "aborted_transactions": [], "preferred_read_replica": -1, "records": b"".join(part.batches),
+    }
+    if part.error == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+        body["current_leader"] = {"leader_id": broker.leader(part.index), "leader_epoch": 0}
+    return body
+
+
+def _leader_endpoints(broker: Broker, parts: list[_Partition]) -> list[Body]:
+    """KIP-951: where the leaders named in NOT_LEADER_OR_FOLLOWER answers are."""
+    leaders = {broker.leader(p.index) for p in parts if p.error == ErrorCode.NOT_LEADER_OR_FOLLOWER}
+    return [{"node_id": b.node_id, "host": b.host, "port": b.port, "rack": None}
+            for b in broker.brokers if b.node_id in leaders]
+
+
+@serves(ApiKey.FETCH, 4, 17)
 async def handle_fetch(broker: Broker, request: Request) -> Body:
     body = request.body
+    version = request.api_version
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, body["max_wait_ms"]) / 1000
     min_bytes = max(1, body["min_bytes"])
     max_bytes = body["max_bytes"]
-    parts = [_Partition(t["topic"], p["partition"], p["fetch_offset"], p["partition_max_bytes"])
-             for t in body["topics"] for p in t["partitions"]]
+    parts = await _requested(broker, body["topics"], version >= TOPIC_IDS_FROM_VERSION)
     await asyncio.gather(*(_resolve(broker, p) for p in parts))
     await asyncio.gather(*(_read(broker, p) for p in parts))
     total = _fill(parts, max_bytes)
@@ -153,19 +202,15 @@ async def handle_fetch(broker: Broker, request: Request) -> Body:
             await asyncio.gather(*(_read(broker, p) for p in parts if not p.error))
             total = _fill(parts, max_bytes)
     responses: list[Body] = []
-    by_topic: dict[str, list[Body]] = {}
+    by_topic: dict[tuple[str | None, bytes], list[Body]] = {}
     for part in parts:
-        res = part.result
-        if part.topic not in by_topic:
-            by_topic[part.topic] = []
-            responses.append({"topic": part.topic, "partitions": by_topic[part.topic]})
-        hwm = res.tail if res is not None and part.error != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else -1
-        log_start = res.log_start if res is not None else -1
-        by_topic[part.topic].append({
-            "partition_index": part.index, "error_code": part.error, "high_watermark": hwm,
-            # No transactions, so everything below the high watermark is stable.
-            "last_stable_offset": hwm, "log_start_offset": log_start, "aborted_transactions": [],
-            "preferred_read_replica": -1, "records": b"".join(part.batches),
-        })
-    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "session_id": 0,
-            "responses": responses}
+        key = (part.topic, part.topic_id)
+        if key not in by_topic:
+            by_topic[key] = []
+            responses.append({"topic": part.topic, "topic_id": part.topic_id, "partitions": by_topic[key]})
+        by_topic[key].append(_partition_body(broker, part))
+    answer: Body = {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "session_id": 0,
+                    "responses": responses}
+    if version >= NODE_ENDPOINTS_FROM_VERSION:
+        answer["node_endpoints"] = _leader_endpoints(broker, parts)
+    return answer

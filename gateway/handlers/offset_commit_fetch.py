@@ -29,7 +29,7 @@ def _commit_answer(topics: list[Body], codes: dict[tuple[str, int], ErrorCode]) 
         for t in topics]}
 
 
-@serves(ApiKey.OFFSET_COMMIT, 2, 9)
+@serves(ApiKey.OFFSET_COMMIT, 1, 9)
 async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     body = request.body
     group_id = body["group_id"]

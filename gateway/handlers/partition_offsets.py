@@ -23,6 +23,8 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4  # v8+, KIP-405: where the broker's local copy of the log starts
+LATEST_TIERED = -5  # v9+, KIP-1005: the last offset in remote (tiered) storage
 
 
 class _PartitionFailed(Exception):
@@ -61,7 +63,7 @@ async def _per_partition(
             for t in topics]
 
 
-@serves(ApiKey.LIST_OFFSETS, 1, 7)
+@serves(ApiKey.LIST_OFFSETS, 1, 9)
 async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     version = request.api_version
 
@@ -73,12 +75,16 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
             raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         wanted = part["timestamp"]
         timestamp = -1
-        if wanted in (LATEST, EARLIEST):
+        if wanted in (LATEST, EARLIEST) or (wanted == EARLIEST_LOCAL and version >= 8):
+            # Every tier of a FlexLog replica (PM, DRAM cache, SSD) is local: the whole log
+            # is, so the local log starts where the log does, as in Kafka without remote storage.
             log_start, tail = await broker.client.state(color)
             broker.log_starts[color.id] = log_start
             offset = tail if wanted == LATEST else log_start
         elif wanted == MAX_TIMESTAMP and version >= 7:
             offset, timestamp = await broker.timestamps.max_timestamp(color)
+        elif wanted == LATEST_TIERED and version >= 9:
+            offset = -1  # Kafka's answer when nothing is in remote storage
         elif wanted >= 0:
             offset, timestamp = await broker.timestamps.offset_for_time(color, wanted)
         else:
@@ -95,7 +101,7 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     return {"throttle_time_ms": 0, "topics": topics}
 
 
-@serves(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
+@serves(ApiKey.OFFSET_FOR_LEADER_EPOCH, 0, 4)
 async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
         if not authz.topic_allowed(broker, Operation.DESCRIBE, topic):

@@ -1,7 +1,9 @@
-"""Produce (0): validate each client batch, then append its bytes untouched as one entry.
+"""Produce (0): validate each client batch, then append its bytes as one entry.
 
-The log rewrites only baseOffset (outside the CRC), so consumers get exactly
-the bytes the producer sent, compressed or not. Batches of idempotent
+As Kafka's broker does, the gateway sets the header's maxTimestamp to the
+largest record timestamp when the producer's differs (then the CRC over it);
+the log rewrites only baseOffset (outside the CRC). The records themselves,
+compressed or not, reach consumers exactly as the producer sent them. Batches of idempotent
 producers are checked against the producer's epoch and sequence first
 (``gateway/idempotence.py``); a retry of a recent batch is answered with the
 offset it was stored at and not appended again. Only a partition's leader
@@ -74,6 +76,25 @@ def check_batch(records: bytes | None, version: int, max_bytes: int) -> record_b
     return header
 
 
+def stamp_max_timestamp(records: bytes, header: record_batch.BatchHeader,
+                        ) -> tuple[bytes, record_batch.BatchHeader]:
+    """Kafka's LogValidator on a CreateTime topic: maxTimestamp is the records' largest time.
+
+    Older clients (Sarama 1.22) send -1 there; kept, retention would expire the
+    batch at once and ListOffsets by time would not find it. Like Kafka's
+    setMaxTimestamp, the batch is rewritten only when the field (or the
+    timestamp type) differs, and then its CRC is recomputed.
+    """
+    try:
+        max_ts = record_batch.max_record_timestamp(records, header)
+    except CorruptBatch as exc:
+        raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    if max_ts == header.max_timestamp and not header.attributes & record_batch.LOG_APPEND_TIME_BIT:
+        return records, header
+    records = record_batch.with_max_timestamp(records, max_ts)
+    return records, record_batch.parse_header(records)
+
+
 def _result(index: int, code: ErrorCode, base_offset: int = -1, log_start: int = -1,
             message: str | None = None) -> Body:
     return {"index": index, "error_code": code, "base_offset": base_offset,
@@ -100,6 +121,7 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
     try:
         header = check_batch(records, version,
                              topic.int_config(MAX_MESSAGE_BYTES, broker.topics.defaults))
+        records, header = stamp_max_timestamp(records, header)
         color = await broker.topics.color(topic_name, index)
         if header.producer_id == NO_PRODUCER_ID:
             appended: Awaitable[int] = await broker.client.submit_batch(records, color, validated=True)

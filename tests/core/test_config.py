@@ -37,6 +37,9 @@ def test_default_cluster_shape() -> None:
         (lambda d: d.update(pool_size_bytes="big"), "config.pool_size_bytes: expected int"),
         (lambda d: d["sequencer"][1]["nodes"][0].pop("parent"), "exactly one root"),
         (lambda d: d["gateway"][0].update(address="127.0.0.1:99999"), "gateway[0].address"),
+        (lambda d: d.update(group_min_session_timeout_ms=0), "config.group_min_session_timeout_ms"),
+        (lambda d: d.update(group_max_session_timeout_ms=5000), "config.group_min_session_timeout_ms"),
+        (lambda d: d.update(log_retention_check_interval_ms=0), "config.log_retention_check_interval_ms"),
     ],
 )
 def test_invalid_configs_name_the_bad_key(edit: object, message: str) -> None:

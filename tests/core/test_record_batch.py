@@ -85,3 +85,27 @@ def test_gzip_batches_decode() -> None:
     struct.pack_into(">I", header, 17, crc32c.crc32c(after))
     batch = bytes(header[: rb.CRC_START]) + after
     assert [r.value for r in rb.decode(batch)] == [b"x" * 100, b"y"]
+
+
+@given(st.lists(records, min_size=1, max_size=20))
+def test_max_record_timestamp_is_the_largest_record_time(recs: list[rb.Record]) -> None:
+    batch = rb.build(recs, timestamp_ms=1_700_000_000_000)
+    header = rb.parse_header(batch)
+    assert rb.max_record_timestamp(batch, header) == max(r.timestamp_ms for r in rb.decode(batch))
+
+
+def test_setting_max_timestamp_keeps_the_records_and_a_valid_crc() -> None:
+    batch = rb.build([b"a", rb.Record(b"b", timestamp_ms=70)], timestamp_ms=50)
+    stamped = rb.with_max_timestamp(batch, -1)
+    header = rb.validate(stamped)
+    assert header.max_timestamp == -1 and stamped[rb.HEADER_SIZE:] == batch[rb.HEADER_SIZE:]
+    assert rb.max_record_timestamp(stamped, header) == 70
+
+
+@given(st.binary(max_size=200))
+def test_records_that_do_not_parse_raise_only_corrupt_batch(junk: bytes) -> None:
+    batch = rb.build([b"a", b"b"])
+    for codec in (rb.CODEC_NONE, rb.CODEC_GZIP, rb.CODEC_LZ4):
+        header = rb.parse_header(batch)._replace(attributes=codec)
+        with contextlib.suppress(rb.CorruptBatch):
+            rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + junk, header)

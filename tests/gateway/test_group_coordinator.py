@@ -166,6 +166,18 @@ def test_leave_of_the_last_member_empties_the_group() -> None:
     assert sim.c.commit_check(sim.now, G, -1, "", None) == ErrorCode.NONE
 
 
+def test_an_empty_group_keeps_its_type_until_a_member_of_another_type_joins() -> None:
+    sim = Sim()
+    ids, _ = stable_group(sim, 1)
+    sim.c.leave(sim.now, G, [(ids[0], None)])
+    group = sim.c.group(G)
+    assert group is not None and group.state == GroupState.EMPTY
+    assert group.protocol_type == "consumer"
+    req = JoinRequest(G, "", None, "connect", (("default", b""),), SESSION, REBALANCE, 3, "w")
+    sim.c.join(sim.now, req, "w")
+    assert group.protocol_type == "connect"
+
+
 def test_bad_requests_get_kafka_errors_and_leave_the_group_intact() -> None:
     sim = Sim()
     ids, gen = stable_group(sim, 2)

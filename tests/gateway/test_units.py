@@ -52,7 +52,7 @@ async def test_api_versions_derived_from_handlers(server):
     body = decode_response(ApiKey.API_VERSIONS, 3, frame[4:]).body
     ranges = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body["api_keys"]}
     assert ranges[ApiKey.PRODUCE] == (0, 11)
-    assert ranges[ApiKey.FETCH] == (4, 12)
+    assert ranges[ApiKey.FETCH] == (4, 17)
     assert ranges[ApiKey.API_VERSIONS] == (0, 4)
     # Old librdkafka checks group and idempotence features by exact version 0.
     for key in (ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT,
@@ -207,3 +207,12 @@ def test_retention_trim_point():
     assert index.first_reaching(250) == 2
     index.drop_below(20)
     assert index.sns == [20, 30] and index.first_reaching(250) == 0
+
+
+def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
+    index = PartitionIndex()
+    for i, ts in enumerate([-1, 100, -1, 900, -1]):
+        index.add(i * 10, i * 10 + 10, 1000, ts)
+    # The first -1 batch goes with the expired one after it; the others stay.
+    assert trim_point(index, retention_ms=750, retention_bytes=-1, now_ms=1000) == 2
+    assert trim_point(index, retention_ms=0, retention_bytes=-1, now_ms=10_000) == 4

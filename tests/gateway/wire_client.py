@@ -61,9 +61,12 @@ def gateway_ready(address: str) -> bool:
 
 
 @contextmanager
-def running_gateway(tmp: Path) -> Iterator[str]:
-    """A whole cluster with one gateway; yields the gateway's Kafka address once it serves."""
-    with running_cluster(tmp, storage="memory", gateways=1) as cluster:
+def running_gateway(tmp: Path, extra: str = "") -> Iterator[str]:
+    """A whole cluster with one gateway; yields the gateway's Kafka address once it serves.
+
+    extra: top-level cluster-file lines, for tests of broker settings.
+    """
+    with running_cluster(tmp, storage="memory", gateways=1, extra=extra) as cluster:
         address = cluster.config.gateways[0].advertised
         deadline = time.monotonic() + GATEWAY_READY_S
         while not gateway_ready(address):

@@ -45,7 +45,7 @@ def test_unknown_api_key_keeps_correlation_id() -> None:
     assert (info.value.api_key, info.value.api_version, info.value.correlation_id) == (1000, 0, 77)
 
 
-@pytest.mark.parametrize(("key", "version"), [(18, 5), (18, -1), (1, 3), (1, 13), (2, 0)])
+@pytest.mark.parametrize(("key", "version"), [(18, 5), (18, -1), (1, 3), (1, 18), (2, 0)])
 def test_unsupported_version_keeps_correlation_id(key: int, version: int) -> None:
     # The body after the 8 fixed bytes is never looked at: a v5 ApiVersions body
     # may well be something this codec cannot parse.
@@ -97,7 +97,7 @@ def test_encode_rejects_bad_bodies() -> None:
     with pytest.raises(EncodeError):
         encode_response(3, 1, 1, {"brokers": [7]})
     with pytest.raises(EncodeError):
-        encode_response(1, 13, 1, {})
+        encode_response(1, 18, 1, {})
 
 
 def test_every_array_element_consumes_bytes() -> None:

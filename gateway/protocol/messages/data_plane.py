@@ -10,6 +10,7 @@ from ..schema import (
     INT64,
     RECORDS,
     STRING,
+    UUID,
     Api,
     array,
     struct,
@@ -69,12 +70,16 @@ PRODUCE = Api(
 FETCH = Api(
     key=1,
     name="Fetch",
-    # 13+ switches topic names for topic ids, which the gateway does not track.
-    versions=(4, 12),
+    # 0-3 answer with message format v0/v1, which Kafka down-converts to; the gateway does not.
+    versions=(4, 17),
     flexible=12,
     request=(
         F("cluster_id", STRING, "12+", nullable="12+", default=None, tag=0),
         F("replica_id", INT32, "0-14", default=-1),
+        F("replica_state", struct([
+            F("replica_id", INT32, default=-1),
+            F("replica_epoch", INT64, default=-1),
+        ]), "15+", tag=1),
         F("max_wait_ms", INT32),
         F("min_bytes", INT32),
         F("max_bytes", INT32, "3+", default=0x7FFFFFFF),
@@ -83,6 +88,7 @@ FETCH = Api(
         F("session_epoch", INT32, "7+", default=-1),
         F("topics", array([
             F("topic", STRING, "0-12"),
+            F("topic_id", UUID, "13+"),
             F("partitions", array([
                 F("partition", INT32),
                 F("current_leader_epoch", INT32, "9+", default=-1),
@@ -90,10 +96,12 @@ FETCH = Api(
                 F("last_fetched_epoch", INT32, "12+", default=-1),
                 F("log_start_offset", INT64, "5+", default=-1),
                 F("partition_max_bytes", INT32),
+                F("replica_directory_id", UUID, "17+", tag=0),
             ])),
         ])),
         F("forgotten_topics_data", array([
             F("topic", STRING, "7-12"),
+            F("topic_id", UUID, "13+"),
             F("partitions", array(INT32), "7+"),
         ]), "7+"),
         F("rack_id", STRING, "11+"),
@@ -104,6 +112,7 @@ FETCH = Api(
         F("session_id", INT32, "7+"),
         F("responses", array([
             F("topic", STRING, "0-12"),
+            F("topic_id", UUID, "13+"),
             F("partitions", array([
                 F("partition_index", INT32),
                 F("error_code", INT16),
@@ -127,13 +136,19 @@ FETCH = Api(
                 F("records", RECORDS, nullable="0+"),
             ])),
         ])),
+        F("node_endpoints", array([
+            F("node_id", INT32, "16+"),
+            F("host", STRING, "16+"),
+            F("port", INT32, "16+"),
+            F("rack", STRING, "16+", nullable="16+", default=None),
+        ]), "16+", tag=0),
     ),
 )
 
 LIST_OFFSETS = Api(
     key=2,
     name="ListOffsets",
-    versions=(1, 7),
+    versions=(1, 9),
     flexible=6,
     request=(
         F("replica_id", INT32),
@@ -167,7 +182,7 @@ LIST_OFFSETS = Api(
 OFFSET_FOR_LEADER_EPOCH = Api(
     key=23,
     name="OffsetForLeaderEpoch",
-    versions=(2, 4),
+    versions=(0, 4),
     flexible=4,
     request=(
         F("replica_id", INT32, "3+", default=-2),

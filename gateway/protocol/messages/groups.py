@@ -18,7 +18,8 @@ from ..schema import Field as F
 FIND_COORDINATOR = Api(
     key=10,
     name="FindCoordinator",
-    versions=(0, 4),
+    # 5 only allows a new error (transactions), 6 the key type of share groups (KIP-932): same fields.
+    versions=(0, 6),
     flexible=3,
     request=(
         F("key", STRING, "0-3"),
@@ -215,7 +216,7 @@ DELETE_GROUPS = Api(
 OFFSET_COMMIT = Api(
     key=8,
     name="OffsetCommit",
-    versions=(2, 9),
+    versions=(1, 9),
     flexible=8,
     request=(
         F("group_id", STRING),
