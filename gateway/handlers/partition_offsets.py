@@ -33,7 +33,11 @@ class _PartitionFailed(Exception):
         self.code = code
 
 
-async def _color(broker: Broker, topic_name: str, partition: int) -> ColorInfo:
+async def _color(broker: Broker, operation: Operation, topic_name: str,
+                 partition: int) -> ColorInfo:
+    """The partition's color, if the principal may do operation on the topic and it exists."""
+    if not authz.topic_allowed(broker, operation, topic_name):
+        raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = await broker.topics.lookup(topic_name)
     if topic is None or not 0 <= partition < topic.partitions:
         raise _PartitionFailed(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -68,9 +72,7 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     version = request.api_version
 
     async def answer(topic: str, part: Body) -> Body:
-        if not authz.topic_allowed(broker, Operation.DESCRIBE, topic):
-            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
-        color = await _color(broker, topic, part["partition_index"])
+        color = await _color(broker, Operation.DESCRIBE, topic, part["partition_index"])
         if not broker.leads(part["partition_index"]):
             raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         wanted = part["timestamp"]
@@ -104,9 +106,7 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
 @serves(ApiKey.OFFSET_FOR_LEADER_EPOCH, 0, 4)
 async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
-        if not authz.topic_allowed(broker, Operation.DESCRIBE, topic):
-            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
-        color = await _color(broker, topic, part["partition"])
+        color = await _color(broker, Operation.DESCRIBE, topic, part["partition"])
         if part["leader_epoch"] > LEADER_EPOCH:
             # An epoch that never existed: Kafka answers "unknown" rather than guessing.
             return {"error_code": ErrorCode.NONE, "partition": part["partition"],
@@ -125,9 +125,7 @@ async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Bo
 @serves(ApiKey.DELETE_RECORDS, 0, 2)
 async def handle_delete_records(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
-        if not authz.topic_allowed(broker, Operation.DELETE, topic):
-            raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
-        color = await _color(broker, topic, part["partition_index"])
+        color = await _color(broker, Operation.DELETE, topic, part["partition_index"])
         log_start, tail = await broker.client.state(color)
         offset = tail if part["offset"] == -1 else part["offset"]
         if not 0 <= offset <= tail:

@@ -9,6 +9,8 @@ for no more than a shard provides.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flexlog.core.errors import FlexLogError
 from flexlog.gateway import authz
@@ -64,6 +66,19 @@ def _check_create(broker: Broker, item: Body) -> tuple[int, dict[str, str]]:
     return partitions, configs
 
 
+@contextmanager
+def _failure_into(result: Body) -> Iterator[None]:
+    """One topic's failure becomes its own entry's error; the request's other topics go on."""
+    try:
+        yield
+    except _Invalid as exc:
+        result.update(error_code=exc.code, error_message=str(exc))
+    except TopicError as exc:
+        result.update(error_code=ErrorCode.TOPIC_ALREADY_EXISTS, error_message=str(exc))
+    except FlexLogError as exc:
+        result.update(error_code=kafka_error(exc), error_message=str(exc))
+
+
 def _configs_body(broker: Broker, configs: dict[str, str]) -> list[Body]:
     merged = {**broker.topics.defaults, **configs}
     return [{"name": k, "value": v, "read_only": False, "is_sensitive": False,
@@ -81,7 +96,7 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
         name = item["name"]
         result: Body = {"name": name, "topic_id": NO_TOPIC_ID, "error_code": ErrorCode.NONE,
                         "error_message": None, "configs": None}
-        try:
+        with _failure_into(result):
             if counts[name] > 1:
                 raise _Invalid(ErrorCode.INVALID_REQUEST, f"topic {name!r} appears twice")
             if not (authz.cluster_allowed(broker, Operation.CREATE)
@@ -95,12 +110,6 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
                 result["topic_id"] = topic.topic_id
             result.update(num_partitions=partitions, replication_factor=replication_factor(broker),
                           configs=_configs_body(broker, configs))
-        except _Invalid as exc:
-            result.update(error_code=exc.code, error_message=str(exc))
-        except TopicError as exc:
-            result.update(error_code=ErrorCode.TOPIC_ALREADY_EXISTS, error_message=str(exc))
-        except FlexLogError as exc:
-            result.update(error_code=kafka_error(exc), error_message=str(exc))
         results.append(result)
     return {"throttle_time_ms": 0, "topics": results}
 
@@ -118,17 +127,14 @@ async def handle_delete_topics(broker: Broker, request: Request) -> Body:
         topic = broker.topics.get(name) if name is not None else broker.topics.by_id(topic_id)
         result: Body = {"name": name, "topic_id": topic_id, "error_code": ErrorCode.NONE,
                         "error_message": None}
-        if name is not None and not authz.topic_allowed(broker, Operation.DELETE, name):
-            result.update(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, error_message="not authorized")
-        elif topic is None or (topic_id != NO_TOPIC_ID and topic.topic_id != topic_id):
-            code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            result.update(error_code=code, error_message="no such topic")
-        else:
+        with _failure_into(result):
+            if name is not None and not authz.topic_allowed(broker, Operation.DELETE, name):
+                raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "not authorized")
+            if topic is None or (topic_id != NO_TOPIC_ID and topic.topic_id != topic_id):
+                raise _Invalid(ErrorCode.UNKNOWN_TOPIC_ID if name is None
+                               else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such topic")
             result.update(name=topic.name, topic_id=topic.topic_id)
-            try:
-                await broker.topics.delete(topic)
-            except FlexLogError as exc:
-                result.update(error_code=kafka_error(exc), error_message=str(exc))
+            await broker.topics.delete(topic)
         responses.append(result)
     return {"throttle_time_ms": 0, "responses": responses}
 
@@ -140,22 +146,19 @@ async def handle_create_partitions(broker: Broker, request: Request) -> Body:
     for item in body["topics"]:
         name, count = item["name"], item["count"]
         result: Body = {"name": name, "error_code": ErrorCode.NONE, "error_message": None}
-        topic = await broker.topics.lookup(name)
-        if not authz.topic_allowed(broker, Operation.ALTER, name):
-            result.update(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
-                          error_message=f"not allowed to alter topic {name!r}")
-        elif topic is None:
-            result.update(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                          error_message=f"topic {name!r} does not exist")
-        elif not topic.partitions < count <= MAX_PARTITIONS:
-            result.update(error_code=ErrorCode.INVALID_PARTITIONS,
-                          error_message=f"topic {name!r} has {topic.partitions} partitions; "
-                                        f"the new count {count} must be larger (partitions are "
-                                        "only ever added)")
-        elif not body["validate_only"]:
-            try:
+        with _failure_into(result):
+            topic = await broker.topics.lookup(name)
+            if not authz.topic_allowed(broker, Operation.ALTER, name):
+                raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                               f"not allowed to alter topic {name!r}")
+            if topic is None:
+                raise _Invalid(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                               f"topic {name!r} does not exist")
+            if not topic.partitions < count <= MAX_PARTITIONS:
+                raise _Invalid(ErrorCode.INVALID_PARTITIONS,
+                               f"topic {name!r} has {topic.partitions} partitions; the new count "
+                               f"{count} must be larger (partitions are only ever added)")
+            if not body["validate_only"]:
                 await broker.topics.add_partitions(topic, count)
-            except FlexLogError as exc:
-                result.update(error_code=kafka_error(exc), error_message=str(exc))
         results.append(result)
     return {"throttle_time_ms": 0, "results": results}
