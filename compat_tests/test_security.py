@@ -73,7 +73,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     extra = (f'[tls]\nca_file = "{certs}/ca.crt"\ncert_file = "{certs}/server.crt"\n'
              f'key_file = "{certs}/server.key"\nclient_auth = "requested"\ngrpc = true\n\n'
              '[security]\nauthorizer = true\nsuper_users = ["User:admin", "User:CN=admin-cert"]\n'
-             'auth_failure_delay_ms = 200\n')
+             'connection_failed_authentication_delay_ms = 200\n')
     toml = two_level_toml(tmp / "data", storage="memory", gateways=1, extra=extra, metrics=True)
     toml += "listeners = [" + ", ".join(f'{{ protocol = "{p}", address = "{a}" }}'
                                          for p, a in listeners.items()) + "]\n"
@@ -98,6 +98,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     finally:
         rpc.use_tls(None)
         cluster.stop()
+
+
+def gateway_log(secured: Secured) -> str:
+    return (secured.cluster.config.data_dir / "logs" / "gateway0.log").read_text()
 
 
 def topic_name() -> str:
@@ -314,11 +318,11 @@ def test_expired_client_cert_is_refused(secured):
     assert errors
 
 
-def test_brute_force_is_logged_and_slowed_without_passwords(secured):
+def test_failed_logins_are_delayed_and_logged_without_passwords(secured):
     user, guesses = "bruteforced", [f"guess-{i}-secret" for i in range(4)]
     took = []
     for guess in guesses:
-        client = wire_from(secured, "127.0.0.2")
+        client = WireClient(secured.listeners["SASL_PLAINTEXT"])
         try:
             handshake(client, "PLAIN")
             started = time.monotonic()
@@ -327,12 +331,10 @@ def test_brute_force_is_logged_and_slowed_without_passwords(secured):
             assert reply["error_code"] == ErrorCode.SASL_AUTHENTICATION_FAILED
         finally:
             client.close()
-    # 200 ms doubling per failure: the 4th attempt waits 800 ms before it is even checked.
-    assert took[3] >= 0.7 and took[3] > took[0] + 0.5, took
+    # Each failure is answered 200 ms late, the fourth no later than the first: nothing accumulates.
+    assert all(0.18 <= t < 0.7 for t in took), took
     time.sleep(0.3)
-    logs = secured.cluster.logs()
-    assert f"SASL PLAIN authentication failed for user '{user}'" in logs
-    assert "4 consecutive failures" in logs
+    assert gateway_log(secured).count(f"SASL PLAIN authentication failed for user '{user}'") == 4
     leaked = [*guesses, *PASSWORDS.values()]
     log_text = "".join(p.read_text() for p in (secured.cluster.config.data_dir / "logs").glob("*.log"))
     assert not [s for s in leaked if s in log_text]
@@ -442,7 +444,7 @@ def test_create_and_describe_acls_over_the_wire(secured):
 
 
 def wire_from(secured: Secured, source: str) -> WireClient:
-    """A client on the SASL listener from its own loopback address: throttling is per peer host."""
+    """A client on the SASL listener from another loopback address, i.e. another peer host."""
     host, _, port = secured.listeners["SASL_PLAINTEXT"].rpartition(":")
     client = WireClient(secured.listeners["SASL_PLAINTEXT"])
     client.sock.close()
@@ -474,8 +476,7 @@ def scram_login(client: WireClient, mechanism: str, user: str, password: str) ->
                                                 ("victim", PASSWORDS["victim"])],
                          ids=["wrong-password", "unknown-user", "right-password"])
 def test_credentials_are_checked(secured, mechanism, user, password):
-    source = f"127.0.0.{10 + MECHANISMS.index(mechanism) * 3 + len(user) % 3}"
-    client = wire_from(secured, source)
+    client = WireClient(secured.listeners["SASL_PLAINTEXT"])
     try:
         if mechanism == "PLAIN":
             assert handshake(client, mechanism)["error_code"] == 0
@@ -630,10 +631,6 @@ def produce_once(conf: dict[str, str], topic: str) -> tuple[float, str | None]:
 
 
 ALICE_FAILED = "authentication failed for user 'alice'"
-
-
-def gateway_log(secured: Secured) -> str:
-    return (secured.cluster.config.data_dir / "logs" / "gateway0.log").read_text()
 
 
 def test_wrong_passwords_for_alice_lock_out_nobody(secured):

@@ -105,7 +105,8 @@ class SecurityConfig:
     # Off: every principal may do everything (the plaintext default), as Kafka without an authorizer.
     authorizer: bool = False
     super_users: tuple[str, ...] = ()
-    auth_failure_delay_ms: int = 100
+    # Kafka's connection.failed.authentication.delay.ms, with its default.
+    connection_failed_authentication_delay_ms: int = 100
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ def _security(raw: Any) -> SecurityConfig:
     if not isinstance(raw, dict):
         raise ConfigError("security: expected a table")
     _check_keys(raw, {"sasl_mechanisms", "scram_iterations", "authorizer", "super_users",
-                      "auth_failure_delay_ms"}, "security")
+                      "connection_failed_authentication_delay_ms"}, "security")
     mechanisms = tuple(_take(raw, "sasl_mechanisms", list, "security", list(SASL_MECHANISMS)))
     for mechanism in mechanisms:
         if mechanism not in SASL_MECHANISMS:
@@ -269,8 +270,13 @@ def _security(raw: Any) -> SecurityConfig:
     if iterations < MIN_SCRAM_ITERATIONS:
         raise ConfigError(f"security.scram_iterations: at least {MIN_SCRAM_ITERATIONS}, got {iterations}")
     super_users = tuple(str(u) for u in _take(raw, "super_users", list, "security", []))
+    failure_delay_ms = _take(raw, "connection_failed_authentication_delay_ms", int, "security",
+                             SecurityConfig.connection_failed_authentication_delay_ms)
+    if failure_delay_ms < 0:
+        raise ConfigError(f"security.connection_failed_authentication_delay_ms: at least 0, "
+                          f"got {failure_delay_ms}")
     return SecurityConfig(mechanisms, iterations, _take(raw, "authorizer", bool, "security", False),
-                          super_users, _take(raw, "auth_failure_delay_ms", int, "security", 100))
+                          super_users, failure_delay_ms)
 
 
 def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:

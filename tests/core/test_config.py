@@ -37,6 +37,8 @@ def test_default_cluster_shape() -> None:
         (lambda d: d.update(pool_size_bytes="big"), "config.pool_size_bytes: expected int"),
         (lambda d: d["sequencer"][1]["nodes"][0].pop("parent"), "exactly one root"),
         (lambda d: d["gateway"][0].update(address="127.0.0.1:99999"), "gateway[0].address"),
+        (lambda d: d.update(security={"connection_failed_authentication_delay_ms": -1}),
+         "security.connection_failed_authentication_delay_ms: at least 0"),
     ],
 )
 def test_invalid_configs_name_the_bad_key(edit: object, message: str) -> None:
