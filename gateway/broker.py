@@ -83,6 +83,7 @@ class Broker:
                 await self.topics.open()
                 await self.groups.offsets.open()
                 await self.users.open()
+                await self.users.ensure_decoy_secret()
                 await self.acls.open()
                 break
             except FlexLogError as exc:

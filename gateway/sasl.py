@@ -55,12 +55,17 @@ class SaslServer:
         self.users = users
         self.security = security
         self.failure_delay_s = security.connection_failed_authentication_delay_ms / 1000
-        # Decoy salts for unknown users are stable per name, so SCRAM's first answer does not tell
-        # whether a user exists.
-        self._decoy_secret = secrets.token_bytes(32)
 
     def decoy(self, mechanism: str, user: str) -> scram.Credential:
-        salt = hmac.new(self._decoy_secret, f"{mechanism}\0{user}".encode(), hashlib.sha256).digest()
+        """A credential no password matches, for a user that does not exist.
+
+        Its salt comes from the cluster's decoy secret (in `__users`, the same on every gateway and
+        across restarts) and its iteration count is the one `flexlog users add` uses, so SCRAM's
+        first answer is what a real user's would look like, wherever and whenever it is asked.
+        """
+        secret = self.users.decoy_secret
+        assert secret is not None, "Broker.open loads the decoy secret before logins are served"
+        salt = hmac.new(secret, f"{mechanism}\0{user}".encode(), hashlib.sha256).digest()
         return scram.Credential(salt[:scram.SALT_BYTES], self.security.scram_iterations,
                                 secrets.token_bytes(32), secrets.token_bytes(32))
 
