@@ -56,6 +56,13 @@ class SaslServer:
         self.security = security
         self.failure_delay_s = security.connection_failed_authentication_delay_ms / 1000
 
+    def credential(self, mechanism: str, user: str) -> tuple[scram.Credential, bool]:
+        """The user's credential, or a decoy if there is no such user; and whether there is."""
+        # The decoy is made for real users too, so both answers take the same work.
+        decoy = self.decoy(mechanism, user)
+        found = self.users.credential(user, mechanism)
+        return (decoy, False) if found is None else (found, True)
+
     def decoy(self, mechanism: str, user: str) -> scram.Credential:
         """A credential no password matches, for a user that does not exist.
 
@@ -137,10 +144,7 @@ class Authenticator:
             raise Rejected("authorization id differs from the user name" if user else "empty user name")
         # PLAIN is checked against the SCRAM-SHA-256 credential: no password is stored for it.
         mechanism = "SCRAM-SHA-256"
-        credential = await self.server.users.credential(user, mechanism)
-        known = credential is not None
-        if credential is None:
-            credential = self.server.decoy(mechanism, user)
+        credential, known = self.server.credential(mechanism, user)
         ok = await asyncio.to_thread(scram.check_password, mechanism, credential, password)
         if not (ok and known):
             raise Rejected("invalid credentials" if known else "unknown user or invalid credentials")
@@ -151,9 +155,8 @@ class Authenticator:
         if self._scram is None:
             self._scram = scram.ScramServer(self.mechanism)
             self.user = self._scram.parse_first(token)
-            credential = await self.server.users.credential(self.user, self.mechanism)
-            self._known = credential is not None
-            return self._scram.server_first(credential or self.server.decoy(self.mechanism, self.user))
+            credential, self._known = self.server.credential(self.mechanism, self.user)
+            return self._scram.server_first(credential)
         final = self._scram.final(token, self._known)
         self._succeed()
         return final
