@@ -42,14 +42,13 @@ class UserStore:
     async def open(self) -> None:
         await self.log.open()
 
-    async def ensure_decoy_secret(self) -> bytes:
-        """The cluster's decoy secret, appending one if the color holds none yet (first start)."""
+    async def ensure_decoy_secret(self) -> None:
+        """Load the cluster's decoy secret, appending one if the color holds none yet (first start)."""
         await self.log.sync()
         if self.decoy_secret is None:
             secret = base64.b64encode(secrets.token_bytes(32)).decode()
             await self.log.append(json_record({"op": "decoy_secret", "secret": secret}))
         assert self.decoy_secret is not None  # append waited until the color was applied up to it
-        return self.decoy_secret
 
     def credential(self, name: str, mechanism: str) -> scram.Credential | None:
         """The user's credential as the gateway's watch of the color has it (a long poll, so a user
