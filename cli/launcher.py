@@ -15,9 +15,11 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, start_http_server
 
 from flexlog.cli.status import gateway_status
+from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Unavailable
 from flexlog.core.status import wait_healthy, wait_ready
+from flexlog.gateway.users import UserStore
 
 log = logging.getLogger("flexlog.launcher")
 
@@ -149,6 +151,19 @@ class Launcher:
         return "status: " + " | ".join(parts)
 
 
+async def ensure_admin_user(config: ClusterConfig) -> None:
+    """Create `[security] admin_user` if `__users` lacks it. On a cluster whose only listeners use
+    SASL nothing could log in to create the first user, so the launcher does it over gRPC."""
+    name = config.security.admin_user
+    assert name is not None
+    async with FlexLogClient(config) as client:
+        users = UserStore(client, config)
+        await users.open()
+        if name not in await users.names():
+            await users.set(name, config.security.admin_password())
+            log.info("created the admin user %r from %s", name, config.security.admin_password_file)
+
+
 async def _wait_ready(launcher: Launcher, timeout_s: float) -> None:
     """Sequencers and replicas ready, then every gateway answering Kafka requests."""
     loop = asyncio.get_running_loop()
@@ -156,6 +171,8 @@ async def _wait_ready(launcher: Launcher, timeout_s: float) -> None:
     await wait_healthy(launcher.config, timeout_s)
     if not launcher.kafka_bootstrap():
         return
+    if launcher.config.security.admin_user is not None:
+        await ensure_admin_user(launcher.config)
 
     async def probe() -> tuple[bool, list[str]]:
         gateways = await gateway_status(launcher.config, timeout_s=1.0)

@@ -281,8 +281,10 @@ def _status(args: argparse.Namespace) -> int:
             print(f"    {s.role:<9} {s.name:<12} {s.address:<18} {_health(s.ready, s.up)}{extra}")
     print("gateways:")
     for gw, s in zip(cfg.gateways, gateways, strict=True):
+        # Why an up gateway is not ready (a refused admin login, say) is what the operator needs.
+        why = f"  ({s.detail['error']})" if s.up and not s.ready and "error" in s.detail else ""
         print(f"    {s.role:<9} {s.name:<12} {s.address:<18} {_health(s.ready, s.up)}"
-              f"  advertised={gw.advertised}")
+              f"  {gw.protocol} advertised={gw.advertised}{why}")
     core_ready = all(s.ready for s in core)
     if core_ready:
         _print_offsets(cfg)

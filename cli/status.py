@@ -13,9 +13,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from flexlog.core import tls
 from flexlog.core.client import FlexLogClient
-from flexlog.core.config import ClusterConfig
+from flexlog.core.config import ClusterConfig, GatewayConfig, SecurityConfig
 from flexlog.core.status import ProcessStatus, ask_process
+from flexlog.gateway import scram
 from flexlog.gateway.protocol import ApiKey, FrameReader, decode_response, encode_request
 from flexlog.gateway.topics import COLOR_PREFIX, TOPICS_COLOR, TopicStore, partition_color
 
@@ -34,30 +36,66 @@ async def _kafka_call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
             return decode_response(api_key, version, frame).body
 
 
-async def _ask_gateway(name: str, address: str, timeout_s: float) -> ProcessStatus:
-    """Up once it answers ApiVersions; ready once it answers Metadata (topic metadata loaded)."""
-    host, _, port = address.rpartition(":")
+async def _log_in(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  security: SecurityConfig) -> None:
+    """SaslHandshake and SaslAuthenticate as the configured admin; ConnectionError if refused."""
+    assert security.admin_user is not None, "the parser requires admin_user for SASL at `address`"
+    mechanism, user, password = security.admin_sasl_mechanism, security.admin_user, security.admin_password()
+    handshake = await _kafka_call(reader, writer, ApiKey.SASL_HANDSHAKE, 1, 2, {"mechanism": mechanism})
+    if handshake["error_code"]:
+        raise ConnectionError(f"SASL mechanism {mechanism} refused: error {handshake['error_code']}")
+    if mechanism == "PLAIN":
+        await _authenticate(reader, writer, 3, f"\0{user}\0{password}".encode(), user)
+        return
+    client = scram.ScramClient(mechanism, user, password)
+    server_first = await _authenticate(reader, writer, 3, client.first(), user)
+    client.verify(await _authenticate(reader, writer, 4, client.final(server_first), user))
+
+
+async def _authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, correlation_id: int,
+                        token: bytes, user: str) -> bytes:
+    reply = await _kafka_call(reader, writer, ApiKey.SASL_AUTHENTICATE, 2, correlation_id,
+                              {"auth_bytes": token})
+    if reply["error_code"]:
+        raise ConnectionError(f"logging in as {user} failed: {reply['error_message']}")
+    return reply["auth_bytes"]
+
+
+async def _ask_gateway(config: ClusterConfig, gw: GatewayConfig, timeout_s: float) -> ProcessStatus:
+    """Up once it answers ApiVersions; ready once it answers Metadata (topic metadata loaded).
+
+    Asked on the listener at `address`, in its protocol: over TLS, and logged in as the
+    configured admin on a SASL listener.
+    """
+    listener = gw.listeners[0]
+    host, _, port = gw.address.rpartition(":")
     up = False
     detail: dict[str, Any] = {}
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, int(port))
+            context = None
+            if listener.tls:
+                assert config.tls is not None, "the parser requires [tls] for SSL listeners"
+                context = tls.client_context(config.tls)
+            reader, writer = await asyncio.open_connection(host, int(port), ssl=context)
             try:
                 versions = await _kafka_call(reader, writer, ApiKey.API_VERSIONS, 0, 1, {})
                 up = versions["error_code"] == 0
                 detail["api_keys"] = [k["api_key"] for k in versions["api_keys"]]
-                metadata = await _kafka_call(reader, writer, ApiKey.METADATA, 1, 2, {"topics": []})
+                if listener.sasl:
+                    await _log_in(reader, writer, config.security)
+                metadata = await _kafka_call(reader, writer, ApiKey.METADATA, 1, 9, {"topics": []})
                 detail["brokers"] = len(metadata["brokers"])
             finally:
                 writer.close()
-    except (OSError, TimeoutError, ConnectionError):
-        return ProcessStatus("gateway", name, address, up, False, detail)
-    return ProcessStatus("gateway", name, address, up, up, detail)
+    except (OSError, TimeoutError, ConnectionError, scram.ScramError) as exc:
+        detail["error"] = str(exc)
+        return ProcessStatus("gateway", gw.name, gw.address, up, False, detail)
+    return ProcessStatus("gateway", gw.name, gw.address, up, up, detail)
 
 
 async def gateway_status(config: ClusterConfig, timeout_s: float = 2.0) -> list[ProcessStatus]:
-    return list(await asyncio.gather(*(_ask_gateway(g.name, g.address, timeout_s)
-                                       for g in config.gateways)))
+    return list(await asyncio.gather(*(_ask_gateway(config, g, timeout_s) for g in config.gateways)))
 
 
 async def process_status(config: ClusterConfig, name: str, timeout_s: float = 2.0) -> ProcessStatus:
@@ -67,7 +105,7 @@ async def process_status(config: ClusterConfig, name: str, timeout_s: float = 2.
             return await ask_process("sequencer", name, seq.address, timeout_s)
     for gw in config.gateways:
         if gw.name == name:
-            return await _ask_gateway(name, gw.address, timeout_s)
+            return await _ask_gateway(config, gw, timeout_s)
     rep = config.replica(name)
     return await ask_process("replica", name, rep.address, timeout_s)
 

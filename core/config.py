@@ -78,13 +78,17 @@ class GatewayConfig:
     address: str
     advertised: str
     metrics_port: int
-    # Listeners besides the plaintext one at `address` (which status checks and the launcher use).
+    # Listeners besides the one at `address` (which status checks and the launcher use).
     extra_listeners: tuple[ListenerConfig, ...] = ()
+    # The protocol of the listener at `address`, also its name: a cluster with SASL_SSL here and
+    # no PLAINTEXT listener among the others has no plaintext Kafka port at all.
+    protocol: str = "PLAINTEXT"
 
     @property
     def listeners(self) -> tuple[ListenerConfig, ...]:
-        plaintext = ListenerConfig("PLAINTEXT", "PLAINTEXT", self.address, self.advertised)
-        return (plaintext, *self.extra_listeners)
+        """The listener at `address` first, then the others."""
+        main = ListenerConfig(self.protocol, self.protocol, self.address, self.advertised)
+        return (main, *self.extra_listeners)
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,17 @@ class SecurityConfig:
     # Off: every principal may do everything (the plaintext default), as Kafka without an authorizer.
     authorizer: bool = False
     super_users: tuple[str, ...] = ()
-    auth_failure_delay_ms: int = 100
+    # Kafka's connection.failed.authentication.delay.ms, with its default.
+    connection_failed_authentication_delay_ms: int = 100
+    # Whom the CLI and `flexlog up` log in as on a SASL listener at a gateway's `address`; `flexlog up`
+    # creates the user on first start, since without it nothing could log in to create it.
+    admin_user: str | None = None
+    admin_password_file: Path | None = None
+    admin_sasl_mechanism: str = "SCRAM-SHA-512"
+
+    def admin_password(self) -> str:
+        assert self.admin_password_file is not None, "the parser requires it with admin_user"
+        return self.admin_password_file.read_text().rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -224,7 +238,7 @@ def _address(value: str, where: str) -> str:
     return value
 
 
-def _listeners(raw: list[Any], where: str) -> tuple[ListenerConfig, ...]:
+def _listeners(raw: list[Any], where: str, main: str) -> tuple[ListenerConfig, ...]:
     listeners = []
     for i, item in enumerate(raw):
         lwhere = f"{where}.listeners[{i}]"
@@ -240,9 +254,9 @@ def _listeners(raw: list[Any], where: str) -> tuple[ListenerConfig, ...]:
             _take(item, "name", str, lwhere, protocol), protocol, address,
             _address(_take(item, "advertised", str, lwhere, address), f"{lwhere}.advertised")))
     names = [lis.name for lis in listeners]
-    if "PLAINTEXT" in names or len(set(names)) != len(names):
-        raise ConfigError(f"{where}.listeners: names must be unique and not PLAINTEXT "
-                          "(`address` is the PLAINTEXT listener)")
+    if main in names or len(set(names)) != len(names):
+        raise ConfigError(f"{where}.listeners: names must be unique and not {main} "
+                          f"(the listener at `address`, named after its protocol)")
     return tuple(listeners)
 
 
@@ -259,11 +273,12 @@ def _tls(raw: Any, base: Path) -> TlsConfig | None:
                      client_auth, _take(raw, "grpc", bool, "tls", False))
 
 
-def _security(raw: Any) -> SecurityConfig:
+def _security(raw: Any, base: Path) -> SecurityConfig:
     if not isinstance(raw, dict):
         raise ConfigError("security: expected a table")
     _check_keys(raw, {"sasl_mechanisms", "scram_iterations", "authorizer", "super_users",
-                      "auth_failure_delay_ms"}, "security")
+                      "connection_failed_authentication_delay_ms", "admin_user", "admin_password_file",
+                      "admin_sasl_mechanism"}, "security")
     mechanisms = tuple(_take(raw, "sasl_mechanisms", list, "security", list(SASL_MECHANISMS)))
     for mechanism in mechanisms:
         if mechanism not in SASL_MECHANISMS:
@@ -273,8 +288,22 @@ def _security(raw: Any) -> SecurityConfig:
     if iterations < MIN_SCRAM_ITERATIONS:
         raise ConfigError(f"security.scram_iterations: at least {MIN_SCRAM_ITERATIONS}, got {iterations}")
     super_users = tuple(str(u) for u in _take(raw, "super_users", list, "security", []))
+    failure_delay_ms = _take(raw, "connection_failed_authentication_delay_ms", int, "security",
+                             SecurityConfig.connection_failed_authentication_delay_ms)
+    if failure_delay_ms < 0:
+        raise ConfigError(f"security.connection_failed_authentication_delay_ms: at least 0, "
+                          f"got {failure_delay_ms}")
+    admin_user = _take(raw, "admin_user", str, "security", None)
+    password_file = _take(raw, "admin_password_file", str, "security", None)
+    if (admin_user is None) != (password_file is None):
+        raise ConfigError("security.admin_password_file: admin_user and admin_password_file go together")
+    admin_mechanism = _take(raw, "admin_sasl_mechanism", str, "security", "SCRAM-SHA-512")
+    if admin_mechanism not in mechanisms:
+        raise ConfigError(f"security.admin_sasl_mechanism: {admin_mechanism!r} is not among "
+                          f"sasl_mechanisms")
     return SecurityConfig(mechanisms, iterations, _take(raw, "authorizer", bool, "security", False),
-                          super_users, _take(raw, "auth_failure_delay_ms", int, "security", 100))
+                          super_users, failure_delay_ms, admin_user,
+                          None if password_file is None else base / password_file, admin_mechanism)
 
 
 def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
@@ -342,8 +371,13 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
     gateways = []
     for i, raw in enumerate(doc.get("gateway", [])):
         where = f"gateway[{i}]"
-        _check_keys(raw, {"name", "node_id", "address", "advertised", "metrics_port", "listeners"}, where)
+        _check_keys(raw, {"name", "node_id", "address", "advertised", "metrics_port", "listeners",
+                          "protocol"}, where)
         address = _address(_take(raw, "address", str, where), f"{where}.address")
+        protocol = _take(raw, "protocol", str, where, "PLAINTEXT")
+        if protocol not in LISTENER_PROTOCOLS:
+            raise ConfigError(f"{where}.protocol: expected one of {', '.join(LISTENER_PROTOCOLS)}, "
+                              f"got {protocol!r}")
         gateways.append(
             GatewayConfig(
                 _take(raw, "name", str, where),
@@ -351,7 +385,8 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
                 address,
                 _address(_take(raw, "advertised", str, where, address), f"{where}.advertised"),
                 _take(raw, "metrics_port", int, where, 0),
-                _listeners(_take(raw, "listeners", list, where, []), where),
+                _listeners(_take(raw, "listeners", list, where, []), where, protocol),
+                protocol,
             )
         )
     # Metadata names every gateway by the listener the client came in by, so all must have it.
@@ -361,6 +396,10 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
     tls = _tls(doc.get("tls"), base)
     if tls is None and any(lis.tls for gw in gateways for lis in gw.listeners):
         raise ConfigError("tls: SSL and SASL_SSL listeners need a [tls] table")
+    security = _security(doc.get("security", {}), base)
+    if security.admin_user is None and any(gw.listeners[0].sasl for gw in gateways):
+        raise ConfigError("security.admin_user: needed when a gateway's `protocol` is SASL_*: "
+                          "the CLI and `flexlog up` log in as it")
 
     view_store = _take(doc, "view_store", str, "config", "file")
     if view_store not in ("file", "zookeeper"):
@@ -406,7 +445,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
         shards=tuple(shards),
         gateways=tuple(gateways),
         tls=tls,
-        security=_security(doc.get("security", {})),
+        security=security,
     )
 
 

@@ -33,6 +33,15 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
     return ctx
 
 
+def client_context(tls: TlsConfig) -> ssl.SSLContext:
+    """For the CLI on a gateway's SSL listener: checks the gateway against the CA and presents the
+    cluster's cert (it carries clientAuth), so a listener that requires client certs lets it in."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
 def principal_name(peer_cert: dict | None) -> str | None:
     """A client cert's subject as Kafka writes it (RFC 2253 order: most specific first)."""
     if not peer_cert:

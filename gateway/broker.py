@@ -53,8 +53,11 @@ class Broker:
             lis.name: [BrokerAddress(g.node_id, *split_address(next(
                 x.advertised for x in g.listeners if x.name == lis.name))) for g in config.gateways]
             for lis in me.listeners}
+        # The same on every listener: background tasks (retention) ask who leads outside any
+        # connection, and a cluster need not have the PLAINTEXT listener their session defaults to.
+        self.node_ids = [g.node_id for g in config.gateways]
         # Admin clients send their requests to the controller, which must be a real broker.
-        self.controller_id = min(b.node_id for b in self.brokers) if self.brokers else me.node_id
+        self.controller_id = min(self.node_ids, default=me.node_id)
         self.groups = Groups(client, config, me)
         self.producer_ids = ProducerIdAllocator(client, config, me.name)
         self.idempotence = Idempotence(client)
@@ -70,7 +73,7 @@ class Broker:
 
     def leader(self, partition: int) -> int:
         """The gateway a partition is assigned to (clients send its produce and fetch there)."""
-        return self.brokers[partition % len(self.brokers)].node_id
+        return self.node_ids[partition % len(self.node_ids)]
 
     def leads(self, partition: int) -> bool:
         return self.leader(partition) == self.me.node_id
@@ -83,6 +86,7 @@ class Broker:
                 await self.topics.open()
                 await self.groups.offsets.open()
                 await self.users.open()
+                await self.users.ensure_decoy_secret()
                 await self.acls.open()
                 break
             except FlexLogError as exc:

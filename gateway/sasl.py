@@ -1,4 +1,4 @@
-"""SASL on a Kafka connection: the state machine, PLAIN and SCRAM, and brute-force throttling.
+"""SASL on a Kafka connection: the state machine, PLAIN and SCRAM, and what a failure costs.
 
 A connection on a SASL listener may send ApiVersions and SaslHandshake, then
 (handshake v1) SaslAuthenticate requests until the mechanism completes, or
@@ -7,10 +7,10 @@ else before authentication completes is ILLEGAL_SASL_STATE and closes the
 connection; a failed authentication is answered SASL_AUTHENTICATION_FAILED and
 closes it too.
 
-Failed attempts are logged (user name and peer, never what was sent as the
-password) and slow further attempts for the same user and the same peer host:
-each failure doubles the wait before the next attempt is even checked, so a
-guesser gains nothing from parallel connections.
+A failure is logged once (user name and peer, never what was sent as the
+password), counted, and answered only after `connection_failed_authentication_delay_ms`,
+as Kafka does: the failing connection pays, nobody else. Nothing is remembered
+per user or per host, so a stranger's wrong passwords never slow a correct login.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 
 from prometheus_client import Counter
 
@@ -29,10 +28,6 @@ from flexlog.gateway import scram
 from flexlog.gateway.users import UserStore
 
 log = logging.getLogger("flexlog.gateway.sasl")
-
-MAX_DELAY_S = 5.0
-FORGET_AFTER_S = 600.0  # a key without failures for this long starts from scratch
-MAX_TRACKED = 10_000
 
 AUTHENTICATIONS = Counter("flexlog_gateway_sasl_authentications",
                           "Successful SASL authentications, by mechanism", ["mechanism"])
@@ -49,45 +44,8 @@ class AuthFailed(Exception):
     """Authentication failed; the message is what the client is told."""
 
 
-class Throttle:
-    """Consecutive failures per key (user or peer host) and when the key may next try."""
-
-    def __init__(self, base_delay_s: float) -> None:
-        self.base_delay_s = base_delay_s
-        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, next allowed attempt)
-
-    def _delay(self, failures: int) -> float:
-        return min(MAX_DELAY_S, self.base_delay_s * 2 ** (failures - 1)) if failures else 0.0
-
-    async def wait_turn(self, keys: list[str]) -> None:
-        while True:
-            now = time.monotonic()
-            until = max((self._failures.get(k, (0, 0.0))[1] for k in keys), default=0.0)
-            if until <= now:
-                break
-            await asyncio.sleep(until - now)
-        # Parallel attempts for a failing key queue behind this one.
-        for key in keys:
-            failures, _ = self._failures.get(key, (0, 0.0))
-            if failures:
-                self._failures[key] = (failures, now + self._delay(failures))
-
-    def failed(self, keys: list[str]) -> tuple[int, float]:
-        """(most consecutive failures among keys, delay before their next attempt)."""
-        now = time.monotonic()
-        if len(self._failures) > MAX_TRACKED:
-            self._failures = {k: v for k, v in self._failures.items() if v[1] + FORGET_AFTER_S > now}
-        worst = 0
-        for key in keys:
-            failures, until = self._failures.get(key, (0, 0.0))
-            failures = 1 if until + FORGET_AFTER_S < now else failures + 1
-            self._failures[key] = (failures, now + self._delay(failures))
-            worst = max(worst, failures)
-        return worst, self._delay(worst)
-
-    def succeeded(self, keys: list[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+class Rejected(Exception):
+    """Why a login failed, for the log (the client is told only that it failed)."""
 
 
 class SaslServer:
@@ -96,13 +54,25 @@ class SaslServer:
     def __init__(self, users: UserStore, security: SecurityConfig) -> None:
         self.users = users
         self.security = security
-        self.throttle = Throttle(security.auth_failure_delay_ms / 1000)
-        # Decoy salts for unknown users are stable per name, so SCRAM's first answer does not tell
-        # whether a user exists.
-        self._decoy_secret = secrets.token_bytes(32)
+        self.failure_delay_s = security.connection_failed_authentication_delay_ms / 1000
+
+    def credential(self, mechanism: str, user: str) -> tuple[scram.Credential, bool]:
+        """The user's credential, or a decoy if there is no such user; and whether there is."""
+        # The decoy is made for real users too, so both answers take the same work.
+        decoy = self.decoy(mechanism, user)
+        found = self.users.credential(user, mechanism)
+        return (decoy, False) if found is None else (found, True)
 
     def decoy(self, mechanism: str, user: str) -> scram.Credential:
-        salt = hmac.new(self._decoy_secret, f"{mechanism}\0{user}".encode(), hashlib.sha256).digest()
+        """A credential no password matches, for a user that does not exist.
+
+        Its salt comes from the cluster's decoy secret (in `__users`, the same on every gateway and
+        across restarts) and its iteration count is the one `flexlog users add` uses, so SCRAM's
+        first answer is what a real user's would look like, wherever and whenever it is asked.
+        """
+        secret = self.users.decoy_secret
+        assert secret is not None, "Broker.open loads the decoy secret before logins are served"
+        salt = hmac.new(secret, f"{mechanism}\0{user}".encode(), hashlib.sha256).digest()
         return scram.Credential(salt[:scram.SALT_BYTES], self.security.scram_iterations,
                                 secrets.token_bytes(32), secrets.token_bytes(32))
 
@@ -137,34 +107,28 @@ class Authenticator:
         self.state = self.RAW if version == 0 else self.AUTHENTICATE
         return True
 
-    def _keys(self, user: str | None) -> list[str]:
-        keys = [f"host:{self.peer_host}"]
-        return [*keys, f"user:{user}"] if user is not None else keys
-
     async def step(self, token: bytes) -> bytes:
         """The server's answer to one client token; raises AuthFailed (the connection must close)."""
         try:
             if self.mechanism == "PLAIN":
                 return await self._plain(token)
             return await self._scram_step(token)
-        except (scram.ScramError, UnicodeDecodeError, ValueError) as exc:
-            raise self._fail(str(exc) if isinstance(exc, scram.ScramError)
-                             else "malformed SASL message") from None
-
-    def _fail(self, reason: str) -> AuthFailed:
-        """Count and log a failure; the caller raises what this returns."""
-        failures, delay = self.server.throttle.failed(self._keys(self.user))
+        except (Rejected, scram.ScramError) as exc:
+            reason = str(exc)
+        except (UnicodeDecodeError, ValueError):
+            reason = "malformed SASL message"
         AUTH_FAILURES.labels(self.mechanism).inc()
-        log.warning("SASL %s authentication failed for user %s from %s: %s; %d consecutive failures, "
-                    "next attempt waits %.2fs", self.mechanism,
-                    _shown(self.user) if self.user is not None else "(none)", self.peer_host, reason,
-                    failures, delay)
-        return AuthFailed(f"Authentication failed during authentication due to invalid credentials "
+        log.warning("SASL %s authentication failed for user %s from %s: %s", self.mechanism,
+                    _shown(self.user) if self.user is not None else "(none)", self.peer_host, reason)
+        # Kafka's connection.failed.authentication.delay.ms: the answer (and the close after it) waits,
+        # so a client retrying in a loop is slowed; requests are answered in order per connection,
+        # so this holds up this connection only.
+        await asyncio.sleep(self.server.failure_delay_s)
+        raise AuthFailed(f"Authentication failed during authentication due to invalid credentials "
                          f"with SASL mechanism {self.mechanism}")
 
     def _succeed(self) -> None:
         assert self.user is not None
-        self.server.throttle.succeeded(self._keys(self.user))
         self.state = self.DONE
         AUTHENTICATIONS.labels(self.mechanism).inc()
         log.info("authenticated user %s with SASL %s from %s", _shown(self.user), self.mechanism,
@@ -177,17 +141,13 @@ class Authenticator:
         authzid, user, password = (p.decode("utf-8") for p in parts)
         self.user = user
         if not user or (authzid and authzid != user):
-            raise self._fail("authorization id differs from the user name" if user else "empty user name")
-        await self.server.throttle.wait_turn(self._keys(user))
+            raise Rejected("authorization id differs from the user name" if user else "empty user name")
         # PLAIN is checked against the SCRAM-SHA-256 credential: no password is stored for it.
         mechanism = "SCRAM-SHA-256"
-        credential = await self.server.users.credential(user, mechanism)
-        known = credential is not None
-        if credential is None:
-            credential = self.server.decoy(mechanism, user)
+        credential, known = self.server.credential(mechanism, user)
         ok = await asyncio.to_thread(scram.check_password, mechanism, credential, password)
         if not (ok and known):
-            raise self._fail("invalid credentials" if known else "unknown user or invalid credentials")
+            raise Rejected("invalid credentials" if known else "unknown user or invalid credentials")
         self._succeed()
         return b""
 
@@ -195,10 +155,8 @@ class Authenticator:
         if self._scram is None:
             self._scram = scram.ScramServer(self.mechanism)
             self.user = self._scram.parse_first(token)
-            await self.server.throttle.wait_turn(self._keys(self.user))
-            credential = await self.server.users.credential(self.user, self.mechanism)
-            self._known = credential is not None
-            return self._scram.server_first(credential or self.server.decoy(self.mechanism, self.user))
+            credential, self._known = self.server.credential(self.mechanism, self.user)
+            return self._scram.server_first(credential)
         final = self._scram.final(token, self._known)
         self._succeed()
         return final

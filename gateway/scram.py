@@ -4,6 +4,7 @@ Only what RFC 5802 calls StoredKey and ServerKey (with salt and iteration count)
 is ever stored; the password itself never leaves `derive`. PLAIN logins are
 checked against the same credentials by deriving them again from the password
 given. Sans-IO: the SASL layer feeds client messages in and sends what comes out.
+The client side (`ScramClient`) is what the CLI logs in to a gateway with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
+
+from flexlog.core.config import MIN_SCRAM_ITERATIONS
 
 HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 SALT_BYTES = 16
@@ -151,3 +154,49 @@ class ScramServer:
             raise ScramError("invalid credentials")
         verifier = _hmac(self.hash_name, self._credential.server_key, auth_message)
         return f"v={_b64(verifier)}".encode()
+
+
+def _escape_name(name: str) -> str:
+    return name.replace("=", "=3D").replace(",", "=2C")
+
+
+class ScramClient:
+    """The client side of one exchange, for the CLI logging in to a gateway: first(), final(the
+    server's first message), then verify(the server's final message)."""
+
+    def __init__(self, mechanism: str, user: str, password: str) -> None:
+        self.hash_name = HASHES[mechanism]
+        self._password = password
+        self._nonce = secrets.token_hex(NONCE_BYTES)
+        self._client_first_bare = f"n={_escape_name(user)},r={self._nonce}"
+        self._server_signature = b""
+
+    def first(self) -> bytes:
+        return f"n,,{self._client_first_bare}".encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        text = server_first.decode("utf-8", errors="strict")
+        attrs = _attributes(text)
+        if not attrs.get("r", "").startswith(self._nonce) or "s" not in attrs or "i" not in attrs:
+            raise ScramError("malformed server-first message")
+        iterations = int(attrs["i"])
+        # A server (or someone in between) asking for fewer rounds would make the proof cheap to crack.
+        if iterations < MIN_SCRAM_ITERATIONS:
+            raise ScramError(f"the server asks for {iterations} iterations, "
+                             f"fewer than {MIN_SCRAM_ITERATIONS}")
+        salted = hashlib.pbkdf2_hmac(self.hash_name, self._password.encode(), _unb64(attrs["s"]),
+                                     iterations)
+        client_key = _hmac(self.hash_name, salted, b"Client Key")
+        without_proof = f"c={_b64(b'n,,')},r={attrs['r']}"
+        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
+        signature = _hmac(self.hash_name, hashlib.new(self.hash_name, client_key).digest(), auth_message)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        self._server_signature = _hmac(self.hash_name, _hmac(self.hash_name, salted, b"Server Key"),
+                                       auth_message)
+        return f"{without_proof},p={_b64(proof)}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        """ScramError unless the server proved it holds the credential too."""
+        attrs = _attributes(server_final.decode("utf-8", errors="strict"))
+        if not hmac.compare_digest(_unb64(attrs.get("v", "")), self._server_signature):
+            raise ScramError("the server's signature is wrong")

@@ -40,6 +40,8 @@ def test_default_cluster_shape() -> None:
         (lambda d: d.update(group_min_session_timeout_ms=0), "config.group_min_session_timeout_ms"),
         (lambda d: d.update(group_max_session_timeout_ms=5000), "config.group_min_session_timeout_ms"),
         (lambda d: d.update(log_retention_check_interval_ms=0), "config.log_retention_check_interval_ms"),
+        (lambda d: d.update(security={"connection_failed_authentication_delay_ms": -1}),
+         "security.connection_failed_authentication_delay_ms: at least 0"),
     ],
 )
 def test_invalid_configs_name_the_bad_key(edit: object, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import struct
 
@@ -13,6 +14,7 @@ from flexlog.core import config as config_mod
 from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.storage import StoredEntry
+from flexlog.gateway import scram
 from flexlog.gateway.handlers import ENDPOINTS, advertised
 from flexlog.gateway.handlers.fetch import _fill, _Partition
 from flexlog.gateway.handlers.produce import BatchRejected, check_batch
@@ -216,3 +218,24 @@ def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
     # The first -1 batch goes with the expired one after it; the others stay.
     assert trim_point(index, retention_ms=750, retention_bytes=-1, now_ms=1000) == 2
     assert trim_point(index, retention_ms=0, retention_bytes=-1, now_ms=10_000) == 4
+
+
+@pytest.mark.parametrize("mechanism", list(scram.HASHES))
+def test_scram_client_logs_in_to_the_server(mechanism):
+    credential = scram.derive(mechanism, "s3cret", 4096)
+    for user, password in (("a,b=c", "s3cret"), ("a,b=c", "wrong")):
+        client, server = scram.ScramClient(mechanism, user, password), scram.ScramServer(mechanism)
+        assert server.parse_first(client.first()) == user
+        client_final = client.final(server.server_first(credential))
+        if password != "s3cret":
+            with pytest.raises(scram.ScramError):
+                server.final(client_final, True)
+            continue
+        client.verify(server.final(client_final, True))
+    # A server that asks for too few iterations is refused, and one that cannot prove the
+    # credential too.
+    client = scram.ScramClient(mechanism, "u", "s3cret")
+    with pytest.raises(scram.ScramError):
+        client.final(f"r={client.first().decode().split('r=')[1]}x,s=c2FsdA==,i=1000".encode())
+    with pytest.raises(scram.ScramError):
+        client.verify(b"v=" + base64.b64encode(b"x" * 32))
