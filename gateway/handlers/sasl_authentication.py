@@ -10,36 +10,43 @@ from flexlog.gateway import session
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
-from flexlog.gateway.sasl import AuthFailed
+from flexlog.gateway.sasl import Authenticator, AuthFailed
+
+
+def _expecting(state: str, what: str) -> Authenticator | None:
+    """The connection's SASL state machine if `what` is its turn now; else None, and the
+    connection closes once the refusal is sent."""
+    s = session.get()
+    if s.sasl is None or s.sasl.state != state:
+        s.close_reason = f"{what} out of turn"
+        return None
+    return s.sasl
 
 
 @serves(ApiKey.SASL_HANDSHAKE, 0, 1)
 async def handle_sasl_handshake(broker: Broker, request: Request) -> Body:
-    s = session.get()
-    auth = s.sasl
-    if auth is None or auth.state != auth.HANDSHAKE:
-        s.close_reason = "SaslHandshake out of turn"
+    auth = _expecting(Authenticator.HANDSHAKE, "SaslHandshake")
+    if auth is None:
+        sasl = session.get().sasl
         return {"error_code": ErrorCode.ILLEGAL_SASL_STATE,
-                "mechanisms": auth.mechanisms if auth else []}
+                "mechanisms": sasl.mechanisms if sasl else []}
     if not auth.handshake(request.body["mechanism"], request.api_version):
-        s.close_reason = "unsupported SASL mechanism"
+        session.get().close_reason = "unsupported SASL mechanism"
         return {"error_code": ErrorCode.UNSUPPORTED_SASL_MECHANISM, "mechanisms": auth.mechanisms}
     return {"error_code": ErrorCode.NONE, "mechanisms": auth.mechanisms}
 
 
 @serves(ApiKey.SASL_AUTHENTICATE, 0, 2)
 async def handle_sasl_authenticate(broker: Broker, request: Request) -> Body:
-    s = session.get()
-    auth = s.sasl
-    if auth is None or auth.state != auth.AUTHENTICATE:
-        s.close_reason = "SaslAuthenticate out of turn"
+    auth = _expecting(Authenticator.AUTHENTICATE, "SaslAuthenticate")
+    if auth is None:
         return {"error_code": ErrorCode.ILLEGAL_SASL_STATE,
                 "error_message": "SaslAuthenticate before SaslHandshake v1 or after authentication",
                 "auth_bytes": b"", "session_lifetime_ms": 0}
     try:
         reply = await auth.step(request.body["auth_bytes"])
     except AuthFailed as exc:
-        s.close_reason = "SASL authentication failed"
+        session.get().close_reason = "SASL authentication failed"
         return {"error_code": ErrorCode.SASL_AUTHENTICATION_FAILED, "error_message": str(exc),
                 "auth_bytes": b"", "session_lifetime_ms": 0}
     # Lifetime 0: the session never expires, so clients do not re-authenticate (KIP-368).
