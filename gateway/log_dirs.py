@@ -24,6 +24,9 @@ from flexlog.gateway.protocol import ErrorCode
 REPLICA_TIMEOUT_S = 2.0
 
 
+EMPTY = ColorUsage(0, [])
+
+
 @dataclass(frozen=True)
 class PartitionSize:
     topic: str
@@ -87,10 +90,13 @@ async def describe(broker: Broker, partitions: list[tuple[str, int]]) -> list[Lo
         for i, tier in enumerate(tiers):
             d = LogDir(dir_name(replica, tier), total_bytes=tier.capacity_bytes,
                        usable_bytes=max(tier.capacity_bytes - tier.used_bytes, 0))
-            for color, u in sorted(usage.items()):
+            # A replica learns of a color with its first entry; until then it holds it empty.
+            for color in sorted(on_shard.get(replica.shard, ())):
+                u = usage.get(color, EMPTY)
                 size = u.tier_bytes[i] if i < len(u.tier_bytes) else 0
                 if i == 0 or size:
                     topic, p = placed[color]
-                    d.partitions.append(PartitionSize(topic, p, size, longest[color] - u.tail))
+                    d.partitions.append(PartitionSize(topic, p, size,
+                                                      longest.get(color, 0) - u.tail))
             dirs.append(d)
     return dirs
