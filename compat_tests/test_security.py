@@ -579,6 +579,36 @@ def test_acls_guard_the_admin_and_group_apis_too(secured):
         victim.close()
 
 
+def test_replica_admin_apis_need_the_cluster_operations_kafka_asks_for(secured):
+    """DESCRIBE on the cluster for DescribeLogDirs and ListPartitionReassignments, ALTER for
+    AlterReplicaLogDirs, ElectLeaders and AlterPartitionReassignments; alice has neither."""
+    wanted = [{"topic": "t", "partitions": [0]}]
+    client = login_wire(secured, "alice")
+    try:
+        assert client.call(ApiKey.DESCRIBE_LOG_DIRS, 4, {"topics": None}) == {
+            "throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "results": []}
+        listed = client.call(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, {"topics": None})
+        assert listed["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        moved = client.call(ApiKey.ALTER_REPLICA_LOG_DIRS, 2, {"dirs": [
+            {"path": "/x", "topics": [{"name": "t", "partitions": [0]}]}]})
+        assert moved["results"][0]["partitions"][0]["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        elected = client.call(ApiKey.ELECT_LEADERS, 2, {"election_type": 0, "topic_partitions": wanted})
+        assert elected["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        assert elected["replica_election_results"][0]["partition_result"][0]["error_code"] == (
+            ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+        reassigned = client.call(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, {"topics": [
+            {"name": "t", "partitions": [{"partition_index": 0, "replicas": [0]}]}]})
+        assert reassigned["error_code"] == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    finally:
+        client.close()
+    admin = admin_wire(secured)
+    try:
+        assert admin.call(ApiKey.DESCRIBE_LOG_DIRS, 4, {"topics": None})["error_code"] == ErrorCode.NONE
+        assert admin.call(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, {"topics": None})["error_code"] == 0
+    finally:
+        admin.close()
+
+
 def test_confluent_admin_client_manages_acls(secured):
     admin = AdminClient(librdkafka_conf(secured, "SASL_PLAINTEXT", "PLAIN", user="admin"))
     name = f"acl-{uuid.uuid4().hex[:6]}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import (
@@ -18,6 +18,7 @@ from flexlog.core.storage import (
     RecoveredState,
     StoredEntry,
     StoreFull,
+    Tier,
     UnknownToken,
 )
 
@@ -161,6 +162,18 @@ class MemoryEngine:
 
     def stats(self) -> dict[str, float]:
         return {STORE_USED_BYTES: self._used, STORE_FREE_BYTES: self._capacity - self._used}
+
+    def tiers(self) -> list[Tier]:
+        return [Tier("memory", "", self._used, self._capacity)]
+
+    def color_bytes(self, colors: Collection[int]) -> dict[int, list[int]]:
+        out = {}
+        for color in colors:
+            log = self._colors.get(color)
+            # An entry committed below log_start after a trim is kept but never read: not counted.
+            out[color] = [sum(len(e.payload) for e in log.entries.values() if e.end > log.log_start)
+                          if log else 0]
+        return out
 
     def close(self) -> None:
         self._prepared.clear()

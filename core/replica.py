@@ -425,7 +425,7 @@ class ReplicaServer:
 
     async def _colors(self, req: pb.ColorsRequest,
                       context: grpc.aio.ServicerContext) -> pb.ColorsReply:
-        return self.protocol.color_states(req.start, req.limit or COLORS_PAGE)
+        return self.protocol.color_states(req.start, req.limit or COLORS_PAGE, req.bytes_of)
 
 
 async def _ask_peer(address: str, op: pb.QueryOp) -> pb.QueryResult | None:

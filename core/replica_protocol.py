@@ -37,7 +37,7 @@ import itertools
 import json
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -923,7 +923,10 @@ class ReplicaProtocol:
         """What the Status RPC answers: typed fields for programs, JSON detail for people."""
         reply = pb.StatusReply(role="replica", ready=self.attached, incarnation=self.incarnation,
                                epoch=self.epoch, caught_up_epoch=self.caught_up_epoch,
-                               readable=self.serves_reads(self._now))
+                               readable=self.serves_reads(self._now),
+                               tiers=[pb.StoreTier(name=t.name, path=t.path, used_bytes=t.used_bytes,
+                                                   capacity_bytes=t.capacity_bytes)
+                                      for t in self.engine.tiers()])
         if detail:
             reply.detail = json.dumps({
                 "shard": self.shard,
@@ -942,12 +945,15 @@ class ReplicaProtocol:
             })
         return reply
 
-    def color_states(self, start: int, limit: int) -> pb.ColorsReply:
-        """One page of this replica's colors (id >= start), in id order."""
+    def color_states(self, start: int, limit: int, bytes_of: Collection[int] = ()) -> pb.ColorsReply:
+        """One page of this replica's colors (id >= start), in id order; those in bytes_of with
+        their bytes per storage tier."""
         ids = sorted(c for c in self.colors if c >= start)
         page = ids[:limit]
+        sizes = self.engine.color_bytes(set(page).intersection(bytes_of)) if bytes_of else {}
         return pb.ColorsReply(
             colors=[pb.ColorState(color=c, log_start=self.colors[c].log_start,
-                                  tail=self.colors[c].prefix, high=self.colors[c].high)
+                                  tail=self.colors[c].prefix, high=self.colors[c].high,
+                                  tier_bytes=sizes.get(c, []))
                     for c in page],
             more=len(ids) > len(page))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -18,6 +18,9 @@ from flexlog.core import rpc
 from flexlog.core.config import ClusterConfig, ReplicaConfig
 from flexlog.core.errors import Unavailable
 from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.storage import Tier
+
+COLORS_PAGE = 1024
 
 
 @dataclass
@@ -32,6 +35,15 @@ class ProcessStatus:
     epoch: int = 0
     caught_up_epoch: int = -1
     readable: bool = False
+    tiers: list[Tier] = field(default_factory=list)  # replicas: where the engine keeps entries
+
+
+@dataclass(frozen=True)
+class ColorUsage:
+    """A color as one replica stores it."""
+
+    tail: int  # the committed prefix this replica holds
+    tier_bytes: list[int]  # bytes of its entries per tier, in ProcessStatus.tiers' order
 
 
 async def ask_process(role: str, name: str, address: str, timeout_s: float,
@@ -47,7 +59,34 @@ async def ask_process(role: str, name: str, address: str, timeout_s: float,
         return ProcessStatus(role, name, address, False, False, {})
     return ProcessStatus(role, name, address, True, reply.ready, json.loads(reply.detail or "{}"),
                          reply.incarnation if role == "replica" else None, reply.epoch,
-                         reply.caught_up_epoch, reply.readable)
+                         reply.caught_up_epoch, reply.readable,
+                         [Tier(t.name, t.path, t.used_bytes, t.capacity_bytes) for t in reply.tiers])
+
+
+async def color_usage(address: str, colors: Collection[int],
+                      timeout_s: float) -> dict[int, ColorUsage] | None:
+    """How a replica stores each of colors it holds (colors it lacks are left out); None when
+    it cannot be reached. Pages through the Colors RPC from the lowest color asked for."""
+    wanted = set(colors)
+    found: dict[int, ColorUsage] = {}
+    start, last = min(wanted, default=0), max(wanted, default=-1)
+    try:
+        async with rpc.channel(address) as ch:
+            page_of = ch.unary_unary("/flexlog.Replica/Colors",
+                                     request_serializer=pb.ColorsRequest.SerializeToString,
+                                     response_deserializer=pb.ColorsReply.FromString)
+            while start <= last:
+                page = await page_of(pb.ColorsRequest(start=start, limit=COLORS_PAGE, bytes_of=wanted),
+                                     timeout=timeout_s)
+                for c in page.colors:
+                    if c.color in wanted:
+                        found[c.color] = ColorUsage(c.tail, list(c.tier_bytes))
+                if not page.more or not page.colors:
+                    break
+                start = page.colors[-1].color + 1
+    except grpc.aio.AioRpcError:
+        return None
+    return found
 
 
 async def replica_status(replica: ReplicaConfig, timeout_s: float = 2.0) -> ProcessStatus:

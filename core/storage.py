@@ -9,7 +9,7 @@ the persistent-memory engine (`flexlog.pm`) both implement this Protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple, Protocol
 
 
@@ -71,6 +71,16 @@ CommitItem = tuple[int, int]
 STORE_USED_BYTES = "store_used_bytes"  # bytes of entries held by the primary store (PM or memory)
 STORE_FREE_BYTES = "store_free_bytes"  # bytes the primary store can still take
 COMMON_STATS = (STORE_USED_BYTES, STORE_FREE_BYTES)
+
+
+class Tier(NamedTuple):
+    """One place an engine keeps entries. The Status RPC reports them, and the Kafka gateway
+    shows each as a log dir, so operators' tools see where a partition's bytes are."""
+
+    name: str  # "memory"; the PM engine's "pm", "cache" and "ssd"
+    path: str  # absolute file or directory it lives in; "" when it has none (memory)
+    used_bytes: int
+    capacity_bytes: int
 
 
 class StorageEngine(Protocol):
@@ -136,6 +146,14 @@ class StorageEngine(Protocol):
         Always has the COMMON_STATS keys; an engine may add its own (the PM
         engine's are in docs/storage.md). Counters count since the engine was opened.
         """
+
+    def tiers(self) -> list[Tier]:
+        """Where the engine keeps entries, its primary store first, with bytes used and capacity."""
+
+    def color_bytes(self, colors: Collection[int]) -> dict[int, list[int]]:
+        """Per color asked for: the payload bytes of its committed entries in each tier, in
+        tiers() order. A copy counts in every tier that holds it (the PM engine's DRAM cache
+        holds copies of entries that are also in PM or on SSD). Unknown colors get zeros."""
 
     def close(self) -> None:
         """Release the store; the object is unusable afterwards."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 
 from flexlog.core.storage import StoredEntry
 
@@ -37,6 +38,15 @@ class EntryCache:
         while self.used > self.budget:
             _, evicted = self._entries.popitem(last=False)
             self.used -= len(evicted.payload)
+
+    def bytes_by_color(self, colors: Collection[int]) -> dict[int, int]:
+        """Cached payload bytes of each of colors that has any: one pass over the cache."""
+        wanted = set(colors)
+        out: dict[int, int] = {}
+        for (color, _), entry in self._entries.items():
+            if color in wanted:
+                out[color] = out.get(color, 0) + len(entry.payload)
+        return out
 
     def clear(self) -> None:
         self._entries.clear()

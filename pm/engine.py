@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from flexlog.core.storage import (
@@ -27,6 +27,7 @@ from flexlog.core.storage import (
     RecoveredState,
     StoredEntry,
     StoreFull,
+    Tier,
     UnknownToken,
 )
 from flexlog.pm._pmem import ffi, lib
@@ -76,6 +77,7 @@ class PmEngine:
         started = time.perf_counter()
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._pool_path = (data_dir / POOL_FILE).resolve()
         self._pool = Pool(data_dir / POOL_FILE, pool_size_bytes, max_colors)
         self._log = self._pool.log
         self._root = self._pool.root
@@ -333,6 +335,33 @@ class PmEngine:
                     token = self._pool.header(loc).token
                     recent.append(CommittedToken(token, color, idx.sns[i], idx.counts[i]))
         return RecoveredState(prepared, colors, recent)
+
+    def tiers(self) -> list[Tier]:
+        # The cache lives in no file; it is named after the pool whose entries it copies.
+        return [Tier("pm", str(self._pool_path), self._pool.used, self._cap),
+                Tier("cache", f"dram:{self._pool_path}", self._cache.used, self._cache.budget),
+                Tier("ssd", str(self._ssd.directory.resolve()), self._ssd.used_bytes,
+                     self._ssd.max_bytes)]
+
+    def color_bytes(self, colors: Collection[int]) -> dict[int, list[int]]:
+        cached = self._cache.bytes_by_color(colors)
+        out = {}
+        for color in colors:
+            pm = ssd = 0
+            idx = self._colors.get(color)
+            if idx is not None:
+                # locs >= 0 are arena positions, < 0 SSD records (pm/index.py). An entry
+                # committed below log_start after a trim is never read: not counted.
+                for sn, count, length, loc in zip(idx.sns, idx.counts, idx.lengths, idx.locs,
+                                                  strict=True):
+                    if sn + count <= idx.log_start:
+                        continue
+                    if loc >= 0:
+                        pm += length
+                    else:
+                        ssd += length
+            out[color] = [pm, cached.get(color, 0), ssd]
+        return out
 
     def close(self) -> None:
         if self._pool is None:

@@ -258,7 +258,7 @@ class StatusRequest(_message.Message):
     def __init__(self, detail: _Optional[bool] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("role", "name", "ready", "detail", "incarnation", "epoch", "caught_up_epoch", "readable")
+    __slots__ = ("role", "name", "ready", "detail", "incarnation", "epoch", "caught_up_epoch", "readable", "tiers")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class StatusReply(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CAUGHT_UP_EPOCH_FIELD_NUMBER: _ClassVar[int]
     READABLE_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
     role: str
     name: str
     ready: bool
@@ -275,27 +276,44 @@ class StatusReply(_message.Message):
     epoch: int
     caught_up_epoch: int
     readable: bool
-    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ..., incarnation: _Optional[int] = ..., epoch: _Optional[int] = ..., caught_up_epoch: _Optional[int] = ..., readable: _Optional[bool] = ...) -> None: ...
+    tiers: _containers.RepeatedCompositeFieldContainer[StoreTier]
+    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ..., incarnation: _Optional[int] = ..., epoch: _Optional[int] = ..., caught_up_epoch: _Optional[int] = ..., readable: _Optional[bool] = ..., tiers: _Optional[_Iterable[_Union[StoreTier, _Mapping]]] = ...) -> None: ...
+
+class StoreTier(_message.Message):
+    __slots__ = ("name", "path", "used_bytes", "capacity_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    used_bytes: int
+    capacity_bytes: int
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
 
 class ColorsRequest(_message.Message):
-    __slots__ = ("start", "limit")
+    __slots__ = ("start", "limit", "bytes_of")
     START_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OF_FIELD_NUMBER: _ClassVar[int]
     start: int
     limit: int
-    def __init__(self, start: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    bytes_of: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, start: _Optional[int] = ..., limit: _Optional[int] = ..., bytes_of: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ColorState(_message.Message):
-    __slots__ = ("color", "log_start", "tail", "high")
+    __slots__ = ("color", "log_start", "tail", "high", "tier_bytes")
     COLOR_FIELD_NUMBER: _ClassVar[int]
     LOG_START_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     HIGH_FIELD_NUMBER: _ClassVar[int]
+    TIER_BYTES_FIELD_NUMBER: _ClassVar[int]
     color: int
     log_start: int
     tail: int
     high: int
-    def __init__(self, color: _Optional[int] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ..., high: _Optional[int] = ...) -> None: ...
+    tier_bytes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, color: _Optional[int] = ..., log_start: _Optional[int] = ..., tail: _Optional[int] = ..., high: _Optional[int] = ..., tier_bytes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ColorsReply(_message.Message):
     __slots__ = ("colors", "more")

@@ -14,6 +14,7 @@ from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the h
     offset_commit_fetch,
     partition_offsets,
     produce,
+    replica_admin,
     sasl_authentication,
     topic_admin,
 )

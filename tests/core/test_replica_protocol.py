@@ -287,3 +287,16 @@ def test_a_grant_into_a_sealed_range_waits_for_the_fill() -> None:
         if not acked:
             assert acks.rejected == {token: Code.FILLED}
             assert record_batch.is_fill(p.engine.read(COLOR, 0).payload)
+
+
+def test_status_names_the_engines_tiers_and_colors_report_bytes_when_asked() -> None:
+    """The Kafka gateway's DescribeLogDirs reads these (docs/gateway.md)."""
+    p, _ = make()
+    entry = StoredEntry(0, 1, record_batch.build([b"x" * 100], base_offset=0))
+    p.store_copy(COLOR, entry, 0)
+    [tier] = p.status(detail=False).tiers
+    assert (tier.name, tier.used_bytes) == ("memory", len(entry.payload))
+    [plain] = p.color_states(0, 10).colors
+    assert plain.color == COLOR and list(plain.tier_bytes) == []
+    [sized] = p.color_states(0, 10, bytes_of=[COLOR, COLOR + 1]).colors
+    assert list(sized.tier_bytes) == [len(entry.payload)]

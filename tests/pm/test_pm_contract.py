@@ -112,6 +112,38 @@ def test_stats_has_the_common_keys(engine):
             == before["store_used_bytes"] + before["store_free_bytes"])
 
 
+def stored_bytes(eng: StorageEngine, color: int) -> int:
+    """A color's bytes over the tiers that hold entries (the DRAM cache holds copies)."""
+    sizes = eng.color_bytes([color])[color]
+    return sum(n for tier, n in zip(eng.tiers(), sizes, strict=True) if tier.name != "cache")
+
+
+def test_tiers_and_color_bytes(engine):
+    tiers = engine.tiers()
+    assert tiers[0].name in ("memory", "pm") and tiers[0].capacity_bytes > 0
+    assert all(t.path == "" or Path(t.path.removeprefix("dram:")).is_absolute() for t in tiers)
+    kept = [append(engine, 1 + i, 7, 10 * i, records=10) for i in range(3)]
+    append(engine, 9, 8, 0)
+    engine.trim(7, 9)  # the first entry goes
+    assert stored_bytes(engine, 7) == sum(len(p) for p in kept[1:])
+    assert engine.color_bytes([99]) == {99: [0] * len(tiers)}
+    assert engine.tiers()[0].used_bytes > tiers[0].used_bytes
+
+
+def test_pm_color_bytes_follow_entries_to_ssd_and_cache(shm_dir: Path):
+    with_cache = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL, cache_bytes=1 << 20)
+    try:
+        payloads = [append(with_cache, 1 + i, 3, i) for i in range(4)]
+        with_cache.checkpoint()  # every committed entry moves to SSD
+        pm, cache, ssd = with_cache.color_bytes([3])[3]
+        assert (pm, ssd) == (0, sum(len(p) for p in payloads))
+        assert cache == ssd  # commits filled the cache; the move to SSD keeps the copies
+        assert [t.name for t in with_cache.tiers()] == ["pm", "cache", "ssd"]
+        assert with_cache.tiers()[2].used_bytes >= ssd
+    finally:
+        with_cache.close()
+
+
 def test_commit_of_unknown_or_committed_token_raises(engine):
     with pytest.raises(UnknownToken):
         engine.commit(99, 0)
@@ -331,7 +363,7 @@ def _observe(eng: StorageEngine, rng: random.Random) -> list:
     seen: list = []
     for color in range(3):
         state = eng.state(color)
-        seen.append(state)
+        seen.append((state, stored_bytes(eng, color)))
         seen.append(eng.read_range(color, 0, rng.randint(0, 20000)))
         for sn in rng.sample(range(state.tail + 2), min(5, state.tail + 2)):
             seen.append(eng.read(color, sn))

@@ -35,6 +35,13 @@ from .groups import (
     OFFSET_FETCH,
     SYNC_GROUP,
 )
+from .replicas import (
+    ALTER_PARTITION_REASSIGNMENTS,
+    ALTER_REPLICA_LOG_DIRS,
+    DESCRIBE_LOG_DIRS,
+    ELECT_LEADERS,
+    LIST_PARTITION_REASSIGNMENTS,
+)
 
 APIS: dict[int, Api] = {
     api.key: api
@@ -63,10 +70,15 @@ APIS: dict[int, Api] = {
         CREATE_ACLS,
         DELETE_ACLS,
         DESCRIBE_CONFIGS,
+        ALTER_REPLICA_LOG_DIRS,
+        DESCRIBE_LOG_DIRS,
         SASL_AUTHENTICATE,
         CREATE_PARTITIONS,
         DELETE_GROUPS,
+        ELECT_LEADERS,
         INCREMENTAL_ALTER_CONFIGS,
+        ALTER_PARTITION_REASSIGNMENTS,
+        LIST_PARTITION_REASSIGNMENTS,
         DESCRIBE_CLUSTER,
     )
 }
