@@ -10,6 +10,7 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from group_helpers import PARTITIONS, MemberThread, consume_with_churn, finish, unique, wait_for
@@ -124,11 +125,16 @@ def test_mixed_group_of_three_client_libraries(gateways):
 
     import asyncio
 
+    aiokafka_joined = threading.Event()
+
     async def run_aiokafka() -> None:
+        # aiokafka offers roundrobin alone by default; the group has to share one assignor.
         c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest",
-                             heartbeat_interval_ms=300)
+                             heartbeat_interval_ms=300,
+                             partition_assignment_strategy=(RangePartitionAssignor,))
         await c.start()
+        aiokafka_joined.set()
         try:
             while not stop.is_set():
                 records = [r for rs in (await c.getmany(timeout_ms=200)).values() for r in rs]
@@ -145,6 +151,7 @@ def test_mixed_group_of_three_client_libraries(gateways):
     for t in threads:
         t.start()
     wait_for(lambda: len(seen) >= len(values))
+    assert aiokafka_joined.wait(30), "aiokafka never joined the group"
     time.sleep(0.5)
     stop.set()
     rdkafka.leave()
