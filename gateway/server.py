@@ -58,6 +58,10 @@ MAX_QUEUED_FRAMES = 8
 MAX_DEFERRED = 16
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default).
 TLS_HANDSHAKE_TIMEOUT_S = 60.0
+# A client retrying a failing handshake every 100 ms must not flood the log: per peer host and reason,
+# one line per interval, which says how many failures it stands for (all are counted in metrics).
+HANDSHAKE_LOG_INTERVAL_S = 60.0
+HANDSHAKE_LOG_KEYS = 1024  # (host, reason) pairs remembered before starting afresh
 # How long accepting pauses after accept() fails (out of file descriptors), as asyncio's servers do.
 ACCEPT_RETRY_S = 1.0
 
@@ -216,6 +220,8 @@ class GatewayServer:
         self.certs: tls.ServerCerts | None = None  # with an SSL or SASL_SSL listener
         self._servers: list[asyncio.Server] = []
         self._tls_sockets: list[socket.socket] = []
+        # (peer host, reason) -> when its last line was logged, failures since then not logged
+        self._handshake_logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -255,6 +261,7 @@ class GatewayServer:
         the cluster still work, and a valid certificate can be put in place and loaded with SIGHUP."""
         assert self.certs is not None
         cert = self.certs.cert
+        metrics.TLS_CERT_NOT_AFTER.set(cert.not_after.timestamp())
         problem = cert.problem()
         if problem is None:
             log.info("gateway %s: TLS certificate %s", self.me.name, cert.describe())
@@ -276,6 +283,7 @@ class GatewayServer:
             log.error("gateway %s: certificate reload failed, still using %s: %s", self.me.name,
                       self.certs.cert.describe(), exc)
             return
+        metrics.TLS_CERT_NOT_AFTER.set(cert.not_after.timestamp())
         log.info("gateway %s: certificate reloaded; new TLS connections get %s", self.me.name,
                  cert.describe())
 
@@ -304,8 +312,23 @@ class GatewayServer:
                 lambda: KafkaConnection(self, listener), sock, ssl=self.certs.context,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
         except OSError as exc:  # asyncio has closed the socket
-            log.warning("TLS handshake with %s:%s on the %s listener %s failed: %s", host, port,
-                        listener.protocol, listener.address, self._handshake_failure(exc))
+            metrics.TLS_HANDSHAKE_FAILURES.inc()
+            self._log_handshake_failure(f"{host}:{port}", host, listener, self._handshake_failure(exc))
+
+    def _log_handshake_failure(self, peer: str, host: str, listener: ListenerConfig, why: str) -> None:
+        now = time.monotonic()
+        key = (host, why)
+        logged_at, unlogged = self._handshake_logged.get(key, (now - HANDSHAKE_LOG_INTERVAL_S, 0))
+        if now - logged_at < HANDSHAKE_LOG_INTERVAL_S:
+            self._handshake_logged[key] = (logged_at, unlogged + 1)
+            return
+        if len(self._handshake_logged) >= HANDSHAKE_LOG_KEYS:
+            self._handshake_logged.clear()
+        self._handshake_logged[key] = (now, 0)
+        also = (f" (and {unlogged} more such failures from {host} in the last "
+                f"{now - logged_at:.0f}s)" if unlogged else "")
+        log.warning("TLS handshake with %s on the %s listener %s failed: %s%s", peer, listener.protocol,
+                    listener.address, why, also)
 
     def _handshake_failure(self, exc: OSError) -> str:
         """What went wrong, and whether this gateway's certificate is why."""
