@@ -313,7 +313,7 @@ class GatewayServer:
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
         except OSError as exc:  # asyncio has closed the socket
             metrics.TLS_HANDSHAKE_FAILURES.inc()
-            self._log_handshake_failure(f"{host}:{port}", host, listener, self._handshake_failure(exc))
+            self._log_handshake_failure(f"{host}:{port}", host, listener, self._why_handshake_failed(exc))
 
     def _log_handshake_failure(self, peer: str, host: str, listener: ListenerConfig, why: str) -> None:
         now = time.monotonic()
@@ -330,7 +330,7 @@ class GatewayServer:
         log.warning("TLS handshake with %s on the %s listener %s failed: %s%s", peer, listener.protocol,
                     listener.address, why, also)
 
-    def _handshake_failure(self, exc: OSError) -> str:
+    def _why_handshake_failed(self, exc: OSError) -> str:
         """What went wrong, and whether this gateway's certificate is why."""
         if isinstance(exc, ssl.SSLCertVerificationError):  # the client's certificate
             why = f"client certificate: {exc.verify_message}"
