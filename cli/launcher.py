@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -190,6 +191,10 @@ def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float =
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    # A closed terminal hangs up the whole process group; gateways take SIGHUP as "reload the
+    # certificates" and live on, so stopping them falls to the launcher. To rotate certificates,
+    # send SIGHUP to the gateway processes, not to the launcher.
+    signal.signal(signal.SIGHUP, request_stop)
     if config.launcher_metrics_port:
         start_http_server(config.launcher_metrics_port, addr="127.0.0.1")
     launcher.start()
@@ -217,7 +222,8 @@ def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float =
                 shown = line
             time.sleep(0.2)
     finally:
-        print("\nstopping cluster..." if live else "stopping cluster...", flush=True)
+        with contextlib.suppress(OSError):  # after a hangup the terminal is gone: stop all the same
+            print("\nstopping cluster..." if live else "stopping cluster...", flush=True)
         launcher.stop()
         print("stopped", flush=True)
     return 0

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flexlog.core import config as config_mod
@@ -122,11 +123,13 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
     return _load(path)
 
 
-async def _serve(server: object) -> None:
+async def _serve(server: object, on_hangup: Callable[[], None] | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if on_hangup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await server.start()  # type: ignore[attr-defined]
     await stop.wait()
     await server.stop()  # type: ignore[attr-defined]
@@ -158,7 +161,9 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
         cfg.gateway(args.id)
         if args.check_config:
             return _check(cfg, args.role)
-        asyncio.run(_serve(GatewayServer(cfg, args.id)))
+        gateway = GatewayServer(cfg, args.id)
+        # SIGHUP, as with nginx or HAProxy: rotated certificate files, without a restart.
+        asyncio.run(_serve(gateway, on_hangup=gateway.reload_certificates))
     return 0
 
 

@@ -43,6 +43,10 @@ REQUEST_SECONDS = Histogram("flexlog_gateway_request_seconds",
                             "its long-poll wait)", ["api"], buckets=LATENCY_BUCKETS)
 CONNECTIONS = Gauge("flexlog_gateway_connections", "Open Kafka client connections")
 CONNECTIONS_OPENED = Counter("flexlog_gateway_connections_opened", "Kafka client connections accepted")
+TLS_HANDSHAKE_FAILURES = Counter("flexlog_gateway_tls_handshake_failures",
+                                 "TLS handshakes on SSL and SASL_SSL listeners that failed")
+TLS_CERT_NOT_AFTER = Gauge("flexlog_gateway_tls_certificate_not_after_seconds",
+                           "notAfter (Unix time) of the certificate new TLS connections get")
 RECEIVED_BYTES = Counter("flexlog_gateway_received_bytes", "Bytes read from Kafka clients")
 SENT_BYTES = Counter("flexlog_gateway_sent_bytes", "Bytes of responses written to Kafka clients")
 PRODUCED_RECORDS = Counter("flexlog_gateway_produced_records", "Records appended through Produce",

@@ -7,6 +7,11 @@ appends): the connection then starts on the next request while the appends
 complete, and a writer sends the responses in request order. The size prefix of every frame is
 checked before its body is buffered. Whatever a peer sends can only close its
 own connection: a malformed frame is logged once and the socket is dropped.
+
+SSL and SASL_SSL listeners accept sockets themselves and hand each to asyncio
+with the context current at that moment, so `reload_certificates` (SIGHUP)
+changes the certificate of new connections only, and a failed handshake is
+logged, which asyncio's own TLS servers do silently.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 import time
 from collections import deque
 from typing import cast
@@ -49,6 +56,14 @@ MAX_REQUEST_BYTES = 100 << 20
 MAX_QUEUED_FRAMES = 8
 # Deferred responses one connection may have outstanding before it stops starting new requests.
 MAX_DEFERRED = 16
+# A client that has not finished its TLS handshake by then is dropped (asyncio's default).
+TLS_HANDSHAKE_TIMEOUT_S = 60.0
+# A client retrying a failing handshake every 100 ms must not flood the log: per peer host and reason,
+# one line per interval, which says how many failures it stands for (all are counted in metrics).
+HANDSHAKE_LOG_INTERVAL_S = 60.0
+HANDSHAKE_LOG_KEYS = 1024  # (host, reason) pairs remembered before starting afresh
+# How long accepting pauses after accept() fails (out of file descriptors), as asyncio's servers do.
+ACCEPT_RETRY_S = 1.0
 
 Response = bytes | None
 
@@ -202,19 +217,32 @@ class GatewayServer:
         self.metrics = metrics.GatewayMetrics(self.broker)
         self.sasl = SaslServer(self.broker.users, config.security)
         self.connections: set[KafkaConnection] = set()
+        self.certs: tls.ServerCerts | None = None  # with an SSL or SASL_SSL listener
         self._servers: list[asyncio.Server] = []
+        self._tls_sockets: list[socket.socket] = []
+        # (peer host, reason) -> when its last line was logged, failures since then not logged
+        self._handshake_logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if any(listener.tls for listener in self.me.listeners):
+            assert self.config.tls is not None, "the config parser requires [tls] for SSL listeners"
+            self.certs = tls.ServerCerts(self.config.tls)
+            self._log_certificate()
         for listener in self.me.listeners:
             host, port = split_address(listener.address)
-            context = None
             if listener.tls:
-                assert self.config.tls is not None, "the config parser requires [tls] for SSL listeners"
-                context = tls.server_context(self.config.tls)
+                # SO_REUSEADDR is set by create_server on POSIX, as reuse_address=True below does.
+                sock = socket.create_server((host, port), backlog=1024,
+                                            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+                sock.setblocking(False)
+                self._tls_sockets.append(sock)
+                tasks.supervise(lambda sock=sock, listener=listener: self._accept_tls(sock, listener),
+                                f"gateway {self.me.name}: accepting on {listener.address}", log, self._tasks)
+                continue
             self._servers.append(await loop.create_server(
-                lambda listener=listener: KafkaConnection(self, listener), host, port, ssl=context,
+                lambda listener=listener: KafkaConnection(self, listener), host, port,
                 reuse_address=True, backlog=1024))
         tasks.spawn(self._open(), f"gateway {self.me.name}: opening the system colors", log,
                     self._tasks)
@@ -226,6 +254,96 @@ class GatewayServer:
         for listener in self.me.listeners:
             log.info("gateway %s listening on %s for %s (advertised %s)", self.me.name,
                      listener.address, listener.protocol, listener.advertised)
+
+    def _log_certificate(self) -> None:
+        """Which certificate the SSL listeners present; an error if it is not valid now. The gateway
+        runs anyway, as Kafka brokers do: its plaintext and SASL_PLAINTEXT listeners and its part in
+        the cluster still work, and a valid certificate can be put in place and loaded with SIGHUP."""
+        assert self.certs is not None
+        cert = self.certs.cert
+        metrics.TLS_CERT_NOT_AFTER.set(cert.not_after.timestamp())
+        problem = cert.problem()
+        if problem is None:
+            log.info("gateway %s: TLS certificate %s", self.me.name, cert.describe())
+        else:
+            log.error("gateway %s: TLS certificate %s %s: clients will refuse every TLS handshake until "
+                      "a valid one replaces it (replace the files, then send SIGHUP to this gateway)",
+                      self.me.name, cert.describe(), problem)
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: new TLS connections get the certificate, key and CA files as they are now; the
+        established ones keep the certificate they were made with. Files that do not load, or a
+        certificate that is not valid now, leave the current one in use."""
+        if self.certs is None:
+            log.info("gateway %s: no SSL or SASL_SSL listener, no certificate to reload", self.me.name)
+            return
+        try:
+            cert = self.certs.reload()
+        except (OSError, tls.CertError) as exc:  # ssl.SSLError is an OSError
+            log.error("gateway %s: certificate reload failed, still using %s: %s", self.me.name,
+                      self.certs.cert.describe(), exc)
+            return
+        metrics.TLS_CERT_NOT_AFTER.set(cert.not_after.timestamp())
+        log.info("gateway %s: certificate reloaded; new TLS connections get %s", self.me.name,
+                 cert.describe())
+
+    async def _accept_tls(self, sock: socket.socket, listener: ListenerConfig) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                log.warning("gateway %s: accepting on %s failed, pausing %.0fs: %s", self.me.name,
+                            listener.address, ACCEPT_RETRY_S, exc)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            tasks.spawn(self._handshake(conn, listener), f"TLS handshake on {listener.address}", log,
+                        self._tasks)
+
+    async def _handshake(self, sock: socket.socket, listener: ListenerConfig) -> None:
+        assert self.certs is not None
+        try:
+            host, port = sock.getpeername()[:2]
+        except OSError:  # gone already
+            sock.close()
+            return
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: KafkaConnection(self, listener), sock, ssl=self.certs.context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+        except OSError as exc:  # asyncio has closed the socket
+            metrics.TLS_HANDSHAKE_FAILURES.inc()
+            self._log_handshake_failure(f"{host}:{port}", host, listener, self._why_handshake_failed(exc))
+
+    def _log_handshake_failure(self, peer: str, host: str, listener: ListenerConfig, why: str) -> None:
+        now = time.monotonic()
+        key = (host, why)
+        logged_at, unlogged = self._handshake_logged.get(key, (now - HANDSHAKE_LOG_INTERVAL_S, 0))
+        if now - logged_at < HANDSHAKE_LOG_INTERVAL_S:
+            self._handshake_logged[key] = (logged_at, unlogged + 1)
+            return
+        if len(self._handshake_logged) >= HANDSHAKE_LOG_KEYS:
+            self._handshake_logged.clear()
+        self._handshake_logged[key] = (now, 0)
+        also = (f" (and {unlogged} more such failures from {host} in the last "
+                f"{now - logged_at:.0f}s)" if unlogged else "")
+        log.warning("TLS handshake with %s on the %s listener %s failed: %s%s", peer, listener.protocol,
+                    listener.address, why, also)
+
+    def _why_handshake_failed(self, exc: OSError) -> str:
+        """What went wrong, and whether this gateway's certificate is why."""
+        if isinstance(exc, ssl.SSLCertVerificationError):  # the client's certificate
+            why = f"client certificate: {exc.verify_message}"
+        elif isinstance(exc, ssl.SSLError):  # e.g. SSLV3_ALERT_CERTIFICATE_EXPIRED: the client's verdict
+            why = exc.reason or str(exc)
+        else:
+            why = str(exc) or f"the client closed the connection ({type(exc).__name__})"
+        assert self.certs is not None
+        problem = self.certs.cert.problem()
+        if problem is not None:
+            why += (f"; this gateway's certificate {self.certs.cert.path} {problem}, so clients refuse it "
+                    "(replace the files, then send SIGHUP to this gateway)")
+        return why
 
     async def _open(self) -> None:
         await self.broker.open()
@@ -243,6 +361,9 @@ class GatewayServer:
         for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Only now: the accept loops were still waiting on these sockets.
+        for sock in self._tls_sockets:
+            sock.close()
         await self.client.close()
 
     async def respond(self, frame: bytes) -> Response | asyncio.Future[Response]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -153,3 +154,34 @@ def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:
         assert proc.returncode == 0
     assert any((data / "replicas").iterdir())
     assert (data / "logs").is_dir()
+
+
+def test_a_terminal_hangup_stops_the_whole_cluster(tmp_path: Path) -> None:
+    """Closing the terminal of `flexlog up` sends SIGHUP to its process group. Gateways take SIGHUP as
+    "reload the certificates" and live on, so the launcher has to stop them, or they stay orphaned on
+    their ports."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",
+         "--base-port", str(free_base_port()), "--kafka-port", str(free_ports(1)[0])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    kids: list[int] = []
+    try:
+        wait_for_line(proc, "cluster ready")
+        kids = children_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGHUP)
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        alive = kids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in kids if Path(f"/proc/{pid}").exists()
+                     and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+        assert not alive, "processes left running after the hangup"
+    finally:
+        for pid in [proc.pid, *kids]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
