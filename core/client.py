@@ -68,10 +68,24 @@ class RangeResult(NamedTuple):
     tail: int
 
 
+def _wire(op: pb.AppendOp) -> bytes:
+    """op encoded as one element of AppendRequest.ops (field 1, length-delimited): a message
+    of several appends is their concatenation, so each append is serialized once however
+    often it is sent, and never copied into a request object."""
+    body = op.SerializeToString()
+    n = len(body)
+    prefix = bytearray(b"\x0a")
+    while n >= 0x80:
+        prefix.append(n & 0x7F | 0x80)
+        n >>= 7
+    prefix.append(n)
+    return bytes(prefix) + body
+
+
 @dataclass(slots=True)
 class _PendingAppend:
     future: asyncio.Future[int]
-    op: pb.AppendOp
+    wire: bytes  # the op as one element of AppendRequest.ops, serialized once (`_wire`)
     sent_at: float
     batch: list[int]  # shared by the appends of one window batch: how many are unresolved
     acked: set[int]  # replica indices that acked
@@ -183,7 +197,7 @@ class _ShardWriter:
         self.pending: dict[int, _PendingAppend] = {}
         self._retry: asyncio.TimerHandle | None = None
         # At most four batches in flight per shard; what arrives meanwhile leaves together.
-        self.window: Batcher[tuple[pb.AppendOp, _PendingAppend]] = Batcher(self._flush, limit=4)
+        self.window: Batcher[_PendingAppend] = Batcher(self._flush, limit=4)
         self._timeout_s = timeout_s
         # (deadline, token) in submission order, which is deadline order: one timer for all.
         self._deadlines: deque[tuple[float, int]] = deque()
@@ -191,9 +205,9 @@ class _ShardWriter:
 
     def submit(self, op: pb.AppendOp, future: asyncio.Future[int]) -> None:
         loop = asyncio.get_running_loop()
-        p = _PendingAppend(future, op, loop.time(), [], set())
+        p = _PendingAppend(future, _wire(op), loop.time(), [], set())
         self.pending[op.token] = p
-        self.window.put((op, p))
+        self.window.put(p)
         self._deadlines.append((loop.time() + self._timeout_s, op.token))
         if self._timer is None:
             self._timer = loop.call_later(self._timeout_s, self._expire)
@@ -210,9 +224,9 @@ class _ShardWriter:
         self._resend(list(self.pending.values()))
 
     def resend_unacked(self, link: _ReplicaLink) -> None:
-        ops = [p.op for p in self.pending.values() if link.index not in p.acked]
+        ops = [p.wire for p in self.pending.values() if link.index not in p.acked]
         if ops and link.index in self.members:
-            link.send_appends(pb.AppendRequest(ops=ops).SerializeToString())
+            link.send_appends(b"".join(ops))
 
     def _resend_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -225,9 +239,9 @@ class _ShardWriter:
         not ack them."""
         now = asyncio.get_running_loop().time()
         for member in self.members:
-            ops = [p.op for p in items if member not in p.acked]
+            ops = [p.wire for p in items if member not in p.acked]
             if ops:
-                self.links[member].send_appends(pb.AppendRequest(ops=ops).SerializeToString())
+                self.links[member].send_appends(b"".join(ops))
         for p in items:
             p.sent_at = now
 
@@ -242,21 +256,21 @@ class _ShardWriter:
                                             f"{self._timeout_s:.1f}s"))
         self._timer = loop.call_at(deadlines[0][0], self._expire) if deadlines else None
 
-    def _flush(self, items: list[tuple[pb.AppendOp, _PendingAppend]]) -> None:
+    def _flush(self, items: list[_PendingAppend]) -> None:
         batch = [len(items)]
-        for _, p in items:
+        for p in items:
             p.batch = batch
         start = 0
         size = 0
-        for i, (op, _) in enumerate(items):
-            size += len(op.payload)
+        for i, p in enumerate(items):
+            size += len(p.wire)
             if size > MESSAGE_BYTES and i > start:
-                self._send([op for op, _ in items[start:i]])
-                start, size = i, len(op.payload)
-        self._send([op for op, _ in items[start:]])
+                self._send(items[start:i])
+                start, size = i, len(p.wire)
+        self._send(items[start:])
 
-    def _send(self, ops: list[pb.AppendOp]) -> None:
-        data = pb.AppendRequest(ops=ops).SerializeToString()
+    def _send(self, items: list[_PendingAppend]) -> None:
+        data = b"".join(p.wire for p in items)
         for member in self.members:
             self.links[member].send_appends(data)
 

@@ -312,7 +312,8 @@ class ReplicaProtocol:
         """Prepare the valid entries of one message with one engine call (one durability
         barrier for all of them), then order each one or commit its early grant."""
         self._now = now
-        valid = []
+        # (op, its payload): each read of a protobuf bytes field copies it, so read it once.
+        valid: list[tuple[pb.AppendOp, bytes]] = []
         for op in ops:
             done = self._recent.get(op.token)
             if done is not None:
@@ -320,15 +321,17 @@ class ReplicaProtocol:
                 acks.ack(op.token, done[1])
             elif op.token in self._ungranted:
                 self._origin[op.token] = acks  # a retry over a new stream: ack it there
-            elif self._valid(op, acks):
-                valid.append(op)
+            else:
+                payload = op.payload
+                if self._valid(op, payload, acks):
+                    valid.append((op, payload))
         if not valid:
             return
-        results = self.engine.prepare_many([(op.token, op.color, op.payload, op.count)
-                                            for op in valid])
+        results = self.engine.prepare_many([(op.token, op.color, payload, op.count)
+                                            for op, payload in valid])
         early: list[Grant] = []
         failed: Exception | None = None
-        for op, error in zip(valid, results, strict=True):
+        for (op, payload), error in zip(valid, results, strict=True):
             token = op.token
             if isinstance(error, StoreFull):
                 acks.reject(token, Code.STORE_FULL, str(error))
@@ -340,7 +343,7 @@ class ReplicaProtocol:
             self._origin[token] = acks
             self._prepared_at[token] = now
             self._ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
-                                                record_batch.crc_of(op.payload),
+                                                record_batch.crc_of(payload),
                                                 next(self._prepare_seq))
             if op.contiguous:
                 self.color(op.color).shard_local = True
@@ -355,9 +358,9 @@ class ReplicaProtocol:
         if failed is not None:
             raise failed
 
-    def _valid(self, op: pb.AppendOp, acks: AckSink) -> bool:
-        """Whether op may be stored; rejects it to the client when not."""
-        payload = op.payload
+    def _valid(self, op: pb.AppendOp, payload: bytes, acks: AckSink) -> bool:
+        """Whether op (with payload, its payload) may be stored; rejects it to the client
+        when not."""
         if len(payload) > self.max_entry_bytes:
             acks.reject(op.token, Code.TOO_LARGE,
                         f"entry of {len(payload)} bytes exceeds max_entry_bytes {self.max_entry_bytes}")
