@@ -380,9 +380,17 @@ class GroupCoordinator:
                 group.all_joined() and now_ms >= group.initial_delay_until_ms):
             return []
         replies: list[Reply] = []
-        for member in [m for m in group.members.values() if m.join_waiter is None]:
-            # Did not rejoin within the rebalance timeout: out of the group.
+        for member in [m for m in group.members.values()
+                       if m.join_waiter is None and m.instance_id is None]:
+            # A dynamic member that did not rejoin within the rebalance timeout is out. A static
+            # one stays (Kafka): it may be restarting, and only its session timeout removes it.
             replies += self._remove_member(group, member, ErrorCode.UNKNOWN_MEMBER_ID)
+        joined = [m for m in group.members.values() if m.join_waiter is not None]
+        if group.members and not joined:
+            # Only absent static members: no round without anyone to answer. Wait another
+            # rebalance timeout; their sessions expire meanwhile unless they come back.
+            group.join_deadline_ms = now_ms + max(m.rebalance_timeout_ms for m in group.members.values())
+            return replies
         group.generation += 1
         if not group.members:
             # The protocol type stays, as in Kafka: tools list an Empty group as a "consumer" group.
@@ -392,11 +400,12 @@ class GroupCoordinator:
         group.rebalances += 1
         group.state = GroupState.COMPLETING_REBALANCE
         group.protocol = self._vote(group)
-        if group.leader not in group.members:
-            group.leader = next(iter(group.members))
+        if group.leader not in {m.member_id for m in joined}:
+            group.leader = joined[0].member_id
         for member in group.members.values():
             member.assignment = b""
             member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
+        for member in joined:
             replies.append(Reply(member.join_waiter, self._join_reply(group, member)))
             member.join_waiter = None
         return replies

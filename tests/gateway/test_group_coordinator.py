@@ -464,6 +464,36 @@ def test_static_restart_while_the_leader_assigns_starts_a_new_round() -> None:
     assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
 
 
+def test_static_member_absent_from_a_rebalance_keeps_its_slot_until_its_session_expires() -> None:
+    """A static member restarting while the others rebalance is not dropped at the end of the
+    join phase (only dynamic members are): the leader assigns it partitions, which it gets back
+    when it returns."""
+    sim = Sim()
+    meta = protos(subscription("t"))
+    ws = {i: sim.join(instance=i, client=i, protocols=meta, session=60_000, rebalance=5_000)
+          for i in ("a", "b")}
+    sim.advance(DELAY)
+    ids = {i: sim.joined(w).member_id for i, w in ws.items()}
+    gen = 1
+    sim.sync(ids["a"], gen, {ids["a"]: b"a", ids["b"]: b"b"}, instance="a")
+    sim.sync(ids["b"], gen, instance="b")
+    sim.box.clear()
+    w_late = sim.join(new_member(sim, "late"), session=60_000, rebalance=5_000)
+    w_a = sim.join(ids["a"], instance="a", protocols=meta, session=60_000, rebalance=5_000)
+    sim.advance(5_000)  # b (restarting) never rejoins this round
+    ra, rl = sim.joined(w_a), sim.joined(w_late)
+    assert ra.generation_id == rl.generation_id == gen + 1
+    leader = ra if ra.members else rl
+    assert ids["b"] in {m for m, _, _ in leader.members}
+    sim.sync(leader.member_id, gen + 1, {m: m.encode() for m, _, _ in leader.members})
+    sim.box.clear()
+    r = sim.joined(sim.join(instance="b", client="b2", protocols=meta, session=60_000, rebalance=5_000))
+    assert r.error == ErrorCode.NONE and r.generation_id == gen + 1
+    s = sim.reply(sim.sync(r.member_id, gen + 1, instance="b"))
+    assert isinstance(s, SyncReply) and s.assignment == ids["b"].encode()
+    assert sim.c.state(G) == GroupState.STABLE
+
+
 def test_static_member_that_does_not_return_within_its_session_timeout_is_removed() -> None:
     sim = Sim()
     ids, gen, _ = static_group(sim, ["a", "b"])
