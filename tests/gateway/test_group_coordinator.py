@@ -505,3 +505,16 @@ def test_static_member_that_does_not_return_within_its_session_timeout_is_remove
     assert "b" not in sim.c.group(G).static  # type: ignore[union-attr]
     r = sim.joined(sim.join(ids["a"], instance="a", protocols=protos(subscription("t"))))
     assert r.generation_id == gen + 1 and [i for _, i, _ in r.members] == ["a"]
+
+
+def test_a_round_with_only_absent_static_members_waits_until_their_sessions_expire() -> None:
+    sim = Sim()
+    meta = protos(subscription("t"))
+    ws = [sim.join(instance=i, client=i, protocols=meta, rebalance=4_000) for i in ("a", "b")]
+    sim.advance(DELAY)
+    ids = [sim.joined(w).member_id for w in ws]
+    sim.c.leave(sim.now, G, [(ids[0], "a")])  # a leaves; b is down and never rejoins
+    sim.advance(4_000)
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE, "no round without anyone in it"
+    sim.advance(SESSION)
+    assert sim.c.state(G) == GroupState.EMPTY and not sim.c.group(G).static  # type: ignore[union-attr]
