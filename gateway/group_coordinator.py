@@ -347,7 +347,9 @@ class GroupCoordinator:
         """Why member_id (with its instance id) may not act in group, or None if it may."""
         if instance_id is not None:
             current = group.static.get(instance_id)
-            if current is not None and current != member_id:
+            if current is None:
+                return ErrorCode.UNKNOWN_MEMBER_ID
+            if current != member_id:
                 return ErrorCode.FENCED_INSTANCE_ID
         if member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID

@@ -507,6 +507,21 @@ def test_static_member_that_does_not_return_within_its_session_timeout_is_remove
     assert r.generation_id == gen + 1 and [i for _, i, _ in r.members] == ["a"]
 
 
+def test_batch_leave_by_instance_id_removes_static_members_at_once() -> None:
+    """LeaveGroup v3+ as admin tools send it: instance ids, no member ids."""
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b", "c", "d"])
+    codes, _ = sim.c.leave(sim.now, G, [("", "a"), ("", "b"), ("someone-else", "c"),
+                                        ("", "nobody"), (ids["d"], "nobody")])
+    assert codes == [ErrorCode.NONE, ErrorCode.NONE, ErrorCode.FENCED_INSTANCE_ID,
+                     ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.UNKNOWN_MEMBER_ID]
+    assert set(sim.c.group(G).static) == {"c", "d"}  # type: ignore[union-attr]
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    # The remaining members rejoin and the round ends at once: nobody waits for the leavers.
+    ws = [sim.join(ids[i], instance=i, protocols=protos(subscription("t"))) for i in ("c", "d")]
+    assert {sim.joined(w).generation_id for w in ws} == {gen + 1}
+
+
 def test_a_round_with_only_absent_static_members_waits_until_their_sessions_expire() -> None:
     sim = Sim()
     meta = protos(subscription("t"))
