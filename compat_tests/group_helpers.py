@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cluster import Cluster, running_cluster
-from wire_client import GATEWAY_READY_S, gateway_ready
+from flexlog.gateway.protocol import ApiKey, ErrorCode
+from wire_client import GATEWAY_READY_S, WireClient, gateway_ready
 
 # Short, so that every first rebalance does not cost Kafka's default 3 s.
 REBALANCE_DELAY_MS = 300
@@ -42,6 +43,29 @@ def restart_gateway(cluster: Cluster, index: int) -> None:
     cluster.kill(gw.name, signal.SIGTERM)
     cluster.start_process("gateway", gw.name)
     wait_ready(gw.advertised)
+
+
+def current_generation(bootstrap: str, group: str, member_id: str, instance_id: str | None) -> int:
+    """The group's generation, as its coordinator sees it, probed with a live member's Heartbeat:
+    only the current generation is answered without an error (no client library exposes it)."""
+    client = WireClient(bootstrap)
+    try:
+        found = client.call(ApiKey.FIND_COORDINATOR, 1, {"key": group, "key_type": 0})
+    finally:
+        client.close()
+    assert found["error_code"] == ErrorCode.NONE, found
+    client = WireClient(f"{found['host']}:{found['port']}")
+    try:
+        for generation in range(1, 100):
+            code = client.call(ApiKey.HEARTBEAT, 3, {"group_id": group, "generation_id": generation,
+                                                     "member_id": member_id,
+                                                     "group_instance_id": instance_id})["error_code"]
+            if code == ErrorCode.NONE:
+                return generation
+            assert code == ErrorCode.ILLEGAL_GENERATION, ErrorCode(code)
+    finally:
+        client.close()
+    raise AssertionError("no generation below 100 is current")
 
 
 def unique(prefix: str) -> str:

@@ -11,9 +11,17 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from group_helpers import PARTITIONS, MemberThread, consume_with_churn, finish, unique, wait_for
+from group_helpers import (
+    PARTITIONS,
+    MemberThread,
+    consume_with_churn,
+    current_generation,
+    finish,
+    unique,
+    wait_for,
+)
 from kafka import KafkaConsumer
 
 
@@ -39,11 +47,21 @@ def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:
 
 
 class Member(MemberThread):
+    """`events`: ("assign" | "revoke", partitions) per rebalance callback, in order;
+    `member_id`: the group's id for it at the last assignment."""
+
     def __init__(self, bootstrap: str, group: str, topic: str, seen: list[bytes],
                  lock: threading.Lock, **conf: object) -> None:
         super().__init__(seen, lock)
+        self.events: list[tuple[str, frozenset[int]]] = []
+        self.member_id = ""
         self.c = consumer(bootstrap, group, **conf)
-        self.c.subscribe([topic], on_revoke=self._revoked)
+        self.c.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Read here, on the polling thread: the consumer is not to be used from two threads.
+        self.member_id = consumer.memberid() or ""
+        self.events.append(("assign", frozenset(p.partition for p in partitions)))
 
     def commit(self) -> None:
         try:
@@ -56,8 +74,13 @@ class Member(MemberThread):
                                           KafkaError.REBALANCE_IN_PROGRESS,
                                           KafkaError._NO_OFFSET), exc
 
-    def _revoked(self, consumer: Consumer, partitions: list[object]) -> None:
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.events.append(("revoke", frozenset(p.partition for p in partitions)))
         self.commit()
+
+    def owned(self) -> frozenset[int]:
+        """The partitions the last callback left this member with."""
+        return self.events[-1][1] if self.events and self.events[-1][0] == "assign" else frozenset()
 
     def poll_values(self) -> list[bytes]:
         return [m.value() for m in self.c.consume(100, 0.2) if m.error() is None]
@@ -97,6 +120,70 @@ def test_static_member_restart_resumes_without_duplicates(gateways):
     members.append(Member(bootstrap, group, topic, seen, lock, **{"group.instance.id": "inst-1"}))
     members[-1].start()
     produce(bootstrap, topic, values[60:])
+    finish(members, values)
+
+
+def test_rolling_restart_of_static_members_rebalances_nobody(gateways):
+    """Issue 18: three static members over six partitions, under produce load, restarted one at
+    a time within the session timeout (with the settings of the report: a regex subscription,
+    6 s sessions, 9 s max poll interval, metadata refresh every 2 s). Nobody else gets a revoke
+    or a new assignment, each restarted member gets its old partitions back, the generation
+    never changes (Kafka's rule), and every record is consumed exactly once."""
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    conf = {"session.timeout.ms": 6_000, "max.poll.interval.ms": 9_000,
+            "topic.metadata.refresh.interval.ms": 2_000}
+
+    def member(i: int) -> Member:
+        return Member(bootstrap, group, f"^{topic}$", seen, lock, **conf,
+                      **{"group.instance.id": f"inst-{i}"})
+
+    def settled() -> bool:
+        owned = [m.owned() for m in members]
+        return all(owned) and sorted(p for o in owned for p in o) == list(range(PARTITIONS))
+
+    members = [member(i) for i in range(3)]
+    for m in members:
+        m.start()
+    wait_for(settled, 30)
+    time.sleep(1)  # a straggling round of the group's formation would show up here
+    assert settled()
+    generation = current_generation(bootstrap, group, members[0].member_id, "inst-0")
+
+    values: list[bytes] = []
+    producing = threading.Event()
+    producing.set()
+
+    def load() -> None:
+        p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        while producing.is_set():
+            values.append(b"r%05d" % len(values))
+            p.produce(topic, value=values[-1], partition=len(values) % PARTITIONS)
+            p.poll(0)
+            time.sleep(0.005)
+        assert p.flush(30) == 0
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    for i in range(3):
+        wait_for(lambda: len(seen) >= len(values) // 2 > 0)
+        others = [m for j, m in enumerate(members) if j != i]
+        calls = [len(m.events) for m in others]
+        old = members[i]
+        owned = old.owned()
+        old.leave()  # a static member's close does not leave the group
+        new = members[i] = member(i)
+        new.start()
+        wait_for(lambda m=new: bool(m.events), 5)  # well within the 6 s session timeout
+        assert new.events == [("assign", owned)], "its old partitions back, nothing else"
+        time.sleep(0.5)
+        assert [len(m.events) for m in others] == calls, "another member saw a rebalance"
+        assert current_generation(bootstrap, group, new.member_id, f"inst-{i}") == generation
+    producing.clear()
+    loader.join(30)
     finish(members, values)
 
 

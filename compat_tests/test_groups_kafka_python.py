@@ -16,9 +16,10 @@ from group_helpers import (
     consume_with_churn,
     restart_gateway,
     unique,
+    wait_for,
 )
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import MemberToRemove, NewTopic
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -52,12 +53,22 @@ def consumer(bootstrap: str, group: str, assignor: str = "range", **conf: object
                          **conf)
 
 
-class Member(MemberThread):
+class Member(MemberThread, ConsumerRebalanceListener):
+    """`events`: ("assign" | "revoke", partitions) per rebalance callback, in order."""
+
     def __init__(self, bootstrap: str, group: str, topic: str, assignor: str,
-                 seen: list[bytes], lock: threading.Lock) -> None:
+                 seen: list[bytes], lock: threading.Lock, **conf: object) -> None:
         super().__init__(seen, lock)
-        self.c = consumer(bootstrap, group, assignor)
-        self.c.subscribe([topic])
+        self.events: list[tuple[str, frozenset[int]]] = []
+        self.c = consumer(bootstrap, group, assignor, **conf)
+        self.c.subscribe([topic], listener=self)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.events.append(("assign", frozenset(tp.partition for tp in assigned)))
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:  # an eager member is told it gives up nothing before its first join
+            self.events.append(("revoke", frozenset(tp.partition for tp in revoked)))
 
     def poll_values(self) -> list[bytes]:
         batches = self.c.poll(timeout_ms=200)
@@ -117,3 +128,49 @@ def test_idempotent_producer_ids_differ_across_gateways(gateways):
         ids.add(p._transaction_manager.producer_id_and_epoch.producer_id)
         p.close()
     assert len(ids) == 2
+
+
+def test_static_member_restart_rebalances_nobody_and_admin_removes_static_members(gateways):
+    """kafka-python static members: a restart within the session timeout gets the old partitions
+    back and nobody else notices; closed static members stay in the group (they do not leave)
+    until an admin removes them by group.instance.id (LeaveGroup v3+, KIP-345), at once."""
+    bootstrap = gateways[1][0]
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    produce(bootstrap, topic, [b"v%03d" % i for i in range(60)])
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def member(i: int) -> Member:
+        return Member(bootstrap, group, topic, "range", seen, lock, group_instance_id=f"kp-{i}")
+
+    members = [member(0), member(1)]
+    for m in members:
+        m.start()
+    wait_for(lambda: len(seen) == 60 and all(m.events and m.events[-1][0] == "assign" for m in members)
+             and sum(len(m.events[-1][1]) for m in members) == PARTITIONS, 30)
+    for i in (0, 1):  # one of them is the leader, whose restart once rebalanced the other
+        other = members[1 - i]
+        calls = len(other.events)
+        owned = members[i].events[-1][1]
+        members[i].leave()
+        new = members[i] = member(i)
+        new.start()
+        wait_for(lambda m=new: bool(m.events), 8)
+        assert new.events == [("assign", owned)]
+        time.sleep(0.5)
+        assert len(other.events) == calls, "the other member saw a rebalance"
+    for m in members:
+        m.leave()
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_groups([group])[group]
+        assert described["group_state"] == "Stable" and len(described["members"]) == 2
+        results = admin.remove_group_members(group, [MemberToRemove(group_instance_id=i)
+                                                     for i in ("kp-0", "kp-1", "nobody")])
+        codes = {k: v.errno for k, v in results.items()}  # keyed by instance id here
+        assert codes == {"kp-0": 0, "kp-1": 0, "nobody": 25}  # 25: UNKNOWN_MEMBER_ID
+        assert admin.describe_groups([group])[group]["group_state"] == "Empty"
+    finally:
+        admin.close()

@@ -16,10 +16,11 @@ never joined, or was deleted, is Dead.
 from __future__ import annotations
 
 import enum
+import struct
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flexlog.gateway.protocol import ErrorCode
 
@@ -28,7 +29,10 @@ MAX_SESSION_TIMEOUT_MS = 1_800_000  # group.max.session.timeout.ms
 INITIAL_REBALANCE_DELAY_MS = 3_000  # group.initial.rebalance.delay.ms
 # JoinGroup v4+ (KIP-394): an unknown member first gets an id and must rejoin with it.
 MEMBER_ID_REQUIRED_FROM_VERSION = 4
+# JoinGroup v9+ (KIP-814): a leader can be told not to assign (a static leader's restart).
+SKIP_ASSIGNMENT_FROM_VERSION = 9
 NO_GENERATION = -1
+CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
 class GroupState(enum.Enum):
@@ -62,6 +66,7 @@ class JoinReply:
     protocol_name: str | None = None
     leader: str = ""
     members: tuple[tuple[str, str | None, bytes], ...] = ()  # (member id, instance id, metadata)
+    skip_assignment: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,28 @@ class Reply:
 
     waiter: Hashable
     body: JoinReply | SyncReply
+
+
+def subscribed_topics(metadata: bytes) -> frozenset[str] | None:
+    """The topics of a "consumer" protocol subscription (any version), or None if malformed.
+
+    Every version starts with the version (int16) and the topics (int32 count, then
+    int16-length names); what follows (user data, owned partitions, generation, rack)
+    naturally differs between a member and its restarted self, so it is not read.
+    """
+    try:
+        (count,) = struct.unpack_from(">i", metadata, 2)
+        pos, topics = 6, set()
+        for _ in range(count):
+            (size,) = struct.unpack_from(">h", metadata, pos)
+            name = metadata[pos + 2:pos + 2 + size]
+            if size < 0 or len(name) != size:
+                return None
+            topics.add(name.decode())
+            pos += 2 + size
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return frozenset(topics) if count >= 0 else None
 
 
 @dataclass
@@ -269,23 +296,60 @@ class GroupCoordinator:
         group.members[new_id] = member
         assert req.group_instance_id is not None
         group.static[req.group_instance_id] = new_id
-        was_leader = group.leader == old_id
-        if was_leader:
+        previous_leader = group.leader
+        if previous_leader == old_id:
             group.leader = new_id
-        if group.state == GroupState.STABLE and not was_leader and old.protocols == req.protocols:
-            # KIP-345: same subscription, not the leader -> keep the assignment, no rebalance.
+        if group.state == GroupState.STABLE:
+            if not self._keeps_assignment(group, old, member):
+                return replies + self._prepare_rebalance(now_ms, group)
+            # KIP-345: the member gets its assignment back and the others notice nothing,
+            # even if it was the leader (whose restart used to rebalance everyone).
             member.join_waiter = None
-            return [*replies, Reply(waiter, self._join_reply(group, member))]
+            return [*replies, Reply(waiter, self._static_rejoin_reply(group, member, req.version,
+                                                                      previous_leader))]
         if group.state == GroupState.PREPARING_REBALANCE:
             return replies + self._maybe_complete_join(now_ms, group)
-        # The leader must compute an assignment again, or the subscription changed.
+        # CompletingRebalance: the leader may be assigning partitions to the old id, which
+        # the new one would never get (Kafka starts a new round too).
         return replies + self._prepare_rebalance(now_ms, group)
+
+    def _keeps_assignment(self, group: Group, old: Member, new: Member) -> bool:
+        """Whether a static member's replacement leaves the Stable group's assignment valid.
+
+        Kafka's rule is that the protocol the group would choose stays the same. For
+        consumers the subscribed topics must stay the same too: a member that subscribes to
+        other topics needs partitions of them, and the leader only assigns in a rebalance.
+        """
+        assert group.protocol is not None
+        if self._vote(group) != group.protocol:
+            return False
+        if group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return True
+        old_meta, new_meta = old.metadata(group.protocol), new.metadata(group.protocol)
+        before, after = subscribed_topics(old_meta), subscribed_topics(new_meta)
+        if before is None or after is None:
+            return old_meta == new_meta  # not a subscription we can read: only the same bytes
+        return before == after
+
+    def _static_rejoin_reply(self, group: Group, member: Member, version: int,
+                             previous_leader: str | None) -> JoinReply:
+        if version >= SKIP_ASSIGNMENT_FROM_VERSION:
+            # A returning leader learns it leads (it watches the metadata for the group) but
+            # must not assign: a Stable group would not pass a new assignment on.
+            return replace(self._join_reply(group, member),
+                           skip_assignment=member.member_id == group.leader)
+        # Older clients cannot be told to skip: a returning leader is named by its old id,
+        # so it takes itself for a follower.
+        assert previous_leader is not None
+        return replace(self._join_reply(group, member), leader=previous_leader, members=())
 
     def _fenced(self, group: Group, member_id: str, instance_id: str | None) -> ErrorCode | None:
         """Why member_id (with its instance id) may not act in group, or None if it may."""
         if instance_id is not None:
             current = group.static.get(instance_id)
-            if current is not None and current != member_id:
+            if current is None:
+                return ErrorCode.UNKNOWN_MEMBER_ID
+            if current != member_id:
                 return ErrorCode.FENCED_INSTANCE_ID
         if member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID
@@ -318,9 +382,17 @@ class GroupCoordinator:
                 group.all_joined() and now_ms >= group.initial_delay_until_ms):
             return []
         replies: list[Reply] = []
-        for member in [m for m in group.members.values() if m.join_waiter is None]:
-            # Did not rejoin within the rebalance timeout: out of the group.
+        for member in [m for m in group.members.values()
+                       if m.join_waiter is None and m.instance_id is None]:
+            # A dynamic member that did not rejoin within the rebalance timeout is out. A static
+            # one stays (Kafka): it may be restarting, and only its session timeout removes it.
             replies += self._remove_member(group, member, ErrorCode.UNKNOWN_MEMBER_ID)
+        joined = [m for m in group.members.values() if m.join_waiter is not None]
+        if group.members and not joined:
+            # Only absent static members: no round without anyone to answer. Wait another
+            # rebalance timeout; their sessions expire meanwhile unless they come back.
+            group.join_deadline_ms = now_ms + max(m.rebalance_timeout_ms for m in group.members.values())
+            return replies
         group.generation += 1
         if not group.members:
             # The protocol type stays, as in Kafka: tools list an Empty group as a "consumer" group.
@@ -330,11 +402,12 @@ class GroupCoordinator:
         group.rebalances += 1
         group.state = GroupState.COMPLETING_REBALANCE
         group.protocol = self._vote(group)
-        if group.leader not in group.members:
-            group.leader = next(iter(group.members))
+        if group.leader not in {m.member_id for m in joined}:
+            group.leader = joined[0].member_id
         for member in group.members.values():
             member.assignment = b""
             member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
+        for member in joined:
             replies.append(Reply(member.join_waiter, self._join_reply(group, member)))
             member.join_waiter = None
         return replies

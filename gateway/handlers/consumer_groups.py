@@ -71,7 +71,7 @@ def _join_body(reply: JoinReply, version: int) -> Body:
     name = reply.protocol_name if reply.protocol_name is not None or version >= 7 else ""
     return {"throttle_time_ms": 0, "error_code": reply.error, "generation_id": reply.generation_id,
             "protocol_type": reply.protocol_type, "protocol_name": name, "leader": reply.leader,
-            "skip_assignment": False, "member_id": reply.member_id, "members": members}
+            "skip_assignment": reply.skip_assignment, "member_id": reply.member_id, "members": members}
 
 
 @serves(ApiKey.JOIN_GROUP, 0, 9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 from collections.abc import Hashable
 
 import pytest
@@ -41,10 +42,10 @@ class Sim:
 
     def join(self, member: str = "", *, client: str = "c", instance: str | None = None,
              protocols: tuple[tuple[str, bytes], ...] = (("range", b"m"),), version: int = 5,
-             session: int = SESSION) -> int:
+             session: int = SESSION, rebalance: int = REBALANCE) -> int:
         w = next(self.waiters)
         self._take(self.c.join(self.now, JoinRequest(G, member, instance, "consumer", protocols,
-                                                     session, REBALANCE, version, client), w))
+                                                     session, rebalance, version, client), w))
         return w
 
     def sync(self, member: str, generation: int, assignments: dict[str, bytes] | None = None,
@@ -308,3 +309,227 @@ def test_random_churn_never_answers_twice_and_ends_stable(seed: int) -> None:
     for m in ok:
         sim.sync(m, gen, {x: b"x" for x in ok} if m == leader else None)
     assert sim.c.state(G) == GroupState.STABLE
+
+
+# ---- static membership (KIP-345) ----------------------------------------------------
+
+
+def subscription(*topics: str, owned: tuple[tuple[str, tuple[int, ...]], ...] = (),
+                 user_data: bytes | None = None) -> bytes:
+    """A ConsumerProtocolSubscription v1 (topics, user data, owned partitions), as clients send it."""
+    out = struct.pack(">hi", 1, len(topics))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    out += struct.pack(">i", -1) if user_data is None else struct.pack(">i", len(user_data)) + user_data
+    out += struct.pack(">i", len(owned))
+    for t, parts in owned:
+        out += struct.pack(">h", len(t)) + t.encode() + struct.pack(f">i{len(parts)}i", len(parts), *parts)
+    return out
+
+
+def protos(meta: bytes, names: tuple[str, ...] = ("range", "roundrobin")) -> tuple[tuple[str, bytes], ...]:
+    return tuple((n, meta) for n in names)
+
+
+def static_group(sim: Sim, instances: list[str], meta: bytes = subscription("t"),
+                 version: int = 5) -> tuple[dict[str, str], int, str]:
+    """Static members joining in the order given (so the first is the leader), synced and Stable.
+
+    Returns instance -> member id, the generation and the leader's instance id; each member's
+    assignment is its instance id."""
+    waiters = {i: sim.join(instance=i, client=i, protocols=protos(meta), version=version)
+               for i in instances}
+    sim.advance(DELAY)
+    replies = {i: sim.joined(w) for i, w in waiters.items()}
+    ids = {i: r.member_id for i, r in replies.items()}
+    gen = replies[instances[0]].generation_id
+    leader = next(i for i, m in ids.items() if m == replies[instances[0]].leader)
+    syncs = [sim.sync(ids[i], gen, {ids[x]: x.encode() for x in instances} if i == leader else None,
+                      instance=i) for i in instances]
+    for w in syncs:
+        r = sim.reply(w)
+        assert isinstance(r, SyncReply) and r.error == ErrorCode.NONE
+    assert sim.c.state(G) == GroupState.STABLE
+    return ids, gen, leader
+
+
+def assert_undisturbed(sim: Sim, ids: dict[str, str], gen: int, rebalances: int) -> None:
+    """No rebalance: the group is Stable in the same generation and every member may heartbeat."""
+    group = sim.c.group(G)
+    assert group is not None and group.state == GroupState.STABLE
+    assert group.generation == gen and group.rebalances == rebalances
+    for i, m in ids.items():
+        assert sim.c.heartbeat(sim.now, G, gen, m, i) == ErrorCode.NONE
+
+
+def test_restarted_static_leader_gets_its_assignment_back_without_a_rebalance() -> None:
+    """The interleaving of issue 18: the member that is restarted had joined first, so it was the
+    leader; its rejoin made every other member rebalance."""
+    sim = Sim()
+    ids, gen, leader = static_group(sim, ["b", "a"])
+    assert leader == "b"
+    rebalances = sim.c.group(G).rebalances  # type: ignore[union-attr]
+    r = sim.joined(sim.join(instance="b", client="b2", protocols=protos(subscription("t"))))
+    assert r.error == ErrorCode.NONE and r.generation_id == gen and r.member_id != ids["b"]
+    # Below JoinGroup v9 the returning leader is named by its old id, so it does not think it
+    # is the leader: an assignment it computed would never reach the others of a Stable group.
+    assert r.leader == ids["b"] and r.members == () and not r.skip_assignment
+    old_b, ids["b"] = ids["b"], r.member_id
+    assert_undisturbed(sim, ids, gen, rebalances)
+    s = sim.reply(sim.sync(ids["b"], gen, instance="b"))
+    assert isinstance(s, SyncReply) and s.error == ErrorCode.NONE and s.assignment == b"b"
+    assert sim.c.heartbeat(sim.now, G, gen, old_b, "b") == ErrorCode.FENCED_INSTANCE_ID
+    assert sim.c.group(G).leader == ids["b"]  # type: ignore[union-attr]
+
+
+def test_restarted_static_leader_at_join_v9_is_told_to_skip_the_assignment() -> None:
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["b", "a"], version=9)
+    r = sim.joined(sim.join(instance="b", client="b2", protocols=protos(subscription("t")), version=9))
+    # KIP-814: it learns it is the leader (to watch the metadata) but must not assign.
+    assert r.error == ErrorCode.NONE and r.generation_id == gen
+    assert r.leader == r.member_id and r.skip_assignment
+    assert {(m, i) for m, i, _ in r.members} == {(r.member_id, "b"), (ids["a"], "a")}
+    ids["b"] = r.member_id
+    # Its SyncGroup in the Stable group returns its old assignment and changes nobody's.
+    s = sim.reply(sim.sync(ids["b"], gen, {ids["a"]: b"other", ids["b"]: b"other"}, instance="b"))
+    assert isinstance(s, SyncReply) and s.assignment == b"b"
+    s = sim.reply(sim.sync(ids["a"], gen, instance="a"))
+    assert isinstance(s, SyncReply) and s.assignment == b"a"
+    assert_undisturbed(sim, ids, gen, 1)
+
+
+def test_static_restart_with_new_owned_partitions_user_data_and_topic_order_does_not_rebalance() -> None:
+    """A new consumer owns nothing yet, may carry other user data and lists a regex's topics in
+    another order: none of that is a change of subscription."""
+    sim = Sim()
+    before = subscription("t1", "t2", owned=(("t1", (0, 1)),), user_data=b"old")
+    ids, gen, _ = static_group(sim, ["a", "b"], meta=before)
+    after = subscription("t2", "t1", user_data=b"new")
+    r = sim.joined(sim.join(instance="b", client="b2", protocols=protos(after)))
+    assert r.error == ErrorCode.NONE and r.generation_id == gen
+    ids["b"] = r.member_id
+    assert_undisturbed(sim, ids, gen, 1)
+
+
+def test_static_restart_with_a_changed_subscription_rebalances() -> None:
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b"], meta=subscription("t1"))
+    w = sim.join(instance="b", client="b2", protocols=protos(subscription("t1", "t3")))
+    assert w not in sim.box, "held for the new round"
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    assert sim.c.heartbeat(sim.now, G, gen, ids["a"], "a") == ErrorCode.REBALANCE_IN_PROGRESS
+    wa = sim.join(ids["a"], instance="a", protocols=protos(subscription("t1")))
+    assert {sim.joined(w).generation_id, sim.joined(wa).generation_id} == {gen + 1}
+
+
+def test_static_restart_that_changes_the_selected_protocol_rebalances() -> None:
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b"])
+    assert sim.c.group(G).protocol == "range"  # type: ignore[union-attr]
+    sim.join(instance="b", client="b2", protocols=protos(subscription("t"), ("roundrobin",)))
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    wa = sim.join(ids["a"], instance="a", protocols=protos(subscription("t")))
+    r = sim.joined(wa)
+    assert r.generation_id == gen + 1 and r.protocol_name == "roundrobin"
+
+
+def test_static_restart_during_a_join_phase_takes_part_in_it_and_fences_the_old_request() -> None:
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b"])
+    w_new = sim.join(new_member(sim, "late"))  # a dynamic newcomer starts a round
+    w_old_b = sim.join(ids["b"], instance="b", protocols=protos(subscription("t")))
+    w_b2 = sim.join(instance="b", client="b2", protocols=protos(subscription("t")))
+    old = sim.joined(w_old_b)
+    assert old.error == ErrorCode.FENCED_INSTANCE_ID
+    w_a = sim.join(ids["a"], instance="a", protocols=protos(subscription("t")))
+    replies = [sim.joined(w) for w in (w_new, w_b2, w_a)]
+    assert {r.generation_id for r in replies} == {gen + 1}, "one round, not two"
+    assert ids["b"] not in {m for m, _, _ in next(r for r in replies if r.members).members}
+
+
+def test_static_restart_while_the_leader_assigns_starts_a_new_round() -> None:
+    """The leader may already be computing an assignment for the old member id (Kafka rebalances)."""
+    sim = Sim()
+    ids, gen, leader = static_group(sim, ["a", "b"])
+    assert leader == "a"
+    sim.join(ids["a"], instance="a", protocols=protos(subscription("t")))  # the leader rejoins
+    w_b = sim.join(ids["b"], instance="b", protocols=protos(subscription("t")))
+    assert sim.joined(w_b).generation_id == gen + 1
+    assert sim.c.state(G) == GroupState.COMPLETING_REBALANCE
+    w_sync_b = sim.sync(ids["b"], gen + 1, instance="b")
+    sim.join(instance="b", client="b2", protocols=protos(subscription("t")))
+    s = sim.reply(w_sync_b)
+    assert isinstance(s, SyncReply) and s.error == ErrorCode.FENCED_INSTANCE_ID
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+
+
+def test_static_member_absent_from_a_rebalance_keeps_its_slot_until_its_session_expires() -> None:
+    """A static member restarting while the others rebalance is not dropped at the end of the
+    join phase (only dynamic members are): the leader assigns it partitions, which it gets back
+    when it returns."""
+    sim = Sim()
+    meta = protos(subscription("t"))
+    ws = {i: sim.join(instance=i, client=i, protocols=meta, session=60_000, rebalance=5_000)
+          for i in ("a", "b")}
+    sim.advance(DELAY)
+    ids = {i: sim.joined(w).member_id for i, w in ws.items()}
+    gen = 1
+    sim.sync(ids["a"], gen, {ids["a"]: b"a", ids["b"]: b"b"}, instance="a")
+    sim.sync(ids["b"], gen, instance="b")
+    sim.box.clear()
+    w_late = sim.join(new_member(sim, "late"), session=60_000, rebalance=5_000)
+    w_a = sim.join(ids["a"], instance="a", protocols=meta, session=60_000, rebalance=5_000)
+    sim.advance(5_000)  # b (restarting) never rejoins this round
+    ra, rl = sim.joined(w_a), sim.joined(w_late)
+    assert ra.generation_id == rl.generation_id == gen + 1
+    leader = ra if ra.members else rl
+    assert ids["b"] in {m for m, _, _ in leader.members}
+    sim.sync(leader.member_id, gen + 1, {m: m.encode() for m, _, _ in leader.members})
+    sim.box.clear()
+    r = sim.joined(sim.join(instance="b", client="b2", protocols=meta, session=60_000, rebalance=5_000))
+    assert r.error == ErrorCode.NONE and r.generation_id == gen + 1
+    s = sim.reply(sim.sync(r.member_id, gen + 1, instance="b"))
+    assert isinstance(s, SyncReply) and s.assignment == ids["b"].encode()
+    assert sim.c.state(G) == GroupState.STABLE
+
+
+def test_static_member_that_does_not_return_within_its_session_timeout_is_removed() -> None:
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b"])
+    for _ in range(4):  # a keeps heartbeating, b (stopped) does not
+        sim.advance(SESSION // 3)
+        assert sim.c.heartbeat(sim.now, G, gen, ids["a"], "a") in (
+            ErrorCode.NONE, ErrorCode.REBALANCE_IN_PROGRESS)
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    assert "b" not in sim.c.group(G).static  # type: ignore[union-attr]
+    r = sim.joined(sim.join(ids["a"], instance="a", protocols=protos(subscription("t"))))
+    assert r.generation_id == gen + 1 and [i for _, i, _ in r.members] == ["a"]
+
+
+def test_batch_leave_by_instance_id_removes_static_members_at_once() -> None:
+    """LeaveGroup v3+ as admin tools send it: instance ids, no member ids."""
+    sim = Sim()
+    ids, gen, _ = static_group(sim, ["a", "b", "c", "d"])
+    codes, _ = sim.c.leave(sim.now, G, [("", "a"), ("", "b"), ("someone-else", "c"),
+                                        ("", "nobody"), (ids["d"], "nobody")])
+    assert codes == [ErrorCode.NONE, ErrorCode.NONE, ErrorCode.FENCED_INSTANCE_ID,
+                     ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.UNKNOWN_MEMBER_ID]
+    assert set(sim.c.group(G).static) == {"c", "d"}  # type: ignore[union-attr]
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE
+    # The remaining members rejoin and the round ends at once: nobody waits for the leavers.
+    ws = [sim.join(ids[i], instance=i, protocols=protos(subscription("t"))) for i in ("c", "d")]
+    assert {sim.joined(w).generation_id for w in ws} == {gen + 1}
+
+
+def test_a_round_with_only_absent_static_members_waits_until_their_sessions_expire() -> None:
+    sim = Sim()
+    meta = protos(subscription("t"))
+    ws = [sim.join(instance=i, client=i, protocols=meta, rebalance=4_000) for i in ("a", "b")]
+    sim.advance(DELAY)
+    ids = [sim.joined(w).member_id for w in ws]
+    sim.c.leave(sim.now, G, [(ids[0], "a")])  # a leaves; b is down and never rejoins
+    sim.advance(4_000)
+    assert sim.c.state(G) == GroupState.PREPARING_REBALANCE, "no round without anyone in it"
+    sim.advance(SESSION)
+    assert sim.c.state(G) == GroupState.EMPTY and not sim.c.group(G).static  # type: ignore[union-attr]
