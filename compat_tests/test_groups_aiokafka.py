@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -85,3 +85,59 @@ async def test_group_of_three_gets_every_message_once_while_members_come_and_go(
         s.set()
     await asyncio.gather(*tasks)
     assert sorted(seen) == values
+
+
+class _Recorder(ConsumerRebalanceListener):
+    """What one consumer was told: ("revoke" | "assign", partitions) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, set[int]]] = []
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:  # aiokafka also calls it, empty, before a consumer's first join
+            self.events.append(("revoke", {tp.partition for tp in revoked}))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.events.append(("assign", {tp.partition for tp in assigned}))
+
+
+async def test_a_static_member_restart_rebalances_nobody(gateways):
+    """aiokafka static members (KIP-345): a member closed and recreated with the same
+    group.instance.id within its session timeout gets its partitions back; the other member
+    is told nothing."""
+    bootstrap = gateways[1][0]
+    topic = await create_topic(bootstrap)
+    group = unique("g")
+
+    async def started(i: int) -> tuple[AIOKafkaConsumer, _Recorder]:
+        recorder = _Recorder()
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             group_instance_id=f"aio-{i}", enable_auto_commit=False,
+                             heartbeat_interval_ms=300, session_timeout_ms=10_000,
+                             partition_assignment_strategy=(RangePartitionAssignor,))
+        await c.start()
+        c.subscribe([topic], listener=recorder)
+        return c, recorder
+
+    def owned(r: _Recorder) -> set[int]:
+        return r.events[-1][1] if r.events and r.events[-1][0] == "assign" else set()
+
+    members = [await started(0), await started(1)]
+
+    async def polled_until(done: object) -> None:
+        async with asyncio.timeout(30):
+            while not done():  # type: ignore[operator]
+                await asyncio.gather(*(c.getmany(timeout_ms=100) for c, _ in members))
+
+    await polled_until(lambda: sum(len(owned(r)) for _, r in members) == PARTITIONS)
+    for i in (0, 1):  # one of them leads the group
+        other = members[1 - i][1]
+        calls, before = len(other.events), owned(members[i][1])
+        await members[i][0].stop()
+        members[i] = await started(i)
+        await polled_until(lambda m=members[i][1]: bool(owned(m)))
+        assert members[i][1].events == [("assign", before)]
+        await polled_until(lambda: True)
+        assert len(other.events) == calls, "the other member saw a rebalance"
+    for c, _ in members:
+        await c.stop()
