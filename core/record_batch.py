@@ -137,7 +137,8 @@ def split(buf: bytes | memoryview) -> Iterator[memoryview]:
 
 
 def with_base_offset(buf: bytes, base_offset: int) -> bytes:
-    return _BASE_OFFSET.pack(base_offset) + buf[8:]
+    # join over a view copies the batch once; `pack(...) + buf[8:]` copied it twice.
+    return b"".join((_BASE_OFFSET.pack(base_offset), memoryview(buf)[8:]))
 
 
 def _zigzag(n: int) -> int:
