@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import NewTopic as CNewTopic
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
@@ -215,6 +216,16 @@ def test_metadata_lists_it_internal_with_50_partitions(bootstrap):
         assert TOPIC in admin.list_topics()
     finally:
         admin.close()
+
+
+def test_it_cannot_be_created_and_brokers_report_its_partitions(bootstrap):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [future] = admin.create_topics([CNewTopic(TOPIC, num_partitions=1, replication_factor=1)]).values()
+    with pytest.raises(KafkaException) as failed:
+        future.result(timeout=20)
+    assert failed.value.args[0].code() == ErrorCode.TOPIC_ALREADY_EXISTS
+    [configs] = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, "0")]).values()
+    assert configs.result(timeout=20)["offsets.topic.num.partitions"].value == "50"
 
 
 def test_kafka_python_group_commits_read_back_in_kafkas_format(bootstrap, topic):
