@@ -22,6 +22,7 @@ import json
 import logging
 import struct
 import uuid
+from typing import Any
 
 from flexlog.core import record_batch
 from flexlog.core.client import FlexLogClient, RangeResult
@@ -40,10 +41,12 @@ TOPIC_ID = uuid.uuid5(uuid.NAMESPACE_URL, "flexlog:kafka-topic:__consumer_offset
 OFFSET_SHIFT = 20
 PER_SN = 1 << OFFSET_SHIFT
 
-# Key versions 0 and 1 are both offset-commit keys; Kafka writes 1.
+# Key versions 0 and 1 are both offset-commit keys; Kafka writes 1. Version 2 is group metadata.
 OFFSET_KEY_VERSION = 1
+GROUP_KEY_VERSION = 2
 # Value version 3 is what Kafka writes when there is no expire timestamp: it carries the epoch.
 OFFSET_VALUE_VERSION = 3
+GROUP_VALUE_VERSION = 3
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -72,6 +75,10 @@ def _string(text: str | None) -> bytes:
     return _I16.pack(len(data)) + data
 
 
+def _bytes(data: bytes) -> bytes:
+    return _I32.pack(len(data)) + data
+
+
 def offset_key(group: str, topic: str, partition: int) -> bytes:
     return _I16.pack(OFFSET_KEY_VERSION) + _string(group) + _string(topic) + _I32.pack(partition)
 
@@ -80,6 +87,23 @@ def offset_value(offset: int, leader_epoch: int, metadata: str | None, timestamp
     # metadata is a non-nullable string in the value: Kafka stores a missing one as "".
     return (_I16.pack(OFFSET_VALUE_VERSION) + _I64.pack(offset) + _I32.pack(leader_epoch)
             + _string(metadata or "") + _I64.pack(timestamp_ms))
+
+
+def group_key(group: str) -> bytes:
+    return _I16.pack(GROUP_KEY_VERSION) + _string(group)
+
+
+def group_value(event: dict[str, Any]) -> bytes:
+    """GroupMetadataValue v3 of a ``group`` record (see committed_offsets.OffsetStore.group)."""
+    out = [_I16.pack(GROUP_VALUE_VERSION), _string(event["protocol_type"] or ""),
+           _I32.pack(int(event["generation"])), _string(event["protocol"]), _string(event["leader"]),
+           _I64.pack(int(event["ts"])), _I32.pack(len(event["members"]))]
+    for member_id, instance_id, client_id, host, rebalance_ms, session_ms, sub, assignment in \
+            event["members"]:
+        out += [_string(member_id), _string(instance_id), _string(client_id), _string(host),
+                _I32.pack(int(rebalance_ms)), _I32.pack(int(session_ms)),
+                _bytes(bytes.fromhex(sub)), _bytes(bytes.fromhex(assignment))]
+    return b"".join(out)
 
 
 def records_of(value: bytes | None, partition: int) -> list[Record]:
@@ -108,6 +132,12 @@ def records_of(value: bytes | None, partition: int) -> list[Record]:
                            timestamp_ms=int(ts))
                     for group, topic, p, _, offset, metadata, epoch, ts, deleted in event["entries"]
                     if partition_for(group) == partition]
+        if op == "group":
+            if partition_for(event["group"]) != partition:
+                return []
+            value_bytes = None if event.get("deleted") else group_value(event)
+            return [Record(key=group_key(event["group"]), value=value_bytes,
+                           timestamp_ms=int(event["ts"]))]
     except (ValueError, KeyError, TypeError):
         log.warning("cannot show a malformed committed-offsets record in %s", TOPIC)
     return []

@@ -143,9 +143,10 @@ def decode(key: bytes, value: bytes | None) -> OffsetRecord | tuple[str, dict | 
 # ---- readers through the two libraries ---------------------------------------------------
 
 
-def read_kafka_python(bootstrap: str, group: str, until: int) -> list[tuple[int, object]]:
+def read_kafka_python(bootstrap: str, group: str, until: int,
+                     stop: object = None) -> list[tuple[int, object]]:
     """(offset, decoded) of the group's partition of __consumer_offsets, until `until` records
-    about the group were seen (or the timeout)."""
+    about the group were seen, or the record `stop` (or the timeout)."""
     tp = TopicPartition(TOPIC, partition_for(group))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              exclude_internal_topics=False)
@@ -154,7 +155,8 @@ def read_kafka_python(bootstrap: str, group: str, until: int) -> list[tuple[int,
     seen: list[tuple[int, object]] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
     try:
-        while time.monotonic() < deadline and len(seen) < until:
+        while time.monotonic() < deadline and len(seen) < until and (
+                not seen or seen[-1][1] != stop):
             for msg in consumer.poll(timeout_ms=500).get(tp, []):
                 item = decode(msg.key, msg.value)
                 name = item.group if isinstance(item, OffsetRecord) else item[0]
@@ -165,7 +167,8 @@ def read_kafka_python(bootstrap: str, group: str, until: int) -> list[tuple[int,
     return seen
 
 
-def read_confluent(bootstrap: str, group: str, until: int) -> list[tuple[int, object]]:
+def read_confluent(bootstrap: str, group: str, until: int,
+                  stop: object = None) -> list[tuple[int, object]]:
     # librdkafka has no exclude.internal.topics: it only filters subscriptions, and assign()
     # reads any topic.
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:6]}",
@@ -174,7 +177,8 @@ def read_confluent(bootstrap: str, group: str, until: int) -> list[tuple[int, ob
     seen: list[tuple[int, object]] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
     try:
-        while time.monotonic() < deadline and len(seen) < until:
+        while time.monotonic() < deadline and len(seen) < until and (
+                not seen or seen[-1][1] != stop):
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
@@ -310,6 +314,44 @@ def test_deleted_group_leaves_tombstones(bootstrap, topic):
     records = offsets_only(read_kafka_python(bootstrap, group, until=4))
     assert sorted((r.partition, r.offset) for r in records[:2]) == [(0, 6), (1, 8)]
     assert sorted((r.partition, r.offset) for r in records[2:]) == [(0, None), (1, None)]
+
+
+def test_rebalances_write_group_metadata_and_deletion_a_tombstone(bootstrap, topic):
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, client_id="meta-client")
+    try:
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+        assert consumer.assignment()
+    finally:
+        consumer.close()  # leaves: the group empties
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert group in admin.delete_groups([group])
+    finally:
+        admin.close()
+    tombstone = (group, None)
+    seen = [item for _, item in read_confluent(bootstrap, group, until=10, stop=tombstone)]
+    assert [item for _, item in read_kafka_python(bootstrap, group, until=10, stop=tombstone)] == seen
+    # One Stable record per generation (kafka-python may rebalance again once it has the
+    # topic's metadata), then the Empty group after the leave, then the deletion.
+    *stables, empty, deleted = seen
+    assert deleted == tombstone
+    metas = [item[1] for item in stables if isinstance(item, tuple)]
+    assert metas and len(metas) == len(stables)
+    generations = [m["generation"] for m in metas]
+    assert generations == sorted(set(generations)) and generations[0] >= 1
+    meta = metas[-1]
+    assert meta["protocol_type"] == "consumer"
+    [member] = meta["members"]
+    assert meta["leader"] == member["member_id"] and member["client_id"] == "meta-client"
+    assert member["client_host"] == "/127.0.0.1" and member["session_timeout"] > 0
+    # The subscription and assignment are the client's own bytes: both name the topic.
+    assert topic.encode() in member["subscription"] and topic.encode() in member["assignment"]
+    assert isinstance(empty, tuple) and empty[1] is not None and empty[1]["members"] == []
+    assert empty[1]["generation"] == meta["generation"] + 1
 
 
 def test_produce_is_refused(bootstrap):
