@@ -8,6 +8,7 @@ encoder, so that a mistake in one is not mirrored by the other.
 
 from __future__ import annotations
 
+import signal
 import struct
 import time
 import uuid
@@ -23,10 +24,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
+from cluster import running_cluster
 from flexlog.core import record_batch
+from flexlog.gateway.groups import coordinator_index
 from flexlog.gateway.offsets_topic import java_string_hash, partition_for
 from flexlog.gateway.protocol import ApiKey, ErrorCode
-from wire_client import WireClient, running_gateway
+from wire_client import GATEWAY_READY_S, WireClient, gateway_ready, running_gateway
 
 TOPIC = "__consumer_offsets"
 READ_TIMEOUT_S = 20
@@ -388,3 +391,45 @@ def test_wire_fetch_beyond_the_tail_is_out_of_range(bootstrap):
     finally:
         client.close()
     assert body["responses"][0]["partitions"][0]["error_code"] == ErrorCode.OFFSET_OUT_OF_RANGE
+
+
+def _group(leader: int, coordinator: int) -> str:
+    """A fresh group whose __consumer_offsets partition one gateway leads, coordinated by another."""
+    while True:
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        if partition_for(group) % 2 == leader and coordinator_index(group, 2) == coordinator:
+            return group
+
+
+def _wait_ready(addresses: list[str]) -> None:
+    deadline = time.monotonic() + GATEWAY_READY_S
+    while not all(gateway_ready(a) for a in addresses):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_offsets_agree_across_gateways_and_a_restart(tmp_path):
+    with running_cluster(tmp_path, storage="memory", gateways=2,
+                         extra="group_initial_rebalance_delay_ms = 0") as cluster:
+        addresses = [g.advertised for g in cluster.config.gateways]
+        _wait_ready(addresses)
+        bootstrap = ",".join(addresses)
+        name = f"src-{uuid.uuid4().hex[:8]}"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20_000)
+        admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+        admin.close()
+        # Each gateway coordinates (writes) one group's commits and leads (reads) the other's.
+        groups = [_group(leader=0, coordinator=1), _group(leader=1, coordinator=0)]
+        for i, group in enumerate(groups):
+            committer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                      enable_auto_commit=False)
+            committer.commit({TopicPartition(name, 0): OffsetAndMetadata(10 + i, "", -1)})
+            committer.commit({TopicPartition(name, 0): OffsetAndMetadata(20 + i, "", -1)})
+            committer.close()
+        before = [read_confluent(bootstrap, g, until=2) for g in groups]
+        assert [[r.offset for r in offsets_only(seen)] for seen in before] == [[10, 20], [11, 21]]
+        gateway = cluster.config.gateways[1].name
+        cluster.kill(gateway, signal.SIGKILL)
+        cluster.start_process("gateway", gateway)
+        _wait_ready(addresses)
+        assert [read_kafka_python(bootstrap, g, until=2) for g in groups] == before
