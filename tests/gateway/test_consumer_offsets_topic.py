@@ -26,8 +26,10 @@ from kafka.structs import OffsetAndMetadata
 
 from cluster import running_cluster
 from flexlog.core import record_batch
+from flexlog.core.event_log import json_record
+from flexlog.gateway.committed_offsets import OffsetState
 from flexlog.gateway.groups import coordinator_index
-from flexlog.gateway.offsets_topic import java_string_hash, partition_for
+from flexlog.gateway.offsets_topic import java_string_hash, partition_for, records_of
 from flexlog.gateway.protocol import ApiKey, ErrorCode
 from wire_client import GATEWAY_READY_S, WireClient, gateway_ready, running_gateway
 
@@ -211,6 +213,22 @@ def test_partition_is_kafkas_java_hash_mod_50():
     assert partition_for("abc") == 96354 % 50
     # Non-ASCII counts UTF-16 code units, as Java does.
     assert java_string_hash("é") == 0xE9
+
+
+def test_a_compaction_snapshot_shows_its_live_entries_and_tombstones():
+    """After a trim the snapshot is all a reader gets: it must carry every entry of its partition."""
+    state = OffsetState()
+    group, other = "g-snap", next(f"o-{i}" for i in range(1000)
+                                  if partition_for(f"o-{i}") != partition_for("g-snap"))
+    state.apply(0, json_record({"op": "commit", "group": group, "ts": 5,
+                                "offsets": [["t", 0, 7, 2, "m"], ["t", 1, 8, -1, None]]}))
+    state.apply(1, json_record({"op": "commit", "group": other, "ts": 6, "offsets": [["t", 0, 9, -1, ""]]}))
+    state.apply(2, json_record({"op": "delete", "group": group, "ts": 7, "partitions": [["t", 1]]}))
+    snapshot = json_record(state.snapshot(tombstones_after_ms=0))
+    shown = [decode(r.key, r.value) for r in records_of(snapshot, partition_for(group))]
+    assert shown == [OffsetRecord(group, "t", 0, 7, 2, "m", 5), OffsetRecord(group, "t", 1, None)]
+    # A record the topic does not know (a newer gateway's) shows as nothing.
+    assert records_of(json_record({"op": "future", "group": group}), partition_for(group)) == []
 
 
 def test_metadata_lists_it_internal_with_50_partitions(bootstrap):
