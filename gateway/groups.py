@@ -93,6 +93,7 @@ class Groups:
 
         Kafka writes one when a generation's assignment is stored (Stable) and when
         the group empties; the same moments are taken here, once per generation.
+        Walking every group costs what the coordinator's own tick already does.
         """
         for group in self.coordinator.groups.values():
             mark = (group.generation, group.state)
