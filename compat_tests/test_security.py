@@ -734,3 +734,57 @@ def test_wrong_passwords_for_alice_lock_out_nobody(secured):
     logged = gateway_log(secured).count(ALICE_FAILED) - logged_before
     assert failed >= len(took) and logged == failed, (failed, logged, len(took))
 
+
+
+def test_consumer_offsets_topic_needs_describe_and_read_as_in_kafka(secured):
+    """The derived __consumer_offsets reveals every group's commits: DESCRIBE on it for
+    Metadata and ListOffsets, READ for Fetch, like any topic; produce stays refused."""
+    name = "__consumer_offsets"
+    list_offsets = {"replica_id": -1, "isolation_level": 0, "topics": [
+        {"name": name, "partitions": [{"partition_index": 0, "current_leader_epoch": -1,
+                                       "timestamp": -2}]}]}
+    fetch = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
+             "isolation_level": 0, "session_id": 0, "session_epoch": -1, "rack_id": "",
+             "forgotten_topics_data": [], "topics": [{"topic": name, "partitions": [
+                 {"partition": 0, "current_leader_epoch": -1, "fetch_offset": 0,
+                  "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}]}
+
+    def codes(client: WireClient) -> tuple[int, int, int]:
+        [md] = client.call(ApiKey.METADATA, 9, {"topics": [{"name": name}],
+                                                "allow_auto_topic_creation": False,
+                                                "include_topic_authorized_operations": False})["topics"]
+        listed = client.call(ApiKey.LIST_OFFSETS, 5, list_offsets)["topics"][0]["partitions"][0]
+        fetched = client.call(ApiKey.FETCH, 11, fetch)["responses"][0]["partitions"][0]
+        return md["error_code"], listed["error_code"], fetched["error_code"]
+
+    def grant(operation: int, create: bool) -> None:
+        acl = {"resource_type": 2, "resource_name": name, "resource_pattern_type": 3,
+               "principal": "User:alice", "host": "*", "operation": operation, "permission_type": 3}
+        admin = admin_wire(secured)
+        try:
+            if create:
+                assert admin.call(ApiKey.CREATE_ACLS, 3, {"creations": [acl]})["results"][0][
+                    "error_code"] == 0
+            else:
+                admin.call(ApiKey.DELETE_ACLS, 3, {"filters": [acl_filter(
+                    resource_type_filter=2, resource_name_filter=name, pattern_type_filter=3,
+                    principal_filter="User:alice", operation=operation)]})
+        finally:
+            admin.close()
+
+    denied = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    client = login_wire(secured, "alice")
+    try:
+        assert codes(client) == (denied, denied, denied)
+        grant(8, create=True)  # DESCRIBE
+        try:
+            assert codes(client) == (ErrorCode.NONE, ErrorCode.NONE, denied)
+            grant(3, create=True)  # READ
+            try:
+                assert codes(client) == (ErrorCode.NONE, ErrorCode.NONE, ErrorCode.NONE)
+            finally:
+                grant(3, create=False)
+        finally:
+            grant(8, create=False)
+    finally:
+        client.close()

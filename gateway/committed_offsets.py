@@ -150,6 +150,14 @@ class OffsetStore:
             await self._append({"op": "delete", "group": group, "ts": now_ms,
                                 "partitions": [[t, p] for _, t, p in keys]})
 
+    async def group(self, record: dict[str, Any]) -> None:
+        """Append a group-metadata record (op "group"), shown in the __consumer_offsets topic.
+
+        The fold ignores it: membership is not recovered from the log (a restarted
+        coordinator starts with no members), the record is there for Kafka tools.
+        """
+        await self._append({"op": "group", **record})
+
     async def compact(self, tombstones_after_ms: int) -> None:
         """Snapshot the live state and trim what the snapshot covers."""
         await self.sync()

@@ -14,7 +14,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, GatewayConfig
@@ -55,6 +55,9 @@ class Groups:
         self.retention_ms = config.offsets_retention_minutes * 60_000
         self._waiting: dict[Hashable, asyncio.Future[JoinReply | SyncReply]] = {}
         self._wakeup = asyncio.Event()
+        # Group-metadata records for __consumer_offsets, appended in order by run().
+        self._group_records: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._published: dict[str, tuple[int, GroupState]] = {}
 
     @staticmethod
     def now_ms() -> int:
@@ -83,6 +86,34 @@ class Groups:
                 fut.set_result(reply.body)
         # Deadlines may have moved: let the ticker recompute its sleep.
         self._wakeup.set()
+        self._publish_groups()
+
+    def _publish_groups(self) -> None:
+        """Queue a group-metadata record for each group that reached a new generation.
+
+        Kafka writes one when a generation's assignment is stored (Stable) and when
+        the group empties; the same moments are taken here, once per generation.
+        Walking every group costs what the coordinator's own tick already does.
+        """
+        for group in self.coordinator.groups.values():
+            mark = (group.generation, group.state)
+            if group.state not in (GroupState.STABLE, GroupState.EMPTY) or group.generation == 0 \
+                    or self._published.get(group.group_id) == mark:
+                continue
+            self._published[group.group_id] = mark
+            members = [[m.member_id, m.instance_id, m.client_id, m.client_host,
+                        m.rebalance_timeout_ms, m.session_timeout_ms,
+                        m.metadata(group.protocol).hex() if group.protocol else "",
+                        m.assignment.hex()] for m in group.members.values()]
+            self._group_records.put_nowait({
+                "group": group.group_id, "ts": self.wall_ms(), "protocol_type": group.protocol_type,
+                "generation": group.generation, "protocol": group.protocol,
+                "leader": group.leader, "members": members})
+
+    def group_deleted(self, group_id: str) -> None:
+        """Queue the tombstone of a deleted group's metadata."""
+        self._published.pop(group_id, None)
+        self._group_records.put_nowait({"group": group_id, "ts": self.wall_ms(), "deleted": True})
 
     async def _wait(self, kind: type[T], start: Callable[[Hashable], list[Reply]]) -> T:
         """Start a request with a fresh waiter and wait for the reply addressed to it."""
@@ -117,6 +148,7 @@ class Groups:
     async def run(self) -> None:
         """Tick the coordinator at its deadlines and do the offsets upkeep, until cancelled."""
         upkeep = asyncio.get_running_loop().create_task(self._upkeep())
+        writer = asyncio.get_running_loop().create_task(self._write_group_records())
         try:
             while True:
                 deadline = self.coordinator.next_deadline()
@@ -126,9 +158,22 @@ class Groups:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 self._deliver(self.coordinator.tick(self.now_ms()))
         finally:
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            for task in (upkeep, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _write_group_records(self) -> None:
+        while True:
+            record = await self._group_records.get()
+            while True:
+                try:
+                    await self.offsets.open()
+                    await self.offsets.group(record)
+                    break
+                except FlexLogError as exc:
+                    log.warning("group metadata record not written, retrying: %s", exc)
+                    await asyncio.sleep(1.0)
 
     async def _upkeep(self) -> None:
         while True:

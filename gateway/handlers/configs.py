@@ -10,7 +10,7 @@ keys every Kafka broker reports, with the values FlexLog acts on.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -47,6 +47,7 @@ _TYPES = {"retention.ms": TYPE_LONG, "retention.bytes": TYPE_LONG, "max.message.
           "auto.create.topics.enable": TYPE_BOOLEAN, "message.max.bytes": TYPE_INT,
           "broker.id": TYPE_INT, "node.id": TYPE_INT, "default.replication.factor": TYPE_INT,
           "min.insync.replicas": TYPE_INT, "offsets.topic.replication.factor": TYPE_SHORT,
+          "offsets.topic.num.partitions": TYPE_INT,
           "log.retention.ms": TYPE_LONG, "log.retention.bytes": TYPE_LONG,
           "log.retention.check.interval.ms": TYPE_LONG, "log.cleanup.policy": TYPE_LIST,
           "delete.topic.enable": TYPE_BOOLEAN, "group.min.session.timeout.ms": TYPE_INT,
@@ -89,6 +90,7 @@ def broker_entries(broker: Broker) -> list[Body]:
         "default.replication.factor": replicas,
         "min.insync.replicas": replicas,
         "offsets.topic.replication.factor": offsets_replicas,
+        "offsets.topic.num.partitions": str(offsets_topic.PARTITIONS),
         "auto.create.topics.enable": str(cfg.auto_create_topics).lower(),
         "delete.topic.enable": "true",
         "message.max.bytes": str(cfg.max_entry_bytes),

@@ -11,7 +11,7 @@ DESCRIBE and deleting needs DELETE, as in Kafka.
 
 from __future__ import annotations
 
-from flexlog.gateway import authz
+from flexlog.gateway import authz, session
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker, BrokerAddress
 from flexlog.gateway.group_coordinator import GroupState, JoinReply, JoinRequest
@@ -90,7 +90,8 @@ async def handle_join_group(broker: Broker, request: Request) -> Body:
         session_timeout_ms=body["session_timeout_ms"],
         # v0 has no rebalance timeout: Kafka used the session timeout for both.
         rebalance_timeout_ms=rebalance_timeout if rebalance_timeout >= 0 else body["session_timeout_ms"],
-        version=version, client_id=request.client_id or "")
+        # Kafka names the host as Java prints an InetAddress: "/127.0.0.1".
+        version=version, client_id=request.client_id or "", client_host=f"/{session.get().peer_host}")
     return _join_body(await broker.groups.join(req), version)
 
 
@@ -225,5 +226,6 @@ async def handle_delete_groups(broker: Broker, request: Request) -> Body:
             code = ErrorCode.GROUP_ID_NOT_FOUND
         if code == ErrorCode.NONE:
             await groups.offsets.delete(group_id, keys, groups.wall_ms())
+            groups.group_deleted(group_id)
         results.append({"group_id": group_id, "error_code": code})
     return {"throttle_time_ms": 0, "results": results}

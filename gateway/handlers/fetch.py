@@ -22,7 +22,7 @@ from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -48,6 +48,7 @@ class _Partition:
     error: ErrorCode = ErrorCode.NONE
     result: RangeResult | None = None
     batches: list[bytes] = field(default_factory=list)
+    derived: bool = False  # a partition of __consumer_offsets, made from the commits' color
 
     def size(self) -> int:
         return sum(len(b) for b in self.batches)
@@ -60,8 +61,10 @@ async def _resolve(broker: Broker, part: _Partition) -> None:
     if not authz.topic_allowed(broker, Operation.READ, part.topic):
         part.error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         return
-    topic = await broker.topics.lookup(part.topic)
-    if topic is None or not 0 <= part.index < topic.partitions:
+    part.derived = part.topic == offsets_topic.TOPIC
+    topic = None if part.derived else await broker.topics.lookup(part.topic)
+    partitions = offsets_topic.PARTITIONS if part.derived else topic.partitions if topic else 0
+    if not 0 <= part.index < partitions:
         part.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return
     if not broker.leads(part.index):
@@ -69,7 +72,11 @@ async def _resolve(broker: Broker, part: _Partition) -> None:
         part.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
         return
     try:
-        part.color = await broker.topics.color(part.topic, part.index)
+        if part.derived:
+            await broker.groups.offsets.open()
+            part.color = broker.groups.offsets.log.color
+        else:
+            part.color = await broker.topics.color(part.topic, part.index)
     except FlexLogError as exc:
         part.error = kafka_error(exc)
 
@@ -78,6 +85,13 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
     if part.color is None:
         return
     try:
+        if part.derived:
+            # Offsets there are not SNs of the color: neither log_starts nor fills apply.
+            part.result = await offsets_topic.read(broker.client, part.color, part.index,
+                                                   part.offset, max(part.max_bytes, 1), wait_ms)
+            if not part.result.log_start <= part.offset <= part.result.tail:
+                part.error = ErrorCode.OFFSET_OUT_OF_RANGE
+            return
         res = await broker.client.read_range(part.color, part.offset, max(part.max_bytes, 1),
                                              wait_ms=wait_ms)
     except FlexLogError as exc:
@@ -150,7 +164,9 @@ async def _long_poll(broker: Broker, parts: list[_Partition], deadline: float) -
 async def _requested(broker: Broker, topics: list[Body], by_id: bool) -> list[_Partition]:
     parts = []
     for t in topics:
-        if by_id:
+        if by_id and t["topic_id"] == offsets_topic.TOPIC_ID:
+            name, topic_id = offsets_topic.TOPIC, offsets_topic.TOPIC_ID
+        elif by_id:
             topic = await broker.topics.lookup_id(t["topic_id"])
             name, topic_id = (topic.name if topic else None), t["topic_id"]
         else:

@@ -10,7 +10,7 @@ answer already lists the new partitions.
 from __future__ import annotations
 
 from flexlog.core.errors import FlexLogError
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import CLUSTER_ID, Broker
 from flexlog.gateway.handlers.registry import Body, serves
@@ -19,6 +19,8 @@ from flexlog.gateway.topics import Topic, TopicError, invalid_topic_name
 
 LEADER_EPOCH = 0  # leadership never moves, so every partition stays in epoch 0
 NO_TOPIC_ID = bytes(16)
+# Listed like Kafka's internal topic, read-only, for tools that read commits from it.
+OFFSETS_TOPIC = Topic(offsets_topic.TOPIC, offsets_topic.TOPIC_ID, offsets_topic.PARTITIONS)
 
 
 def topic_body(broker: Broker, topic: Topic) -> Body:
@@ -29,7 +31,7 @@ def topic_body(broker: Broker, topic: Topic) -> Body:
                            "leader_epoch": LEADER_EPOCH, "replica_nodes": [leader],
                            "isr_nodes": [leader], "offline_replicas": []})
     return {"error_code": ErrorCode.NONE, "name": topic.name, "topic_id": topic.topic_id,
-            "is_internal": False, "partitions": partitions}
+            "is_internal": topic is OFFSETS_TOPIC, "partitions": partitions}
 
 
 def _error_topic(name: str | None, code: ErrorCode, topic_id: bytes = NO_TOPIC_ID) -> Body:
@@ -40,7 +42,7 @@ def _error_topic(name: str | None, code: ErrorCode, topic_id: bytes = NO_TOPIC_I
 async def _requested_topic(broker: Broker, name: str, auto_create: bool) -> Body:
     if not authz.topic_allowed(broker, Operation.DESCRIBE, name):
         return _error_topic(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
-    topic = await broker.topics.lookup(name)
+    topic = OFFSETS_TOPIC if name == OFFSETS_TOPIC.name else await broker.topics.lookup(name)
     if topic is not None:
         return topic_body(broker, topic)
     if invalid_topic_name(name):
@@ -72,7 +74,7 @@ async def handle_metadata(broker: Broker, request: Request) -> Body:
     await broker.topics.sync()
     if wanted is None or (version == 0 and not wanted):
         # As Kafka: a listing shows only the topics the principal may describe.
-        topics = [topic_body(broker, t) for t in broker.topics.all()
+        topics = [topic_body(broker, t) for t in [*broker.topics.all(), OFFSETS_TOPIC]
                   if authz.topic_allowed(broker, Operation.DESCRIBE, t.name)]
     else:
         auto_create = broker.config.auto_create_topics and (
@@ -81,7 +83,9 @@ async def handle_metadata(broker: Broker, request: Request) -> Body:
         for item in wanted:
             name = item.get("name")
             if name is None:
-                found = broker.topics.by_id(item.get("topic_id", NO_TOPIC_ID))
+                wanted_id = item.get("topic_id", NO_TOPIC_ID)
+                found = OFFSETS_TOPIC if wanted_id == OFFSETS_TOPIC.topic_id else \
+                    broker.topics.by_id(wanted_id)
                 topics.append(topic_body(broker, found) if found else
                               _error_topic(None, ErrorCode.UNKNOWN_TOPIC_ID, item.get("topic_id")))
                 continue

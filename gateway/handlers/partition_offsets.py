@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -67,11 +67,38 @@ async def _per_partition(
             for t in topics]
 
 
+async def _derived_offsets(broker: Broker, part: Body) -> Body:
+    """ListOffsets of a partition of __consumer_offsets: the commits' color, shifted.
+
+    Without a timestamp index over it, a time lookup answers "no such record"
+    (-1), as Kafka does past the last timestamp; consumers resetting to the
+    earliest or latest offset are what monitoring tools need.
+    """
+    index = part["partition_index"]
+    if not authz.topic_allowed(broker, Operation.DESCRIBE, offsets_topic.TOPIC):
+        raise _PartitionFailed(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    if not 0 <= index < offsets_topic.PARTITIONS:
+        raise _PartitionFailed(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if not broker.leads(index):
+        raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    offset = -1
+    if part["timestamp"] in (LATEST, EARLIEST, EARLIEST_LOCAL):
+        await broker.groups.offsets.open()
+        log_start, tail = await broker.client.state(broker.groups.offsets.log.color)
+        offset = (tail if part["timestamp"] == LATEST else log_start) << offsets_topic.OFFSET_SHIFT
+    elif part["timestamp"] < LATEST_TIERED:
+        raise _PartitionFailed(ErrorCode.INVALID_REQUEST)
+    return {"partition_index": index, "error_code": ErrorCode.NONE, "timestamp": -1,
+            "offset": offset, "leader_epoch": LEADER_EPOCH if offset >= 0 else -1}
+
+
 @serves(ApiKey.LIST_OFFSETS, 1, 9)
 async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     version = request.api_version
 
     async def answer(topic: str, part: Body) -> Body:
+        if topic == offsets_topic.TOPIC:
+            return await _derived_offsets(broker, part)
         color = await _color(broker, Operation.DESCRIBE, topic, part["partition_index"])
         if not broker.leads(part["partition_index"]):
             raise _PartitionFailed(ErrorCode.NOT_LEADER_OR_FOLLOWER)

@@ -22,7 +22,7 @@ from flexlog.core import record_batch
 from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import CorruptBatch
 from flexlog.core.registry import ColorInfo
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -112,6 +112,9 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
     index = part["index"]
     if not authz.topic_allowed(broker, Operation.WRITE, topic_name):
         return _result(index, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    if topic_name == offsets_topic.TOPIC:
+        # As Kafka refuses appends to an internal topic from clients: it is derived, read-only.
+        return _result(index, ErrorCode.INVALID_TOPIC_EXCEPTION)
     topic = await broker.topics.lookup(topic_name)
     if topic is None or not 0 <= index < topic.partitions:
         return _result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

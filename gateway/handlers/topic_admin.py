@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flexlog.core.errors import FlexLogError
-from flexlog.gateway import authz
+from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -103,7 +103,8 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
                     or authz.topic_allowed(broker, Operation.CREATE, name)):
                 raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED, f"not authorized to create {name!r}")
             partitions, configs = _check_create(broker, item)
-            if await broker.topics.lookup(name) is not None:
+            # The derived __consumer_offsets exists on every gateway, as Kafka's does.
+            if name == offsets_topic.TOPIC or await broker.topics.lookup(name) is not None:
                 raise _Invalid(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
             if not validate_only:
                 topic = await broker.topics.create(name, partitions, configs)
