@@ -53,7 +53,7 @@ def test_quotas_set_and_described_through_the_admin_api(bootstrap: str) -> None:
     result = alter(bootstrap, [("user", "alice"), ("client-id", "app")],
                    [("producer_byte_rate", 2048.0, False), ("consumer_byte_rate", 4096.0, False)])
     assert [e["error_code"] for e in result["entries"]] == [ErrorCode.NONE]
-    assert alter(bootstrap, [("user", None)], [("request_percentage", 50.0, False)],
+    assert alter(bootstrap, [("user", None)], [("consumer_byte_rate", 50.0, False)],
                  version=0)["entries"][0]["error_code"] == ErrorCode.NONE
     # Another connection (version 0, not flexible) sees them, exactly and by filter.
     exact = entries(describe(bootstrap, [("user", 0, "alice")], version=0))
@@ -61,11 +61,13 @@ def test_quotas_set_and_described_through_the_admin_api(bootstrap: str) -> None:
                      {"consumer_byte_rate": 4096.0, "producer_byte_rate": 2048.0}}
     assert entries(describe(bootstrap, [("user", 0, "alice")], strict=True)) == {}
     assert entries(describe(bootstrap, [("user", 1, None)], strict=True)) == {
-        (("user", None),): {"request_percentage": 50.0}}
+        (("user", None),): {"consumer_byte_rate": 50.0}}
     # Removing the last key removes the entity.
-    alter(bootstrap, [("user", None)], [("request_percentage", 0.0, True)])
+    alter(bootstrap, [("user", None)], [("consumer_byte_rate", 0.0, True)])
     assert entries(describe(bootstrap, [("user", 1, None)])) == {}
     bad = alter(bootstrap, [("ip", "1.2.3.4")], [("producer_byte_rate", 1.0, False)])
+    assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
+    bad = alter(bootstrap, [("user", "x")], [("request_percentage", 10.0, False)])
     assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
     bad = alter(bootstrap, [("user", "x")], [("producer_byte_rate", -1.0, False)])
     assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
