@@ -19,6 +19,7 @@ from flexlog.gateway.acls import AclStore
 from flexlog.gateway.groups import Groups
 from flexlog.gateway.idempotence import Idempotence
 from flexlog.gateway.producer_ids import ProducerIdAllocator
+from flexlog.gateway.quotas import QuotaStore, Throttler
 from flexlog.gateway.timestamps import TimestampIndex
 from flexlog.gateway.topics import TopicStore
 from flexlog.gateway.users import UserStore
@@ -63,6 +64,8 @@ class Broker:
         self.idempotence = Idempotence(client)
         self.users = UserStore(client, config)
         self.acls = AclStore(client, config)
+        self.quotas = QuotaStore(client)
+        self.throttler = Throttler(self.quotas)
         self.log_starts: dict[int, int] = {}  # color id -> last known log start offset
         self.ready = asyncio.Event()
 
@@ -88,6 +91,7 @@ class Broker:
                 await self.users.open()
                 await self.users.ensure_decoy_secret()
                 await self.acls.open()
+                await self.quotas.open()
                 break
             except FlexLogError as exc:
                 log.warning("cluster not ready for gateway %s yet: %s", self.me.name, exc)

@@ -4,7 +4,8 @@ Everything is derived in one place, `GatewayMetrics.observe`, from the decoded
 request and the response body the handler returned, so the handlers stay free
 of metrics code and a new API family is measured without touching this file.
 Labels are bounded: API names and versions, Kafka error-code names, topic
-names, consumer groups and partitions; never client ids or record contents.
+names, consumer groups and partitions; never record contents, and client ids
+only in the quota metrics, for clients a configured quota applies to.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ CONSUMER_LAG = Gauge("flexlog_gateway_consumer_lag_records",
                      "coordinates", ["group", "topic", "partition"])
 REBALANCES = Counter("flexlog_gateway_group_rebalances",
                      "Consumer group generations started (one per completed JoinGroup round)", ["group"])
+# Labelled by the user and client-id a quota's bucket is keyed by (empty where its entity names none).
+QUOTA_LABELS = ["quota", "user", "client_id"]
+QUOTA_USAGE = Counter("flexlog_gateway_quota_usage",
+                      "Bytes charged against producer_byte_rate / consumer_byte_rate quotas",
+                      QUOTA_LABELS)
+QUOTA_THROTTLE_SECONDS = Counter("flexlog_gateway_quota_throttle_seconds",
+                                 "Throttle time answered (and the connection muted for) per quota",
+                                 QUOTA_LABELS)
+QUOTA_THROTTLED_REQUESTS = Counter("flexlog_gateway_quota_throttled_requests",
+                                   "Requests answered with a non-zero throttle_time_ms", QUOTA_LABELS)
 
 
 def serve(address: str, port: int) -> None:

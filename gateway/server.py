@@ -47,6 +47,7 @@ from flexlog.gateway.protocol import (
     encode_response,
 )
 from flexlog.gateway.protocol.messages import APIS
+from flexlog.gateway.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE
 from flexlog.gateway.sasl import Authenticator, AuthFailed, SaslServer
 
 log = logging.getLogger("flexlog.gateway.server")
@@ -149,6 +150,10 @@ class KafkaConnection(asyncio.Protocol):
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
+            muted_for = self.session.muted_until - time.monotonic()
+            if muted_for > 0:
+                await self._mute(muted_for)
+                continue
             frame = self.frames.popleft()
             if self.paused and len(self.frames) <= MAX_QUEUED_FRAMES // 2:
                 self.paused = False
@@ -172,6 +177,15 @@ class KafkaConnection(asyncio.Protocol):
                 self._start_writer()
             else:
                 self._send(response)
+
+    async def _mute(self, seconds: float) -> None:
+        """Kafka's throttling (KIP-219): read nothing from this client until its quota allows."""
+        assert self.transport is not None
+        if not self.paused:
+            self.transport.pause_reading()
+        await asyncio.sleep(seconds)
+        if not self.paused and not self.closing:
+            self.transport.resume_reading()
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, CloseConnection | ProtocolError):
@@ -348,7 +362,7 @@ class GatewayServer:
     async def _open(self) -> None:
         await self.broker.open()
         await asyncio.gather(self.broker.topics.watch(), self.broker.users.log.watch(),
-                             self.broker.acls.log.watch())
+                             self.broker.acls.log.watch(), self.broker.quotas.log.watch())
 
     async def stop(self) -> None:
         for listening in self._servers:
@@ -383,9 +397,10 @@ class GatewayServer:
             raise
         except MalformedFrame as exc:
             raise MalformedFrame(f"{exc} (frame of {len(frame)} bytes)") from None
-        return await self.dispatch(request)
+        return await self.dispatch(request, len(frame))
 
-    async def dispatch(self, request: Request) -> Response | asyncio.Future[Response]:
+    async def dispatch(self, request: Request, size: int = 0) -> Response | asyncio.Future[Response]:
+        """size: the request frame's, which a produce byte-rate quota is charged."""
         endpoint = ENDPOINTS.get(request.api_key)
         if endpoint is None:
             # Decodable (a later issue's API) but not served: Kafka closes as for an unknown key.
@@ -403,10 +418,31 @@ class GatewayServer:
         if request.api_key not in (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE):
             await self.broker.ready.wait()
         started = time.perf_counter()
+        throttle_s = self._charge(PRODUCER_BYTE_RATE, request, size) if (
+            request.api_key == ApiKey.PRODUCE) else 0.0
         body = await endpoint.handle(self.broker, request)
         if isinstance(body, Deferred):
-            return asyncio.ensure_future(self._finish(request, body, started))
-        return self._encode(request, body, started)
+            return asyncio.ensure_future(self._finish(request, body, started, throttle_s))
+        return self._encode(request, body, started, throttle_s)
+
+    def _charge(self, quota: str, request: Request, amount: int) -> float:
+        """Charge the quota that applies to this connection's user and client-id; throttle seconds.
+
+        A throttled connection is muted at once: the response still goes out now, with
+        throttle_time_ms, and the next request is read once the time has passed.
+        """
+        current = session.get()
+        charged = self.broker.throttler.charge(quota, current.quota_user, request.client_id or "", amount)
+        if charged is None:
+            return 0.0
+        match, throttle_s = charged
+        labels = (quota, match.user, match.client_id)
+        metrics.QUOTA_USAGE.labels(*labels).inc(amount)
+        if throttle_s > 0:
+            metrics.QUOTA_THROTTLE_SECONDS.labels(*labels).inc(throttle_s)
+            metrics.QUOTA_THROTTLED_REQUESTS.labels(*labels).inc()
+            current.muted_until = max(current.muted_until, time.monotonic() + throttle_s)
+        return throttle_s
 
     async def _raw_sasl_token(self, auth: Authenticator, token: bytes) -> Response:
         """SaslHandshake v0: tokens come and go size-prefixed without Kafka headers."""
@@ -427,11 +463,18 @@ class GatewayServer:
         return encode_response(request.api_key, request.api_version, request.correlation_id,
                                {"error_code": ErrorCode.ILLEGAL_SASL_STATE})
 
-    async def _finish(self, request: Request, deferred: Deferred, started: float) -> Response:
-        return self._encode(request, await deferred.body, started)
+    async def _finish(self, request: Request, deferred: Deferred, started: float,
+                      throttle_s: float) -> Response:
+        return self._encode(request, await deferred.body, started, throttle_s)
 
-    def _encode(self, request: Request, body: Body | None, started: float) -> Response:
+    def _encode(self, request: Request, body: Body | None, started: float, throttle_s: float) -> Response:
         self.metrics.observe(request, body, time.perf_counter() - started)
         if body is None:
             return None
+        if request.api_key == ApiKey.FETCH:
+            # The records are what a consumer quota meters; the encoding adds little and is not done yet.
+            fetched = sum(len(p["records"] or b"") for t in body["responses"] for p in t["partitions"])
+            throttle_s = self._charge(CONSUMER_BYTE_RATE, request, fetched)
+        if throttle_s > 0:
+            body["throttle_time_ms"] = max(body.get("throttle_time_ms", 0), round(throttle_s * 1000))
         return encode_response(request.api_key, request.api_version, request.correlation_id, body)

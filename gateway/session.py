@@ -30,6 +30,13 @@ class Session:
     sasl: Authenticator | None = None
     # Set when the connection must close once the response being built is sent.
     close_reason: str | None = None
+    # time.monotonic() until which a quota mutes the connection (KIP-219): no request is read.
+    muted_until: float = 0.0
+
+    @property
+    def quota_user(self) -> str:
+        """The user name quotas know this principal by (Kafka's: ANONYMOUS when unauthenticated)."""
+        return self.principal.partition(":")[2]
 
     @property
     def principal(self) -> str:

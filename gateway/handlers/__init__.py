@@ -6,6 +6,7 @@ docs/gateway.md indexes which module serves which API key.
 from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the handlers)
     acl_admin,
     api_versions,
+    client_quotas,
     configs,
     consumer_groups,
     fetch,

@@ -1,0 +1,133 @@
+"""Client quotas over real sockets: the admin API, and a greedy producer held to its byte rate.
+
+Neither kafka-python's nor confluent-kafka's admin client exposes Describe/AlterClientQuotas,
+so the admin side speaks the wire protocol itself (tests/gateway/wire_client.py).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from flexlog.gateway.protocol import ApiKey, ErrorCode
+from wire_client import WireClient
+
+QUOTA = 1_000_000  # bytes per second
+GREEDY_S = 5.0
+
+
+def alter(address: str, entity: list[tuple[str, str | None]], ops: list[tuple[str, float, bool]],
+          version: int = 1) -> dict:
+    client = WireClient(address)
+    try:
+        return client.call(ApiKey.ALTER_CLIENT_QUOTAS, version, {
+            "entries": [{"entity": [{"entity_type": t, "entity_name": n} for t, n in entity],
+                         "ops": [{"key": k, "value": v, "remove": r} for k, v, r in ops]}],
+            "validate_only": False})
+    finally:
+        client.close()
+
+
+def describe(address: str, components: list[tuple[str, int, str | None]], strict: bool = False,
+             version: int = 1) -> dict:
+    client = WireClient(address)
+    try:
+        return client.call(ApiKey.DESCRIBE_CLIENT_QUOTAS, version, {
+            "components": [{"entity_type": t, "match_type": m, "match": s} for t, m, s in components],
+            "strict": strict})
+    finally:
+        client.close()
+
+
+def entries(response: dict) -> dict[tuple, dict[str, float]]:
+    assert response["error_code"] == ErrorCode.NONE, response
+    return {tuple((p["entity_type"], p["entity_name"]) for p in e["entity"]):
+            {v["key"]: v["value"] for v in e["values"]} for e in response["entries"]}
+
+
+def test_quotas_set_and_described_through_the_admin_api(bootstrap: str) -> None:
+    result = alter(bootstrap, [("user", "alice"), ("client-id", "app")],
+                   [("producer_byte_rate", 2048.0, False), ("consumer_byte_rate", 4096.0, False)])
+    assert [e["error_code"] for e in result["entries"]] == [ErrorCode.NONE]
+    assert alter(bootstrap, [("user", None)], [("consumer_byte_rate", 50.0, False)],
+                 version=0)["entries"][0]["error_code"] == ErrorCode.NONE
+    # Another connection (version 0, not flexible) sees them, exactly and by filter.
+    exact = entries(describe(bootstrap, [("user", 0, "alice")], version=0))
+    assert exact == {(("client-id", "app"), ("user", "alice")):
+                     {"consumer_byte_rate": 4096.0, "producer_byte_rate": 2048.0}}
+    assert entries(describe(bootstrap, [("user", 0, "alice")], strict=True)) == {}
+    assert entries(describe(bootstrap, [("user", 1, None)], strict=True)) == {
+        (("user", None),): {"consumer_byte_rate": 50.0}}
+    # Removing the last key removes the entity.
+    alter(bootstrap, [("user", None)], [("consumer_byte_rate", 0.0, True)])
+    assert entries(describe(bootstrap, [("user", 1, None)])) == {}
+    bad = alter(bootstrap, [("ip", "1.2.3.4")], [("producer_byte_rate", 1.0, False)])
+    assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
+    bad = alter(bootstrap, [("user", "x")], [("request_percentage", 10.0, False)])
+    assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
+    bad = alter(bootstrap, [("user", "x")], [("producer_byte_rate", -1.0, False)])
+    assert bad["entries"][0]["error_code"] == ErrorCode.INVALID_REQUEST
+
+
+def _latencies(bootstrap: str, topic: str, seconds: float) -> list[float]:
+    """A calm tenant: one small message at a time, each waited for."""
+    p = Producer({"bootstrap.servers": bootstrap, "client.id": "calm", "linger.ms": 0})
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        p.produce(topic, b"x" * 100)
+        assert p.flush(5) == 0
+        out.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    return out
+
+
+def test_greedy_producer_is_held_to_its_quota_and_others_are_not_slowed(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + "-calm", 1, 1)]).values():
+        f.result(10)
+    assert alter(bootstrap, [("client-id", "greedy")],
+                 [("producer_byte_rate", float(QUOTA), False)])["entries"][0]["error_code"] == 0
+    alone = _latencies(bootstrap, topic + "-calm", 2.0)
+
+    delivered = [0]
+    stop = threading.Event()
+
+    def greedy() -> None:
+        p = Producer({"bootstrap.servers": bootstrap, "client.id": "greedy", "linger.ms": 5,
+                      "queue.buffering.max.kbytes": 2048})
+        value = b"g" * 10_000
+
+        def count(err: object, msg: object) -> None:
+            if err is None:
+                delivered[0] += len(value)
+
+        while not stop.is_set():
+            try:
+                p.produce(topic, value, on_delivery=count)
+            except BufferError:
+                p.poll(0.05)
+            p.poll(0)
+        p.flush(10)
+
+    thread = threading.Thread(target=greedy)
+    started = time.monotonic()
+    thread.start()
+    try:
+        time.sleep(0.5)
+        during = _latencies(bootstrap, topic + "-calm", GREEDY_S - 0.5)
+    finally:
+        stop.set()
+        thread.join(30)
+    elapsed = time.monotonic() - started
+    rate = delivered[0] / elapsed
+    print(f"greedy {rate / 1e6:.2f} MB/s over {elapsed:.1f}s; calm p50 alone "
+          f"{statistics.median(alone) * 1e3:.1f} ms, during {statistics.median(during) * 1e3:.1f} ms")
+    assert QUOTA / 2 < rate < 2 * QUOTA
+    assert statistics.median(during) < statistics.median(alone) + 0.010
+    assert len(during) > 0.5 * len(alone) * (GREEDY_S - 0.5) / 2.0
