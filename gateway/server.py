@@ -438,9 +438,13 @@ class GatewayServer:
         match, throttle_s = charged
         labels = (quota, match.user, match.client_id)
         metrics.QUOTA_USAGE.labels(*labels).inc(amount)
+        # Every client under a quota has all three series, zero until throttled: alerts on
+        # their rates see a quiet client rather than none.
+        throttle_seconds = metrics.QUOTA_THROTTLE_SECONDS.labels(*labels)
+        throttled = metrics.QUOTA_THROTTLED_REQUESTS.labels(*labels)
         if throttle_s > 0:
-            metrics.QUOTA_THROTTLE_SECONDS.labels(*labels).inc(throttle_s)
-            metrics.QUOTA_THROTTLED_REQUESTS.labels(*labels).inc()
+            throttle_seconds.inc(throttle_s)
+            throttled.inc()
             current.muted_until = max(current.muted_until, time.monotonic() + throttle_s)
         return throttle_s
 

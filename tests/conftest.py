@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-# Test helpers (tests/cluster.py) are imported as a plain module.
-sys.path.insert(0, str(Path(__file__).parent))
+# Test helpers (tests/cluster.py, tests/gateway/wire_client.py) are imported as plain modules.
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent / "gateway")]
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.gateway.handlers import ENDPOINTS
 from flexlog.gateway.protocol import ApiKey
+from wire_client import WireClient
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +158,19 @@ def drive_load(cfg: ClusterConfig) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         with pytest.raises(Exception, match="UNKNOWN_TOPIC"):
             admin.delete_topics(["ops-no-such-topic"], operation_timeout=10)["ops-no-such-topic"].result()
+        # A client held to a produce quota it exceeds at once: the quota metrics get samples.
+        quotas = WireClient(bootstrap)
+        try:
+            quotas.call(ApiKey.ALTER_CLIENT_QUOTAS, 1, {
+                "entries": [{"entity": [{"entity_type": "client-id", "entity_name": "ops-quota"}],
+                             "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False}]}],
+                "validate_only": False})
+        finally:
+            quotas.close()
+        limited = Producer({"bootstrap.servers": bootstrap, "client.id": "ops-quota", "linger.ms": 0})
+        for _ in range(2):
+            limited.produce("ops-quota", b"q" * 2500)
+            assert limited.flush(30) == 0
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 5})
         conf = {"bootstrap.servers": bootstrap, "group.id": "ops-dashboards", "fetch.wait.max.ms": 200,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest"}
