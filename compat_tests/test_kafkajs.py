@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from group_helpers import unique
+from group_helpers import requests_served, unique, versions_asked
 
 from compat_data import check_exactly_once
 
@@ -21,6 +21,11 @@ pytestmark = pytest.mark.skipif(
 RECORDS = 60
 PARTITIONS = 3
 FIRST_RUN = 25
+# What kafkajs asks for in this test: its own maxima (docs/gateway.md, client compatibility).
+VERSIONS = {"ApiVersions v2", "Produce v7", "Fetch v11", "ListOffsets v3", "Metadata v6",
+            "OffsetCommit v5", "OffsetFetch v4", "FindCoordinator v2", "JoinGroup v5", "SyncGroup v3",
+            "Heartbeat v3", "LeaveGroup v3", "ListGroups v2", "DescribeGroups v2", "CreateTopics v3",
+            "DeleteTopics v1"}
 
 
 def kafkajs(bootstrap: str, *args: object) -> dict:
@@ -30,7 +35,9 @@ def kafkajs(bootstrap: str, *args: object) -> dict:
     return json.loads(done.stdout)
 
 
-def test_produce_consume_commit_resume_and_admin(bootstrap):
+def test_produce_consume_commit_resume_and_admin(metered):
+    bootstrap, metrics_port = metered
+    before = requests_served(metrics_port)
     topic, group = unique("kafkajs"), unique("kafkajs-group")
     created = kafkajs(bootstrap, "admin-create", topic, PARTITIONS)
     assert created == {"created": True, "createdAgain": False}
@@ -57,3 +64,4 @@ def test_produce_consume_commit_resume_and_admin(bootstrap):
     check_exactly_once([first, second], RECORDS)
 
     assert kafkajs(bootstrap, "admin-delete", topic) == {"listed": False}
+    assert versions_asked(metrics_port, before) == VERSIONS

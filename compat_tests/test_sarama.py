@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from group_helpers import unique
+from group_helpers import requests_served, unique, versions_asked
 
 from compat_data import check_exactly_once
 
@@ -27,6 +27,13 @@ RECORDS = 60
 PARTITIONS = 3
 FIRST_RUN = 25
 CURRENT = "max"  # Sarama 1.22's newest: Kafka 2.2.0
+# What Sarama asks for in these tests (docs/gateway.md, client compatibility): 1.22 sends
+# Produce v3 and Fetch v4 at most, whatever the Kafka version it is given.
+GROUP_VERSIONS = {"Produce v3", "Fetch v4", "ListOffsets v1", "OffsetCommit v1", "OffsetFetch v1",
+                  "FindCoordinator v0", "JoinGroup v1", "SyncGroup v0", "Heartbeat v0",
+                  "LeaveGroup v0", "ListGroups v0", "DescribeGroups v0", "DescribeConfigs v0"}
+CURRENT_VERSIONS = GROUP_VERSIONS | {"Metadata v0", "Metadata v5", "CreateTopics v2", "DeleteTopics v1"}
+V0_11_VERSIONS = GROUP_VERSIONS | {"Metadata v0", "Metadata v1", "Metadata v4"}
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +54,9 @@ def run(sarama: Path, bootstrap: str, version: str, *args: object) -> dict:
     return json.loads(done.stdout)
 
 
-def test_produce_consume_commit_resume_and_admin(sarama, bootstrap):
+def test_produce_consume_commit_resume_and_admin(sarama, metered):
+    bootstrap, metrics_port = metered
+    before = requests_served(metrics_port)
     topic, group = unique("sarama"), unique("sarama-group")
     created = run(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
     assert "already exists" in created["again"]
@@ -71,23 +80,29 @@ def test_produce_consume_commit_resume_and_admin(sarama, bootstrap):
     check_exactly_once([first["records"], second["records"]], RECORDS)
 
     assert run(sarama, bootstrap, CURRENT, "admin-delete", topic) == {"listed": False}
+    assert versions_asked(metrics_port, before) == CURRENT_VERSIONS
 
 
-def test_kafka_0_11_api(sarama, bootstrap):
+def test_kafka_0_11_api(sarama, metered):
     """Produce v3 (batches whose header maxTimestamp is -1), Fetch v4, JoinGroup v1, OffsetCommit
     v2: records keep their keys and headers, and the group commits and resumes."""
+    bootstrap, metrics_port = metered
     topic, group = unique("sarama-v0.11"), unique("sarama-group")
     run(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
+    before = requests_served(metrics_port)
     assert run(sarama, bootstrap, "0.11.0.0", "produce", topic, 20)["sent"] == 20
     first = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 8)
     second = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 12)
     assert first["error"] == second["error"] == ""
     check_exactly_once([first["records"], second["records"]], 20)
+    run(sarama, bootstrap, "0.11.0.0", "admin-inspect", topic, group, PARTITIONS)
+    assert versions_asked(metrics_port, before) == V0_11_VERSIONS
 
 
-def test_kafka_0_10_api_gets_kafka_4_answers(sarama, bootstrap):
+def test_kafka_0_10_api_gets_kafka_4_answers(sarama, metered):
     """Produce v2 and Fetch v3 carry message format v1, which Kafka 4.0 removed (KIP-896): Produce
     v2 is answered UNSUPPORTED_VERSION, and Fetch v3, not advertised, closes the connection."""
+    bootstrap, _ = metered
     topic = unique("sarama-v0.10")
     run(sarama, bootstrap, CURRENT, "admin-create", topic, 1)
     produced = run(sarama, bootstrap, "0.10.2.0", "produce", topic, 5)
