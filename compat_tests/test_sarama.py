@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -85,12 +86,20 @@ def test_produce_consume_commit_resume_and_admin(sarama, metered):
 
 def test_kafka_0_11_api(sarama, metered):
     """Produce v3 (batches whose header maxTimestamp is -1), Fetch v4, JoinGroup v1, OffsetCommit
-    v2: records keep their keys and headers, and the group commits and resumes."""
+    v1: records keep their keys and headers, are found by time, and the group commits and
+    resumes."""
     bootstrap, metrics_port = metered
     topic, group = unique("sarama-v0.11"), unique("sarama-group")
     run(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
     before = requests_served(metrics_port)
+    sent_after_ms = int(time.time() * 1000) - 1000  # margin for clocks read in two processes
     assert run(sarama, bootstrap, "0.11.0.0", "produce", topic, 20)["sent"] == 20
+    # The batches' maxTimestamp of -1 is recomputed from the records: the time index finds them.
+    at = [run(sarama, bootstrap, "0.11.0.0", "offset-at", topic, p, sent_after_ms)["offset"]
+          for p in range(PARTITIONS)]
+    assert at == [0] * PARTITIONS
+    later_ms = sent_after_ms + 3_600_000
+    assert run(sarama, bootstrap, "0.11.0.0", "offset-at", topic, 0, later_ms) == {"offset": -1}
     first = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 8)
     second = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 12)
     assert first["error"] == second["error"] == ""

@@ -4,6 +4,7 @@
 //
 //	sarama <bootstrap> <kafka version> produce <topic> <count>
 //	sarama <bootstrap> <kafka version> consume <topic> <group> <count>
+//	sarama <bootstrap> <kafka version> offset-at <topic> <partition> <timestamp ms>
 //	sarama <bootstrap> <kafka version> admin-create <topic> <partitions>
 //	sarama <bootstrap> <kafka version> admin-inspect <topic> <group> <partitions>
 //	sarama <bootstrap> <kafka version> admin-delete <topic>
@@ -154,6 +155,16 @@ func consume(conf *sarama.Config, bootstrap, topic, group string, count int) int
 	return map[string]interface{}{"records": h.got, "error": failure}
 }
 
+// offsetAt is ListOffsets by timestamp: the first offset whose record time is at least ms.
+func offsetAt(conf *sarama.Config, bootstrap, topic string, partition int, ms int64) interface{} {
+	client, err := sarama.NewClient([]string{bootstrap}, conf)
+	check(err)
+	defer client.Close()
+	offset, err := client.GetOffset(topic, int32(partition), ms)
+	check(err)
+	return map[string]interface{}{"offset": offset}
+}
+
 func adminCreate(admin sarama.ClusterAdmin, topic string, partitions int) interface{} {
 	detail := &sarama.TopicDetail{NumPartitions: int32(partitions), ReplicationFactor: 1}
 	check(admin.CreateTopic(topic, detail, false))
@@ -218,6 +229,10 @@ func main() {
 		result = produce(conf, bootstrap, args[0], number(args[1]))
 	case "consume":
 		result = consume(conf, bootstrap, args[0], args[1], number(args[2]))
+	case "offset-at":
+		ms, err := strconv.ParseInt(args[2], 10, 64)
+		check(err)
+		result = offsetAt(conf, bootstrap, args[0], number(args[1]), ms)
 	default:
 		admin, err := sarama.NewClusterAdmin([]string{bootstrap}, conf)
 		check(err)
