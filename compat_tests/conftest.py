@@ -12,6 +12,7 @@ import pytest
 _TESTS = Path(__file__).parent.parent / "tests"
 sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 
+from cluster import running_cluster  # noqa: E402
 from wire_client import running_gateway  # noqa: E402
 
 
@@ -19,6 +20,19 @@ from wire_client import running_gateway  # noqa: E402
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with running_gateway(tmp_path_factory.mktemp("cluster")) as address:
         yield address
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A cluster with one gateway that serves /metrics: its Kafka address and its metrics port,
+    for tests of which request versions a client library asks for."""
+    from group_helpers import wait_ready
+
+    with running_cluster(tmp_path_factory.mktemp("metered"), storage="memory", gateways=1,
+                         metrics=True) as cluster:
+        gateway = cluster.config.gateways[0]
+        wait_ready(gateway.advertised)
+        yield gateway.advertised, gateway.metrics_port
 
 
 @pytest.fixture

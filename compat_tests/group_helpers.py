@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,6 +68,19 @@ def current_generation(bootstrap: str, group: str, member_id: str, instance_id: 
     finally:
         client.close()
     raise AssertionError("no generation below 100 is current")
+
+
+def requests_served(metrics_port: int) -> dict[str, float]:
+    """The gateway's request count per "Api vN", from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {f"{api} v{version}": float(count) for api, version, count in re.findall(
+        r'^flexlog_gateway_requests_total\{api="([^"]+)",version="(\d+)"\} (\S+)$', text, re.M)}
+
+
+def versions_asked(metrics_port: int, before: dict[str, float]) -> set[str]:
+    """The "Api vN" the gateway has served since `before` (a requests_served answer)."""
+    return {k for k, n in requests_served(metrics_port).items() if n != before.get(k, 0)}
 
 
 def unique(prefix: str) -> str:

@@ -1,0 +1,127 @@
+// kafkajs against the gateway, one step per run, driven by compat_tests/test_kafkajs.py.
+// Every step prints one JSON line on stdout; bytes travel as base64 so the test compares them exactly.
+//
+//   node client.js <bootstrap> produce <topic> <count>
+//   node client.js <bootstrap> consume <topic> <group> <count>
+//   node client.js <bootstrap> admin-create <topic> <partitions>
+//   node client.js <bootstrap> admin-inspect <topic> <group>
+//   node client.js <bootstrap> admin-delete <topic>
+'use strict'
+
+const { Kafka, logLevel } = require('kafkajs')
+
+const [bootstrap, step, ...args] = process.argv.slice(2)
+const kafka = new Kafka({
+  clientId: 'flexlog-compat-kafkajs',
+  brokers: [bootstrap],
+  logLevel: logLevel.ERROR,
+  retry: { retries: 5, initialRetryTime: 100 },
+})
+
+const b64 = (buf) => (buf === null || buf === undefined ? null : Buffer.from(buf).toString('base64'))
+
+// Record i's key, value and headers; the values hold every byte value so that no text
+// conversion anywhere on the way goes unnoticed.
+function record(i) {
+  const all = Buffer.from([...Array(256).keys()])
+  return {
+    key: Buffer.from(`key-${i}`),
+    value: Buffer.concat([Buffer.from(`value-${i}:`), all]),
+    headers: { seq: Buffer.from(String(i)), bin: Buffer.from([0, 255, i % 256]) },
+  }
+}
+
+async function produce(topic, count) {
+  const producer = kafka.producer({ allowAutoTopicCreation: false })
+  await producer.connect()
+  const messages = [...Array(Number(count)).keys()].map(record)
+  const sent = await producer.send({ topic, acks: -1, messages })
+  await producer.disconnect()
+  return { sent: messages.length, partitions: sent.map((r) => r.partition).sort() }
+}
+
+// Reads `count` records in the group, committing each one's offset after recording it, then
+// leaves. Records delivered after the count are neither recorded nor committed: the next run
+// of the group must get them.
+async function consume(topic, group, count) {
+  const want = Number(count)
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 500 })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  const got = []
+  let finish
+  const finished = new Promise((resolve) => { finish = resolve })
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      if (got.length >= want) return
+      got.push({
+        partition,
+        offset: message.offset,
+        key: b64(message.key),
+        value: b64(message.value),
+        headers: Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, b64(v)])),
+      })
+      const next = (BigInt(message.offset) + 1n).toString()
+      await consumer.commitOffsets([{ topic, partition, offset: next }])
+      if (got.length === want) finish()
+    },
+  })
+  const timeout = setTimeout(finish, 20000)
+  await finished
+  clearTimeout(timeout)
+  await consumer.disconnect()
+  return { records: got }
+}
+
+async function adminCreate(topic, partitions) {
+  const admin = kafka.admin()
+  await admin.connect()
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions: Number(partitions), replicationFactor: 1 }],
+    waitForLeaders: true,
+  })
+  const again = await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] })
+  await admin.disconnect()
+  return { created, createdAgain: again }
+}
+
+async function adminInspect(topic, group) {
+  const admin = kafka.admin()
+  await admin.connect()
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] })
+  const topics = await admin.listTopics()
+  const groups = await admin.listGroups()
+  const described = await admin.describeGroups([group])
+  const offsets = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+  await admin.disconnect()
+  return {
+    partitions: metadata.topics[0].partitions.map((p) => p.partitionId).sort(),
+    listed: topics.includes(topic),
+    groups: groups.groups,
+    described: described.groups.map((g) => ({ groupId: g.groupId, state: g.state, protocolType: g.protocolType, members: g.members.length })),
+    offsets: offsets[0].partitions.map((p) => ({ partition: p.partition, offset: p.offset })),
+  }
+}
+
+async function adminDelete(topic) {
+  const admin = kafka.admin()
+  await admin.connect()
+  await admin.deleteTopics({ topics: [topic] })
+  const topics = await admin.listTopics()
+  await admin.disconnect()
+  return { listed: topics.includes(topic) }
+}
+
+const steps = {
+  produce,
+  consume,
+  'admin-create': adminCreate,
+  'admin-inspect': adminInspect,
+  'admin-delete': adminDelete,
+}
+
+steps[step](...args).then(
+  (result) => { process.stdout.write(JSON.stringify(result) + '\n') },
+  (err) => { console.error(err); process.exit(1) },
+)
