@@ -4,7 +4,7 @@ Registry images cannot be pulled here, so everything is built locally: a debian:
 base with debootstrap from the Debian archive apt uses, the flexlog image from
 docker/Dockerfile, and ZooKeeper from docker/zookeeper. The test runs a Docker engine of its
 own (dockerd with vfs storage, its files under the test's tmp folder, no iptables changes)
-and removes it afterwards. It is long (about 12 minutes, 20 GB of disk with vfs while it runs), so it is
+and removes it afterwards. It is long (about 15 minutes, 20 GB of disk with vfs while it runs), so it is
 marked `docker` and runs only when asked: `.venv/bin/python -m pytest -m docker tests/docker`.
 """
 
