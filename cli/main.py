@@ -20,6 +20,10 @@ from flexlog.core.storage import StorageEngine
 
 DEFAULT_DATA_DIR = "data"
 LOG_LEVEL_ENV = "FLEXLOG_LOG_LEVEL"
+# `flexlog up`'s --listen and --advertise defaults: the image sets FLEXLOG_LISTEN=0.0.0.0, so a
+# published port reaches the gateway, while outside a container it stays on the loopback.
+LISTEN_ENV = "FLEXLOG_LISTEN"
+ADVERTISE_ENV = "FLEXLOG_ADVERTISE"
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -119,6 +123,7 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
         path.write_text(config_mod.default_toml(
             data_dir=str(data_dir), storage=args.storage, gateways=args.gateways,
             kafka_port=args.kafka_port, base_port=args.base_port,
+            listen_host=args.listen, advertise=args.advertise,
         ))
     return _load(path)
 
@@ -299,6 +304,39 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def flexlog_argv(cmdline: bytes) -> list[str]:
+    """The flexlog arguments in a /proc/PID/cmdline: what follows the `flexlog` script or `-m flexlog.cli`."""
+    argv = [arg.decode() for arg in cmdline.split(b"\0") if arg]
+    for i, arg in enumerate(argv):
+        if Path(arg).name == "flexlog" or (arg == "flexlog.cli" and i > 0 and argv[i - 1] == "-m"):
+            return argv[i + 1:]
+    raise ValueError(f"not a flexlog process: {' '.join(argv)!r}")
+
+
+def _healthcheck(parser: argparse.ArgumentParser, pid: int) -> int:
+    """The image's HEALTHCHECK: one command for every role, so it reads the role from the command
+    line of the container's main process (PID 1) and checks what that role serves."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        target = parser.parse_args(flexlog_argv((proc / "cmdline").read_bytes()))
+    except (OSError, ValueError) as exc:
+        print(f"flexlog healthcheck: {exc}", file=sys.stderr)
+        return 1
+    # Relative --config and --data-dir are the process's, which `docker run -w` may have moved.
+    with contextlib.suppress(OSError):
+        os.chdir(proc / "cwd")
+    if target.command == "up":
+        config = target.config or str(Path(target.data_dir) / "cluster.toml")
+        return _status(argparse.Namespace(config=config, id=None))
+    if target.command in ("sequencer", "replica", "gateway"):
+        return _status_one(_load(target.config), target.id)
+    if target.command == "controller":
+        # It serves nothing to ask; it is alive (PID 1 is), so what can break is its config.
+        return _check(_load(target.config), "controller")
+    print(f"flexlog healthcheck: `flexlog {target.command}` serves nothing to check")
+    return 0
+
+
 def _topics(args: argparse.Namespace) -> int:
     from flexlog.cli.status import log_offsets
     from flexlog.core.errors import FlexLogError
@@ -381,7 +419,7 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexlog", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get(LOG_LEVEL_ENV, "INFO"),
                         help=f"DEBUG, INFO, WARNING, ERROR (default: ${LOG_LEVEL_ENV} or INFO)")
@@ -395,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kafka-port", type=int, default=9092, help="first gateway's Kafka port")
     up.add_argument("--base-port", type=int, default=7100,
                     help="sequencers listen from here, replicas from +100, metrics from +1000")
+    up.add_argument("--listen", default=os.environ.get(LISTEN_ENV) or "127.0.0.1", metavar="HOST",
+                    help=f"the host the gateways listen on; sequencers and replicas stay on 127.0.0.1 "
+                         f"(default: ${LISTEN_ENV} or 127.0.0.1; 0.0.0.0 in a container)")
+    up.add_argument("--advertise", default=os.environ.get(ADVERTISE_ENV) or None, metavar="HOST[:PORT]",
+                    help=f"the address Kafka clients reach the first gateway at, the others at the "
+                         f"next ports (default: ${ADVERTISE_ENV}, else the listen address, 127.0.0.1 "
+                         f"for 0.0.0.0)")
     up.add_argument("--check-config", action="store_true", help="validate the config and exit")
 
     for role in ("sequencer", "replica", "gateway", "controller"):
@@ -428,7 +473,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="a name or IP the server cert is valid for (repeatable; default: localhost, "
                          "127.0.0.1)")
     ce.add_argument("--days", type=int, default=365)
+    hc = sub.add_parser("healthcheck", help="a container's health: check what the flexlog command of "
+                                            "process PID (the container's main process) serves")
+    hc.add_argument("--pid", type=int, default=1)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "users" and args.action != "list" and not args.name:
         parser.error(f"users {args.action} needs a NAME")
@@ -456,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             return _users(args)
         if args.command == "certs":
             return _certs(args)
+        if args.command == "healthcheck":
+            return _healthcheck(parser, args.pid)
         args.role = args.command
         return _run_role(args, _load(args.config))
     except ConfigError as exc:

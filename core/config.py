@@ -231,10 +231,22 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
             raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+# Listening on these binds every interface; no client can connect to them as given.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")
+
+
 def _address(value: str, where: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{where}: {value!r} is not host:port")
+    return value
+
+
+def _advertised(value: str, where: str) -> str:
+    """An address clients are told to connect to: a wildcard listen address cannot be one."""
+    if _address(value, where).rpartition(":")[0] in WILDCARD_HOSTS:
+        raise ConfigError(f"{where}: {value!r} listens on every interface; set `advertised` to an "
+                          f"address clients can reach")
     return value
 
 
@@ -252,7 +264,7 @@ def _listeners(raw: list[Any], where: str, main: str) -> tuple[ListenerConfig, .
         address = _address(_take(item, "address", str, lwhere), f"{lwhere}.address")
         listeners.append(ListenerConfig(
             _take(item, "name", str, lwhere, protocol), protocol, address,
-            _address(_take(item, "advertised", str, lwhere, address), f"{lwhere}.advertised")))
+            _advertised(_take(item, "advertised", str, lwhere, address), f"{lwhere}.advertised")))
     names = [lis.name for lis in listeners]
     if main in names or len(set(names)) != len(names):
         raise ConfigError(f"{where}.listeners: names must be unique and not {main} "
@@ -383,7 +395,7 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
                 _take(raw, "name", str, where),
                 _take(raw, "node_id", int, where, i),
                 address,
-                _address(_take(raw, "advertised", str, where, address), f"{where}.advertised"),
+                _advertised(_take(raw, "advertised", str, where, address), f"{where}.advertised"),
                 _take(raw, "metrics_port", int, where, 0),
                 _listeners(_take(raw, "listeners", list, where, []), where, protocol),
                 protocol,
@@ -467,13 +479,30 @@ def default_toml(
     kafka_port: int = 9092,
     storage: str = "pm",
     gateways: int = 1,
+    listen_host: str = "127.0.0.1",
+    advertise: str | None = None,
 ) -> str:
-    """The single-machine default: 1 root + 1 leaf sequencer, 1 shard x 3 replicas."""
+    """The single-machine default: 1 root + 1 leaf sequencer, 1 shard x 3 replicas.
+
+    Only the gateways listen on `listen_host` (in a container, 0.0.0.0 so a published port reaches
+    them); sequencers and replicas talk among themselves on 127.0.0.1. `advertise` is HOST or
+    HOST:PORT, the address clients reach the first gateway at; the others count up from its port.
+    """
     rep = ", ".join(f'"127.0.0.1:{base_port + 100 + k}"' for k in range(3))
     metrics = ", ".join(str(base_port + 1100 + k) for k in range(3))
+    adv_host, adv_port = advertise, kafka_port
+    if advertise is not None:
+        host, sep, port = advertise.rpartition(":")
+        if sep and port.isdigit():
+            adv_host, adv_port = host, int(port)
+    elif listen_host in WILDCARD_HOSTS:
+        # A wildcard means nothing to a client; the published port on the machine's loopback does.
+        adv_host = "127.0.0.1"
     gw = "".join(
         f'\n[[gateway]]\nname = "gateway{g}"\nnode_id = {g}\n'
-        f'address = "127.0.0.1:{kafka_port + g}"\nmetrics_port = {base_port + 1200 + g}\n'
+        f'address = "{listen_host}:{kafka_port + g}"\n'
+        + (f'advertised = "{adv_host}:{adv_port + g}"\n' if adv_host is not None else "")
+        + f"metrics_port = {base_port + 1200 + g}\n"
         for g in range(gateways)
     )
     return f"""# FlexLog cluster: generated default (1 root + 1 leaf, 1 shard x 3 replicas)

@@ -54,6 +54,10 @@ def test_status_topics_groups_and_healthchecks(tmp_path: Path) -> None:
             one = flexlog("status", "--config", toml, "--id", name)
             assert one.returncode == 0 and one.stdout.rstrip().endswith("ready"), one.stdout
         assert flexlog("status", "--config", toml, "--id", "nobody").returncode == 2
+        # The image's HEALTHCHECK, pointed at each process as if it were a container's PID 1.
+        for name in ("root", "shard0-r1", "gateway0"):
+            health = flexlog("healthcheck", "--pid", str(cluster.procs[name].pid))
+            assert health.returncode == 0 and health.stdout.rstrip().endswith("ready"), health.stdout
 
         cluster.kill("shard0-r1")
         assert flexlog("status", "--config", toml, "--id", "shard0-r1").returncode == 1

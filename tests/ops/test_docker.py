@@ -132,6 +132,10 @@ def test_dockerfile_is_one_non_root_bookworm_image_with_libpmemobj() -> None:
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["flexlog"]' in text
+    # The healthcheck is the image's, one for every role (compose's own override it per service).
+    assert re.search(r'^HEALTHCHECK .*CMD \["flexlog", "healthcheck"\]$', text, re.M)
+    runtime = text.rpartition("\nFROM ")[2]
+    assert "gcc" not in runtime and "FLEXLOG_LISTEN=0.0.0.0" in runtime
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for path in source.split():
             assert (DOCKER.parent / path).exists(), path
