@@ -9,10 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from confluent_kafka import Producer
+from process_helpers import wait_for_line
 
 from cluster import two_level_toml
 from flexlog.core import config as config_mod
@@ -25,20 +25,6 @@ ADMIN_PASSWORD = "adm1n-only-s3cret"
 
 def flexlog(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FLEXLOG, *args], capture_output=True, text=True, timeout=60)
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout_s: float = 90) -> str:
-    assert proc.stdout is not None
-    printed = ""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        printed += line
-        if text in line:
-            return printed
-    raise AssertionError(f"{text!r} never printed:\n{printed}")
 
 
 def sasl_only_config(tmp: Path) -> Path:
@@ -71,7 +57,7 @@ def test_a_cluster_without_a_plaintext_port(tmp_path):
     kids: list[int] = []
     try:
         # Ready means the launcher created the admin user and logged in as it over SASL_SSL.
-        wait_for_line(proc, "cluster ready")
+        wait_for_line(proc, "cluster ready", timeout=90)
         kids = children_of(proc.pid)
         conf = {"bootstrap.servers": gateway.address, "security.protocol": "SASL_SSL",
                 "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",

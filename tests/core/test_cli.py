@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_helpers import wait_for_line
 
 from cluster import free_base_port, free_ports
 from flexlog.core import config as config_mod
@@ -24,20 +25,6 @@ FLEXLOG = [sys.executable, "-m", "flexlog.cli"]
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FLEXLOG, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> list[str]:
-    assert proc.stdout is not None
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed; got {lines}")
 
 
 def children_of(pid: int) -> list[int]:
@@ -54,7 +41,7 @@ def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        printed = "".join(wait_for_line(proc, "cluster ready"))
+        printed = wait_for_line(proc, "cluster ready")
         assert f"127.0.0.1:{base}" in printed and "replica" in printed
         cfg = config_mod.load(data / "cluster.toml")
         status = run("status", "--config", str(data / "cluster.toml"))

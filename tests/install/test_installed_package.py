@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from process_helpers import wait_for_line
 
 from cluster import free_base_port, free_ports
 
@@ -137,20 +138,6 @@ print("\\n".join(failed))
     # The console script and `python -m flexlog.cli` (the launcher starts every child that way).
     for command in ([venv / "bin" / "flexlog"], [*python_of(venv), "-m", "flexlog.cli"]):
         assert run([*command, "--help"], timeout=60, cwd=tmp_path).startswith("usage: flexlog")
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
-    assert proc.stdout is not None
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return "".join(lines)
-    raise AssertionError(f"{text!r} never printed; got:\n{''.join(lines)}")
 
 
 def group_alive(pgid: int, wait_s: float = 0.0) -> bool:

@@ -36,6 +36,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from ops_helpers import DASHBOARDS, alert_rules, alert_signal, dashboard_exprs, tool
+from process_helpers import wait_for_line
 from test_docs import documented_metrics
 
 from cluster import free_ports, two_level_toml
@@ -60,20 +61,6 @@ LOAD_SECONDS = 8.0
 def http_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout_s: float = 60) -> str:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return "".join(seen)
-    raise AssertionError(f"{text!r} never printed: {''.join(seen)}")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
