@@ -27,6 +27,7 @@ from typing import NamedTuple
 import grpc
 
 from flexlog.core import record_batch, registry, rpc
+from flexlog.core.append_wire import AppendOp, encode_op
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import (
@@ -68,24 +69,10 @@ class RangeResult(NamedTuple):
     tail: int
 
 
-def _wire(op: pb.AppendOp) -> bytes:
-    """op encoded as one element of AppendRequest.ops (field 1, length-delimited): a message
-    of several appends is their concatenation, so each append is serialized once however
-    often it is sent, and never copied into a request object."""
-    body = op.SerializeToString()
-    n = len(body)
-    prefix = bytearray(b"\x0a")
-    while n >= 0x80:
-        prefix.append(n & 0x7F | 0x80)
-        n >>= 7
-    prefix.append(n)
-    return bytes(prefix) + body
-
-
 @dataclass(slots=True)
 class _PendingAppend:
     future: asyncio.Future[int]
-    wire: bytes  # the op as one element of AppendRequest.ops, serialized once (`_wire`)
+    wire: bytes  # the op as one element of AppendRequest.ops, encoded once (`encode_op`)
     sent_at: float
     batch: list[int]  # shared by the appends of one window batch: how many are unresolved
     acked: set[int]  # replica indices that acked
@@ -203,9 +190,9 @@ class _ShardWriter:
         self._deadlines: deque[tuple[float, int]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
-    def submit(self, op: pb.AppendOp, future: asyncio.Future[int]) -> None:
+    def submit(self, op: AppendOp, future: asyncio.Future[int]) -> None:
         loop = asyncio.get_running_loop()
-        p = _PendingAppend(future, _wire(op), loop.time(), [], set())
+        p = _PendingAppend(future, encode_op(op), loop.time(), [], set())
         self.pending[op.token] = p
         self.window.put(p)
         self._deadlines.append((loop.time() + self._timeout_s, op.token))
@@ -270,7 +257,8 @@ class _ShardWriter:
         self._send(items[start:])
 
     def _send(self, items: list[_PendingAppend]) -> None:
-        data = b"".join(p.wire for p in items)
+        # A lone append (a large batch, usually) goes as it is: joining would copy it.
+        data = items[0].wire if len(items) == 1 else b"".join(p.wire for p in items)
         for member in self.members:
             self.links[member].send_appends(data)
 
@@ -496,9 +484,9 @@ class FlexLogClient:
         # One shard per client and color keeps this client's appends in submission order.
         shard = info.shards[0] if info.contiguous else info.shards[self.client_id % len(info.shards)]
         writer = self._writers.get(shard) or self._writer(shard)
-        writer.submit(pb.AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
-                                  count=record_batch.records_count(batch), payload=batch,
-                                  contiguous=info.contiguous), fut)
+        writer.submit(AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
+                               count=record_batch.records_count(batch), payload=batch,
+                               contiguous=info.contiguous), fut)
         self._in_flight += 1
         fut.add_done_callback(self._landed)
         return fut

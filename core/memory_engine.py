@@ -38,10 +38,10 @@ class MemoryEngine:
     def __init__(self, capacity_bytes: int = 1 << 40) -> None:
         self._capacity = capacity_bytes
         self._used = 0
-        self._prepared: dict[int, tuple[int, bytes, int]] = {}
+        self._prepared: dict[int, tuple[int, bytes | memoryview, int]] = {}
         self._colors: dict[int, _ColorLog] = {}
 
-    def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
+    def prepare(self, token: int, color: int, payload: bytes | memoryview, count: int) -> None:
         if token in self._prepared:
             return  # a retry: it takes no space, so a full store must not refuse it
         if self._used + len(payload) > self._capacity:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable
 import grpc
 
 from flexlog.core import metrics, rpc, tasks
+from flexlog.core.append_wire import MalformedAppend, decode_request
 from flexlog.core.batching import Batcher, ByteQueue, RowsAndErrors, serve_stream
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import Code
@@ -126,7 +127,7 @@ class ReplicaServer:
         self._server = rpc.server()
         self._server.add_generic_rpc_handlers([
             rpc.service("flexlog.Replica", {
-                "Append": rpc.bidi(self._append, pb.AppendRequest),
+                "Append": rpc.bidi_raw(self._append),
                 "Query": rpc.bidi(self._query, pb.QueryRequest),
                 "Status": rpc.unary(self._status, pb.StatusRequest),
                 "Colors": rpc.unary(self._colors, pb.ColorsRequest),
@@ -185,23 +186,35 @@ class ReplicaServer:
 
     # ---- append path -------------------------------------------------------
 
-    async def _append(self, requests: AsyncIterator[pb.AppendRequest],
+    async def _append(self, requests: AsyncIterator[bytes],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        malformed: list[str] = []
         async for data in serve_stream(
-                lambda queue: self._read_appends(requests, _AckSink(queue), queue),
+                lambda queue: self._read_appends(requests, _AckSink(queue), queue, malformed),
                 f"replica {self.me.name}: append stream"):
             yield data
+        if malformed:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed[0])
 
-    async def _read_appends(self, requests: AsyncIterator[pb.AppendRequest],
-                            acks: _AckSink, queue: ByteQueue) -> None:
+    async def _read_appends(self, requests: AsyncIterator[bytes], acks: _AckSink,
+                            queue: ByteQueue, malformed: list[str]) -> None:
+        """Prepare what each message carries; a message that is no AppendRequest ends the
+        stream (noted in malformed, logged once): its sender is broken, not this replica."""
         try:
             prepare_time = metrics.PREPARE_BATCH.labels(self.me.name)
             sizes = metrics.ENTRIES_PER_MESSAGE.labels(self.me.name)
-            async for msg in requests:
+            async for data in requests:
+                try:
+                    ops = decode_request(data)
+                except MalformedAppend as exc:
+                    log.warning("replica %s: append stream ended: malformed AppendRequest: %s",
+                                self.me.name, exc)
+                    malformed.append(f"malformed AppendRequest: {exc}")
+                    return
                 start = time.perf_counter()
-                self.protocol.prepare(msg.ops, acks, time.monotonic())
+                self.protocol.prepare(ops, acks, time.monotonic())
                 prepare_time.observe(time.perf_counter() - start)
-                sizes.observe(len(msg.ops))
+                sizes.observe(len(ops))
         except grpc.aio.AioRpcError:
             pass
         finally:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from flexlog.core import record_batch
+from flexlog.core.append_wire import AppendOp
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
@@ -308,12 +309,11 @@ class ReplicaProtocol:
 
     # ---- append path -----------------------------------------------------------
 
-    def prepare(self, ops: Sequence[pb.AppendOp], acks: AckSink, now: float) -> None:
+    def prepare(self, ops: Sequence[AppendOp], acks: AckSink, now: float) -> None:
         """Prepare the valid entries of one message with one engine call (one durability
         barrier for all of them), then order each one or commit its early grant."""
         self._now = now
-        # (op, its payload): each read of a protobuf bytes field copies it, so read it once.
-        valid: list[tuple[pb.AppendOp, bytes]] = []
+        valid: list[AppendOp] = []
         for op in ops:
             done = self._recent.get(op.token)
             if done is not None:
@@ -321,17 +321,15 @@ class ReplicaProtocol:
                 acks.ack(op.token, done[1])
             elif op.token in self._ungranted:
                 self._origin[op.token] = acks  # a retry over a new stream: ack it there
-            else:
-                payload = op.payload
-                if self._valid(op, payload, acks):
-                    valid.append((op, payload))
+            elif self._valid(op, acks):
+                valid.append(op)
         if not valid:
             return
-        results = self.engine.prepare_many([(op.token, op.color, payload, op.count)
-                                            for op, payload in valid])
+        results = self.engine.prepare_many([(op.token, op.color, op.payload, op.count)
+                                            for op in valid])
         early: list[Grant] = []
         failed: Exception | None = None
-        for (op, payload), error in zip(valid, results, strict=True):
+        for op, error in zip(valid, results, strict=True):
             token = op.token
             if isinstance(error, StoreFull):
                 acks.reject(token, Code.STORE_FULL, str(error))
@@ -343,7 +341,7 @@ class ReplicaProtocol:
             self._origin[token] = acks
             self._prepared_at[token] = now
             self._ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
-                                                record_batch.crc_of(payload),
+                                                record_batch.crc_of(op.payload),
                                                 next(self._prepare_seq))
             if op.contiguous:
                 self.color(op.color).shard_local = True
@@ -358,9 +356,9 @@ class ReplicaProtocol:
         if failed is not None:
             raise failed
 
-    def _valid(self, op: pb.AppendOp, payload: bytes, acks: AckSink) -> bool:
-        """Whether op (with payload, its payload) may be stored; rejects it to the client
-        when not."""
+    def _valid(self, op: AppendOp, acks: AckSink) -> bool:
+        """Whether op may be stored; rejects it to the client when not."""
+        payload = op.payload
         if len(payload) > self.max_entry_bytes:
             acks.reject(op.token, Code.TOO_LARGE,
                         f"entry of {len(payload)} bytes exceeds max_entry_bytes {self.max_entry_bytes}")

@@ -100,6 +100,11 @@ def bidi(fn: Callable[..., Any], request_type: Any) -> grpc.RpcMethodHandler:
     )
 
 
+def bidi_raw(fn: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A bidi handler that takes and yields bytes: it decodes its requests itself."""
+    return grpc.stream_stream_rpc_method_handler(fn, request_deserializer=None, response_serializer=None)
+
+
 def unary(fn: Callable[..., Any], request_type: Any) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(
         fn, request_deserializer=request_type.FromString, response_serializer=lambda m: m.SerializeToString()

@@ -63,7 +63,7 @@ RECOVERED_TOKENS_PER_COLOR = 256
 
 
 # prepare_many's items: (token, color, payload, count), prepare's arguments.
-PrepareItem = tuple[int, int, bytes, int]
+PrepareItem = tuple[int, int, bytes | memoryview, int]
 # commit_many's items: (token, sn), commit's arguments.
 CommitItem = tuple[int, int]
 
@@ -84,7 +84,7 @@ class Tier(NamedTuple):
 
 
 class StorageEngine(Protocol):
-    def prepare(self, token: int, color: int, payload: bytes, count: int) -> None:
+    def prepare(self, token: int, color: int, payload: bytes | memoryview, count: int) -> None:
         """Store an entry durably under token; it is not readable yet. Raises StoreFull.
 
         A token that is already prepared is left as it is and never refused: a

@@ -11,12 +11,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cluster import Cluster, running_cluster
-from flexlog.core import record_batch
+from flexlog.core import record_batch, rpc
 from flexlog.core.client import FlexLogClient
 from flexlog.core.errors import ColorExists, InvalidEntry, NotFound, TooLarge, Trimmed, UnknownColor
+from flexlog.core.proto import flexlog_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
@@ -169,6 +171,24 @@ async def test_replicas_reject_garbage_that_bypasses_the_client(cluster: Cluster
             await c.append_batch(bytes(flipped), color, validated=True)
         assert await c.append([b"next"], color) == 0
         assert await c.tail(color) == 1
+
+
+async def test_a_malformed_append_message_ends_only_its_own_stream(cluster: Cluster) -> None:
+    """Replicas decode AppendRequest by hand (`append_wire`): bytes that are no AppendRequest
+    fail that one stream with an error, and the replica goes on serving everyone else."""
+    replica = cluster.config.shards[0].replicas[0].address
+    async with rpc.channel(replica) as ch:
+        call = rpc.raw_stream(ch, "/flexlog.Replica/Append", pb.AppendReply)(
+            iter([b"\x0a\x05\x10"]))  # an op running past the end of the message
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed AppendRequest" in (info.value.details() or "")
+    async with FlexLogClient(cluster.config) as c:
+        color = await c.create_color(name())
+        assert await c.append([b"after"], color) == 0
+        assert (await c.read(0, color)).value == b"after"
 
 
 def test_client_killed_mid_append_leaves_no_stuck_color(cluster: Cluster, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flexlog.core import record_batch
+from flexlog.core.append_wire import AppendOp
 from flexlog.core.errors import Code
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -73,8 +74,8 @@ def make(index: int = COLOR % 3) -> tuple[ReplicaProtocol, FakeIO]:
     return protocol, io
 
 
-def op(token: int, value: bytes, contiguous: bool = True) -> pb.AppendOp:
-    return pb.AppendOp(token=token, color=COLOR, owner=1, count=1,
+def op(token: int, value: bytes, contiguous: bool = True) -> AppendOp:
+    return AppendOp(token=token, color=COLOR, owner=1, count=1,
                        payload=record_batch.build([value], timestamp_ms=0), contiguous=contiguous)
 
 
@@ -96,7 +97,7 @@ def test_a_grant_for_the_same_entry_copied_earlier_is_acked() -> None:
     payload = record_batch.build([b"same"], timestamp_ms=0)
     p.store_copy(COLOR, StoredEntry(5, 1, record_batch.with_base_offset(payload, 5)), 0)
     acks = Acks()
-    p.prepare([pb.AppendOp(token=0x1_00000001, color=COLOR, owner=1, count=1, payload=payload)],
+    p.prepare([AppendOp(token=0x1_00000001, color=COLOR, owner=1, count=1, payload=payload)],
               acks, 0.0)
     p.grants([Grant(0x1_00000001, COLOR, 5, 1)], 0.0)
     assert acks.acked == {0x1_00000001: 5}
@@ -234,7 +235,7 @@ def test_an_entry_copied_with_its_token_settles_that_append_and_is_reported() ->
     p, _ = make()
     acks = Acks()
     payload = record_batch.build([b"x"], timestamp_ms=0)
-    p.prepare([pb.AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)], acks, 0.0)
+    p.prepare([AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)], acks, 0.0)
     p.store_copy(COLOR, StoredEntry(4, 1, record_batch.with_base_offset(payload, 4)), token)
     assert acks.acked == {token: 4}
     assert p.engine.token_of(COLOR, 4) == token
@@ -271,7 +272,7 @@ def test_a_grant_into_a_sealed_range_waits_for_the_fill() -> None:
                                 ([], {})]:
         p, _ = make()
         acks = Acks()
-        p.prepare([pb.AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)],
+        p.prepare([AppendOp(token=token, color=COLOR, owner=1, count=1, payload=payload)],
                   acks, 0.0)
         p.seal(COLOR, 0, 1)
         p.grants([Grant(token, COLOR, 0, 1)], 0.1)

@@ -32,6 +32,7 @@ from flexlog.core import config as config_mod
 from flexlog.core import controller as controller_mod
 from flexlog.core import record_batch
 from flexlog.core import replica as replica_mod
+from flexlog.core.append_wire import AppendOp
 from flexlog.core.controller import Controller
 from flexlog.core.errors import Code, FlexLogError
 from flexlog.core.memory_engine import MemoryEngine
@@ -724,7 +725,7 @@ class ColorSpec:
 
 @dataclass
 class _Pending:
-    op: pb.AppendOp
+    op: AppendOp
     shard: int
     index: int  # submission order of this client
     sent_at: float
@@ -766,7 +767,7 @@ class SimClient(Watching):
                         self._send_one(s, replica, p.op)
         return s if s.open else None
 
-    def _send_one(self, stream: Stream, replica: Process, op: pb.AppendOp) -> None:
+    def _send_one(self, stream: Stream, replica: Process, op: AppendOp) -> None:
         stream.send(self, lambda: replica.protocol.prepare(  # type: ignore[attr-defined]
             [op], _AckOut(replica, stream, self), replica.world.now))  # type: ignore[arg-type]
 
@@ -775,7 +776,7 @@ class SimClient(Watching):
         token = (self.client_id << 32) | seq
         value = f"c{self.client_id}-{seq}".encode()
         payload = record_batch.build([value], timestamp_ms=0)
-        op = pb.AppendOp(token=token, color=color.id, owner=color.owner, count=1, payload=payload,
+        op = AppendOp(token=token, color=color.id, owner=color.owner, count=1, payload=payload,
                          contiguous=color.contiguous)
         shard = color.shards[self.client_id % len(color.shards)]
         p = _Pending(op, shard, seq, self.world.now, self.world.now + CLIENT_TIMEOUT_S)

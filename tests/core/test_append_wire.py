@@ -1,0 +1,72 @@
+"""The hand-written AppendRequest codec against the generated protobuf classes."""
+
+import random
+
+import pytest
+
+from flexlog.core.append_wire import AppendOp, MalformedAppend, decode_request, encode_op
+from flexlog.core.proto import flexlog_pb2 as pb
+
+
+def _random_op(rng: random.Random) -> AppendOp:
+    return AppendOp(
+        token=rng.choice([0, 1, 2**64 - 1, rng.getrandbits(64)]),
+        color=rng.choice([0, 1, 127, 128, 2**63, 2**64 - 1, rng.getrandbits(40)]),
+        owner=rng.choice([0, 1, 300, 2**32 - 1]),
+        count=rng.choice([0, 1, 5000, 2**32 - 1]),
+        payload=rng.randbytes(rng.choice([0, 1, 127, 128, 20_000])),
+        contiguous=rng.random() < 0.5,
+    )
+
+
+def _as_pb(op: AppendOp) -> pb.AppendOp:
+    return pb.AppendOp(token=op.token, color=op.color, owner=op.owner, count=op.count,
+                       payload=bytes(op.payload), contiguous=op.contiguous)
+
+
+def test_encoding_is_the_generated_serialization() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        ops = [_random_op(rng) for _ in range(rng.randint(1, 4))]
+        expected = pb.AppendRequest(ops=[_as_pb(op) for op in ops]).SerializeToString()
+        assert b"".join(encode_op(op) for op in ops) == expected
+
+
+def test_decoding_reads_what_the_generated_classes_write() -> None:
+    rng = random.Random(8)
+    for _ in range(300):
+        ops = [_random_op(rng) for _ in range(rng.randint(0, 4))]
+        data = pb.AppendRequest(ops=[_as_pb(op) for op in ops]).SerializeToString()
+        decoded = decode_request(data)
+        assert [(o.token, o.color, o.owner, o.count, bytes(o.payload), o.contiguous) for o in decoded] \
+            == [(o.token, o.color, o.owner, o.count, bytes(o.payload), o.contiguous) for o in ops]
+
+
+def test_payloads_are_views_of_the_message_not_copies() -> None:
+    data = encode_op(AppendOp(1, 2, 3, 1, b"x" * 1000))
+    (op,) = decode_request(data)
+    assert isinstance(op.payload, memoryview)
+    assert op.payload.obj is data
+
+
+def test_fields_in_any_order_and_unknown_fields_are_accepted() -> None:
+    # color (2), an unknown varint field 9, an unknown length-delimited field 10, payload
+    # (5), an unknown fixed32 field 11, token (1): a newer sender's reordered message.
+    body = (b"\x10\x05" + b"\x48\x96\x01" + b"\x52\x02hi" + b"\x2a\x03abc"
+            + b"\x5d\x00\x00\x00\x00" + b"\x09" + (7).to_bytes(8, "little"))
+    data = b"\x0a" + bytes([len(body)]) + body + b"\x12\x00"  # and an unknown field 2 of the request
+    (op,) = decode_request(data)
+    assert (op.token, op.color, bytes(op.payload)) == (7, 5, b"abc")
+
+
+@pytest.mark.parametrize("data", [
+    b"\x0a\x05\x10",  # op longer than the request
+    b"\x0a\x03\x2a\x05ab",  # payload longer than its op
+    b"\x0a\x02\x09\x01",  # truncated token
+    b"\x0a\x02\x10\x80",  # truncated varint
+    b"\x0a\x01\x0b",  # wire type 3 (groups): never sent by proto3
+    b"\x10" + b"\xff" * 11,  # a varint of more than 64 bits
+])
+def test_malformed_requests_are_refused(data: bytes) -> None:
+    with pytest.raises(MalformedAppend):
+        decode_request(data)
