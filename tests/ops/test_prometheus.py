@@ -150,7 +150,8 @@ def drive_load(cfg: ClusterConfig) -> None:
         try:
             quotas.call(ApiKey.ALTER_CLIENT_QUOTAS, 1, {
                 "entries": [{"entity": [{"entity_type": "client-id", "entity_name": "ops-quota"}],
-                             "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False}]}],
+                             "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False},
+                                     {"key": "request_percentage", "value": 0.01, "remove": False}]}],
                 "validate_only": False})
         finally:
             quotas.close()
