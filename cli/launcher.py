@@ -191,9 +191,9 @@ def run(config: ClusterConfig, log_level: str = "INFO", ready_timeout_s: float =
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    # A closed terminal hangs up the whole process group; gateways take SIGHUP as "reload the
-    # certificates" and live on, so stopping them falls to the launcher. To rotate certificates,
-    # send SIGHUP to the gateway processes, not to the launcher.
+    # A closed terminal hangs up the whole process group; every child takes SIGHUP as "reload the
+    # certificates" and lives on, so stopping them falls to the launcher. To rotate certificates,
+    # send SIGHUP to the child processes, not to the launcher.
     signal.signal(signal.SIGHUP, request_stop)
     if config.launcher_metrics_port:
         start_http_server(config.launcher_metrics_port, addr="127.0.0.1")

@@ -128,13 +128,14 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
     return _load(path)
 
 
-async def _serve(server: object, on_hangup: Callable[[], None] | None = None) -> None:
+async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
+    """Run server until SIGINT or SIGTERM. SIGHUP, as with nginx or HAProxy: put rotated certificate
+    files to use without a restart."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if on_hangup is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await server.start()  # type: ignore[attr-defined]
     await stop.wait()
     await server.stop()  # type: ignore[attr-defined]
@@ -150,7 +151,7 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
         cfg.sequencer(args.id)
         if args.check_config:
             return _check(cfg, args.role)
-        asyncio.run(_serve(SequencerServer(cfg, args.id)))
+        asyncio.run(_serve(SequencerServer(cfg, args.id), on_hangup=rpc.reload_tls))
     elif args.role == "replica":
         cfg.replica(args.id)
         if args.check_config:
@@ -167,18 +168,24 @@ def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
         if args.check_config:
             return _check(cfg, args.role)
         gateway = GatewayServer(cfg, args.id)
-        # SIGHUP, as with nginx or HAProxy: rotated certificate files, without a restart.
-        asyncio.run(_serve(gateway, on_hangup=gateway.reload_certificates))
+
+        def hang_up() -> None:
+            rpc.reload_tls()
+            gateway.reload_certificates()
+
+        asyncio.run(_serve(gateway, on_hangup=hang_up))
     return 0
 
 
 async def _run_controller(cfg: ClusterConfig) -> None:
+    from flexlog.core import rpc
     from flexlog.core.controller import Controller
 
     task = asyncio.create_task(Controller(cfg).run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
+    loop.add_signal_handler(signal.SIGHUP, rpc.reload_tls)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -200,6 +207,7 @@ def open_engine(config: ClusterConfig, name: str) -> StorageEngine:
 
 
 async def _serve_replica(cfg: ClusterConfig, name: str) -> None:
+    from flexlog.core import rpc
     from flexlog.core.replica import ReplicaServer
 
     # Opening a PM store replays its pool and indexes its SSD segments, which takes
@@ -212,7 +220,7 @@ async def _serve_replica(cfg: ClusterConfig, name: str) -> None:
     stats = engine.stats()
     log.info("store of %s open after %.2fs: %s", name, time.monotonic() - started,
              " ".join(f"{k}={int(v)}" for k, v in stats.items() if k.endswith("bytes")) or "empty")
-    await _serve(ReplicaServer(cfg, name, engine))
+    await _serve(ReplicaServer(cfg, name, engine), on_hangup=rpc.reload_tls)
 
 
 def _health(ready: bool, up: bool) -> str:

@@ -7,18 +7,23 @@ with no request serializer.
 
 Channels and servers are plaintext unless the process was told to use TLS
 (`use_tls`, from the config's `[tls]` table with grpc = true): one process
-belongs to one cluster, so the choice is made once, at start.
+belongs to one cluster, so the choice is made once, at start. The certificate
+is not: `reload_tls` (SIGHUP) puts rotated files to use without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from flexlog.core.config import TlsConfig
+from flexlog.core.grpc_certs import GrpcCerts
+
+log = logging.getLogger("flexlog.core.rpc")
 
 MAX_MESSAGE_BYTES = 1 << 30
 
@@ -54,19 +59,44 @@ def install_uvloop() -> None:
 
 
 _tls: TlsConfig | None = None
+_certs: GrpcCerts | None = None
 
 
 def use_tls(tls: TlsConfig | None) -> None:
     """Make every later channel and server of this process TLS (None: plaintext again)."""
-    global _tls
+    global _tls, _certs
     _tls = tls if tls is not None and tls.grpc else None
+    _certs = None
+
+
+def _grpc_certs(tls: TlsConfig) -> GrpcCerts:
+    """Loaded at the first channel or server, so commands that make none need no readable files."""
+    global _certs
+    if _certs is None:
+        _certs = GrpcCerts(tls)
+    return _certs
+
+
+def reload_tls() -> None:
+    """SIGHUP: gRPC connections and channels made from now on use the files as they are now; one
+    log line says which certificate that is, or why the files did not load and the old one stays."""
+    if _tls is None:
+        log.info("gRPC is plaintext ([tls] grpc is not true): no certificate to reload")
+        return
+    certs = _grpc_certs(_tls)
+    in_use = certs.files.cert
+    try:
+        cert = certs.reload()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError, CertError a ValueError
+        log.error("gRPC certificate reload failed, still using %s: %s", in_use.describe(), exc)
+        return
+    log.info("gRPC certificate reloaded; new connections and channels get %s", cert.describe())
 
 
 def channel(address: str) -> grpc.aio.Channel:
     if _tls is not None:
-        from flexlog.core.tls import grpc_channel_credentials
-
-        return grpc.aio.secure_channel(address, grpc_channel_credentials(_tls), options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, _grpc_certs(_tls).channel_credentials(),
+                                       options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
@@ -77,9 +107,7 @@ def server() -> grpc.aio.Server:
 def listen(srv: grpc.aio.Server, address: str) -> None:
     """Bind srv to address, over TLS when the process uses it."""
     if _tls is not None:
-        from flexlog.core.tls import grpc_server_credentials
-
-        srv.add_secure_port(address, grpc_server_credentials(_tls))
+        srv.add_secure_port(address, _grpc_certs(_tls).server_credentials())
     else:
         srv.add_insecure_port(address)
 

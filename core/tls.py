@@ -8,7 +8,8 @@ channel checks it, and presents it back so a server can require it.
 Certificates expire and get replaced: `read_cert` reads a certificate's serial,
 fingerprint and validity (a few DER fields, so again no crypto dependency) for
 the log lines that say which certificate is in use and that it has expired, and
-`ServerCerts` holds the Kafka listeners' context, replaced whole on a reload.
+`ServerCerts` holds the Kafka listeners' context, replaced whole on a reload
+(core/grpc_certs.py does the same for gRPC).
 
 `flexlog certs` writes a dev CA and certs with the openssl command line tool,
 so there is no Python crypto dependency; production certs come from elsewhere.
@@ -26,8 +27,6 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import grpc
 
 from flexlog.core.config import TlsConfig
 
@@ -108,12 +107,21 @@ _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE---
 def read_cert(path: Path) -> CertInfo:
     """The first certificate in a PEM file: the server's own one in a chain file."""
     try:
-        match = _PEM_CERT.search(path.read_text())
+        text = path.read_text()
+    except OSError as exc:
+        raise CertError(f"{path}: {exc}") from None
+    return parse_cert(path, text)
+
+
+def parse_cert(path: Path, text: str) -> CertInfo:
+    """The first certificate in PEM text read from path (named in errors and descriptions)."""
+    try:
+        match = _PEM_CERT.search(text)
         if match is None:
             raise ValueError("no PEM certificate in it")
         der = base64.b64decode(match.group(1))
         serial, not_before, not_after = _tbs_fields(der)
-    except (OSError, ValueError, IndexError) as exc:
+    except (ValueError, IndexError) as exc:
         raise CertError(f"{path}: {exc}") from None
     digest = hashlib.sha256(der).hexdigest().upper()
     return CertInfo(path, serial, ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
@@ -195,35 +203,15 @@ class ServerCerts:
 _reported: set[tuple[Path, str]] = set()
 
 
-def report_invalid(path: Path, use: str) -> None:
-    """Log an error if the certificate at path is not valid now, once per process and problem: gRPC
-    builds credentials for every channel, and its failed handshakes happen inside grpc's C core,
-    which logs nothing of its own here, so this line is what names the file."""
-    try:
-        cert = read_cert(path)
-    except CertError as exc:
-        log.error("%s: %s", use, exc)
-        return
+def report_invalid(cert: CertInfo, use: str) -> None:
+    """Log an error if cert is not valid now, once per process and problem: gRPC builds credentials
+    for every channel, and its failed handshakes happen inside grpc's C core, which logs nothing of
+    its own here, so this line is what names the file."""
     problem = cert.problem()
-    if problem is not None and (path, problem) not in _reported:
-        _reported.add((path, problem))
+    if problem is not None and (cert.path, problem) not in _reported:
+        _reported.add((cert.path, problem))
         log.error("%s certificate %s %s: peers refuse TLS handshakes with it until it is replaced",
                   use, cert.describe(), problem)
-
-
-def grpc_server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
-    report_invalid(tls.cert_file, "gRPC server")
-    return grpc.ssl_server_credentials(
-        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-        root_certificates=tls.ca_file.read_bytes(),
-        require_client_auth=tls.client_auth == "required")
-
-
-def grpc_channel_credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
-    report_invalid(tls.cert_file, "gRPC client")
-    return grpc.ssl_channel_credentials(
-        root_certificates=tls.ca_file.read_bytes(), private_key=tls.key_file.read_bytes(),
-        certificate_chain=tls.cert_file.read_bytes())
 
 
 # ---- dev certificates ------------------------------------------------------------

@@ -67,6 +67,9 @@ QUOTA_LABELS = ["quota", "user", "client_id"]
 QUOTA_USAGE = Counter("flexlog_gateway_quota_usage",
                       "Bytes charged against producer_byte_rate / consumer_byte_rate quotas",
                       QUOTA_LABELS)
+QUOTA_REQUEST_SECONDS = Counter("flexlog_gateway_quota_request_time_seconds",
+                                "Request handling time charged against request_percentage quotas",
+                                ["user", "client_id"])
 QUOTA_THROTTLE_SECONDS = Counter("flexlog_gateway_quota_throttle_seconds",
                                  "Throttle time answered (and the connection muted for) per quota",
                                  QUOTA_LABELS)

@@ -10,6 +10,11 @@ user+default client-id, default user, client-id, default client-id. A default
 entity applies to each user or client-id separately, so a client's bucket is
 keyed by the names its matching entity mentions (Kafka's metric tags): clients
 sharing a user-only quota share one bucket.
+
+``request_percentage`` (KIP-124) is the share of one request-handler thread's time a
+client may use: 100 is one thread's whole time, 200 two threads'. Its bucket holds
+seconds of handling time and refills at value/100 seconds per second, so the same
+bucket arithmetic as the byte rates turns an excess into a throttle time.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from flexlog.core.client import FlexLogClient
 from flexlog.core.event_log import EventLog, JsonEvents, json_record
+from flexlog.gateway.protocol import ApiKey
 from flexlog.gateway.rate import TokenBucket
 
 QUOTAS_COLOR = "__quotas"
@@ -30,8 +36,11 @@ CLIENT_ID = "client-id"
 ENTITY_TYPES = (USER, CLIENT_ID)
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
-# Kafka's request_percentage is not enforced yet, so it is refused rather than stored and ignored.
-KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
+REQUEST_PERCENTAGE = "request_percentage"
+KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE)
+# As in Kafka, the SASL exchange is not charged to request_percentage (nor is anything else sent
+# before authentication completes): the principal a quota would be looked up by is not known yet.
+REQUEST_QUOTA_EXEMPT = frozenset({ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 # Buckets kept before idle, fully refilled ones are dropped (default quotas make one per client-id).
 MAX_BUCKETS = 10_000
 
@@ -64,6 +73,11 @@ def invalid_op(key: str, value: float, remove: bool) -> str | None:
     if not remove and not (math.isfinite(value) and value > 0):
         return f"{key} must be a positive number, not {value}"
     return None
+
+
+def bucket_rate(key: str, value: float) -> float:
+    """What a quota's bucket refills per second, in the units its key is charged in."""
+    return value / 100 if key == REQUEST_PERCENTAGE else value
 
 
 def precedence(user: str, client_id: str) -> list[Entity]:
@@ -150,9 +164,9 @@ class Throttler:
         if bucket is None:
             if len(self.buckets) >= MAX_BUCKETS:
                 self._drop_idle(now)
-            bucket = self.buckets[slot] = TokenBucket.full(match.value, now)
-        elif bucket.rate != match.value:
-            bucket.set_rate(match.value, now)
+            bucket = self.buckets[slot] = TokenBucket.full(bucket_rate(key, match.value), now)
+        elif bucket.rate != bucket_rate(key, match.value):
+            bucket.set_rate(bucket_rate(key, match.value), now)
         return match, bucket.record(amount, now)
 
     def _drop_idle(self, now: float) -> None:

@@ -33,6 +33,7 @@ from flexlog.gateway.broker import Broker, split_address
 from flexlog.gateway.handlers import ENDPOINTS, CloseConnection, Deferred
 from flexlog.gateway.handlers.api_versions import unsupported_version_body
 from flexlog.gateway.handlers.registry import Body
+from flexlog.gateway.handling_time import HandlingTime
 from flexlog.gateway.protocol import (
     ApiKey,
     ErrorCode,
@@ -47,7 +48,12 @@ from flexlog.gateway.protocol import (
     encode_response,
 )
 from flexlog.gateway.protocol.messages import APIS
-from flexlog.gateway.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE
+from flexlog.gateway.quotas import (
+    CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
+    REQUEST_QUOTA_EXEMPT,
+)
 from flexlog.gateway.sasl import Authenticator, AuthFailed, SaslServer
 
 log = logging.getLogger("flexlog.gateway.server")
@@ -417,10 +423,14 @@ class GatewayServer:
         # SaslHandshake only picks a mechanism; SaslAuthenticate needs the users loaded.
         if request.api_key not in (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE):
             await self.broker.ready.wait()
+        exempt = request.api_key in REQUEST_QUOTA_EXEMPT or current.authenticating
         started = time.perf_counter()
         throttle_s = self._charge(PRODUCER_BYTE_RATE, request, size) if (
             request.api_key == ApiKey.PRODUCE) else 0.0
-        body = await endpoint.handle(self.broker, request)
+        handling = HandlingTime(endpoint.handle(self.broker, request))
+        body = await handling
+        if not exempt:
+            throttle_s = max(throttle_s, self._charge(REQUEST_PERCENTAGE, request, handling.seconds))
         if isinstance(body, Deferred):
             return asyncio.ensure_future(self._finish(request, body, started, throttle_s))
         return self._encode(request, body, started, throttle_s)
@@ -437,7 +447,10 @@ class GatewayServer:
             return 0.0
         match, throttle_s = charged
         labels = (quota, match.user, match.client_id)
-        metrics.QUOTA_USAGE.labels(*labels).inc(amount)
+        if quota == REQUEST_PERCENTAGE:
+            metrics.QUOTA_REQUEST_SECONDS.labels(match.user, match.client_id).inc(amount)
+        else:
+            metrics.QUOTA_USAGE.labels(*labels).inc(amount)
         # Every client under a quota has all three series, zero until throttled: alerts on
         # their rates see a quiet client rather than none.
         throttle_seconds = metrics.QUOTA_THROTTLE_SECONDS.labels(*labels)
@@ -478,7 +491,7 @@ class GatewayServer:
         if request.api_key == ApiKey.FETCH:
             # The records are what a consumer quota meters; the encoding adds little and is not done yet.
             fetched = sum(len(p["records"] or b"") for t in body["responses"] for p in t["partitions"])
-            throttle_s = self._charge(CONSUMER_BYTE_RATE, request, fetched)
+            throttle_s = max(throttle_s, self._charge(CONSUMER_BYTE_RATE, request, fetched))
         if throttle_s > 0:
             body["throttle_time_ms"] = max(body.get("throttle_time_ms", 0), round(throttle_s * 1000))
         return encode_response(request.api_key, request.api_version, request.correlation_id, body)

@@ -2,7 +2,7 @@
 
 As in Kafka, describing needs DESCRIBE_CONFIGS on the cluster and altering needs
 ALTER_CONFIGS; entities are users and client-ids (named or default), keys the
-byte rates this gateway enforces (gateway/quotas.py).
+byte rates and request_percentage this gateway enforces (gateway/quotas.py).
 """
 
 from __future__ import annotations

@@ -144,9 +144,9 @@ def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:
 
 
 def test_a_terminal_hangup_stops_the_whole_cluster(tmp_path: Path) -> None:
-    """Closing the terminal of `flexlog up` sends SIGHUP to its process group. Gateways take SIGHUP as
-    "reload the certificates" and live on, so the launcher has to stop them, or they stay orphaned on
-    their ports."""
+    """Closing the terminal of `flexlog up` sends SIGHUP to its process group. Every child takes SIGHUP
+    as "reload the certificates" and lives on, so the launcher has to stop them, or they stay orphaned
+    on their ports."""
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",

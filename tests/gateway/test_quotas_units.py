@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 import pytest
 
+from flexlog.gateway.handling_time import HandlingTime
 from flexlog.gateway.quotas import (
     MATCH_DEFAULT,
     MATCH_EXACT,
     MATCH_SPECIFIED,
     PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
     Throttler,
     entity,
     filter_matches,
+    invalid_op,
     resolve,
 )
 from flexlog.gateway.rate import BURST_S, TokenBucket
@@ -88,3 +94,89 @@ def test_default_user_quota_gives_each_user_its_own_bucket() -> None:
     assert throttler.charge(PRODUCER_BYTE_RATE, "a", "x", 200)[1] == pytest.approx(1.0)
     assert throttler.charge(PRODUCER_BYTE_RATE, "b", "x", 100)[1] == 0.0
     assert throttler.charge(PRODUCER_BYTE_RATE, "a", "y", 1)[1] > 1.0
+
+
+class FakeStore:
+    def __init__(self, quotas: dict) -> None:
+        self.quotas = quotas
+
+
+def test_request_percentage_is_a_share_of_one_threads_time() -> None:
+    # 10%: 0.1 s of handling per second, with a second's worth (0.1 s) of burst.
+    now = [0.0]
+    throttler = Throttler(FakeStore({entity([(C, "greedy")]): {REQUEST_PERCENTAGE: 10.0}}),  # type: ignore[arg-type]
+                          clock=lambda: now[0])
+    assert throttler.charge(REQUEST_PERCENTAGE, "u", "greedy", 0.1)[1] == 0.0
+    # 0.05 s more handling is half a second's worth at 10%: throttled for that long.
+    match, throttle = throttler.charge(REQUEST_PERCENTAGE, "u", "greedy", 0.05)
+    assert (match.value, match.client_id, throttle) == (10.0, "greedy", pytest.approx(0.5))
+    now[0] = 0.5
+    assert throttler.charge(REQUEST_PERCENTAGE, "u", "greedy", 0.0)[1] == 0.0
+    # 200% is two threads' time: once raised, a second refills 2 s of handling.
+    throttler.store.quotas[entity([(C, "greedy")])][REQUEST_PERCENTAGE] = 200.0
+    assert throttler.charge(REQUEST_PERCENTAGE, "u", "greedy", 0.0)[1] == 0.0
+    now[0] = 1.5
+    assert throttler.charge(REQUEST_PERCENTAGE, "u", "greedy", 1.9)[1] == 0.0
+    assert throttler.charge(REQUEST_PERCENTAGE, "u", "other", 9.0) is None
+
+
+def test_a_client_obeying_request_throttles_uses_its_percentage() -> None:
+    # 5% with requests costing 2 ms each: once the burst is spent, 0.05 s of handling per second.
+    now = [0.0]
+    throttler = Throttler(FakeStore({entity([(U, None)]): {REQUEST_PERCENTAGE: 5.0}}),  # type: ignore[arg-type]
+                          clock=lambda: now[0])
+    handled = 0.0
+    while now[0] < 20.0:
+        handled += 0.002
+        now[0] += 0.002 + throttler.charge(REQUEST_PERCENTAGE, "alice", "x", 0.002)[1]
+    assert handled / now[0] == pytest.approx(0.05, rel=0.1)
+
+
+def test_request_percentage_is_accepted_and_checked_like_the_byte_rates() -> None:
+    assert invalid_op(REQUEST_PERCENTAGE, 200.0, remove=False) is None
+    assert invalid_op(REQUEST_PERCENTAGE, 0.0, remove=False) is not None
+    assert invalid_op("controller_mutation_rate", 1.0, remove=False) is not None
+
+
+def test_handling_time_counts_only_the_handlers_own_steps() -> None:
+    ticks = itertools.count()
+
+    def clock() -> float:
+        return float(next(ticks))  # every reading one second after the one before
+
+    async def handler() -> str:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # waiting: the loop runs other things, no clock reading is taken
+        return "done"
+
+    async def run() -> tuple[str, float]:
+        timed = HandlingTime(handler(), clock=clock)
+        result = await timed
+        return result, timed.seconds
+
+    # Three steps (start, after each sleep), each read twice one tick apart: 3 s, whatever the waits.
+    assert asyncio.run(run()) == ("done", 3.0)
+
+
+def test_handling_time_passes_cancellation_and_errors_through() -> None:
+    async def handler() -> None:
+        await asyncio.sleep(10)
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("bad request")
+
+    async def run() -> None:
+        task = asyncio.ensure_future(_await(HandlingTime(handler())))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(ValueError, match="bad request"):
+            await HandlingTime(failing())
+
+    asyncio.run(run())
+
+
+async def _await(timed: HandlingTime) -> object:
+    return await timed

@@ -145,12 +145,14 @@ def drive_load(cfg: ClusterConfig) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         with pytest.raises(Exception, match="UNKNOWN_TOPIC"):
             admin.delete_topics(["ops-no-such-topic"], operation_timeout=10)["ops-no-such-topic"].result()
-        # A client held to a produce quota it exceeds at once: the quota metrics get samples.
+        # A client held to a produce quota it exceeds at once: the quota metrics get samples. Its
+        # request_percentage is loose, so it gets a request-time series without being held past the load.
         quotas = WireClient(bootstrap)
         try:
             quotas.call(ApiKey.ALTER_CLIENT_QUOTAS, 1, {
                 "entries": [{"entity": [{"entity_type": "client-id", "entity_name": "ops-quota"}],
-                             "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False}]}],
+                             "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False},
+                                     {"key": "request_percentage", "value": 5.0, "remove": False}]}],
                 "validate_only": False})
         finally:
             quotas.close()
