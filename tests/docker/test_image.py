@@ -4,8 +4,9 @@ Registry images cannot be pulled here, so everything is built locally: a debian:
 base with mmdebstrap from the Debian archive apt uses, the flexlog image from docker/Dockerfile
 and ZooKeeper from docker/zookeeper, both at once. The test runs a Docker engine of its own
 (dockerd with the first storage driver of STORAGE_DRIVERS that starts, its files under the
-test's tmp folder, no iptables changes) and removes it afterwards. It takes about 4 minutes
-with overlay2 and runs in every `./dev test`; it skips where no engine can run.
+test's tmp folder, no iptables changes) and removes it afterwards. It takes about 5 minutes
+with overlay2 on 2 cores (more under load: docs/operations.md) and runs in every `./dev test`;
+it skips where no engine can run.
 """
 
 from __future__ import annotations
