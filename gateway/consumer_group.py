@@ -22,14 +22,19 @@ Members that stop heartbeating are removed after the session timeout; one that
 does not release partitions within its rebalance timeout is fenced. Leaving is
 a heartbeat with epoch -1; a static member (instance id) leaves with -2 and
 keeps its slot and partitions until its session times out or it rejoins.
+
+A member subscribes to topic names, a regular expression (ConsumerGroupHeartbeat
+v1; matched against whole topic names with Python's ``re``, where Kafka uses
+RE2/J: the common syntax is the same), or both.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from flexlog.gateway.protocol import ErrorCode
@@ -42,6 +47,8 @@ LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 SESSION_TIMEOUT_MS = 45_000  # Kafka's group.consumer.session.timeout.ms
 HEARTBEAT_INTERVAL_MS = 5_000  # group.consumer.heartbeat.interval.ms
+# ConsumerGroupHeartbeat v1 (Kafka 4.0): members make up their own ids (KIP-1082).
+CLIENT_MEMBER_ID_FROM_VERSION = 1
 
 TopicPartition = tuple[str, int]
 Partitions = frozenset[TopicPartition]
@@ -81,10 +88,12 @@ class HeartbeatRequest:
     rack_id: str | None = None
     rebalance_timeout_ms: int = -1
     subscribed_topic_names: tuple[str, ...] | None = None
+    subscribed_topic_regex: str | None = None  # "" clears it
     server_assignor: str | None = None
     owned: Partitions | None = None
     client_id: str = ""
     client_host: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class ConsumerMember:
     client_id: str
     client_host: str
     subscribed: frozenset[str]
+    regex: str | None
     assignor: str | None
     rebalance_timeout_ms: int
     session_deadline_ms: int
@@ -118,6 +128,13 @@ class ConsumerMember:
 
     def owns(self) -> Partitions:
         return self.assigned | self.revoking
+
+    def subscription(self, topics: Iterable[str]) -> frozenset[str]:
+        """The topics it subscribes to by name or by its regex, among those that exist."""
+        if self.regex is None:
+            return self.subscribed
+        pattern = re.compile(self.regex)
+        return self.subscribed | {t for t in topics if pattern.fullmatch(t)}
 
 
 @dataclass
@@ -138,8 +155,8 @@ class ConsumerGroup:
                       for m in self.members.values())
         return ConsumerGroupState.STABLE if settled else ConsumerGroupState.RECONCILING
 
-    def subscribed_topics(self) -> set[str]:
-        return {t for m in self.members.values() for t in m.subscribed}
+    def subscribed_topics(self, topics: Iterable[str]) -> set[str]:
+        return {t for m in self.members.values() for t in m.subscription(topics)}
 
 
 # ---- assignors: pure functions of members, subscriptions and topics -----------------
@@ -265,6 +282,12 @@ class ConsumerGroupCoordinator:
         invalid = _invalid(req)
         if invalid is not None:
             return HeartbeatReply(ErrorCode.INVALID_REQUEST, invalid, member_id=req.member_id or None)
+        if req.subscribed_topic_regex:
+            try:
+                re.compile(req.subscribed_topic_regex)
+            except re.error as exc:
+                return HeartbeatReply(ErrorCode.INVALID_REGULAR_EXPRESSION,
+                                      f"{req.subscribed_topic_regex!r} is not a valid regex: {exc}")
         if req.server_assignor is not None and req.server_assignor not in ASSIGNORS:
             return HeartbeatReply(ErrorCode.UNSUPPORTED_ASSIGNOR,
                                   f"assignor {req.server_assignor!r} is not one of {', '.join(ASSIGNORS)}")
@@ -319,7 +342,7 @@ class ConsumerGroupCoordinator:
         member = ConsumerMember(
             member_id=member_id, instance_id=req.instance_id, rack_id=req.rack_id,
             client_id=req.client_id, client_host=req.client_host,
-            subscribed=frozenset(req.subscribed_topic_names or ()),
+            subscribed=frozenset(req.subscribed_topic_names or ()), regex=req.subscribed_topic_regex or None,
             assignor=req.server_assignor, rebalance_timeout_ms=req.rebalance_timeout_ms,
             session_deadline_ms=now_ms + self.session_timeout_ms)
         if inherited is not None:
@@ -333,7 +356,7 @@ class ConsumerGroupCoordinator:
         if req.instance_id is not None:
             group.static[req.instance_id] = member_id
         unchanged = inherited is not None and inherited.subscribed == member.subscribed \
-            and inherited.assignor == member.assignor
+            and inherited.regex == member.regex and inherited.assignor == member.assignor
         return member, old is not None or not unchanged
 
     def _known_member(self, group: ConsumerGroup, req: HeartbeatRequest) -> ConsumerMember | HeartbeatReply:
@@ -359,6 +382,10 @@ class ConsumerGroupCoordinator:
         subscribed = req.subscribed_topic_names
         if subscribed is not None and frozenset(subscribed) != member.subscribed:
             member.subscribed = frozenset(subscribed)
+            changed = True
+        regex = req.subscribed_topic_regex
+        if regex is not None and (regex or None) != member.regex:
+            member.regex = regex or None
             changed = True
         if req.server_assignor is not None and req.server_assignor != member.assignor:
             member.assignor = req.server_assignor
@@ -406,7 +433,7 @@ class ConsumerGroupCoordinator:
         # The assignor most members asked for (ties: the first in ASSIGNORS), else the default.
         group.assignor = min(choices, key=lambda a: (-choices[a], ASSIGNORS.index(a))) if choices else UNIFORM
         # A static member that left keeps its share so its restart finds it again.
-        subscriptions = {m.member_id: m.subscribed for m in group.members.values()}
+        subscriptions = {m.member_id: m.subscription(topics) for m in group.members.values()}
         group.target = ASSIGNOR_FUNCTIONS[group.assignor](subscriptions, group.topics, group.target)
         group.assignment_epoch = group.epoch
 
@@ -475,7 +502,7 @@ class ConsumerGroupCoordinator:
 
 
 def _subscribed_metadata(group: ConsumerGroup, topics: Mapping[str, int]) -> dict[str, int]:
-    return {t: topics[t] for t in sorted(group.subscribed_topics()) if t in topics}
+    return {t: topics[t] for t in sorted(group.subscribed_topics(topics)) if t in topics}
 
 
 def _invalid(req: HeartbeatRequest) -> str | None:
@@ -486,15 +513,15 @@ def _invalid(req: HeartbeatRequest) -> str | None:
         return "InstanceId can't be empty."
     if req.member_epoch < STATIC_LEAVE_EPOCH:
         return f"MemberEpoch {req.member_epoch} is invalid."
-    if req.member_epoch != JOIN_EPOCH and not req.member_id:
+    if (req.member_epoch != JOIN_EPOCH or req.version >= CLIENT_MEMBER_ID_FROM_VERSION) and not req.member_id:
         return "MemberId can't be empty."
     if req.member_epoch == JOIN_EPOCH:
         if req.rebalance_timeout_ms < 0:
             return "RebalanceTimeoutMs must be provided in first request."
         if req.owned is None or req.owned:
             return "TopicPartitions must be empty when (re-)joining."
-        if req.subscribed_topic_names is None:
-            return "SubscribedTopicNames must be set in first request."
+        if req.subscribed_topic_names is None and not req.subscribed_topic_regex:
+            return "SubscribedTopicNames or SubscribedTopicRegex must be set in first request."
     if req.member_epoch == STATIC_LEAVE_EPOCH and req.instance_id is None:
         return "InstanceId can't be null."
     return None

@@ -51,7 +51,7 @@ def _heartbeat_error(code: ErrorCode, message: str | None = None) -> Body:
             "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
 
 
-@serves(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 0)
+@serves(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1)
 async def handle_consumer_group_heartbeat(broker: Broker, request: Request) -> Body:
     body = request.body
     group_id = body["group_id"]
@@ -65,8 +65,10 @@ async def handle_consumer_group_heartbeat(broker: Broker, request: Request) -> B
         instance_id=body["instance_id"], rack_id=body["rack_id"],
         rebalance_timeout_ms=body["rebalance_timeout_ms"],
         subscribed_topic_names=None if names is None else tuple(names),
+        subscribed_topic_regex=body.get("subscribed_topic_regex"),
         server_assignor=body["server_assignor"], owned=_owned(broker, body["topic_partitions"]),
-        client_id=request.client_id or "", client_host=f"/{session.get().peer_host}")
+        client_id=request.client_id or "", client_host=f"/{session.get().peer_host}",
+        version=request.api_version)
     reply = broker.groups.consumer_heartbeat(req)
     if reply.error != ErrorCode.NONE:
         return _heartbeat_error(reply.error, reply.message)
@@ -94,7 +96,7 @@ def _described(broker: Broker, group_id: str) -> Body:
     members = [{
         "member_id": m.member_id, "instance_id": m.instance_id, "rack_id": m.rack_id,
         "member_epoch": m.epoch, "client_id": m.client_id, "client_host": m.client_host,
-        "subscribed_topic_names": sorted(m.subscribed), "subscribed_topic_regex": None,
+        "subscribed_topic_names": sorted(m.subscribed), "subscribed_topic_regex": m.regex,
         "assignment": {"topic_partitions": _by_topic(broker, m.assigned, with_names=True)},
         "target_assignment": {"topic_partitions": _by_topic(
             broker, group.target.get(m.member_id, frozenset()), with_names=True)},

@@ -327,3 +327,18 @@ def test_random_churn_never_double_assigns_and_settles_balanced(seed: int) -> No
     every = parts(*range(6)) | parts(0, 1, 2, topic="u")
     assert frozenset().union(*(cl.owned for cl in live)) == every
     assert sorted(len(cl.owned) for cl in live) == [2, 2, 2, 3]
+
+
+def test_a_regex_subscription_follows_the_topics_that_match() -> None:
+    c = coordinator()
+    reply = c.heartbeat(0, HeartbeatRequest("g", "r", 0, rebalance_timeout_ms=1, subscribed_topic_regex="t.*",
+                                            owned=NOTHING, version=1), {"t1": 1, "x": 1})
+    assert (reply.member_id, reply.assignment) == ("r", parts(0, topic="t1"))
+    later = c.heartbeat(0, HeartbeatRequest("g", "r", 1), {"t1": 1, "t2": 1, "x": 1})
+    assert (later.member_epoch, later.assignment) == (2, parts(0, topic="t1") | parts(0, topic="t2"))
+    bad = HeartbeatRequest("g", "s", 0, rebalance_timeout_ms=1, subscribed_topic_regex="(", owned=NOTHING)
+    assert c.heartbeat(0, bad, TOPICS).error == ErrorCode.INVALID_REGULAR_EXPRESSION
+    # From v1 the member makes up its id.
+    anonymous = HeartbeatRequest("g", "", 0, rebalance_timeout_ms=1, subscribed_topic_names=("t",),
+                                 owned=NOTHING, version=1)
+    assert c.heartbeat(0, anonymous, TOPICS).error == ErrorCode.INVALID_REQUEST

@@ -1,7 +1,7 @@
-"""KIP-848 consumer groups: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69), version 0.
+"""KIP-848 consumer groups: ConsumerGroupHeartbeat (68) v0-1 and ConsumerGroupDescribe (69) v0.
 
-Both are flexible from version 0. ConsumerGroupHeartbeat v1 (topic regexes) was
-still unstable in Kafka 3.9, which advertises 0 only.
+Both are flexible from version 0. ConsumerGroupHeartbeat v1 adds a topic regex
+(Kafka 4.0; unstable in 3.9) and has members make up their own ids.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _topic_partitions(with_name: bool) -> F:
 CONSUMER_GROUP_HEARTBEAT = Api(
     key=68,
     name="ConsumerGroupHeartbeat",
-    versions=(0, 0),
+    versions=(0, 1),
     flexible=0,
     request=(
         F("group_id", STRING),
@@ -32,6 +32,7 @@ CONSUMER_GROUP_HEARTBEAT = Api(
         F("rack_id", STRING, nullable="0+", default=None),
         F("rebalance_timeout_ms", INT32, default=-1),
         F("subscribed_topic_names", array(STRING), nullable="0+", default=None),
+        F("subscribed_topic_regex", STRING, "1+", nullable="1+", default=None),
         F("server_assignor", STRING, nullable="0+", default=None),
         F("topic_partitions", array([
             F("topic_id", UUID),

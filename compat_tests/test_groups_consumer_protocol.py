@@ -1,0 +1,165 @@
+"""KIP-848 consumer groups (`group.protocol=consumer`) with librdkafka (confluent-kafka), over
+two gateways: members join one after another and leave, partitions move incrementally and
+never have two owners, offsets are committed, a restarted member resumes, every record is
+consumed exactly once; ListGroups and ConsumerGroupDescribe see the group."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from group_helpers import PARTITIONS, MemberThread, finish, unique, wait_for, wait_ready
+
+from cluster import running_cluster
+
+# The coordinator's heartbeat interval: a partition moving between members waits for its new
+# owner's next heartbeat, so Kafka's 5 s default would make every step of these tests slow.
+HEARTBEAT_INTERVAL_MS = 300
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    extra = (f"default_partitions = {PARTITIONS}\n"
+             f"group_consumer_heartbeat_interval_ms = {HEARTBEAT_INTERVAL_MS}\n"
+             "group_consumer_session_timeout_ms = 10000")
+    with running_cluster(tmp_path_factory.mktemp("kip848"), storage="memory", gateways=2,
+                         extra=extra) as cluster:
+        addresses = [g.advertised for g in cluster.config.gateways]
+        for address in addresses:
+            wait_ready(address)
+        yield addresses[1]
+
+
+def create_topic(bootstrap: str) -> str:
+    name = unique("t")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
+        fut.result(30)
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+
+
+def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False, **conf})
+
+
+class Ownership:
+    """Per partition, who consumes it from when to when (callback times on one clock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[int, tuple[str, float]] = {}
+        self.overlaps: list[str] = []
+
+    def assigned(self, name: str, partitions: list[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                if p in self.open:
+                    self.overlaps.append(f"partition {p} given to {name} while {self.open[p][0]} has it")
+                self.open[p] = (name, time.monotonic())
+
+    def released(self, name: str, partitions: list[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                if self.open.get(p, ("",))[0] == name:
+                    del self.open[p]
+
+
+class Member(MemberThread):
+    def __init__(self, name: str, bootstrap: str, group: str, topic: str, seen: list[bytes],
+                 lock: threading.Lock, ownership: Ownership) -> None:
+        super().__init__(seen, lock)
+        self.name, self.ownership = name, ownership
+        self.partitions: set[int] = set()
+        self.c = consumer(bootstrap, group)
+        self.c.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
+
+    def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ownership.assigned(self.name, [p.partition for p in partitions])
+        self.partitions |= {p.partition for p in partitions}
+
+    def _revoked(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.commit()
+        self.partitions -= {p.partition for p in partitions}
+        self.ownership.released(self.name, [p.partition for p in partitions])
+
+    def poll_values(self) -> list[bytes]:
+        return [m.value() for m in self.c.consume(100, 0.2) if m.error() is None]
+
+    def commit(self) -> None:
+        try:
+            self.c.commit(asynchronous=False)
+        except KafkaException as exc:
+            # Nothing consumed yet, or an epoch that moved on between poll and commit (Kafka's
+            # STALE_MEMBER_EPOCH): the revoke callback commits again before a partition moves.
+            assert exc.args[0].code() in (KafkaError._NO_OFFSET, KafkaError.STALE_MEMBER_EPOCH,
+                                          KafkaError.UNKNOWN_MEMBER_ID), exc
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def test_three_members_join_and_leave_incrementally_exactly_once(bootstrap):
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"k%04d" % i for i in range(600)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    ownership = Ownership()
+    members: list[Member] = []
+    for i in range(3):
+        members.append(Member(f"m{i}", bootstrap, group, topic, seen, lock, ownership))
+        members[-1].start()
+        produce(bootstrap, topic, values[i * 150:(i + 1) * 150])
+        wait_for(lambda n=i + 1: sorted(len(m.partitions) for m in members) == [PARTITIONS // n] * n)
+    # Three members, two partitions each, together all six.
+    assert set().union(*(m.partitions for m in members)) == set(range(PARTITIONS))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listed = admin.list_consumer_groups().result(30)
+    mine = next(g for g in listed.valid if g.group_id == group)
+    assert mine.type.name == "CONSUMER" and mine.state.name == "STABLE"
+    described = admin.describe_consumer_groups([group])[group].result(30)
+    assert len(described.members) == 3
+    members.pop(0).leave()
+    wait_for(lambda: sorted(len(m.partitions) for m in members) == [3, 3])
+    produce(bootstrap, topic, values[450:])
+    finish(members, values)
+    assert ownership.overlaps == []
+
+
+def test_a_restarted_member_resumes_from_its_commit(bootstrap):
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    produce(bootstrap, topic, [b"r%03d" % i for i in range(60)])
+    first = consumer(bootstrap, group)
+    first.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(got) < 30 and time.monotonic() < deadline:
+        got += [m.value() for m in first.consume(30 - len(got), 0.5) if m.error() is None]
+    first.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in first.committed(
+        [TopicPartition(topic, p) for p in range(PARTITIONS)], 10)}
+    first.close()
+    again = consumer(bootstrap, group)
+    again.subscribe([topic])
+    rest: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(got) + len(rest) < 60 and time.monotonic() < deadline:
+        rest += [m.value() for m in again.consume(100, 0.5) if m.error() is None]
+    positions = {tp.partition: tp.offset for tp in again.committed(
+        [TopicPartition(topic, p) for p in range(PARTITIONS)], 10)}
+    again.close()
+    assert positions == committed  # nothing committed by the second yet, nothing lost
+    assert sorted(got + rest) == [b"r%03d" % i for i in range(60)]
