@@ -1,13 +1,19 @@
 """KIP-848 consumer groups (`group.protocol=consumer`) with librdkafka (confluent-kafka), over
 two gateways: members join one after another and leave, partitions move incrementally and
 never have two owners, offsets are committed, a restarted member resumes, every record is
-consumed exactly once; ListGroups and ConsumerGroupDescribe see the group."""
+consumed exactly once; ListGroups and ConsumerGroupDescribe see the group. A second client
+library, @confluentinc/kafka-javascript (compat_tests/js_kip848, installed by ./dev test),
+shares a group with confluent-kafka."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -16,6 +22,7 @@ from group_helpers import PARTITIONS, MemberThread, finish, unique, wait_for, wa
 
 from cluster import running_cluster
 
+JS = Path(__file__).parent / "js_kip848"
 # The coordinator's heartbeat interval: a partition moving between members waits for its new
 # owner's next heartbeat, so Kafka's 5 s default would make every step of these tests slow.
 HEARTBEAT_INTERVAL_MS = 300
@@ -163,3 +170,60 @@ def test_a_restarted_member_resumes_from_its_commit(bootstrap):
     again.close()
     assert positions == committed  # nothing committed by the second yet, nothing lost
     assert sorted(got + rest) == [b"r%03d" % i for i in range(60)]
+
+
+class JsMember:
+    """compat_tests/js_kip848/consumer.js: a member from another client library in the same group."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self.proc = subprocess.Popen(["node", str(JS / "consumer.js"), bootstrap, topic, group],
+                                     stdout=subprocess.PIPE, text=True)
+        self.assigned: list[int] = []
+        self.values: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            if "assigned" in event:
+                self.assigned = event["assigned"]
+            else:
+                self.values.append(event["value"].encode())
+
+    def leave(self) -> None:
+        self.proc.terminate()
+        assert self.proc.wait(30) == 0
+        self.reader.join(10)
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (JS / "node_modules" / "@confluentinc").is_dir(),
+                    reason="node or @confluentinc/kafka-javascript is missing (./dev test installs both)")
+def test_a_javascript_member_shares_the_group(bootstrap):
+    """@confluentinc/kafka-javascript and confluent-kafka in one KIP-848 group: the partitions split
+    3/3 when the JavaScript member joins and come back when it leaves; every record once."""
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"j%03d" % i for i in range(180)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    python = Member("py", bootstrap, group, topic, seen, lock, Ownership())
+    python.start()
+    produce(bootstrap, topic, values[:60])
+    wait_for(lambda: len(seen) == 60)
+    js = JsMember(bootstrap, topic, group)
+    try:
+        wait_for(lambda: len(js.assigned) == 3 and len(python.partitions) == 3)
+        assert set(js.assigned) | python.partitions == set(range(PARTITIONS))
+        produce(bootstrap, topic, values[60:120])
+        wait_for(lambda: len(seen) + len(js.values) == 120)
+        assert js.values and len(js.values) < 60  # it consumed its own partitions' share
+    finally:
+        js.leave()
+    wait_for(lambda: len(python.partitions) == PARTITIONS)
+    produce(bootstrap, topic, values[120:])
+    wait_for(lambda: len(seen) + len(js.values) == 180)
+    time.sleep(0.5)
+    python.leave()
+    assert sorted(seen + js.values) == values
