@@ -19,12 +19,13 @@ const consumer = new Kafka.KafkaConsumer({
 
 const print = (event) => process.stdout.write(JSON.stringify(event) + '\n')
 let assigned = '[]'
+let watcher = null
 
 consumer.on('ready', () => {
   consumer.subscribe([topic])
   consumer.consume()
   // The assignment as librdkafka holds it, reported when it changes.
-  setInterval(() => {
+  watcher = setInterval(() => {
     const now = JSON.stringify(consumer.assignments().map((tp) => tp.partition).sort((a, b) => a - b))
     if (now !== assigned) {
       assigned = now
@@ -38,5 +39,9 @@ consumer.on('data', (message) => {
   consumer.commitMessageSync(message)
 })
 
-process.on('SIGTERM', () => consumer.disconnect(() => process.exit(0)))
+// The watcher stops first: a closing consumer refuses assignments() (Local: Erroneous state).
+process.on('SIGTERM', () => {
+  clearInterval(watcher)
+  consumer.disconnect(() => process.exit(0))
+})
 consumer.connect()
