@@ -1,7 +1,8 @@
 """KIP-848 consumer groups (`group.protocol=consumer`) with librdkafka (confluent-kafka), over
 two gateways: members join one after another and leave, partitions move incrementally and
 never have two owners, offsets are committed, a restarted member resumes, every record is
-consumed exactly once; ListGroups and ConsumerGroupDescribe see the group. A second client
+consumed exactly once; ListGroups and ConsumerGroupDescribe see the group; after a
+coordinator restart members rejoin and resume from their commits. A second client
 library, @confluentinc/kafka-javascript (compat_tests/js_kip848, installed by ./dev test),
 shares a group with confluent-kafka."""
 
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from group_helpers import PARTITIONS, MemberThread, finish, unique, wait_for, wait_ready
+from group_helpers import PARTITIONS, MemberThread, finish, restart_gateway, unique, wait_for, wait_ready
 
-from cluster import running_cluster
+from cluster import Cluster, running_cluster
+from flexlog.gateway.groups import coordinator_index
 
 JS = Path(__file__).parent / "js_kip848"
 # The coordinator's heartbeat interval: a partition moving between members waits for its new
@@ -29,16 +31,20 @@ HEARTBEAT_INTERVAL_MS = 300
 
 
 @pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     extra = (f"default_partitions = {PARTITIONS}\n"
              f"group_consumer_heartbeat_interval_ms = {HEARTBEAT_INTERVAL_MS}\n"
              "group_consumer_session_timeout_ms = 10000")
     with running_cluster(tmp_path_factory.mktemp("kip848"), storage="memory", gateways=2,
                          extra=extra) as cluster:
-        addresses = [g.advertised for g in cluster.config.gateways]
-        for address in addresses:
-            wait_ready(address)
-        yield addresses[1]
+        for gateway in cluster.config.gateways:
+            wait_ready(gateway.advertised)
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def bootstrap(cluster: Cluster) -> str:
+    return cluster.config.gateways[1].advertised
 
 
 def create_topic(bootstrap: str) -> str:
@@ -227,3 +233,31 @@ def test_a_javascript_member_shares_the_group(bootstrap):
     time.sleep(0.5)
     python.leave()
     assert sorted(seen + js.values) == values
+
+
+def test_members_rejoin_after_their_coordinator_restarts_and_resume_from_commits(cluster, bootstrap):
+    """Membership lives in the coordinator's memory: after its restart the member's heartbeat gets
+    UNKNOWN_MEMBER_ID, it rejoins at epoch 0 and resumes from the committed offsets."""
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"x%03d" % i for i in range(60)]
+    produce(bootstrap, topic, values[:30])
+    c = consumer(bootstrap, group)
+    c.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(got) < 30 and time.monotonic() < deadline:
+        got += [m.value() for m in c.consume(100, 0.5) if m.error() is None]
+    c.commit(asynchronous=False)
+    restart_gateway(cluster, coordinator_index(group, len(cluster.config.gateways)))
+    produce(bootstrap, topic, values[30:])
+    deadline = time.monotonic() + 60
+    while len(got) < 60 and time.monotonic() < deadline:
+        got += [m.value() for m in c.consume(100, 0.5) if m.error() is None]
+    assert len(c.assignment()) == PARTITIONS
+    # The restarted coordinator knows the member again: it rejoined.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(30)
+    assert [m.member_id for m in described.members] == [c.memberid()]
+    c.close()
+    assert sorted(got) == values
