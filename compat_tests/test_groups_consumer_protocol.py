@@ -2,7 +2,8 @@
 two gateways: members join one after another and leave, partitions move incrementally and
 never have two owners, offsets are committed, a restarted member resumes, every record is
 consumed exactly once; ListGroups and ConsumerGroupDescribe see the group; after a
-coordinator restart members rejoin and resume from their commits. A second client
+coordinator restart members rejoin and resume from their commits; a static member's restart
+takes its own partitions back without disturbing the others. A second client
 library, @confluentinc/kafka-javascript (compat_tests/js_kip848, installed by ./dev test),
 shares a group with confluent-kafka."""
 
@@ -91,18 +92,21 @@ class Ownership:
 
 class Member(MemberThread):
     def __init__(self, name: str, bootstrap: str, group: str, topic: str, seen: list[bytes],
-                 lock: threading.Lock, ownership: Ownership) -> None:
+                 lock: threading.Lock, ownership: Ownership, **conf: object) -> None:
         super().__init__(seen, lock)
         self.name, self.ownership = name, ownership
         self.partitions: set[int] = set()
-        self.c = consumer(bootstrap, group)
+        self.callbacks = 0
+        self.c = consumer(bootstrap, group, **conf)
         self.c.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
 
     def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.callbacks += 1
         self.ownership.assigned(self.name, [p.partition for p in partitions])
         self.partitions |= {p.partition for p in partitions}
 
     def _revoked(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.callbacks += 1
         self.commit()
         self.partitions -= {p.partition for p in partitions}
         self.ownership.released(self.name, [p.partition for p in partitions])
@@ -261,3 +265,36 @@ def test_members_rejoin_after_their_coordinator_restarts_and_resume_from_commits
     assert [m.member_id for m in described.members] == [c.memberid()]
     c.close()
     assert sorted(got) == values
+
+
+def test_a_static_member_restarts_into_its_own_partitions(bootstrap):
+    """Closing a static member sends epoch -2: its partitions wait for it (nobody else gets them),
+    and its restart with the same group.instance.id takes them back; the other member sees nothing."""
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    values = [b"s%03d" % i for i in range(120)]
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    ownership = Ownership()
+
+    def member(name: str) -> Member:
+        return Member(name, bootstrap, group, topic, seen, lock, ownership, **{"group.instance.id": name})
+
+    a, b = member("a"), member("b")
+    for m in (a, b):
+        m.start()
+    wait_for(lambda: len(a.partitions) == len(b.partitions) == 3)
+    produce(bootstrap, topic, values[:60])
+    wait_for(lambda: len(seen) == 60)
+    settled, b_partitions = a.callbacks, set(b.partitions)
+    b.leave()
+    produce(bootstrap, topic, values[60:])
+    time.sleep(1.0)  # three heartbeat intervals: a would have been given b's partitions by now
+    assert a.partitions | b_partitions == set(range(PARTITIONS)) and a.callbacks == settled
+    again = member("b")
+    again.start()
+    wait_for(lambda: again.partitions == b_partitions)
+    wait_for(lambda: len(seen) == len(values))
+    assert a.callbacks == settled  # before finish: closing calls a's revoke callback
+    finish([a, again], values)
+    assert ownership.overlaps == []
