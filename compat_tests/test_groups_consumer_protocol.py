@@ -298,3 +298,23 @@ def test_a_static_member_restarts_into_its_own_partitions(bootstrap):
     assert a.callbacks == settled  # before finish: closing calls a's revoke callback
     finish([a, again], values)
     assert ownership.overlaps == []
+
+
+def test_the_range_assignor_is_chosen_by_the_client(bootstrap):
+    """`group.remote.assignor=range`: contiguous ranges, and the group says which assignor it uses."""
+    topic = create_topic(bootstrap)
+    group = unique("g")
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    members = [Member(f"r{i}", bootstrap, group, topic, seen, lock, Ownership(),
+                      **{"group.remote.assignor": "range"}) for i in range(2)]
+    for m in members:
+        m.start()
+    try:
+        wait_for(lambda: sorted(sorted(m.partitions) for m in members) == [[0, 1, 2], [3, 4, 5]])
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        described = admin.describe_consumer_groups([group])[group].result(30)
+        assert described.partition_assignor == "range"
+    finally:
+        for m in members:
+            m.leave()
