@@ -278,8 +278,10 @@ def test_random_churn_never_double_assigns_and_settles_balanced(seed: int) -> No
     static = seed % 2 == 1
     clients = [Client(f"c{i}") for i in range(4)]
     now = 0
-    for _ in range(400):
+    for step in range(400):
         now += rng.randint(1, 2_000)
+        if step == 200:
+            metadata["t"] = 8  # partitions added mid-churn
         client = rng.choice(clients)
         roll = rng.random()
         if roll < 0.05 and client.alive:
@@ -324,9 +326,9 @@ def test_random_churn_never_double_assigns_and_settles_balanced(seed: int) -> No
     assert group is not None and c.state("g") == ConsumerGroupState.STABLE
     live = [cl for cl in clients if cl.member_id in group.members]
     assert len(live) == len(group.members) == 4
-    every = parts(*range(6)) | parts(0, 1, 2, topic="u")
+    every = parts(*range(8)) | parts(0, 1, 2, topic="u")
     assert frozenset().union(*(cl.owned for cl in live)) == every
-    assert sorted(len(cl.owned) for cl in live) == [2, 2, 2, 3]
+    assert sorted(len(cl.owned) for cl in live) == [2, 3, 3, 3]
 
 
 def test_a_regex_subscription_follows_the_topics_that_match() -> None:
