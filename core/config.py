@@ -139,6 +139,8 @@ class ClusterConfig:
     group_initial_rebalance_delay_ms: int
     group_min_session_timeout_ms: int
     group_max_session_timeout_ms: int
+    group_consumer_session_timeout_ms: int
+    group_consumer_heartbeat_interval_ms: int
     offsets_retention_minutes: int
     log_retention_check_interval_ms: int
     view_store: str
@@ -208,7 +210,8 @@ _TOP_KEYS = {
     "data_dir", "storage", "pool_size_bytes", "cache_bytes", "max_entry_bytes",
     "request_timeout_ms", "batch_interval_us", "auto_create_topics", "default_partitions",
     "launcher_metrics_port", "pm_dir", "group_initial_rebalance_delay_ms", "group_min_session_timeout_ms",
-    "group_max_session_timeout_ms", "offsets_retention_minutes", "log_retention_check_interval_ms",
+    "group_max_session_timeout_ms", "group_consumer_session_timeout_ms",
+    "group_consumer_heartbeat_interval_ms", "offsets_retention_minutes", "log_retention_check_interval_ms",
     "view_store", "zookeeper_hosts", "zookeeper_path", "failure_timeout_ms",
     "sequencer", "shard", "gateway", "tls", "security",
 }
@@ -446,6 +449,11 @@ def parse(doc: dict[str, Any], path: Path | None = None) -> ClusterConfig:
                                                3_000),
         group_min_session_timeout_ms=min_session,
         group_max_session_timeout_ms=max_session,
+        # KIP-848 groups: the coordinator sets both (Kafka's group.consumer.* defaults).
+        group_consumer_session_timeout_ms=_take(doc, "group_consumer_session_timeout_ms", int, "config",
+                                                45_000),
+        group_consumer_heartbeat_interval_ms=_take(doc, "group_consumer_heartbeat_interval_ms", int,
+                                                   "config", 5_000),
         offsets_retention_minutes=_take(doc, "offsets_retention_minutes", int, "config", 10_080),
         log_retention_check_interval_ms=retention_check,
         view_store=view_store,

@@ -59,7 +59,8 @@ class Broker:
         self.node_ids = [g.node_id for g in config.gateways]
         # Admin clients send their requests to the controller, which must be a real broker.
         self.controller_id = min(self.node_ids, default=me.node_id)
-        self.groups = Groups(client, config, me)
+        self.groups = Groups(client, config, me,
+                             lambda: {t.name: t.partitions for t in self.topics.all()})
         self.producer_ids = ProducerIdAllocator(client, config, me.name)
         self.idempotence = Idempotence(client)
         self.users = UserStore(client, config)

@@ -1,9 +1,10 @@
 """The asyncio shell around the group coordinator: futures for waiting requests, a clock, upkeep.
 
-``GroupCoordinator`` decides everything; this module turns its replies into
-resolved futures, calls ``tick`` when its next deadline passes, and runs the
-periodic upkeep of committed offsets: expiry of empty groups' offsets and
-compaction of ``__consumer_offsets``.
+``GroupCoordinator`` (classic groups) and ``ConsumerGroupCoordinator`` (KIP-848
+groups) decide everything; this module turns the classic one's replies into
+resolved futures, ticks both when their next deadline passes, keeps a group id
+of one type only, and runs the periodic upkeep of committed offsets: expiry of
+empty groups' offsets and compaction of ``__consumer_offsets``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, GatewayConfig
 from flexlog.core.errors import FlexLogError
 from flexlog.gateway.committed_offsets import SNAPSHOT_EVERY_RECORDS, OffsetStore
+from flexlog.gateway.consumer_group import (
+    ConsumerGroupCoordinator,
+    ConsumerGroupState,
+    HeartbeatReply,
+    HeartbeatRequest,
+)
 from flexlog.gateway.group_coordinator import (
     GroupCoordinator,
     GroupState,
@@ -28,6 +35,7 @@ from flexlog.gateway.group_coordinator import (
     Reply,
     SyncReply,
 )
+from flexlog.gateway.protocol import ErrorCode
 
 log = logging.getLogger("flexlog.gateway.groups")
 
@@ -44,13 +52,19 @@ def coordinator_index(group_id: str, gateways: int) -> int:
 
 
 class Groups:
-    def __init__(self, client: FlexLogClient, config: ClusterConfig, me: GatewayConfig) -> None:
+    def __init__(self, client: FlexLogClient, config: ClusterConfig, me: GatewayConfig,
+                 topic_partitions: Callable[[], dict[str, int]]) -> None:
+        """``topic_partitions`` maps each existing topic to its partition count, now."""
         self.config = config
         self.me = me
         self.coordinator = GroupCoordinator(
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
             min_session_timeout_ms=config.group_min_session_timeout_ms,
             max_session_timeout_ms=config.group_max_session_timeout_ms)
+        self.consumer = ConsumerGroupCoordinator(
+            session_timeout_ms=config.group_consumer_session_timeout_ms,
+            heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms)
+        self.topic_partitions = topic_partitions
         self.offsets = OffsetStore(client, config)
         self.retention_ms = config.offsets_retention_minutes * 60_000
         self._waiting: dict[Hashable, asyncio.Future[JoinReply | SyncReply]] = {}
@@ -138,6 +152,50 @@ class Groups:
             self.now_ms(), group_id, generation, member_id, instance_id, protocol_type,
             protocol_name, assignments, w))
 
+    # ---- one type per group id, as in Kafka 4 -----------------------------------------
+
+    def classic_join_error(self, group_id: str) -> ErrorCode | None:
+        """A classic JoinGroup may turn an empty consumer group into a classic one, not a live one.
+
+        Kafka 4 can also move live members between protocols (online migration); that is
+        not done here, so the answer is the one Kafka gives a member whose protocol the
+        group cannot take.
+        """
+        if self.consumer.state(group_id) == ConsumerGroupState.DEAD:
+            return None
+        if self.consumer.delete(group_id) == ErrorCode.NON_EMPTY_GROUP:
+            return ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+        return None
+
+    def consumer_heartbeat(self, req: HeartbeatRequest) -> HeartbeatReply:
+        """ConsumerGroupHeartbeat: an empty classic group is converted, a live one is not a consumer group."""
+        classic = self.coordinator.state(req.group_id)
+        if classic not in (GroupState.EMPTY, GroupState.DEAD):
+            return HeartbeatReply(ErrorCode.GROUP_ID_NOT_FOUND,
+                                  f"Group {req.group_id} is not a consumer group")
+        if classic == GroupState.EMPTY:
+            self.coordinator.delete(req.group_id)
+        reply = self.consumer.heartbeat(self.now_ms(), req, self.topic_partitions())
+        self._wakeup.set()  # session deadlines moved
+        return reply
+
+    def commit_check(self, group_id: str, generation_or_epoch: int, member_id: str,
+                     instance_id: str | None, version: int) -> ErrorCode:
+        if self.consumer.group(group_id) is not None:
+            return self.consumer.commit_check(group_id, member_id, generation_or_epoch, version)
+        return self.coordinator.commit_check(self.now_ms(), group_id, generation_or_epoch, member_id,
+                                             instance_id)
+
+    def delete(self, group_id: str) -> ErrorCode:
+        """DeleteGroups of a group of either type (only an empty one may go)."""
+        if self.consumer.group(group_id) is not None:
+            return self.consumer.delete(group_id)
+        return self.coordinator.delete(group_id)
+
+    def known(self, group_id: str) -> bool:
+        return self.coordinator.state(group_id) != GroupState.DEAD \
+            or self.consumer.state(group_id) != ConsumerGroupState.DEAD
+
     def leave(self, group_id: str, leavers: list[tuple[str, str | None]]) -> list[int]:
         codes, replies = self.coordinator.leave(self.now_ms(), group_id, leavers)
         self._deliver(replies)
@@ -151,11 +209,13 @@ class Groups:
         writer = asyncio.get_running_loop().create_task(self._write_group_records())
         try:
             while True:
-                deadline = self.coordinator.next_deadline()
+                deadlines = [d for d in (self.coordinator.next_deadline(), self.consumer.next_deadline())
+                             if d is not None]
                 self._wakeup.clear()
-                timeout = None if deadline is None else max(0, deadline - self.now_ms()) / 1000
+                timeout = max(0, min(deadlines) - self.now_ms()) / 1000 if deadlines else None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
+                self.consumer.tick(self.now_ms(), self.topic_partitions())
                 self._deliver(self.coordinator.tick(self.now_ms()))
         finally:
             for task in (upkeep, writer):
@@ -194,8 +254,9 @@ class Groups:
         await self.offsets.sync()
         cutoff = now_ms - self.retention_ms
         for group in self.offsets.state.groups():
-            if not self.coordinates(group) or self.coordinator.state(group) not in (
-                    GroupState.EMPTY, GroupState.DEAD):
+            empty = self.coordinator.state(group) in (GroupState.EMPTY, GroupState.DEAD) \
+                and self.consumer.state(group) in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
+            if not self.coordinates(group) or not empty:
                 continue
             old = [k for k in self.offsets.state.group_keys(group)
                    if (entry := self.offsets.state.get(k)) and entry.timestamp_ms < cutoff]

@@ -9,6 +9,7 @@ from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the h
     client_quotas,
     configs,
     consumer_groups,
+    consumer_protocol_groups,
     fetch,
     init_producer_id,
     metadata,

@@ -22,7 +22,8 @@ KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
 BATCHED_FROM_VERSION = 4
 NO_TRANSACTIONS = "transactions are not supported by the FlexLog gateway"
-GROUP_TYPE = "classic"
+CLASSIC_TYPE = "classic"
+CONSUMER_TYPE = "consumer"
 
 
 def _address(broker: Broker, node_id: int) -> BrokerAddress:
@@ -82,6 +83,9 @@ async def handle_join_group(broker: Broker, request: Request) -> Body:
         return _join_body(JoinReply(ErrorCode.GROUP_AUTHORIZATION_FAILED, body["member_id"]), version)
     if _not_coordinator(broker, body["group_id"]):
         return _join_body(JoinReply(ErrorCode.NOT_COORDINATOR, body["member_id"]), version)
+    refused = broker.groups.classic_join_error(body["group_id"])
+    if refused is not None:
+        return _join_body(JoinReply(refused, body["member_id"]), version)
     rebalance_timeout = body.get("rebalance_timeout_ms", -1)
     req = JoinRequest(
         group_id=body["group_id"], member_id=body["member_id"],
@@ -159,6 +163,10 @@ def _describe(broker: Broker, group_id: str) -> Body:
                 "group_state": GroupState.DEAD.value}
     if _not_coordinator(broker, group_id):
         return {**body, "error_code": ErrorCode.NOT_COORDINATOR, "group_state": GroupState.DEAD.value}
+    if broker.groups.consumer.group(group_id) is not None:
+        # Kafka 3.9 describes only classic groups here: a consumer group is Dead, without
+        # an error (ConsumerGroupDescribe describes it).
+        return {**body, "group_state": GroupState.DEAD.value}
     group = broker.groups.coordinator.group(group_id)
     if group is None or group.state in (GroupState.EMPTY, GroupState.DEAD):
         has_offsets = bool(broker.groups.offsets.state.group_keys(group_id))
@@ -189,21 +197,24 @@ async def handle_list_groups(broker: Broker, request: Request) -> Body:
     await broker.groups.offsets.sync()
     wanted_states = {s.lower() for s in body.get("states_filter") or []}
     wanted_types = {t.lower() for t in body.get("types_filter") or []}
-    listed: dict[str, tuple[str, GroupState]] = {}
+    listed: dict[str, tuple[str, str, str]] = {}  # group -> (protocol type, state, group type)
     for group_id in broker.groups.offsets.state.groups():
         if broker.groups.coordinates(group_id):
-            listed[group_id] = (_empty_group_type(None, True), GroupState.EMPTY)
+            listed[group_id] = (_empty_group_type(None, True), GroupState.EMPTY.value, CLASSIC_TYPE)
     for group in broker.groups.coordinator.groups.values():
         has_offsets = group.group_id in listed
-        listed[group.group_id] = (_empty_group_type(group.protocol_type, has_offsets), group.state)
+        listed[group.group_id] = (_empty_group_type(group.protocol_type, has_offsets), group.state.value,
+                                  CLASSIC_TYPE)
+    for group_id, consumer_group in broker.groups.consumer.groups.items():
+        # KIP-848 groups are listed as Kafka 3.9 lists them: protocol type and group type "consumer".
+        listed[group_id] = (CONSUMER_TYPE, consumer_group.state().value, CONSUMER_TYPE)
     # Like Kafka: DESCRIBE on the cluster lists every group, otherwise those one may describe.
     everything = authz.cluster_allowed(broker, Operation.DESCRIBE)
-    groups = [{"group_id": g, "protocol_type": ptype, "group_state": state.value,
-               "group_type": GROUP_TYPE}
-              for g, (ptype, state) in sorted(listed.items())
+    groups = [{"group_id": g, "protocol_type": ptype, "group_state": state, "group_type": gtype}
+              for g, (ptype, state, gtype) in sorted(listed.items())
               if everything or authz.group_allowed(broker, Operation.DESCRIBE, g)
-              if (not wanted_states or state.value.lower() in wanted_states)
-              and (not wanted_types or GROUP_TYPE in wanted_types)]
+              if (not wanted_states or state.lower() in wanted_states)
+              and (not wanted_types or gtype in wanted_types)]
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "groups": groups}
 
 
@@ -220,8 +231,8 @@ async def handle_delete_groups(broker: Broker, request: Request) -> Body:
             results.append({"group_id": group_id, "error_code": ErrorCode.NOT_COORDINATOR})
             continue
         keys = groups.offsets.state.group_keys(group_id)
-        known = bool(keys) or groups.coordinator.state(group_id) != GroupState.DEAD
-        code = groups.coordinator.delete(group_id)
+        known = bool(keys) or groups.known(group_id)
+        code = groups.delete(group_id)
         if code == ErrorCode.NONE and not known:
             code = ErrorCode.GROUP_ID_NOT_FOUND
         if code == ErrorCode.NONE:

@@ -1,7 +1,8 @@
 """OffsetCommit (8) and OffsetFetch (9): committed offsets in ``__consumer_offsets``.
 
 Commits are checked against the group's membership by its coordinator (the
-generation, the member id, static fencing); a consumer with manually assigned
+generation, the member id, static fencing; for a KIP-848 group the member
+epoch, which only v9 carries); a consumer with manually assigned
 partitions commits with generation -1 and no member id. The accepted
 partitions of one request are stored as one record. Metadata strings
 round-trip; a partition without a commit fetches as offset -1, no error.
@@ -44,9 +45,8 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     elif not groups.coordinates(group_id):
         error = ErrorCode.NOT_COORDINATOR
     else:
-        error = groups.coordinator.commit_check(
-            groups.now_ms(), group_id, body["generation_id_or_member_epoch"], body["member_id"],
-            body.get("group_instance_id"))
+        error = groups.commit_check(group_id, body["generation_id_or_member_epoch"], body["member_id"],
+                                    body.get("group_instance_id"), request.api_version)
     if error != ErrorCode.NONE:
         return _commit_answer(topics, dict.fromkeys(keys, error))
     codes: dict[tuple[str, int], ErrorCode] = {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from construct import Construct
 
-from .types import KafkaArray, KafkaStruct, StructField, primitive
+from .types import KafkaArray, KafkaStruct, NullableStruct, StructField, primitive
 
 MAX_VERSION = 0x7FFF
 
@@ -154,7 +154,8 @@ def _construct(ftype: FieldType, version: int, flexible: bool, nullable: bool) -
     if isinstance(ftype, Scalar):
         return primitive(ftype.kind, flexible, nullable)
     if isinstance(ftype, StructOf):
-        return _struct(ftype.fields, version, flexible)
+        inner = _struct(ftype.fields, version, flexible)
+        return NullableStruct(inner) if nullable else inner
     element = _construct(ftype.element, version, flexible, nullable=False)
     return KafkaArray(element, flexible, nullable)
 

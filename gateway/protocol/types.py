@@ -152,6 +152,41 @@ class KafkaArray(Construct):
         return f"{fname}(obj, io, this)"
 
 
+class NullableStruct(Construct):
+    """A struct that may be null: an int8 marker (-1 null, 1 present) before its fields.
+
+    Kafka encodes nullable struct fields this way (ConsumerGroupHeartbeat's assignment).
+    """
+
+    def __init__(self, inner: Construct) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def _emitparse(self, code: CodeGen) -> str:
+        code.append(_IMPORT_WIRE)
+        fname = f"parse_nullable_struct_{code.allocateId()}"
+        inner = self.inner._compileparse(code)
+        code.append(_block([
+            f"def {fname}(io, this):",
+            "    if I8.unpack(io.read(1))[0] < 0:",
+            "        return None",
+            f"    return {inner}",
+        ]))
+        return f"{fname}(io, this)"
+
+    def _emitbuild(self, code: CodeGen) -> str:
+        code.append(_IMPORT_WIRE)
+        fname = f"build_nullable_struct_{code.allocateId()}"
+        inner = self.inner._compilebuild(code)
+        code.append(_block([
+            f"def {fname}(obj, io, this):",
+            "    io.write(I8.pack(-1 if obj is None else 1))",
+            "    if obj is not None:",
+            f"        {inner}",
+        ]))
+        return f"{fname}(obj, io, this)"
+
+
 @dataclass(frozen=True)
 class StructField:
     """One field of a struct at one version, ready for code generation."""

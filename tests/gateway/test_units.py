@@ -15,6 +15,7 @@ from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.storage import StoredEntry
 from flexlog.gateway import scram
+from flexlog.gateway.group_coordinator import JoinRequest
 from flexlog.gateway.handlers import ENDPOINTS, advertised
 from flexlog.gateway.handlers.fetch import _fill, _Partition
 from flexlog.gateway.handlers.produce import BatchRejected, check_batch
@@ -239,3 +240,46 @@ def test_scram_client_logs_in_to_the_server(mechanism):
         client.final(f"r={client.first().decode().split('r=')[1]}x,s=c2FsdA==,i=1000".encode())
     with pytest.raises(scram.ScramError):
         client.verify(b"v=" + base64.b64encode(b"x" * 32))
+
+
+async def _call(server: GatewayServer, key: ApiKey, version: int, body: dict) -> dict:
+    request = decode_request(encode_request(key, version, 1, body)[4:])
+    return await asyncio.wait_for(ENDPOINTS[key].handle(server.broker, request), 5)
+
+
+CONSUMER_JOIN = {"group_id": "g", "member_id": "me", "member_epoch": 0, "rebalance_timeout_ms": 1000,
+                 "subscribed_topic_names": ["t"], "topic_partitions": []}
+CLASSIC_JOIN = {"group_id": "g", "session_timeout_ms": 10_000, "rebalance_timeout_ms": 10_000,
+                "member_id": "", "protocol_type": "consumer",
+                "protocols": [{"name": "range", "metadata": b""}]}
+
+
+async def test_a_group_id_is_either_classic_or_consumer(tmp_path):
+    """Kafka 4's rules: live groups refuse the other protocol, empty ones convert."""
+    server = _gateway(tmp_path)
+    joined = await _call(server, ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, CONSUMER_JOIN)
+    assert (joined["error_code"], joined["member_id"], joined["member_epoch"]) == (0, "me", 1)
+    assert joined["assignment"] == {"topic_partitions": []}
+    refused = await _call(server, ApiKey.JOIN_GROUP, 4, CLASSIC_JOIN)
+    assert refused["error_code"] == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    described = await _call(server, ApiKey.CONSUMER_GROUP_DESCRIBE, 0, {"group_ids": ["g", "nope"]})
+    group, unknown = described["groups"]
+    assert (group["error_code"], group["group_state"], group["group_epoch"], group["assignor_name"]) == (
+        0, "Stable", 1, "uniform")
+    assert [(m["member_id"], m["member_epoch"]) for m in group["members"]] == [("me", 1)]
+    assert unknown["error_code"] == ErrorCode.GROUP_ID_NOT_FOUND
+    left = await _call(server, ApiKey.CONSUMER_GROUP_HEARTBEAT, 1,
+                       {"group_id": "g", "member_id": "me", "member_epoch": -1})
+    assert (left["error_code"], left["member_epoch"]) == (0, -1)
+    # Empty now: a classic join converts it (v4 first hands out a member id).
+    converted = await _call(server, ApiKey.JOIN_GROUP, 4, CLASSIC_JOIN)
+    assert converted["error_code"] == ErrorCode.MEMBER_ID_REQUIRED
+    assert server.broker.groups.consumer.group("g") is None
+    # A classic group with a member rebalancing: not a consumer group.
+    server.broker.groups.coordinator.join(0, JoinRequest(
+        "g", converted["member_id"], None, "consumer", (("range", b""),), 10_000, 10_000, 4), object())
+    refused = await _call(server, ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, CONSUMER_JOIN)
+    assert (refused["error_code"], refused["error_message"]) == (
+        ErrorCode.GROUP_ID_NOT_FOUND, "Group g is not a consumer group")
+    other = await _call(server, ApiKey.CONSUMER_GROUP_DESCRIBE, 0, {"group_ids": ["g"]})
+    assert other["groups"][0]["error_message"] == "Group g is not a consumer group"

@@ -15,6 +15,7 @@ from .admin import (
     INCREMENTAL_ALTER_CONFIGS,
 )
 from .cluster import API_VERSIONS, DESCRIBE_CLUSTER, METADATA, SASL_AUTHENTICATE, SASL_HANDSHAKE
+from .consumer_groups import CONSUMER_GROUP_DESCRIBE, CONSUMER_GROUP_HEARTBEAT
 from .data_plane import (
     DELETE_RECORDS,
     FETCH,
@@ -83,6 +84,8 @@ APIS: dict[int, Api] = {
         DESCRIBE_CLIENT_QUOTAS,
         ALTER_CLIENT_QUOTAS,
         DESCRIBE_CLUSTER,
+        CONSUMER_GROUP_HEARTBEAT,
+        CONSUMER_GROUP_DESCRIBE,
     )
 }
 
