@@ -128,6 +128,9 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
     return _load(path)
 
 
+STOP_GRACE_S = 5.0  # a SIGTERM'd process exits within this, cleanly or not
+
+
 async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
     """Run server until SIGINT or SIGTERM. SIGHUP, as with nginx or HAProxy: put rotated certificate
     files to use without a restart."""
@@ -138,7 +141,19 @@ async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await server.start()  # type: ignore[attr-defined]
     await stop.wait()
-    await server.stop()  # type: ignore[attr-defined]
+    stopping = asyncio.ensure_future(server.stop())  # type: ignore[attr-defined]
+    # Not wait_for: it would cancel a stuck stop and then wait for that, forever, if it hangs.
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE_S)
+    if done:
+        stopping.result()
+    else:
+        # A stop that hangs must not keep a stopped process alive (supervisors and tests wait
+        # for the exit): name what was still running, once, and leave without the rest.
+        stuck = [t.get_coro() for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        logging.getLogger("flexlog.cli").error(
+            "did not stop within %.0f s, exiting anyway; still running: %s", STOP_GRACE_S, stuck)
+        logging.shutdown()
+        os._exit(1)
 
 
 def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:

@@ -262,10 +262,16 @@ def test_members_rejoin_after_their_coordinator_restarts_and_resume_from_commits
     while len(got) < 60 and time.monotonic() < deadline:
         got += [m.value() for m in c.consume(100, 0.5) if m.error() is None]
     assert len(c.assignment()) == PARTITIONS
-    # The restarted coordinator knows the member again: it rejoined.
+    # The restarted coordinator knows the member again once its next heartbeat was refused
+    # and it rejoined; the fetches above may finish before that, so keep polling until then.
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    described = admin.describe_consumer_groups([group])[group].result(30)
-    assert [m.member_id for m in described.members] == [c.memberid()]
+    members: list[str] = []
+    deadline = time.monotonic() + 30
+    while members != [c.memberid()] and time.monotonic() < deadline:
+        got += [m.value() for m in c.consume(100, 0.5) if m.error() is None]
+        described = admin.describe_consumer_groups([group])[group].result(30)
+        members = [m.member_id for m in described.members]
+    assert members == [c.memberid()]
     c.close()
     assert sorted(got) == values
 

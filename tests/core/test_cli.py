@@ -172,3 +172,38 @@ def test_a_terminal_hangup_stops_the_whole_cluster(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.communicate(timeout=30)
+
+
+def test_a_stop_that_hangs_still_exits_and_names_what_was_running(tmp_path: Path) -> None:
+    """SIGTERM ends a process within STOP_GRACE_S even when its server's stop() never returns."""
+    script = tmp_path / "hanging.py"
+    script.write_text("""
+import asyncio, logging, sys
+from flexlog.cli.main import _serve
+
+class Server:
+    async def start(self):
+        print("ready", flush=True)
+    async def stop(self):
+        while True:  # a task that swallows its cancellation
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+logging.basicConfig(stream=sys.stderr)
+asyncio.run(_serve(Server(), on_hangup=lambda: None))
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 1
+        assert time.monotonic() - started < 15
+        assert err.decode().count("did not stop within") == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
