@@ -268,7 +268,8 @@ def test_members_rejoin_after_their_coordinator_restarts_and_resume_from_commits
     members: list[str] = []
     deadline = time.monotonic() + 30
     while members != [c.memberid()] and time.monotonic() < deadline:
-        got += [m.value() for m in c.consume(100, 0.5) if m.error() is None]
+        # What comes now is redelivered from the commit (at 30) on: already in got.
+        c.consume(100, 0.5)
         described = admin.describe_consumer_groups([group])[group].result(30)
         members = [m.member_id for m in described.members]
     assert members == [c.memberid()]
