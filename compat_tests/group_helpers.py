@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
 from cluster import Cluster, running_cluster
 from flexlog.gateway.protocol import ApiKey, ErrorCode
 from wire_client import GATEWAY_READY_S, WireClient, gateway_ready
@@ -85,6 +88,23 @@ def versions_asked(metrics_port: int, before: dict[str, float]) -> set[str]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topic(bootstrap: str) -> str:
+    """A new topic of PARTITIONS partitions, created with confluent-kafka's admin client."""
+    name = unique("t")
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
+        fut.result(30)
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """values spread round-robin over the partitions, all acknowledged."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % PARTITIONS)
+    assert p.flush(30) == 0
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -12,32 +12,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from group_helpers import (
     PARTITIONS,
     MemberThread,
     consume_with_churn,
+    create_topic,
     current_generation,
     finish,
+    produce,
     unique,
     wait_for,
 )
 from kafka import KafkaConsumer
-
-
-def create_topic(bootstrap: str) -> str:
-    name = unique("t")
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
-    for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
-        fut.result(30)
-    return name
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for i, v in enumerate(values):
-        p.produce(topic, value=v, partition=i % PARTITIONS)
-    assert p.flush(30) == 0
 
 
 def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:

@@ -18,9 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from group_helpers import PARTITIONS, MemberThread, finish, restart_gateway, unique, wait_for, wait_ready
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from group_helpers import (
+    PARTITIONS,
+    MemberThread,
+    create_topic,
+    finish,
+    produce,
+    restart_gateway,
+    unique,
+    wait_for,
+    wait_ready,
+)
 
 from cluster import Cluster, running_cluster
 from flexlog.gateway.groups import coordinator_index
@@ -47,20 +57,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def bootstrap(cluster: Cluster) -> str:
     return cluster.config.gateways[1].advertised
 
-
-def create_topic(bootstrap: str) -> str:
-    name = unique("t")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
-        fut.result(30)
-    return name
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for i, v in enumerate(values):
-        p.produce(topic, value=v, partition=i % PARTITIONS)
-    assert p.flush(30) == 0
 
 
 def consumer(bootstrap: str, group: str, **conf: object) -> Consumer:
