@@ -13,7 +13,6 @@ from kafka.protocol.producer import transaction as producer_txn
 from protocol_samples import sample
 
 from flexlog.gateway.protocol import (
-    SUPPORTED_VERSIONS,
     ApiKey,
     decode_request,
     decode_response,
@@ -21,7 +20,7 @@ from flexlog.gateway.protocol import (
     encode_response,
     response_header_version,
 )
-from flexlog.gateway.protocol.messages import APIS, DEFINED_ONLY
+from flexlog.gateway.protocol.messages import APIS
 
 KAFKA_3_9 = {
     ApiKey.ADD_PARTITIONS_TO_TXN: (0, 5),
@@ -60,21 +59,12 @@ def test_ranges_and_flexible_versions_are_kafka_3_9s() -> None:
             v for v in range(versions[0], versions[1] + 1) if v >= FLEXIBLE[key]], key.name
 
 
-def test_defined_but_not_offered_to_handlers() -> None:
-    """Decodable, but outside SUPPORTED_VERSIONS (which @serves() clamps to) until handlers land."""
-    assert set(KAFKA_3_9) == DEFINED_ONLY
-    assert set(APIS) >= DEFINED_ONLY
-    assert not DEFINED_ONLY & set(SUPPORTED_VERSIONS)
+def test_served_and_advertised_at_kafka_3_9s_ranges() -> None:
+    from flexlog.gateway.handlers.registry import advertised
 
-
-def test_nothing_advertises_them() -> None:
-    from flexlog.gateway.handlers import ENDPOINTS
-    from flexlog.gateway.handlers.registry import advertised, serves
-
-    assert not DEFINED_ONLY & set(ENDPOINTS)
-    assert not DEFINED_ONLY & {entry["api_key"] for entry in advertised()}
-    with pytest.raises(KeyError):
-        serves(ApiKey.END_TXN, 0, 4)
+    offered = {entry["api_key"]: (entry["min_version"], entry["max_version"]) for entry in advertised()}
+    for key, versions in KAFKA_3_9.items():
+        assert offered[key] == versions, key.name
 
 
 @pytest.mark.parametrize(("key", "version"), CASES)

@@ -115,19 +115,11 @@ def _constant_name(api_name: str) -> str:
 ApiKey = IntEnum("ApiKey", [(_constant_name(api.name), key) for key, api in APIS.items()],
                  module=__name__, qualname="ApiKey")
 
-# Defined and decodable, but held out of SUPPORTED_VERSIONS until their handlers land
-# (issue 17): the transaction APIs. The handler change empties this set and adds the
-# keys to tests/protocol's SUPPORTED_VERSIONS list; until then @serves() refuses them.
-DEFINED_ONLY: frozenset[int] = frozenset({
-    ADD_PARTITIONS_TO_TXN.key, ADD_OFFSETS_TO_TXN.key, END_TXN.key, TXN_OFFSET_COMMIT.key,
-    DESCRIBE_PRODUCERS.key, DESCRIBE_TRANSACTIONS.key, LIST_TRANSACTIONS.key,
-})
-
 # What the codec can parse and build, which is not necessarily what a handler serves
-# (Produce 0-2 decode fine but only ever get UNSUPPORTED_VERSION back), less DEFINED_ONLY.
+# (Produce 0-2 decode fine but only ever get UNSUPPORTED_VERSION back).
 # The gateway advertises handlers' @serves() ranges, never this.
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
-    key: api.versions for key, api in APIS.items() if key not in DEFINED_ONLY
+    key: api.versions for key, api in APIS.items()
 }
 
 API_NAMES: dict[int, str] = {key: api.name for key, api in APIS.items()}
