@@ -250,6 +250,28 @@ def fill(base_offset: int, count: int) -> bytes:
     return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
 
 
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+
+
+def end_marker(producer_id: int, producer_epoch: int, commit: bool, timestamp_ms: int,
+               coordinator_epoch: int = 0) -> bytes:
+    """A transaction's COMMIT or ABORT marker: Kafka's control batch of one record.
+
+    The record's key is (version 0, type) and its value (version 0, coordinator
+    epoch), both big-endian; the batch is transactional and control, with the
+    producer's id and epoch, and no sequence.
+    """
+    key = struct.pack(">hh", 0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = struct.pack(">hi", 0, coordinator_epoch)
+    body = b"".join((b"\x00", _varint(0), _varint(0), _nullable(key), _nullable(value), _varint(0)))
+    records = _varint(len(body)) + body
+    after_crc = _AFTER_CRC.pack(CONTROL_BIT | TRANSACTIONAL_BIT, 0, timestamp_ms, timestamp_ms,
+                                producer_id, producer_epoch, -1, 1) + records
+    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
+    return _BEFORE_CRC.pack(0, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+
+
 def is_fill(buf: bytes | memoryview) -> bool:
     """Whether a stored entry is a fill marker (see fill)."""
     return len(buf) == HEADER_SIZE and buf[22] & CONTROL_BIT != 0 and records_count(bytes(buf)) == 0

@@ -13,7 +13,7 @@ from flexlog.gateway.acls import CLUSTER_NAME, Operation, ResourceType
 from flexlog.gateway.broker import Broker
 
 __all__ = ["Operation", "allowed", "any_topic_writable", "cluster_allowed", "group_allowed",
-           "topic_allowed"]
+           "topic_allowed", "transactional_id_allowed"]
 
 
 def allowed(broker: Broker, operation: Operation, resource_type: ResourceType, name: str) -> bool:
@@ -29,6 +29,10 @@ def topic_allowed(broker: Broker, operation: Operation, topic: str) -> bool:
 
 def group_allowed(broker: Broker, operation: Operation, group: str) -> bool:
     return allowed(broker, operation, ResourceType.GROUP, group)
+
+
+def transactional_id_allowed(broker: Broker, operation: Operation, txn_id: str) -> bool:
+    return allowed(broker, operation, ResourceType.TRANSACTIONAL_ID, txn_id)
 
 
 def cluster_allowed(broker: Broker, operation: Operation) -> bool:

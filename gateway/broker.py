@@ -22,6 +22,7 @@ from flexlog.gateway.producer_ids import ProducerIdAllocator
 from flexlog.gateway.quotas import QuotaStore, Throttler
 from flexlog.gateway.timestamps import TimestampIndex
 from flexlog.gateway.topics import TopicStore
+from flexlog.gateway.transactions import Transactions
 from flexlog.gateway.users import UserStore
 
 log = logging.getLogger("flexlog.gateway")
@@ -63,6 +64,8 @@ class Broker:
                              lambda: {t.name: t.partitions for t in self.topics.all()})
         self.producer_ids = ProducerIdAllocator(client, config, me.name)
         self.idempotence = Idempotence(client)
+        self.transactions = Transactions(client, config, me, self.topics, self.groups.offsets,
+                                         self.producer_ids, self.leader, self.groups.coordinator_id)
         self.users = UserStore(client, config)
         self.acls = AclStore(client, config)
         self.quotas = QuotaStore(client)
@@ -93,6 +96,8 @@ class Broker:
                 await self.users.ensure_decoy_secret()
                 await self.acls.open()
                 await self.quotas.open()
+                # Before serving: the LSO of a partition this gateway leads comes from it.
+                await self.transactions.open()
                 break
             except FlexLogError as exc:
                 log.warning("cluster not ready for gateway %s yet: %s", self.me.name, exc)

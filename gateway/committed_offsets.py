@@ -9,6 +9,13 @@ trimmed before ``upto`` only; whoever reads the log from its new start applies
 the commits after ``upto`` and the snapshot in whatever order they come and ends
 in the same state.
 
+Offsets a transaction commits (TxnOffsetCommit) are ``txn_commit`` records,
+pending per (group, producer id) until a ``txn_end`` record of that producer
+with a higher SN commits or drops them; committed, they count at the end
+record's SN. An end record may be folded before a pending record it resolves
+(a gateway folds its own records out of turn), so the fold keeps the few
+latest ends of each producer to resolve such a late one.
+
 Like ``__topics``, the color is owned by the root, so one sequencer orders all
 commits, every gateway can read them, and they survive gateway restarts.
 """
@@ -16,6 +23,7 @@ commits, every gateway can read them, and they survive gateway restarts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -34,6 +42,7 @@ MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
 SNAPSHOT_EVERY_RECORDS = 10_000
 
 Key = tuple[str, str, int]  # (group, topic, partition)
+KEPT_ENDS = 8  # transaction ends kept per (group, producer) for pending records folded late
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,10 @@ class OffsetState:
 
     def __init__(self) -> None:
         self.entries: dict[Key, Committed] = {}
+        # (group, producer id) -> {key: the pending commit}, of a transaction not yet ended.
+        self.pending: dict[tuple[str, int], dict[Key, Committed]] = {}
+        # (group, producer id) -> [(SN, committed)] of its latest transaction ends, oldest first.
+        self.ends: dict[tuple[str, int], list[tuple[int, bool]]] = {}
         self.applied = 0  # next SN to apply
         self.since_snapshot = 0  # records applied after the newest snapshot seen
 
@@ -82,13 +95,60 @@ class OffsetState:
                     self._merge((event["group"], topic, int(partition)),
                                 Committed(sn, -1, None, -1, ts, deleted=True))
                 self.since_snapshot += advance
+            elif op == "txn_commit":
+                ts = int(event["ts"])
+                group, pid = event["group"], int(event["pid"])
+                for topic, partition, offset, epoch, metadata in event["offsets"]:
+                    self._pend(group, pid, (group, topic, int(partition)),
+                               Committed(sn, int(offset), metadata, int(epoch), ts))
+                self.since_snapshot += advance
+            elif op == "txn_end":
+                self._end(event["group"], int(event["pid"]), sn, bool(event["commit"]))
+                self.since_snapshot += advance
             elif op == "snapshot":
                 for group, topic, p, e_sn, offset, metadata, epoch, ts, deleted in event["entries"]:
                     self._merge((group, topic, int(p)), Committed(int(e_sn), int(offset), metadata,
                                                                   int(epoch), int(ts), bool(deleted)))
+                for group, pid, topic, p, e_sn, offset, metadata, epoch, ts in event.get("pending", []):
+                    self._pend(group, int(pid), (group, topic, int(p)),
+                               Committed(int(e_sn), int(offset), metadata, int(epoch), int(ts)))
+                for group, pid, e_sn, commit in event.get("ends", []):
+                    self._end(group, int(pid), int(e_sn), bool(commit))
                 self.since_snapshot = 0
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed offsets record at SN %d", sn)
+
+    def _pend(self, group: str, pid: int, key: Key, entry: Committed) -> None:
+        later = [(e_sn, commit) for e_sn, commit in self.ends.get((group, pid), []) if e_sn > entry.sn]
+        if later:
+            # Its transaction already ended: resolve it as that end did.
+            e_sn, commit = min(later)
+            if commit:
+                self._merge(key, dataclasses.replace(entry, sn=e_sn))
+            return
+        pending = self.pending.setdefault((group, pid), {})
+        if key not in pending or entry.sn > pending[key].sn:
+            pending[key] = entry
+
+    def _end(self, group: str, pid: int, sn: int, commit: bool) -> None:
+        ends = self.ends.setdefault((group, pid), [])
+        if (sn, commit) in ends:
+            return
+        ends.append((sn, commit))
+        ends.sort()
+        del ends[:-KEPT_ENDS]
+        pending = self.pending.get((group, pid), {})
+        for key in [k for k, e in pending.items() if e.sn < sn]:
+            entry = pending.pop(key)
+            if commit:
+                self._merge(key, dataclasses.replace(entry, sn=sn))
+        if not pending:
+            self.pending.pop((group, pid), None)
+
+    def unstable(self, key: Key) -> bool:
+        """Whether an open transaction holds a commit of this partition (OffsetFetch's
+        require_stable answers UNSTABLE_OFFSET_COMMIT then)."""
+        return any(key in p for (group, _), p in self.pending.items() if group == key[0])
 
     def get(self, key: Key) -> Committed | None:
         entry = self.entries.get(key)
@@ -108,7 +168,11 @@ class OffsetState:
         """
         rows = [e.row(k) for k, e in self.entries.items()
                 if not e.deleted or e.timestamp_ms >= tombstones_after_ms]
-        return {"op": "snapshot", "upto": self.applied, "entries": rows}
+        pending = [[group, pid, k[1], k[2], *e.row(k)[3:8]]
+                   for (group, pid), entries in self.pending.items() for k, e in entries.items()]
+        ends = [[group, pid, e_sn, commit] for (group, pid), ends in self.ends.items()
+                for e_sn, commit in ends]
+        return {"op": "snapshot", "upto": self.applied, "entries": rows, "pending": pending, "ends": ends}
 
 
 class OffsetStore:
@@ -144,6 +208,17 @@ class OffsetStore:
         """Store (topic, partition, offset, leader epoch, metadata) rows as one record."""
         await self._append({"op": "commit", "group": group, "ts": now_ms,
                             "offsets": [list(row) for row in offsets]})
+
+    async def commit_pending(self, group: str, producer_id: int,
+                             offsets: list[tuple[str, int, int, int, str | None]], now_ms: int) -> None:
+        """TxnOffsetCommit: rows held until the producer's transaction ends."""
+        await self._append({"op": "txn_commit", "group": group, "pid": producer_id, "ts": now_ms,
+                            "offsets": [list(row) for row in offsets]})
+
+    async def end_transaction(self, group: str, producer_id: int, commit: bool, now_ms: int) -> None:
+        """Commit or drop the offsets the producer's transaction holds for the group."""
+        await self._append({"op": "txn_end", "group": group, "pid": producer_id, "commit": commit,
+                            "ts": now_ms})
 
     async def delete(self, group: str, keys: list[Key], now_ms: int) -> None:
         if keys:

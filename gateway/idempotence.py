@@ -145,7 +145,8 @@ class Idempotence:
                     header = record_batch.parse_header(entry.payload)
                 except CorruptBatch:
                     continue
-                if header.producer_id != NO_PRODUCER_ID:
+                # A transaction's end marker carries the producer's id but no sequence.
+                if header.producer_id != NO_PRODUCER_ID and not header.is_control:
                     self.states.record(color.id, header, entry.sn)
             sn = res.entries[-1].end
         self._loaded.add(color.id)

@@ -268,7 +268,8 @@ class GatewayServer:
                     self._tasks)
         for loop_fn, what in ((lambda: retention.run(self.broker), "retention"),
                               (self.metrics.export_lag, "consumer lag export"),
-                              (self.broker.groups.run, "group coordinator")):
+                              (self.broker.groups.run, "group coordinator"),
+                              (self.broker.transactions.run, "transaction coordinator")):
             tasks.supervise(loop_fn, f"gateway {self.me.name}: {what}", log, self._tasks)
         metrics.serve(self.me.address, self.me.metrics_port)
         for listener in self.me.listeners:

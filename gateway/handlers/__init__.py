@@ -19,6 +19,7 @@ from flexlog.gateway.handlers import (  # noqa: F401  (importing registers the h
     replica_admin,
     sasl_authentication,
     topic_admin,
+    transactions,
 )
 from flexlog.gateway.handlers.registry import ENDPOINTS, CloseConnection, Deferred, Endpoint, advertised
 

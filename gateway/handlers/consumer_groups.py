@@ -21,7 +21,6 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
 BATCHED_FROM_VERSION = 4
-NO_TRANSACTIONS = "transactions are not supported by the FlexLog gateway"
 CLASSIC_TYPE = "classic"
 CONSUMER_TYPE = "consumer"
 
@@ -31,15 +30,17 @@ def _address(broker: Broker, node_id: int) -> BrokerAddress:
 
 
 def _coordinator(broker: Broker, key: str, key_type: int) -> Body:
-    if key_type == KEY_TYPE_TRANSACTION:
-        return {"key": key, "error_code": ErrorCode.INVALID_REQUEST, "error_message": NO_TRANSACTIONS,
-                "node_id": -1, "host": "", "port": -1}
-    if key_type != KEY_TYPE_GROUP:
+    """Groups and transactional ids are spread over the gateways by the same hash."""
+    if key_type not in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION):
         return {"key": key, "error_code": ErrorCode.INVALID_REQUEST,
                 "error_message": f"unknown key type {key_type}", "node_id": -1, "host": "", "port": -1}
-    if not authz.group_allowed(broker, Operation.DESCRIBE, key):
+    if key_type == KEY_TYPE_GROUP and not authz.group_allowed(broker, Operation.DESCRIBE, key):
         return {"key": key, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "error_message": None,
                 "node_id": -1, "host": "", "port": -1}
+    if key_type == KEY_TYPE_TRANSACTION \
+            and not authz.transactional_id_allowed(broker, Operation.DESCRIBE, key):
+        return {"key": key, "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "error_message": None, "node_id": -1, "host": "", "port": -1}
     if not broker.brokers:
         # A gateway outside any config (unit tests): it coordinates every group itself.
         return {"key": key, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "error_message": None,

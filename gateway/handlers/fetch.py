@@ -6,6 +6,10 @@ A partition sent to a gateway that does not lead it gets NOT_LEADER_OR_FOLLOWER
 with the leader named (v12+), and v16+ adds that leader's endpoint (KIP-951),
 so the client re-routes without a Metadata round trip.
 
+With isolation_level READ_COMMITTED nothing at or past a partition's last
+stable offset is returned, and the aborted transactions among what is returned
+are listed (``gateway/transactions.py``); a consumer skips their batches.
+
 Every partition is read at once; when the answer is short of min_bytes and the
 client allows a wait, the empty partitions are read again with a replica-side
 wait, so the first append to any of them ends the poll within a round trip
@@ -30,6 +34,7 @@ from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 MIN_WAIT_MS = 1
+READ_COMMITTED = 1
 
 
 TOPIC_IDS_FROM_VERSION = 13
@@ -49,6 +54,9 @@ class _Partition:
     result: RangeResult | None = None
     batches: list[bytes] = field(default_factory=list)
     derived: bool = False  # a partition of __consumer_offsets, made from the commits' color
+    committed: bool = False  # isolation_level READ_COMMITTED: nothing at or past the LSO
+    stable: int = -1  # the last stable offset, for a read_committed partition
+    held: bool = False  # records were there but all past the LSO: wait for a marker, not an append
 
     def size(self) -> int:
         return sum(len(b) for b in self.batches)
@@ -111,6 +119,10 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
             part.error = kafka_error(exc)
             return
         entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
+    if part.committed:
+        part.stable = broker.transactions.last_stable(part.color.id, res.tail)
+        part.held = bool(entries) and entries[0].sn >= part.stable
+        entries = [e for e in entries if e.sn < part.stable]
     part.result = res._replace(entries=entries)
 
 
@@ -134,19 +146,33 @@ def _fill(parts: list[_Partition], max_bytes: int) -> int:
 
 
 def _wait_ready(parts: list[_Partition]) -> list[_Partition]:
-    """Partitions worth a replica-side wait: readable, no error, nothing new at the offset."""
+    """Partitions worth a wait: readable, no error, nothing to return at the offset yet."""
     return [p for p in parts if p.color is not None and not p.error and p.result is not None
             and not p.result.entries]
 
 
+async def _reread_held(broker: Broker, held: list[_Partition]) -> None:
+    """The transaction state changed: read the held partitions again (their LSO may have moved)."""
+    await broker.transactions.changed().wait()
+    await asyncio.gather(*(_read(broker, p) for p in held))
+
+
 async def _long_poll(broker: Broker, parts: list[_Partition], deadline: float) -> None:
-    """Wait until any idle partition gets data (or the deadline); then that data is in parts."""
+    """Wait until any idle partition gets data (or the deadline); then that data is in parts.
+
+    An idle partition waits at the replicas for an append; a held one (records past
+    its LSO only) waits for the transaction state to change instead, which the
+    replicas would not signal.
+    """
     loop = asyncio.get_running_loop()
     idle = _wait_ready(parts)
     if not idle:
         return
     wait_ms = max(MIN_WAIT_MS, int((deadline - loop.time()) * 1000))
-    waits = {asyncio.ensure_future(_read(broker, p, wait_ms)): p for p in idle}
+    held = [p for p in idle if p.held]
+    waits = {asyncio.ensure_future(_read(broker, p, wait_ms)): [p] for p in idle if not p.held}
+    if held:
+        waits[asyncio.ensure_future(_reread_held(broker, held))] = held
     pending = set(waits)
     try:
         while pending:
@@ -154,14 +180,22 @@ async def _long_poll(broker: Broker, parts: list[_Partition], deadline: float) -
                                                return_when=asyncio.FIRST_COMPLETED)
             if not done:
                 return
-            if any(waits[d].error or (waits[d].result and waits[d].result.entries) for d in done):
+            if any(p.error or (p.result and p.result.entries) for d in done for p in waits[d]):
                 return
+            for d in done:
+                if any(p.held for p in waits[d]):
+                    # Still held after the change: wait for the next one.
+                    again = [p for p in waits[d] if p.held]
+                    task = asyncio.ensure_future(_reread_held(broker, again))
+                    waits[task] = again
+                    pending.add(task)
     finally:
         for task in pending:
             task.cancel()
 
 
-async def _requested(broker: Broker, topics: list[Body], by_id: bool) -> list[_Partition]:
+async def _requested(broker: Broker, topics: list[Body], by_id: bool,
+                     committed: bool) -> list[_Partition]:
     parts = []
     for t in topics:
         if by_id and t["topic_id"] == offsets_topic.TOPIC_ID:
@@ -171,7 +205,8 @@ async def _requested(broker: Broker, topics: list[Body], by_id: bool) -> list[_P
             name, topic_id = (topic.name if topic else None), t["topic_id"]
         else:
             name, topic_id = t["topic"], NO_TOPIC_ID
-        parts += [_Partition(name, p["partition"], p["fetch_offset"], p["partition_max_bytes"], topic_id)
+        parts += [_Partition(name, p["partition"], p["fetch_offset"], p["partition_max_bytes"], topic_id,
+                             committed=committed and name != offsets_topic.TOPIC)
                   for p in t["partitions"]]
     return parts
 
@@ -179,15 +214,27 @@ async def _requested(broker: Broker, topics: list[Body], by_id: bool) -> list[_P
 def _partition_body(broker: Broker, part: _Partition) -> Body:
     res = part.result
     hwm = res.tail if res is not None and part.error != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else -1
+    stable = part.stable if part.committed and hwm >= 0 else hwm
     body: Body = {
         "partition_index": part.index, "error_code": part.error, "high_watermark": hwm,
-        # No transactions, so everything below the high watermark is stable.
-        "last_stable_offset": hwm, "log_start_offset": res.log_start if res is not None else -1,
-        "aborted_transactions": [], "preferred_read_replica": -1, "records": b"".join(part.batches),
+        "last_stable_offset": stable, "log_start_offset": res.log_start if res is not None else -1,
+        "aborted_transactions": _aborted(broker, part), "preferred_read_replica": -1,
+        "records": b"".join(part.batches),
     }
     if part.error == ErrorCode.NOT_LEADER_OR_FOLLOWER:
         body["current_leader"] = {"leader_id": broker.leader(part.index), "leader_epoch": 0}
     return body
+
+
+def _aborted(broker: Broker, part: _Partition) -> list[Body] | None:
+    """read_committed: the aborted transactions among the returned batches (null otherwise)."""
+    if not part.committed:
+        return None
+    if part.color is None or part.result is None or not part.batches:
+        return []
+    end = part.result.entries[len(part.batches) - 1].end
+    return [{"producer_id": a.producer_id, "first_offset": a.first}
+            for a in broker.transactions.state.aborted_between(part.color.id, part.offset, end)]
 
 
 def _leader_endpoints(broker: Broker, parts: list[_Partition]) -> list[Body]:
@@ -205,7 +252,8 @@ async def handle_fetch(broker: Broker, request: Request) -> Body:
     deadline = loop.time() + max(0, body["max_wait_ms"]) / 1000
     min_bytes = max(1, body["min_bytes"])
     max_bytes = body["max_bytes"]
-    parts = await _requested(broker, body["topics"], version >= TOPIC_IDS_FROM_VERSION)
+    parts = await _requested(broker, body["topics"], version >= TOPIC_IDS_FROM_VERSION,
+                             body.get("isolation_level", 0) == READ_COMMITTED)
     await asyncio.gather(*(_resolve(broker, p) for p in parts))
     await asyncio.gather(*(_read(broker, p) for p in parts))
     total = _fill(parts, max_bytes)

@@ -21,6 +21,8 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 NO_OFFSET = -1
 NO_EPOCH = -1
 
+Row = tuple[str, int, int, int, str | None]  # topic, partition, offset, leader epoch, metadata
+
 
 def _commit_answer(topics: list[Body], codes: dict[tuple[str, int], ErrorCode]) -> Body:
     return {"throttle_time_ms": 0, "topics": [
@@ -28,6 +30,28 @@ def _commit_answer(topics: list[Body], codes: dict[tuple[str, int], ErrorCode]) 
             {"partition_index": p["partition_index"],
              "error_code": codes[(t["name"], p["partition_index"])]} for p in t["partitions"]]}
         for t in topics]}
+
+
+async def commit_rows(broker: Broker,
+                      topics: list[Body]) -> tuple[dict[tuple[str, int], ErrorCode], list[Row]]:
+    """Check each partition of a commit: an error code per partition, and the rows to store."""
+    codes: dict[tuple[str, int], ErrorCode] = {}
+    rows: list[Row] = []
+    for t in topics:
+        topic = await broker.topics.lookup(t["name"])
+        for p in t["partitions"]:
+            index, metadata = p["partition_index"], p["committed_metadata"]
+            if not authz.topic_allowed(broker, Operation.READ, t["name"]):
+                codes[(t["name"], index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or not 0 <= index < topic.partitions:
+                codes[(t["name"], index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            elif metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
+                codes[(t["name"], index)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                codes[(t["name"], index)] = ErrorCode.NONE
+                rows.append((t["name"], index, p["committed_offset"],
+                             p.get("committed_leader_epoch", NO_EPOCH), metadata))
+    return codes, rows
 
 
 @serves(ApiKey.OFFSET_COMMIT, 1, 9)
@@ -49,22 +73,7 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
                                     body.get("group_instance_id"), request.api_version)
     if error != ErrorCode.NONE:
         return _commit_answer(topics, dict.fromkeys(keys, error))
-    codes: dict[tuple[str, int], ErrorCode] = {}
-    rows: list[tuple[str, int, int, int, str | None]] = []
-    for t in topics:
-        topic = await broker.topics.lookup(t["name"])
-        for p in t["partitions"]:
-            index, metadata = p["partition_index"], p["committed_metadata"]
-            if not authz.topic_allowed(broker, Operation.READ, t["name"]):
-                codes[(t["name"], index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-            elif topic is None or not 0 <= index < topic.partitions:
-                codes[(t["name"], index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif metadata is not None and len(metadata.encode()) > MAX_METADATA_BYTES:
-                codes[(t["name"], index)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
-            else:
-                codes[(t["name"], index)] = ErrorCode.NONE
-                rows.append((t["name"], index, p["committed_offset"],
-                             p.get("committed_leader_epoch", NO_EPOCH), metadata))
+    codes, rows = await commit_rows(broker, topics)
     if rows:
         try:
             await groups.offsets.commit(group_id, rows, groups.wall_ms())
@@ -75,8 +84,12 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     return _commit_answer(topics, codes)
 
 
-def _fetched(broker: Broker, group_id: str, topics: list[Body] | None) -> list[Body]:
-    """The committed offsets of the requested partitions, or of every committed one (None)."""
+def _fetched(broker: Broker, group_id: str, topics: list[Body] | None, require_stable: bool) -> list[Body]:
+    """The committed offsets of the requested partitions, or of every committed one (None).
+
+    With require_stable (v7+), a partition an open transaction holds a commit of
+    answers UNSTABLE_OFFSET_COMMIT, which the consumer retries.
+    """
     state = broker.groups.offsets.state
     if topics is None:
         wanted: dict[str, list[int]] = {}
@@ -88,6 +101,11 @@ def _fetched(broker: Broker, group_id: str, topics: list[Body] | None) -> list[B
     for topic, partitions in wanted.items():
         parts = []
         for index in partitions:
+            if require_stable and state.unstable((group_id, topic, index)):
+                parts.append({"partition_index": index, "committed_offset": NO_OFFSET,
+                              "committed_leader_epoch": NO_EPOCH, "metadata": "",
+                              "error_code": ErrorCode.UNSTABLE_OFFSET_COMMIT})
+                continue
             entry = state.get((group_id, topic, index))
             parts.append({"partition_index": index,
                           "committed_offset": entry.offset if entry else NO_OFFSET,
@@ -114,12 +132,13 @@ async def handle_offset_fetch(broker: Broker, request: Request) -> Body:
     body = request.body
     # Commits may have come through a gateway that coordinated the group before.
     await broker.groups.offsets.sync()
+    stable = bool(body.get("require_stable", False))
     if request.api_version >= 8:
         groups = []
         for g in body["groups"]:
             error = _group_error(broker, g["group_id"])
             groups.append({"group_id": g["group_id"], "error_code": error,
-                           "topics": [] if error else _fetched(broker, g["group_id"], g["topics"])})
+                           "topics": [] if error else _fetched(broker, g["group_id"], g["topics"], stable)})
         return {"throttle_time_ms": 0, "groups": groups}
     group_id = body["group_id"]
     error = _group_error(broker, group_id)
@@ -130,4 +149,4 @@ async def handle_offset_fetch(broker: Broker, request: Request) -> Body:
             for i in t["partition_indexes"]]} for t in body["topics"] or []]
         return {"throttle_time_ms": 0, "error_code": error, "topics": topics}
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE,
-            "topics": _fetched(broker, group_id, body["topics"])}
+            "topics": _fetched(broker, group_id, body["topics"], stable)}

@@ -1,8 +1,9 @@
 """Offsets of a partition: ListOffsets (2), OffsetForLeaderEpoch (23), DeleteRecords (21).
 
 Offsets are SNs: the earliest is the color's log start, the latest its tail
-(Kafka's high watermark). DeleteRecords is a FlexLog trim, which moves the log
-start of every replica.
+(Kafka's high watermark; for isolation_level READ_COMMITTED, the last stable
+offset). DeleteRecords is a FlexLog trim, which moves the log start of every
+replica.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4  # v8+, KIP-405: where the broker's local copy of the log starts
 LATEST_TIERED = -5  # v9+, KIP-1005: the last offset in remote (tiered) storage
+READ_COMMITTED = 1
 
 
 class _PartitionFailed(Exception):
@@ -95,6 +97,7 @@ async def _derived_offsets(broker: Broker, part: Body) -> Body:
 @serves(ApiKey.LIST_OFFSETS, 1, 9)
 async def handle_list_offsets(broker: Broker, request: Request) -> Body:
     version = request.api_version
+    committed = request.body.get("isolation_level", 0) == READ_COMMITTED
 
     async def answer(topic: str, part: Body) -> Body:
         if topic == offsets_topic.TOPIC:
@@ -109,7 +112,8 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
             # is, so the local log starts where the log does, as in Kafka without remote storage.
             log_start, tail = await broker.client.state(color)
             broker.log_starts[color.id] = log_start
-            offset = tail if wanted == LATEST else log_start
+            end = broker.transactions.last_stable(color.id, tail) if committed else tail
+            offset = end if wanted == LATEST else log_start
         elif wanted == MAX_TIMESTAMP and version >= 7:
             offset, timestamp = await broker.timestamps.max_timestamp(color)
         elif wanted == LATEST_TIERED and version >= 9:
@@ -118,6 +122,10 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
             offset, timestamp = await broker.timestamps.offset_for_time(color, wanted)
         else:
             raise _PartitionFailed(ErrorCode.INVALID_REQUEST)
+        if committed and wanted not in (LATEST, EARLIEST, EARLIEST_LOCAL) and offset >= 0 \
+                and offset >= broker.transactions.last_stable(color.id, offset + 1):
+            # read_committed finds nothing at or past the last stable offset, as in Kafka.
+            offset, timestamp = -1, -1
         return {"partition_index": part["partition_index"], "error_code": ErrorCode.NONE,
                 "timestamp": timestamp, "offset": offset,
                 "leader_epoch": LEADER_EPOCH if offset >= 0 else -1}

@@ -1,5 +1,9 @@
 """Produce (0): validate each client batch, then append its bytes as one entry.
 
+A transactional batch is taken only while its producer's transaction is
+ongoing and holds the partition (``gateway/transactions.py``), so no batch of
+a transaction lands after its end marker.
+
 As Kafka's broker does, the gateway sets the header's maxTimestamp to the
 largest record timestamp when the producer's differs (then the CRC over it);
 the log rewrites only baseOffset (outside the CRC). The records themselves,
@@ -64,8 +68,8 @@ def check_batch(records: bytes | None, version: int, max_bytes: int) -> record_b
                             f"recordsCount {header.records_count}")
     if header.is_control:
         raise BatchRejected(ErrorCode.INVALID_RECORD, "clients may not write control batches")
-    if header.is_transactional:
-        raise BatchRejected(ErrorCode.INVALID_RECORD, "transactions are not supported by FlexLog")
+    if header.is_transactional and header.producer_id == NO_PRODUCER_ID:
+        raise BatchRejected(ErrorCode.INVALID_RECORD, "a transactional batch needs a producer id")
     if header.codec > record_batch.CODEC_ZSTD:
         raise BatchRejected(ErrorCode.CORRUPT_MESSAGE, f"unknown compression codec {header.codec}")
     if header.codec == record_batch.CODEC_ZSTD and version < ZSTD_FROM_VERSION:
@@ -158,15 +162,26 @@ async def _submit_idempotent(broker: Broker, color: ColorInfo, header: record_ba
     """
     idem = broker.idempotence
     await idem.ensure_loaded(color)
-    states = idem.states
-    verdict = states.check(color.id, header)
-    if verdict.error:
-        raise BatchRejected(verdict.error, f"producer {header.producer_id} epoch "
-                            f"{header.producer_epoch} sequence {header.base_sequence} refused")
-    if verdict.duplicate_of is not None:
-        return _as_future(verdict.duplicate_of)
-    appended = await broker.client.submit_batch(records, color, validated=True)
-    states.record(color.id, header, appended)
+    txns = broker.transactions
+    if header.is_transactional:
+        refused = await txns.admit(color.id, header.producer_id, header.producer_epoch)
+        if refused:
+            raise BatchRejected(refused, f"producer {header.producer_id} epoch {header.producer_epoch} "
+                                "has no ongoing transaction holding this partition")
+    try:
+        states = idem.states
+        verdict = states.check(color.id, header)
+        if verdict.error:
+            raise BatchRejected(verdict.error, f"producer {header.producer_id} epoch "
+                                f"{header.producer_epoch} sequence {header.base_sequence} refused")
+        if verdict.duplicate_of is not None:
+            return _as_future(verdict.duplicate_of)
+        appended = await broker.client.submit_batch(records, color, validated=True)
+        states.record(color.id, header, appended)
+    finally:
+        if header.is_transactional:
+            # Submitted (or refused): the partition's end marker may now be written after it.
+            txns.admitted(color.id, header.producer_id)
 
     def landed(fut: asyncio.Future[int]) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -197,6 +212,13 @@ async def handle_produce(broker: Broker, request: Request) -> Body | Deferred | 
             raise CloseConnection(f"acks=0 produce rejected with error {code}")
         return {"responses": [{"name": t["name"],
                                "partition_responses": [_result(p["index"], code)
+                                                       for p in t["partition_data"]]}
+                              for t in topics], "throttle_time_ms": 0}
+    txn_id = body.get("transactional_id")
+    if txn_id is not None and not authz.transactional_id_allowed(broker, Operation.WRITE, txn_id):
+        denied = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return {"responses": [{"name": t["name"],
+                               "partition_responses": [_result(p["index"], denied)
                                                        for p in t["partition_data"]]}
                               for t in topics], "throttle_time_ms": 0}
     submitted = [await _submit_partition(broker, t["name"], p, version)

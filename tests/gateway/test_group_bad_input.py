@@ -134,11 +134,14 @@ def test_requests_to_the_wrong_gateway_are_redirected(gateways):
     assert found["coordinators"][0]["node_id"] == 1
     assert join(c0, group)["error_code"] == ErrorCode.NOT_COORDINATOR
     assert join(c1, group)["error_code"] == ErrorCode.MEMBER_ID_REQUIRED
-    txn = c0.call(ApiKey.FIND_COORDINATOR, 3, {"key": "tx", "key_type": 1})
-    assert txn["error_code"] == ErrorCode.INVALID_REQUEST and "transactions" in txn["error_message"]
-    init = c0.call(ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": "tx",
-                                                 "transaction_timeout_ms": 1000})
-    assert init["error_code"] == ErrorCode.INVALID_REQUEST
+    # Transactional ids are spread over the gateways by the same hash as groups.
+    txn_id = group_on(1)
+    txn = c0.call(ApiKey.FIND_COORDINATOR, 3, {"key": txn_id, "key_type": 1})
+    assert (txn["error_code"], txn["node_id"]) == (0, 1)
+    request = {"transactional_id": txn_id, "transaction_timeout_ms": 1000}
+    assert c0.call(ApiKey.INIT_PRODUCER_ID, 4, request)["error_code"] == ErrorCode.NOT_COORDINATOR
+    init = c1.call(ApiKey.INIT_PRODUCER_ID, 4, request)
+    assert (init["error_code"], init["producer_epoch"]) == (0, 0)
     topic = create_topic(c0)
     # Partition 1 is led by gateway 1.
     assert produce(c0, topic, 1, batch(b"x"))["error_code"] == ErrorCode.NOT_LEADER_OR_FOLLOWER

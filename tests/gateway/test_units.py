@@ -135,6 +135,7 @@ def test_batch_checks():
     assert _code(good[:16] + b"\x01" + good[17:]) == ErrorCode.CORRUPT_MESSAGE  # magic 1
     assert _code(good[:-1] + bytes([good[-1] ^ 1])) == ErrorCode.CORRUPT_MESSAGE
     assert _code(_with_attributes(good, record_batch.CONTROL_BIT)) == ErrorCode.INVALID_RECORD
+    # Transactional without a producer id.
     assert _code(_with_attributes(good, record_batch.TRANSACTIONAL_BIT)) == ErrorCode.INVALID_RECORD
     zstd = _with_attributes(good, record_batch.CODEC_ZSTD)
     assert _code(zstd, version=6) == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE

@@ -44,6 +44,15 @@ from .replicas import (
     ELECT_LEADERS,
     LIST_PARTITION_REASSIGNMENTS,
 )
+from .transactions import (
+    ADD_OFFSETS_TO_TXN,
+    ADD_PARTITIONS_TO_TXN,
+    DESCRIBE_PRODUCERS,
+    DESCRIBE_TRANSACTIONS,
+    END_TXN,
+    LIST_TRANSACTIONS,
+    TXN_OFFSET_COMMIT,
+)
 
 APIS: dict[int, Api] = {
     api.key: api
@@ -68,6 +77,10 @@ APIS: dict[int, Api] = {
         DELETE_RECORDS,
         INIT_PRODUCER_ID,
         OFFSET_FOR_LEADER_EPOCH,
+        ADD_PARTITIONS_TO_TXN,
+        ADD_OFFSETS_TO_TXN,
+        END_TXN,
+        TXN_OFFSET_COMMIT,
         DESCRIBE_ACLS,
         CREATE_ACLS,
         DELETE_ACLS,
@@ -84,6 +97,9 @@ APIS: dict[int, Api] = {
         DESCRIBE_CLIENT_QUOTAS,
         ALTER_CLIENT_QUOTAS,
         DESCRIBE_CLUSTER,
+        DESCRIBE_PRODUCERS,
+        DESCRIBE_TRANSACTIONS,
+        LIST_TRANSACTIONS,
         CONSUMER_GROUP_HEARTBEAT,
         CONSUMER_GROUP_DESCRIBE,
     )
@@ -101,6 +117,9 @@ ApiKey = IntEnum("ApiKey", [(_constant_name(api.name), key) for key, api in APIS
 
 # What the codec can parse and build, which is not necessarily what a handler serves
 # (Produce 0-2 decode fine but only ever get UNSUPPORTED_VERSION back).
-SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {key: api.versions for key, api in APIS.items()}
+# The gateway advertises handlers' @serves() ranges, never this.
+SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
+    key: api.versions for key, api in APIS.items()
+}
 
 API_NAMES: dict[int, str] = {key: api.name for key, api in APIS.items()}
