@@ -1,6 +1,6 @@
 """An exactly-once consume-transform-produce job, run as a process by test_transactions_exactly_once.py.
 
-    python eos_job.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID TOTAL
+    python eos_job.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID TOTAL [STALL_AT STALL_FILE]
 
 Reads INPUT read_committed as a member of GROUP and writes b"out-" + value for each record to the
 same partition of OUTPUT, in transactions of up to BATCH records that also commit the input offsets
@@ -9,6 +9,10 @@ committed offsets; a fatal one exits with FATAL_EXIT (a new process with the sam
 id fences this one and aborts its open transaction). Prints "committed N" (records this process
 committed so far) after each transaction; exits 0 once the group's committed offsets cover TOTAL
 input records (the input is not transactional: its offsets are 0..n-1 on each partition).
+
+With STALL_AT, the first transaction after STALL_AT committed records stalls once its output is
+acknowledged and its offsets are sent, before the commit: it prints "stalled" and waits until
+STALL_FILE exists (a test kills the job there, or a gateway, then lets it go on).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -52,7 +57,8 @@ def rewind(consumer: Consumer) -> None:
         consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
 
-def transact(producer: Producer, consumer: Consumer, sink: str, batch: list[Message]) -> bool:
+def transact(producer: Producer, consumer: Consumer, sink: str, batch: list[Message],
+             stall: Callable[[], None] | None = None) -> bool:
     """batch's output and input offsets in one transaction; False if it was aborted."""
     offsets: dict[tuple[str, int], int] = {}
     for m in batch:
@@ -64,6 +70,9 @@ def transact(producer: Producer, consumer: Consumer, sink: str, batch: list[Mess
         positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         metadata = consumer.consumer_group_metadata()
         retrying(lambda: producer.send_offsets_to_transaction(positions, metadata, 30))
+        if stall is not None:
+            assert producer.flush(30) == 0
+            stall()
         retrying(lambda: producer.commit_transaction(30))
         return True
     except KafkaException as e:
@@ -84,11 +93,20 @@ def covered(consumer: Consumer) -> int:
 def main() -> int:
     bootstrap, source, sink, group, transactional_id, total_arg = sys.argv[1:7]
     total = int(total_arg)
+    stall_at = int(sys.argv[7]) if len(sys.argv) > 7 else None
+    stall_file = Path(sys.argv[8]) if len(sys.argv) > 8 else None
+
+    def stall() -> None:
+        print("stalled", flush=True)
+        while stall_file is not None and not stall_file.exists():
+            time.sleep(0.05)
+
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
-                         "linger.ms": 5, "transaction.timeout.ms": 10_000})
+                         "linger.ms": 5, "transaction.timeout.ms": 30_000})
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                         "max.poll.interval.ms": 20_000})
     batch: list[Message] = []
 
     def revoked(_consumer: Consumer, _partitions: list[TopicPartition]) -> None:
@@ -107,9 +125,12 @@ def main() -> int:
                 else:
                     print(f"consumer: {m.error()}", file=sys.stderr, flush=True)
             if batch and (len(batch) >= BATCH or not msgs):
-                if transact(producer, consumer, sink, batch):
+                stalling = stall_at is not None and done >= stall_at
+                if transact(producer, consumer, sink, batch, stall if stalling else None):
                     done += len(batch)
                     print(f"committed {done}", flush=True)
+                    if stalling:
+                        stall_at = None
                 batch.clear()
             elif not batch and not msgs and consumer.assignment():
                 try:

@@ -2,7 +2,11 @@
 transactional.id) turns every input record into one output record, read exactly once by a
 read_committed consumer (none missing, none twice), although the job is SIGKILLed mid-run and
 started again, or the gateway coordinating its transactions and group is SIGKILLed and
-restarted under it (the job retries, or is started again when it dies of a fatal error)."""
+restarted under it (the job retries, or is started again when it dies of a fatal error).
+
+Either kill comes while a transaction is open with its output in the log and its input offsets
+sent (the job stalls there, after KILL_AFTER records): the moment when a lost abort, or offsets
+committed without their output, would show."""
 
 from __future__ import annotations
 
@@ -24,18 +28,20 @@ from wire_client import WireClient
 
 JOB = Path(__file__).parent / "eos_job.py"
 TOTAL = 2000
-KILL_AFTER = 400  # records the job has committed before the kill
+KILL_AFTER = 400  # records the job has committed before it stalls for the kill
 RUN_S = 60.0  # the bound on one case, restarts included
 
 
 class Job:
-    """eos_job.py as a process; `progress` is what it last said it committed."""
+    """eos_job.py as a process; `progress` is what it last said it committed, `stalled` is set
+    when it stalls inside a transaction."""
 
     def __init__(self, args: list[str], log: Path) -> None:
         with log.open("a") as err:
             self.proc = subprocess.Popen([sys.executable, str(JOB), *args], stdout=subprocess.PIPE,
                                          stderr=err, stdin=subprocess.DEVNULL, text=True)
         self.progress = 0
+        self.stalled = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -43,12 +49,15 @@ class Job:
         for line in self.proc.stdout:
             if line.startswith("committed "):
                 self.progress = int(line.split()[1])
+            elif line.strip() == "stalled":
+                self.stalled.set()
 
-    def wait_progress(self, n: int, deadline: float) -> None:
-        while self.progress < n:
+    def wait_stalled(self, deadline: float) -> None:
+        while not self.stalled.is_set():
             assert self.proc.poll() is None, f"the job exited {self.proc.returncode} at {self.progress}"
-            assert time.monotonic() < deadline, f"the job committed {self.progress} of {n}"
+            assert time.monotonic() < deadline, f"the job did not stall; it committed {self.progress}"
             time.sleep(0.05)
+        assert KILL_AFTER <= self.progress < TOTAL
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -77,8 +86,10 @@ def run_to_the_end(args: list[str], log: Path, deadline: float, job: Job | None 
 def assert_exactly_once(bootstrap: str, sink: str, inputs: list[bytes]) -> None:
     reader = Reader(bootstrap, [sink], READ_COMMITTED)
     try:
-        reader.until(lambda values: len(values) >= len(inputs), timeout=30)
-        reader.poll(1.0)
+        deadline = time.monotonic() + 30
+        while len(reader.records) < len(inputs) and time.monotonic() < deadline:
+            reader.poll(0.2)
+        reader.poll(1.0)  # for a duplicate to show up
     finally:
         reader.close()
     counts = reader.counts()
@@ -101,13 +112,12 @@ def test_the_job_killed_mid_run_and_started_again(gateways, tmp_path):
     args = [bootstrap, source, sink, unique("eos-g"), unique("eos-tx"), str(TOTAL)]
     log = tmp_path / "job.log"
     deadline = time.monotonic() + RUN_S
-    job = Job(args, log)
+    job = Job([*args, str(KILL_AFTER), str(tmp_path / "never")], log)
     try:
-        job.wait_progress(KILL_AFTER, deadline)
+        job.wait_stalled(deadline)
         job.proc.send_signal(signal.SIGKILL)
     finally:
         job.stop()
-    assert job.progress < TOTAL, "the job finished before it could be killed mid-run"
     run_to_the_end(args, log, deadline)
     assert_exactly_once(addresses[0], sink, inputs)
 
@@ -134,16 +144,17 @@ def test_the_coordinating_gateway_killed_mid_run_and_restarted(gateways, tmp_pat
         group = unique("eos-g")
     args = [",".join(addresses), source, sink, group, transactional_id, str(TOTAL)]
     log = tmp_path / "job.log"
+    go_on = tmp_path / "go-on"
     deadline = time.monotonic() + RUN_S
-    job = Job(args, log)
+    job = Job([*args, str(KILL_AFTER), str(go_on)], log)
     try:
-        job.wait_progress(KILL_AFTER, deadline)
+        job.wait_stalled(deadline)
         gateway = cluster.config.gateways[victim]
         cluster.kill(gateway.name, signal.SIGKILL)
-        assert job.progress < TOTAL, "the job finished before the gateway could be killed mid-run"
         time.sleep(1.0)
         cluster.start_process("gateway", gateway.name)
         wait_ready(gateway.advertised)
+        go_on.touch()
         run_to_the_end(args, log, deadline, job)
     finally:
         job.stop()
