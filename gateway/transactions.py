@@ -85,6 +85,7 @@ class Transactions:
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
         self._marking: set[tuple[str, int, str]] = set()
+        self._markers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
         # Transactional batches between their check and their submission, per (color, producer).
         self._admitting: dict[tuple[int, int], int] = defaultdict(int)
         self._admitted = asyncio.Event()
@@ -295,7 +296,7 @@ class Transactions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), timeout)
         finally:
-            for task in (watcher, upkeep):
+            for task in (watcher, upkeep, *self._markers):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -315,7 +316,9 @@ class Transactions:
                 key = (txn.txn_id, txn.number, target)
                 if key not in self._marking and self._owns(target, txn):
                     self._marking.add(key)
-                    asyncio.get_running_loop().create_task(self._mark(txn, target, key))
+                    task = asyncio.get_running_loop().create_task(self._mark(txn, target, key))
+                    self._markers.add(task)
+                    task.add_done_callback(self._markers.discard)
             if self.coordinates(txn.txn_id):
                 async with self._locks[txn.txn_id]:
                     current = self.state.txns.get(txn.txn_id)
