@@ -63,6 +63,9 @@ CONSUMER_LAG = Gauge("flexlog_gateway_consumer_lag_records",
 REBALANCES = Counter("flexlog_gateway_group_rebalances",
                      "Consumer group generations started (one per completed JoinGroup round)", ["group"])
 # Labelled by the user and client-id a quota's bucket is keyed by (empty where its entity names none).
+TRANSACTIONS_ENDED = Counter("flexlog_gateway_transactions_ended",
+                             "Transactions a producer ended with EndTxn, by result (commit or abort)",
+                             ["result"])
 QUOTA_LABELS = ["quota", "user", "client_id"]
 QUOTA_USAGE = Counter("flexlog_gateway_quota_usage",
                       "Bytes charged against producer_byte_rate / consumer_byte_rate quotas",
@@ -147,6 +150,8 @@ class GatewayMetrics:
             self._committed(request.body, body)
         elif request.api_key == ApiKey.JOIN_GROUP:
             self._joined(request.body, body)
+        elif request.api_key == ApiKey.END_TXN and not body["error_code"]:
+            TRANSACTIONS_ENDED.labels("commit" if request.body["committed"] else "abort").inc()
 
     def _produced(self, req: dict[str, Any], resp: dict[str, Any]) -> None:
         results = {(t["name"], p["index"]): p["error_code"]

@@ -130,6 +130,10 @@ class TransactionState:
     aborted: dict[int, set[Aborted]] = field(default_factory=dict)  # color id -> ranges
     applied: int = 0  # next SN to apply
     since_snapshot: int = 0
+    # Derived from the above on demand, and dropped at every change: fetches and produces ask
+    # these for every partition, the state changes once per transaction step.
+    _stable: dict[int, int] | None = field(default=None, repr=False)
+    _writable: dict[tuple[int, int], set[int]] | None = field(default=None, repr=False)
 
     # ---- the fold -----------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class TransactionState:
         """Fold the record at sn; advance=False folds it out of turn (a sync reads it later)."""
         if advance:
             self.applied = max(self.applied, sn + 1)
+        self._stable = self._writable = None
         try:
             event = json.loads(value or b"")
             op = event["op"]
@@ -184,10 +189,14 @@ class TransactionState:
     def stable_before(self, color: int) -> int | None:
         """The partition's last stable offset bound: the first offset of its oldest open
         transaction whose marker is not written yet; None when it has none."""
-        firsts = [p.first for txn in self.txns.values() if txn.status.open
-                  for p in txn.partitions
-                  if p.color == color and not self.is_marked(txn, partition_target(color))]
-        return min(firsts, default=None)
+        if self._stable is None:
+            self._stable = {}
+            for txn in self.txns.values():
+                if txn.status.open:
+                    for p in txn.partitions:
+                        if not self.is_marked(txn, partition_target(p.color)):
+                            self._stable[p.color] = min(p.first, self._stable.get(p.color, p.first))
+        return self._stable.get(color)
 
     def aborted_between(self, color: int, start: int, end: int) -> list[Aborted]:
         """Aborted transactions on the partition that overlap the offsets [start, end)."""
@@ -195,8 +204,13 @@ class TransactionState:
 
     def ongoing(self, color: int, producer_id: int, epoch: int) -> bool:
         """Whether the producer's current transaction may still write to the partition."""
-        return any(t.producer_id == producer_id and t.epoch == epoch and t.status == TxnStatus.ONGOING
-                   and any(p.color == color for p in t.partitions) for t in self.txns.values())
+        if self._writable is None:
+            self._writable = {}
+            for t in self.txns.values():
+                if t.status == TxnStatus.ONGOING:
+                    self._writable.setdefault((t.producer_id, t.epoch), set()).update(
+                        p.color for p in t.partitions)
+        return color in self._writable.get((producer_id, epoch), ())
 
     def epoch_of(self, producer_id: int) -> int | None:
         return next((t.epoch for t in self.txns.values() if t.producer_id == producer_id), None)
@@ -214,6 +228,7 @@ class TransactionState:
     def prune(self, log_starts: dict[int, int], now_ms: int) -> None:
         """Forget ids idle past their expiry, markers of finished transactions, and aborted
         ranges whose marker left the partition (log_starts names every color that exists)."""
+        self._stable = self._writable = None
         self.txns = {k: t for k, t in self.txns.items()
                      if t.status.open or now_ms - t.updated_ms < ID_EXPIRATION_MS}
         completing = {(t.txn_id, t.number) for t in self.txns.values() if t.status.open}

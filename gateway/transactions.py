@@ -55,6 +55,7 @@ TRANSACTIONS_COLOR = "__transaction_state"
 SNAPSHOT_EVERY_RECORDS = 10_000
 RETRY_S = 1.0
 UPKEEP_INTERVAL_S = 30.0
+SETTLE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Transactions:
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
         self._marking: set[tuple[str, int, str]] = set()
+        self._markers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
         # Transactional batches between their check and their submission, per (color, producer).
         self._admitting: dict[tuple[int, int], int] = defaultdict(int)
         self._admitted = asyncio.Event()
@@ -115,6 +117,15 @@ class Transactions:
         self._notify()
         return sn
 
+    def _current(self, txn_id: str) -> Txn | None:
+        """The id's state for a decision: a preparing transaction whose markers are all written
+        counts as complete already (its Complete record may still be on its way), which saves
+        the client a round of CONCURRENT_TRANSACTIONS."""
+        txn = self.state.txns.get(txn_id)
+        if txn is None:
+            return None
+        return decide.complete(txn, self.state.unmarked(txn), txn.updated_ms) or txn
+
     async def _write(self, txn: Txn) -> None:
         await self._append(txn.record())
 
@@ -123,23 +134,52 @@ class Transactions:
     async def init_producer_id(self, txn_id: str, timeout_ms: int, producer_id: int,
                                epoch: int) -> InitResult:
         await self.log.open()
-        async with self._locks[txn_id]:
-            current = self.state.txns.get(txn_id)
-            fresh = await self.producer_ids.allocate() if decide.needs_producer_id(current) else None
-            decision = decide.init_producer_id(current, txn_id, timeout_ms, producer_id, epoch, fresh,
-                                               self.now_ms())
-            if decision.write is not None:
-                await self._write(decision.write)
-            if decision.error or decision.write is None:
-                return InitResult(decision.error or ErrorCode.COORDINATOR_NOT_AVAILABLE)
-            return InitResult(ErrorCode.NONE, decision.write.producer_id, decision.write.epoch)
+        for last_try in (False, True):
+            async with self._locks[txn_id]:
+                current = self._current(txn_id)
+                fresh = await self.producer_ids.allocate() if decide.needs_producer_id(current) else None
+                decision = decide.init_producer_id(current, txn_id, timeout_ms, producer_id, epoch, fresh,
+                                                   self.now_ms())
+                if decision.write is not None:
+                    await self._write(decision.write)
+            if decision.error != ErrorCode.CONCURRENT_TRANSACTIONS or last_try:
+                break
+            # An abort is completing (perhaps the one just started): answer after it, not with a retry.
+            await self._settled(txn_id)
+        if decision.error or decision.write is None:
+            return InitResult(decision.error or ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return InitResult(ErrorCode.NONE, decision.write.producer_id, decision.write.epoch)
+
+    async def _settled(self, txn_id: str) -> None:
+        """Wait (a bounded time) until the id's transaction is no longer preparing.
+
+        Clients retry CONCURRENT_TRANSACTIONS after their retry backoff (100 ms in
+        librdkafka), so a short wait here is far quicker for them; a partition leader
+        that is down keeps a transaction preparing, and then the answer is the error.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_WAIT_S
+        while (txn := self._current(txn_id)) is not None and txn.status.preparing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def add_partitions(self, txn_id: str, producer_id: int, epoch: int,
                              partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ErrorCode]:
         """AddPartitionsToTxn for one transaction: an error per partition."""
         await self.log.open()
+        codes = await self._add_partitions(txn_id, producer_id, epoch, partitions)
+        if ErrorCode.CONCURRENT_TRANSACTIONS in codes.values():
+            await self._settled(txn_id)
+            codes = await self._add_partitions(txn_id, producer_id, epoch, partitions)
+        return codes
+
+    async def _add_partitions(self, txn_id: str, producer_id: int, epoch: int,
+                              partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ErrorCode]:
         async with self._locks[txn_id]:
-            current = self.state.txns.get(txn_id)
+            current = self._current(txn_id)
             known = decide.known_partitions(current, producer_id, epoch)
             errors: dict[tuple[str, int], ErrorCode] = {}
             new: list[tuple[str, int]] = []
@@ -164,20 +204,30 @@ class Transactions:
 
     async def add_offsets(self, txn_id: str, producer_id: int, epoch: int, group: str) -> ErrorCode:
         await self.log.open()
-        async with self._locks[txn_id]:
-            decision = decide.add(self.state.txns.get(txn_id), producer_id, epoch, [], [group],
-                                  self.now_ms())
-            if decision.write is not None:
-                await self._write(decision.write)
-            return decision.error
+        for last_try in (False, True):
+            async with self._locks[txn_id]:
+                decision = decide.add(self._current(txn_id), producer_id, epoch, [], [group],
+                                      self.now_ms())
+                if decision.write is not None:
+                    await self._write(decision.write)
+            if decision.error != ErrorCode.CONCURRENT_TRANSACTIONS or last_try:
+                break
+            await self._settled(txn_id)
+        return decision.error
 
     async def end(self, txn_id: str, producer_id: int, epoch: int, commit: bool) -> ErrorCode:
+        """EndTxn. Answered once the transaction is complete (or after SETTLE_WAIT_S, when a
+        leader is slow): Kafka may answer at PrepareCommit, but then a client's next
+        transaction meets CONCURRENT_TRANSACTIONS and waits out a retry backoff, and a
+        read_committed consumer may not see the commit yet when commit_transaction returns."""
         await self.log.open()
         async with self._locks[txn_id]:
-            decision = decide.end(self.state.txns.get(txn_id), producer_id, epoch, commit, self.now_ms())
+            decision = decide.end(self._current(txn_id), producer_id, epoch, commit, self.now_ms())
             if decision.write is not None:
                 await self._write(decision.write)
-            return decision.error
+        if decision.error == ErrorCode.NONE:
+            await self._settled(txn_id)
+        return decision.error
 
     def coordinated(self) -> list[Txn]:
         return [t for t in self.state.txns.values() if self.coordinates(t.txn_id)]
@@ -246,7 +296,7 @@ class Transactions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), timeout)
         finally:
-            for task in (watcher, upkeep):
+            for task in (watcher, upkeep, *self._markers):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -266,7 +316,9 @@ class Transactions:
                 key = (txn.txn_id, txn.number, target)
                 if key not in self._marking and self._owns(target, txn):
                     self._marking.add(key)
-                    asyncio.get_running_loop().create_task(self._mark(txn, target, key))
+                    task = asyncio.get_running_loop().create_task(self._mark(txn, target, key))
+                    self._markers.add(task)
+                    task.add_done_callback(self._markers.discard)
             if self.coordinates(txn.txn_id):
                 async with self._locks[txn.txn_id]:
                     current = self.state.txns.get(txn.txn_id)

@@ -160,6 +160,12 @@ def drive_load(cfg: ClusterConfig) -> None:
         for _ in range(2):
             limited.produce("ops-quota", b"q" * 2500)
             assert limited.flush(30) == 0
+        # One committed transaction, for the transactions metric.
+        transactional = Producer({"bootstrap.servers": bootstrap, "transactional.id": "ops-txn"})
+        transactional.init_transactions(30)
+        transactional.begin_transaction()
+        transactional.produce("ops-quota", b"t")
+        transactional.commit_transaction(30)
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 5})
         conf = {"bootstrap.servers": bootstrap, "group.id": "ops-dashboards", "fetch.wait.max.ms": 200,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest"}
