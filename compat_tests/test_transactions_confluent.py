@@ -143,6 +143,16 @@ def committed_offsets(bootstrap: str, group: str, partitions: list[TopicPartitio
         probe.close()
 
 
+def await_committed(bootstrap: str, group: str, partitions: list[TopicPartition],
+                    want: dict[int, int]) -> None:
+    """Once a transaction commits, its offsets are committed as soon as its marker is written:
+    Kafka answers EndTxn before that, so a client may see them a moment later."""
+    deadline = time.monotonic() + 15
+    while (got := committed_offsets(bootstrap, group, partitions)) != want:
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+
+
 def consume_n(c: Consumer, n: int, timeout: float = 30.0) -> list:
     out: list = []
     deadline = time.monotonic() + timeout
@@ -173,12 +183,20 @@ def test_consume_transform_produce_commits_offsets_with_the_output(bootstrap):
 
     transform(consume_n(c, 60))
     assert p.flush(30) == 0
-    # Sent to the transaction, not committed yet.
+    # Sent to the transaction, not committed yet: read_uncommitted sees no commit; read_committed
+    # (OffsetFetch's require_stable, KIP-447) waits for the transaction to end.
     assert set(committed_offsets(bootstrap, group, everything).values()) == {OFFSET_INVALID}
+    stable = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                       "isolation.level": READ_COMMITTED})
+    with pytest.raises(KafkaException) as info:
+        stable.committed(everything, timeout=2)
+    assert info.value.args[0].code() == KafkaError._TIMED_OUT
     p.commit_transaction(30)
-    assert committed_offsets(bootstrap, group, everything) == {q: 10 for q in range(PARTITIONS)}
-    assert {tp.partition: tp.offset for tp in c.committed(everything, timeout=15)} == \
-        {q: 10 for q in range(PARTITIONS)}
+    await_committed(bootstrap, group, everything, {q: 10 for q in range(PARTITIONS)})
+    for waited in (c, stable):
+        assert {tp.partition: tp.offset for tp in waited.committed(everything, timeout=15)} == \
+            {q: 10 for q in range(PARTITIONS)}
+    stable.close()
 
     # An aborted transaction commits neither its output nor its offsets; the job rewinds to the
     # committed offsets and does the work again.
@@ -195,7 +213,7 @@ def test_consume_transform_produce_commits_offsets_with_the_output(bootstrap):
     assert sorted(m.value() for m in again) == inputs[60:]
     transform(again)
     p.commit_transaction(30)
-    assert committed_offsets(bootstrap, group, everything) == {q: 15 for q in range(PARTITIONS)}
+    await_committed(bootstrap, group, everything, {q: 15 for q in range(PARTITIONS)})
     c.close()
 
     rc = Reader(bootstrap, [sink], READ_COMMITTED)
