@@ -1,8 +1,10 @@
 """Transactions with the other clients: aiokafka's and kafka-python's transactional producers,
 each read back by a read_committed consumer of the same library (a committed transaction once,
-an aborted one never, while a read_uncommitted consumer does see the aborted records), and
-kcat's read_committed consumer (Debian's librdkafka 2.0.2) reading what confluent-kafka's
-transactional producer committed and aborted."""
+an aborted one never, while a read_uncommitted consumer does see the aborted records), and each
+library's consume-transform-produce (send_offsets_to_transaction: the group's offsets are
+committed with the output, and an aborted transaction commits neither); kcat's read_committed
+consumer (Debian's librdkafka 2.0.2) reading what confluent-kafka's transactional producer
+committed and aborted."""
 
 from __future__ import annotations
 
@@ -14,14 +16,16 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as AioTopicPartition
-from group_helpers import PARTITIONS, create_topic, unique
-from kafka import KafkaConsumer, KafkaProducer
+from group_helpers import PARTITIONS, create_topic, produce, unique
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
 from kafka import TopicPartition as KpTopicPartition
 from txn_helpers import READ_COMMITTED, READ_UNCOMMITTED, send_aborted, send_committed
 
 COMMITTED = [b"c-%02d" % i for i in range(12)]  # two on each partition
 ABORTED = [b"a-%02d" % i for i in range(12)]
 LATER = [b"z-%d" % q for q in range(PARTITIONS)]  # one on each partition, committed last
+INPUTS = [b"in-%02d" % i for i in range(30)]  # five on each partition
+OUTPUTS = [b"out-" + v for v in INPUTS]
 
 
 class Abandon(Exception):
@@ -74,6 +78,46 @@ async def test_aiokafka_transactions(bootstrap):
     assert sorted(everything) == sorted(COMMITTED + ABORTED + LATER)
 
 
+async def test_aiokafka_consume_transform_produce(bootstrap):
+    source, sink = create_topic(bootstrap), create_topic(bootstrap)
+    group = unique("ctp-aio")
+    produce(bootstrap, source, INPUTS)
+    c = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                         isolation_level=READ_COMMITTED, auto_offset_reset="earliest")
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("tx-aio"))
+    await c.start()
+    await p.start()
+    partitions = [AioTopicPartition(source, q) for q in range(PARTITIONS)]
+    try:
+        got: list = []
+        async with asyncio.timeout(30):
+            while len(got) < len(INPUTS):
+                batches = await c.getmany(timeout_ms=200)
+                got += [m for msgs in batches.values() for m in msgs]
+        offsets = {tp: 1 + max(m.offset for m in got if m.partition == tp.partition) for tp in partitions}
+
+        async def transform() -> None:
+            sent = [await p.send(sink, value=b"out-" + m.value, partition=m.partition) for m in got]
+            await asyncio.gather(*sent)
+            await p.send_offsets_to_transaction(offsets, group)
+
+        with pytest.raises(Abandon):
+            async with p.transaction():
+                await transform()
+                raise Abandon
+        assert [await c.committed(tp) for tp in partitions] == [None] * PARTITIONS
+        async with p.transaction():
+            await transform()
+        async with asyncio.timeout(15):  # committed once the transaction's marker is written
+            while [await c.committed(tp) for tp in partitions] != [5] * PARTITIONS:
+                await asyncio.sleep(0.1)
+    finally:
+        await p.stop()
+        await c.stop()
+    out = await aiokafka_read(bootstrap, sink, READ_COMMITTED, set(OUTPUTS))
+    assert sorted(out) == sorted(OUTPUTS)
+
+
 def kafka_python_read(bootstrap: str, topic: str, isolation: str, until: set[bytes]) -> list[bytes]:
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation)
     got: list[bytes] = []
@@ -117,6 +161,47 @@ def test_kafka_python_transactions(bootstrap):
     assert sorted(committed) == sorted(COMMITTED + LATER)
     everything = kafka_python_read(bootstrap, topic, READ_UNCOMMITTED, set(LATER))
     assert sorted(everything) == sorted(COMMITTED + ABORTED + LATER)
+
+
+def test_kafka_python_consume_transform_produce(bootstrap):
+    source, sink = create_topic(bootstrap), create_topic(bootstrap)
+    group = unique("ctp-kp")
+    produce(bootstrap, source, INPUTS)
+    c = KafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                      isolation_level=READ_COMMITTED, auto_offset_reset="earliest")
+    p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("tx-kp"))
+    partitions = [KpTopicPartition(source, q) for q in range(PARTITIONS)]
+    try:
+        got: list = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(INPUTS):
+            assert time.monotonic() < deadline, f"read {len(got)}"
+            got += [m for msgs in c.poll(timeout_ms=200).values() for m in msgs]
+        ends = {tp: 1 + max(m.offset for m in got if m.partition == tp.partition) for tp in partitions}
+        offsets = {tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()}
+        p.init_transactions()
+
+        def transform() -> None:
+            p.begin_transaction()
+            for m in got:
+                p.send(sink, value=b"out-" + m.value, partition=m.partition)
+            p.send_offsets_to_transaction(offsets, c.group_metadata())
+
+        transform()
+        p.flush(30)
+        p.abort_transaction()
+        assert [c.committed(tp) for tp in partitions] == [None] * PARTITIONS
+        transform()
+        p.commit_transaction()
+        deadline = time.monotonic() + 15  # committed once the transaction's marker is written
+        while [c.committed(tp) for tp in partitions] != [5] * PARTITIONS:
+            assert time.monotonic() < deadline, [c.committed(tp) for tp in partitions]
+            time.sleep(0.1)
+    finally:
+        p.close(timeout=10)
+        c.close()
+    out = kafka_python_read(bootstrap, sink, READ_COMMITTED, set(OUTPUTS))
+    assert sorted(out) == sorted(OUTPUTS)
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
