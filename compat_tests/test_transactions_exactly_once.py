@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from group_helpers import create_topic, produce, unique, wait_ready
-from txn_helpers import READ_COMMITTED, Reader
+from txn_helpers import READ_COMMITTED, READ_UNCOMMITTED, Reader
 
 from cluster import Cluster
 from flexlog.gateway.groups import coordinator_index
@@ -120,6 +120,12 @@ def test_the_job_killed_mid_run_and_started_again(gateways, tmp_path):
         job.stop()
     run_to_the_end(args, log, deadline)
     assert_exactly_once(addresses[0], sink, inputs)
+    # The killed job's last transaction did reach the log (it was aborted, not lost).
+    everything = Reader(addresses[0], [sink], READ_UNCOMMITTED)
+    try:
+        everything.until(lambda values: len(values) > len(inputs))
+    finally:
+        everything.close()
 
 
 def transaction_coordinator(addresses: list[str], transactional_id: str) -> int:
