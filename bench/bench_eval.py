@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -36,10 +37,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+# bench_ordering imports common, which puts tests/ (where `cluster` lives) on sys.path.
 from bench_ordering import paced, sequencer_chain, through_tree
 
 from cluster import Cluster, started
@@ -67,10 +68,11 @@ class Phases:
     warmup_s: float
     latency_n: int
     storage_scale: int
+    rounds: int  # boki and scaling: each variant measured once per round, variants alternating
 
 
-FULL = Phases(ordering_s=2.0, append_s=3.0, warmup_s=1.0, latency_n=400, storage_scale=1)
-QUICK = Phases(ordering_s=0.6, append_s=1.2, warmup_s=0.4, latency_n=150, storage_scale=4)
+FULL = Phases(ordering_s=2.0, append_s=2.5, warmup_s=0.5, latency_n=400, storage_scale=1, rounds=2)
+QUICK = Phases(ordering_s=0.6, append_s=1.2, warmup_s=0.3, latency_n=150, storage_scale=4, rounds=1)
 
 
 def ms(values_s: list[float], p: float) -> float:
@@ -130,7 +132,7 @@ def layout_toml(data_dir: Path, leaves: int, shards: int, replicas: int) -> str:
     return "\n\n".join(out) + "\n"
 
 
-@contextmanager
+@contextlib.contextmanager
 def layout(leaves: int, shards: int, replicas: int = 3) -> Iterator[Cluster]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cluster.toml"
@@ -141,9 +143,18 @@ def layout(leaves: int, shards: int, replicas: int = 3) -> Iterator[Cluster]:
 
 @dataclass
 class Load:
-    entries_per_s: float
-    cpu_s: float  # CPU-seconds of every cluster process and this benchmark during the phase
-    seconds: float
+    entries: int = 0
+    cpu_s: float = 0.0  # CPU-seconds of every cluster process and this benchmark
+    seconds: float = 0.0
+
+    def add(self, other: Load) -> None:
+        self.entries += other.entries
+        self.cpu_s += other.cpu_s
+        self.seconds += other.seconds
+
+    @property
+    def entries_per_s(self) -> float:
+        return self.entries / self.seconds
 
     @property
     def cores(self) -> float:
@@ -152,7 +163,7 @@ class Load:
     @property
     def per_core(self) -> float:
         """Entries per CPU-second: what one core's worth of this pipeline appends."""
-        return self.entries_per_s * self.seconds / self.cpu_s
+        return self.entries / self.cpu_s
 
 
 async def closed_loop(clients: list[FlexLogClient], colors: list[ColorInfo], seconds: float,
@@ -173,7 +184,7 @@ async def closed_loop(clients: list[FlexLogClient], colors: list[ColorInfo], sec
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(IN_FLIGHT)))
     elapsed = time.perf_counter() - start
-    return Load(done / elapsed, cpu_seconds(pids) - cpu0, elapsed)
+    return Load(done, cpu_seconds(pids) - cpu0, elapsed)
 
 
 async def one_at_a_time(client: FlexLogClient, color: ColorInfo, n: int) -> list[float]:
@@ -187,10 +198,10 @@ async def one_at_a_time(client: FlexLogClient, color: ColorInfo, n: int) -> list
 
 
 async def make_colors(client: FlexLogClient, prefix: str, owner_of: dict[int, int],
-                      shards: list[int]) -> list[ColorInfo]:
-    """COLORS colors, color i on shard shards[i % len], owned by owner_of[that shard]."""
+                      shards: list[int], count: int = COLORS) -> list[ColorInfo]:
+    """count colors, color i on shard shards[i % len], owned by owner_of[that shard]."""
     out = []
-    for i in range(COLORS):
+    for i in range(count):
         shard = shards[i % len(shards)]
         out.append(await client.create_color(f"{prefix}{i}", owner=owner_of[shard], shards=[shard]))
     return out
@@ -210,48 +221,89 @@ async def clients_for(cfg: config_mod.ClusterConfig) -> list[FlexLogClient]:
 # ---- Boki-like baseline ---------------------------------------------------------------------
 
 
-async def boki(cluster: Cluster, ph: Phases) -> list[tuple[str, Load, list[float]]]:
+@dataclass
+class Variant:
+    """One workload on one cluster, measured over the rounds."""
+
+    label: str
+    clients: list[FlexLogClient]
+    colors: list[ColorInfo]
+    pids: list[int]
+    load: Load
+    latency: list[float]
+
+
+async def boki_variants(cluster: Cluster) -> list[Variant]:
     cfg = cluster.config
     pids = [p.pid for p in cluster.procs.values()]
     clients = await clients_for(cfg)
     shards = [s.id for s in cfg.shards]
+    leaf_of = {s.id: s.leaf for s in cfg.shards}
+    root_of = {s: cfg.root for s in shards}
+    variants = [
+        (f"FlexLog: {COLORS} colors, each owned by its shard's leaf",
+         await make_colors(clients[0], "leaf", leaf_of, shards)),
+        (f"Boki-like: the same {COLORS} colors, each owned by the root",
+         await make_colors(clients[0], "root", root_of, shards)),
+        ("FlexLog: 1 color per shard, owned by its leaf",
+         await make_colors(clients[0], "leaf1-", leaf_of, shards, len(shards))),
+        ("Boki-like: 1 root-owned color over both shards (one total order)",
+         [await clients[0].create_color("total", owner=cfg.root, shards=shards)]),
+    ]
+    for c in clients:
+        await c.sync_registry()
+    return [Variant(label, clients, colors, pids, Load(), []) for label, colors in variants]
+
+
+async def scaling_variants(clusters: dict[tuple[int, int], Cluster]) -> list[Variant]:
+    out = []
+    for (leaves, shards), cluster in clusters.items():
+        cfg = cluster.config
+        client = FlexLogClient(cfg)
+        await client.wait_ready()
+        colors = await make_colors(client, "scale", {s.id: s.leaf for s in cfg.shards},
+                                   [s.id for s in cfg.shards])
+        out.append(Variant(f"{leaves} x {shards}", [client], colors,
+                           [p.pid for p in cluster.procs.values()], Load(), []))
+    return out
+
+
+async def append_path(boki_cluster: Cluster | None, scaling: dict[tuple[int, int], Cluster],
+                      ph: Phases) -> tuple[list[Variant], list[Variant]]:
+    """Boki-like and scaling variants, measured in alternation: on a shared machine the load
+    drifts within minutes, and alternating spreads that drift over every variant."""
+    boki = await boki_variants(boki_cluster) if boki_cluster else []
+    scale = await scaling_variants(scaling) if scaling else []
     try:
-        variants = [
-            ("FlexLog: each color owned by its shard's leaf",
-             await make_colors(clients[0], "leaf", {s.id: s.leaf for s in cfg.shards}, shards)),
-            ("Boki-like: each color owned by the root",
-             await make_colors(clients[0], "root", {s: cfg.root for s in shards}, shards)),
-            ("Boki-like: one root-owned color over both shards (one total order)",
-             [await clients[0].create_color("total", owner=cfg.root, shards=shards)]),
-        ]
-        for c in clients:
-            await c.sync_registry()
-        out = []
-        for label, colors in variants:
-            await closed_loop(clients, colors, ph.warmup_s, pids)
-            load = await closed_loop(clients, colors, ph.append_s, pids)
-            lat = await one_at_a_time(clients[0], colors[0], ph.latency_n)
-            out.append((label, load, lat))
-        return out
+        for _ in range(ph.rounds):
+            for v in [*boki, *scale]:
+                await closed_loop(v.clients, v.colors, ph.warmup_s, v.pids)
+                v.load.add(await closed_loop(v.clients, v.colors, ph.append_s, v.pids))
+                sys.stdout.flush()
+        for v in boki:
+            v.latency = await one_at_a_time(v.clients[0], v.colors[0], ph.latency_n)
+        return boki, scale
     finally:
-        for c in clients:
-            await c.close()
+        for client in {id(c): c for v in [*boki, *scale] for c in v.clients}.values():
+            await client.close()
 
 
-def print_boki(rows: list[tuple[str, Load, list[float]]]) -> None:
+def print_boki(rows: list[Variant], ph: Phases) -> None:
     print("## Boki-like baseline: one total order at the root vs per-color placement\n")
     print(f"2 leaves x 2 shards x 3 replicas, {ENTRY} B entries, {IN_FLIGHT} appends in flight "
-          f"from two clients; latency of one append at a time afterwards. Ratios are "
-          "FlexLog / this row.\n")
+          f"from two clients, {ph.rounds} x {ph.append_s} s per row, rows alternating; then "
+          f"{ph.latency_n} appends one at a time. Ratios: the first row / this row.\n")
     print("| colors | entries/s | cores used | entries per CPU-s | p50 ms | p99 ms "
           "| FlexLog/this entries/s | FlexLog/this per CPU-s | this/FlexLog p50 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    _, base, base_lat = rows[0]
-    for label, load, lat in rows:
-        print(f"| {label} | {load.entries_per_s:,.0f} | {load.cores:.2f} | {load.per_core:,.0f} "
+    base = rows[0]
+    for v in rows:
+        load, lat = v.load, v.latency
+        print(f"| {v.label} | {load.entries_per_s:,.0f} | {load.cores:.2f} | {load.per_core:,.0f} "
               f"| {ms(lat, 50):.2f} | {ms(lat, 99):.2f} "
-              f"| {base.entries_per_s / load.entries_per_s:.2f} | {base.per_core / load.per_core:.2f} "
-              f"| {ms(lat, 50) / ms(base_lat, 50):.2f} |")
+              f"| {base.load.entries_per_s / load.entries_per_s:.2f} "
+              f"| {base.load.per_core / load.per_core:.2f} "
+              f"| {ms(lat, 50) / ms(base.latency, 50):.2f} |")
     print()
 
 
@@ -339,28 +391,19 @@ def print_mixed(idle: list[float], rows: list[Mixed]) -> None:
 # ---- scaling ----------------------------------------------------------------------------------
 
 
-async def scaling_point(cluster: Cluster, ph: Phases) -> Load:
-    cfg = cluster.config
-    pids = [p.pid for p in cluster.procs.values()]
-    async with FlexLogClient(cfg) as client:
-        await client.wait_ready()
-        colors = await make_colors(client, "scale", {s.id: s.leaf for s in cfg.shards},
-                                   [s.id for s in cfg.shards])
-        await closed_loop([client], colors, ph.warmup_s, pids)
-        return await closed_loop([client], colors, ph.append_s, pids)
-
-
-def print_scaling(rows: list[tuple[int, int, Load]]) -> None:
+def print_scaling(rows: list[Variant], ph: Phases) -> None:
     print("## scaling with shards and leaves, per core used\n")
     print(f"Leaf-owned colors ({COLORS}, spread over the shards), 3 replicas per shard, {ENTRY} B "
-          f"entries, {IN_FLIGHT} appends in flight from one client. CPU-s: every "
-          "cluster process plus the benchmark's own.\n")
+          f"entries, {IN_FLIGHT} appends in flight from one client per cluster, {ph.rounds} x "
+          f"{ph.append_s} s per row, rows alternating (all clusters up, the others idle). "
+          "CPU-s: every process of the measured cluster plus the benchmark's own.\n")
     print("| leaves x shards | processes | entries/s | cores used | entries per CPU-s "
           "| entries/s vs 1x1 | per CPU-s vs 1x1 |")
     print("|---|---|---|---|---|---|---|")
-    base = rows[0][2]
-    for leaves, shards, load in rows:
-        print(f"| {leaves} x {shards} | {1 + leaves + 3 * shards} + client | {load.entries_per_s:,.0f} "
+    base = rows[0].load
+    for v in rows:
+        load = v.load
+        print(f"| {v.label} | {len(v.pids)} + client | {load.entries_per_s:,.0f} "
               f"| {load.cores:.2f} | {load.per_core:,.0f} | {load.entries_per_s / base.entries_per_s:.2f} "
               f"| {load.per_core / base.per_core:.2f} |")
     print()
@@ -461,23 +504,25 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f} at start\n")
     if "ordering" in only:
         ordering(ph)
-    scaling_rows: list[tuple[int, int, Load]] = []
-    # One cluster per layout; each serves every section that runs on it.
-    for leaves, shards in ((1, 1), (1, 2), (2, 2)):
-        wanted = {"scaling"} | ({"mixed"} if (leaves, shards) == (1, 1) else set()) \
-            | ({"boki"} if (leaves, shards) == (2, 2) else set())
-        if not wanted & only:
-            continue
-        with layout(leaves, shards) as cluster:
-            if "scaling" in only:
-                scaling_rows.append((leaves, shards, asyncio.run(scaling_point(cluster, ph))))
-            if "mixed" in wanted & only:
-                print_mixed(*asyncio.run(mixed(cluster, ph)))
-            if "boki" in wanted & only:
-                print_boki(asyncio.run(boki(cluster, ph)))
-        sys.stdout.flush()
-    if scaling_rows:
-        print_scaling(scaling_rows)
+    layouts = []
+    if "scaling" in only:
+        layouts = [(1, 1), (1, 2), (2, 2)]
+    else:
+        layouts = [lay for lay, section in (((1, 1), "mixed"), ((2, 2), "boki")) if section in only]
+    with contextlib.ExitStack() as stack:
+        # Every layout up at once, so the scaling rows can alternate.
+        clusters = {lay: stack.enter_context(layout(*lay)) for lay in layouts}
+        if "mixed" in only:
+            print_mixed(*asyncio.run(mixed(clusters[(1, 1)], ph)))
+            sys.stdout.flush()
+        if {"boki", "scaling"} & only:
+            boki, scale = asyncio.run(append_path(
+                clusters[(2, 2)] if "boki" in only else None,
+                clusters if "scaling" in only else {}, ph))
+            if boki:
+                print_boki(boki, ph)
+            if scale:
+                print_scaling(scale, ph)
     if "storage" in only:
         storage(ph)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - started_at:.0f} s")
