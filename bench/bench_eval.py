@@ -85,32 +85,43 @@ def ms(values_s: list[float], p: float) -> float:
 def ordering(ph: Phases) -> None:
     print("## ordering layer (sequencer processes only)\n")
     print(f"Order requests of {PER_MESSAGE} per message, 4 records each; the benchmark is the "
-          "shard's replica. Per owner: the closed-loop maximum (4 messages in flight), then "
-          "paced loads at fractions of that owner's own maximum (latency from send to grant).\n")
+          "shard's replica. Both trees run at once. Per owner: the closed-loop maximum "
+          "(4 messages in flight), then paced loads at fractions of that owner's own maximum "
+          "(latency from send to grant); owners alternate at every step, so load that drifts "
+          "on a shared machine is spread over all of them.\n")
+    with sequencer_chain(2) as two, sequencer_chain(3) as three:
+        # (tree levels, owner label, the leaf's address, owner node), leaf-owned first per tree.
+        paths = []
+        for levels, cfg in ((2, two), (3, three)):
+            names = ["root", "mid", "leaf"] if levels == 3 else ["root", "leaf"]
+            for node in reversed(range(levels)):
+                hops = levels - node
+                paths.append((levels, f"{names[node]} ({hops} level{'s' * (hops > 1)})",
+                              cfg.sequencer("leaf").address, node))
+
+        async def run() -> list[list[str]]:
+            tops = []
+            for _, _, leaf, owner in paths:
+                await through_tree(leaf, owner, ph.warmup_s, PER_MESSAGE, 4)
+                tops.append((await through_tree(leaf, owner, ph.ordering_s, PER_MESSAGE, 4))[0])
+            rows: list[list[str]] = [[] for _ in paths]
+            for load in LOADS:
+                for i, (_, _, leaf, owner) in enumerate(paths):
+                    got, lat = await paced(leaf, owner, load * tops[i], ph.ordering_s, PER_MESSAGE)
+                    rows[i].append(f"| {load:.1f} | {load * tops[i]:,.0f} | {got:,.0f} "
+                                   f"| {ms(lat, 50):.2f} | {ms(lat, 99):.2f} |")
+            leaf_max: dict[int, float] = {}
+            for (levels, *_), top in zip(paths, tops, strict=True):
+                leaf_max.setdefault(levels, top)
+            return [[f"| {levels} levels | {label} | {tops[i]:,.0f} | {tops[i] / leaf_max[levels]:.2f} "
+                     + row for row in rows[i]] for i, (levels, label, _, _) in enumerate(paths)]
+
+        table = asyncio.run(run())
     print("| tree | owner | max req/s (closed loop) | vs leaf-owned max | load | offered req/s "
           "| granted req/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for levels in (2, 3):
-        with sequencer_chain(levels) as cfg:
-            leaf = cfg.sequencer("leaf").address
-            names = {0: "root", 1: "mid", levels - 1: "leaf"}  # the leaf's entry wins in 2 levels
-
-            async def run(leaf: str = leaf, levels: int = levels, names: dict[int, str] = names
-                          ) -> None:
-                leaf_max = 0.0
-                for owner in reversed(range(levels)):
-                    await through_tree(leaf, owner, ph.warmup_s, PER_MESSAGE, 4)
-                    top, _ = await through_tree(leaf, owner, ph.ordering_s, PER_MESSAGE, 4)
-                    leaf_max = leaf_max or top
-                    hops = levels - owner
-                    for load in LOADS:
-                        got, lat = await paced(leaf, owner, load * top, ph.ordering_s, PER_MESSAGE)
-                        print(f"| {levels} levels | {names[owner]} ({hops} level{'s' * (hops > 1)}) "
-                              f"| {top:,.0f} | {top / leaf_max:.2f} | {load:.1f} | {load * top:,.0f} "
-                              f"| {got:,.0f} | {ms(lat, 50):.2f} | {ms(lat, 99):.2f} |")
-                        sys.stdout.flush()
-
-            asyncio.run(run())
+    for rows in table:
+        print("\n".join(rows))
     print()
 
 
