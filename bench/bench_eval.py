@@ -156,11 +156,13 @@ def layout(leaves: int, shards: int, replicas: int = 3) -> Iterator[Cluster]:
 class Load:
     entries: int = 0
     cpu_s: float = 0.0  # CPU-seconds of every cluster process and this benchmark
+    client_cpu_s: float = 0.0  # the part of cpu_s that this benchmark (the clients) used
     seconds: float = 0.0
 
     def add(self, other: Load) -> None:
         self.entries += other.entries
         self.cpu_s += other.cpu_s
+        self.client_cpu_s += other.client_cpu_s
         self.seconds += other.seconds
 
     @property
@@ -178,8 +180,8 @@ class Load:
 
 
 async def closed_loop(clients: list[FlexLogClient], colors: list[ColorInfo], seconds: float,
-                      pids: list[int]) -> Load:
-    """IN_FLIGHT appends kept in flight, spread round-robin over clients and colors."""
+                      pids: list[int], in_flight: int = IN_FLIGHT) -> Load:
+    """in_flight appends kept in flight, spread round-robin over clients and colors."""
     payload = b"x" * ENTRY
     done = 0
     stop = time.perf_counter() + seconds
@@ -191,11 +193,11 @@ async def closed_loop(clients: list[FlexLogClient], colors: list[ColorInfo], sec
             await client.append([payload], color)
             done += 1
 
-    cpu0 = cpu_seconds(pids)
+    cpu0, client0 = cpu_seconds(pids), time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(IN_FLIGHT)))
+    await asyncio.gather(*(worker(i) for i in range(in_flight)))
     elapsed = time.perf_counter() - start
-    return Load(done, cpu_seconds(pids) - cpu0, elapsed)
+    return Load(done, cpu_seconds(pids) - cpu0, time.process_time() - client0, elapsed)
 
 
 async def one_at_a_time(client: FlexLogClient, color: ColorInfo, n: int) -> list[float]:
@@ -242,6 +244,7 @@ class Variant:
     pids: list[int]
     load: Load
     latency: list[float]
+    in_flight: int = IN_FLIGHT
 
 
 async def boki_variants(cluster: Cluster) -> list[Variant]:
@@ -274,8 +277,11 @@ async def scaling_variants(clusters: dict[tuple[int, int], Cluster]) -> list[Var
         await client.wait_ready()
         colors = await make_colors(client, "scale", {s.id: s.leaf for s in cfg.shards},
                                    [s.id for s in cfg.shards])
+        # The same offered load per shard: with a fixed total, each shard's batches would
+        # shrink as shards are added, and every message costs the same whatever it carries.
         out.append(Variant(f"{leaves} x {shards}", [client], colors,
-                           [p.pid for p in cluster.procs.values()], Load(), []))
+                           [p.pid for p in cluster.procs.values()], Load(), [],
+                           IN_FLIGHT * shards))
     return out
 
 
@@ -288,8 +294,8 @@ async def append_path(boki_cluster: Cluster | None, scaling: dict[tuple[int, int
     try:
         for _ in range(ph.rounds):
             for v in [*boki, *scale]:
-                await closed_loop(v.clients, v.colors, ph.warmup_s, v.pids)
-                v.load.add(await closed_loop(v.clients, v.colors, ph.append_s, v.pids))
+                await closed_loop(v.clients, v.colors, ph.warmup_s, v.pids, v.in_flight)
+                v.load.add(await closed_loop(v.clients, v.colors, ph.append_s, v.pids, v.in_flight))
                 sys.stdout.flush()
         for v in boki:
             v.latency = await one_at_a_time(v.clients[0], v.colors[0], ph.latency_n)
@@ -304,13 +310,14 @@ def print_boki(rows: list[Variant], ph: Phases) -> None:
     print(f"2 leaves x 2 shards x 3 replicas, {ENTRY} B entries, {IN_FLIGHT} appends in flight "
           f"from two clients, {ph.rounds} x {ph.append_s} s per row, rows alternating; then "
           f"{ph.latency_n} appends one at a time. Ratios: the first row / this row.\n")
-    print("| colors | entries/s | cores used | entries per CPU-s | p50 ms | p99 ms "
-          "| FlexLog/this entries/s | FlexLog/this per CPU-s | this/FlexLog p50 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| colors | entries/s | cores used | of which the clients | entries per CPU-s "
+          "| p50 ms | p99 ms | FlexLog/this entries/s | FlexLog/this per CPU-s | this/FlexLog p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base = rows[0]
     for v in rows:
         load, lat = v.load, v.latency
-        print(f"| {v.label} | {load.entries_per_s:,.0f} | {load.cores:.2f} | {load.per_core:,.0f} "
+        print(f"| {v.label} | {load.entries_per_s:,.0f} | {load.cores:.2f} "
+              f"| {load.client_cpu_s / load.seconds:.2f} | {load.per_core:,.0f} "
               f"| {ms(lat, 50):.2f} | {ms(lat, 99):.2f} "
               f"| {base.load.entries_per_s / load.entries_per_s:.2f} "
               f"| {base.load.per_core / load.per_core:.2f} "
@@ -405,17 +412,18 @@ def print_mixed(idle: list[float], rows: list[Mixed]) -> None:
 def print_scaling(rows: list[Variant], ph: Phases) -> None:
     print("## scaling with shards and leaves, per core used\n")
     print(f"Leaf-owned colors ({COLORS}, spread over the shards), 3 replicas per shard, {ENTRY} B "
-          f"entries, {IN_FLIGHT} appends in flight from one client per cluster, {ph.rounds} x "
+          f"entries, {IN_FLIGHT} appends in flight per shard from one client, {ph.rounds} x "
           f"{ph.append_s} s per row, rows alternating (all clusters up, the others idle). "
           "CPU-s: every process of the measured cluster plus the benchmark's own.\n")
-    print("| leaves x shards | processes | entries/s | cores used | entries per CPU-s "
-          "| entries/s vs 1x1 | per CPU-s vs 1x1 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| leaves x shards | processes | entries/s | cores used | of which the client "
+          "| entries per CPU-s | entries/s vs 1x1 | per CPU-s vs 1x1 |")
+    print("|---|---|---|---|---|---|---|---|")
     base = rows[0].load
     for v in rows:
         load = v.load
         print(f"| {v.label} | {len(v.pids)} + client | {load.entries_per_s:,.0f} "
-              f"| {load.cores:.2f} | {load.per_core:,.0f} | {load.entries_per_s / base.entries_per_s:.2f} "
+              f"| {load.cores:.2f} | {load.client_cpu_s / load.seconds:.2f} | {load.per_core:,.0f} "
+              f"| {load.entries_per_s / base.entries_per_s:.2f} "
               f"| {load.per_core / base.per_core:.2f} |")
     print()
 
