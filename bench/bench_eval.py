@@ -486,9 +486,9 @@ def storage(ph: Phases) -> None:
         figures[where] = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
                                                    text=True).stdout)
     print("## storage: PM engine vs an fsync'd append file\n")
-    print(f"prepare_many + commit_many (the replica's path: one call and one persistence barrier "
-          f"per batch) against write + fsync of the same batch to a file on the same disk "
-          f"({tempfile.gettempdir()}). Entries/s.\n")
+    print(f"prepare_many + commit_many (the replica's path: one call per batch; a pool file on "
+          f"disk pays 2 msyncs to prepare and 2 to commit) against one write + one fsync of the "
+          f"same batch to a file on the same disk ({tempfile.gettempdir()}). Entries/s.\n")
     print("| entry | batch | PM, /dev/shm + FORCE | PM, pool file on disk (msync) "
           "| fsync'd file | PM shm / file | PM disk / file |")
     print("|---|---|---|---|---|---|---|")
