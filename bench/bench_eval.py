@@ -1,7 +1,7 @@
 """The FlexLog talk's evaluation, reproduced in shape on this machine, in one run (issue 13).
 
-    .venv/bin/python bench/bench_eval.py            # everything, about 4 minutes
-    .venv/bin/python bench/bench_eval.py --quick    # the same tables with shorter phases, ~1 minute
+    .venv/bin/python bench/bench_eval.py            # everything, about 3-4 minutes
+    .venv/bin/python bench/bench_eval.py --quick    # the same tables with shorter phases, 1-1.5 min
     .venv/bin/python bench/bench_eval.py --only ordering --only storage
 
 Sections (each prints a markdown table; every ratio compares figures of this run):
@@ -72,7 +72,7 @@ class Phases:
 
 
 FULL = Phases(ordering_s=2.0, append_s=2.5, warmup_s=0.5, latency_n=400, storage_scale=1, rounds=2)
-QUICK = Phases(ordering_s=0.6, append_s=1.2, warmup_s=0.3, latency_n=150, storage_scale=4, rounds=1)
+QUICK = Phases(ordering_s=0.4, append_s=0.8, warmup_s=0.3, latency_n=100, storage_scale=8, rounds=1)
 
 
 def ms(values_s: list[float], p: float) -> float:
@@ -521,9 +521,13 @@ def main() -> None:
     started_at = time.perf_counter()
     print(f"bench_eval {'--quick ' if args.quick else ''}on {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start\n")
+    # Where the time goes, on stderr: cluster start-up and drains are most of a --quick run.
+    def took(what: str) -> None:
+        print(f"[{time.perf_counter() - started_at:.0f} s] {what}", file=sys.stderr)
+
     if "ordering" in only:
         ordering(ph)
-    layouts = []
+        took("ordering")
     if "scaling" in only:
         layouts = [(1, 1), (1, 2), (2, 2)]
     else:
@@ -531,9 +535,11 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         # Every layout up at once, so the scaling rows can alternate.
         clusters = {lay: stack.enter_context(layout(*lay)) for lay in layouts}
+        took("clusters up")
         if "mixed" in only:
             print_mixed(*asyncio.run(mixed(clusters[(1, 1)], ph)))
             sys.stdout.flush()
+            took("mixed")
         if {"boki", "scaling"} & only:
             boki, scale = asyncio.run(append_path(
                 clusters[(2, 2)] if "boki" in only else None,
@@ -542,8 +548,11 @@ def main() -> None:
                 print_boki(boki, ph)
             if scale:
                 print_scaling(scale, ph)
+            took("boki and scaling")
+    took("clusters stopped")
     if "storage" in only:
         storage(ph)
+        took("storage")
     print(f"load average {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - started_at:.0f} s")
 
 
