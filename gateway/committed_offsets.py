@@ -53,6 +53,9 @@ class Committed:
     leader_epoch: int
     timestamp_ms: int
     deleted: bool = False
+    # A transactional commit counts at its end record's SN; two commits of one partition in one
+    # transaction then tie, and the later TxnOffsetCommit (its own SN here) wins.
+    order: int = -1
 
     def row(self, key: Key) -> list[Any]:
         return [*key, self.sn, self.offset, self.metadata, self.leader_epoch, self.timestamp_ms,
@@ -73,7 +76,7 @@ class OffsetState:
 
     def _merge(self, key: Key, entry: Committed) -> None:
         current = self.entries.get(key)
-        if current is None or entry.sn > current.sn:
+        if current is None or (entry.sn, entry.order) > (current.sn, current.order):
             self.entries[key] = entry
 
     def apply(self, sn: int, value: bytes | None, *, advance: bool = True) -> None:
@@ -124,7 +127,7 @@ class OffsetState:
             # Its transaction already ended: resolve it as that end did.
             e_sn, commit = min(later)
             if commit:
-                self._merge(key, dataclasses.replace(entry, sn=e_sn))
+                self._merge(key, dataclasses.replace(entry, sn=e_sn, order=entry.sn))
             return
         pending = self.pending.setdefault((group, pid), {})
         if key not in pending or entry.sn > pending[key].sn:
@@ -141,7 +144,7 @@ class OffsetState:
         for key in [k for k, e in pending.items() if e.sn < sn]:
             entry = pending.pop(key)
             if commit:
-                self._merge(key, dataclasses.replace(entry, sn=sn))
+                self._merge(key, dataclasses.replace(entry, sn=sn, order=entry.sn))
         if not pending:
             self.pending.pop((group, pid), None)
 

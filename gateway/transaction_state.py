@@ -125,8 +125,10 @@ class Aborted(tuple[int, int, int]):
 @dataclass
 class TransactionState:
     txns: dict[str, Txn] = field(default_factory=dict)
-    # (transactional id, transaction number, target) whose end marker is written.
-    marked: set[tuple[str, int, str]] = field(default_factory=set)
+    # (transactional id, producer id, transaction number, target) whose end marker is written.
+    # The producer id tells apart an id forgotten after its expiry and initialised again: it
+    # numbers its transactions from 1 again, under a new producer id.
+    marked: set[tuple[str, int, int, str]] = field(default_factory=set)
     aborted: dict[int, set[Aborted]] = field(default_factory=dict)  # color id -> ranges
     applied: int = 0  # next SN to apply
     since_snapshot: int = 0
@@ -154,8 +156,8 @@ class TransactionState:
             elif op == "snapshot":
                 for row in event["txns"]:
                     self._merge(Txn.from_record(int(row["sn"]), row))
-                for txn_id, number, target in event["marked"]:
-                    self.marked.add((str(txn_id), int(number), str(target)))
+                for txn_id, pid, number, target in event["marked"]:
+                    self.marked.add((str(txn_id), int(pid), int(number), str(target)))
                 for color, pid, first, last in event["aborted"]:
                     self.aborted.setdefault(int(color), set()).add(Aborted((int(pid), int(first), int(last))))
                 self.since_snapshot = 0
@@ -168,12 +170,12 @@ class TransactionState:
             self.txns[txn.txn_id] = txn
 
     def _mark(self, event: dict[str, Any]) -> None:
-        txn_id, number = str(event["id"]), int(event["number"])
+        txn_id, pid, number = str(event["id"]), int(event["pid"]), int(event["number"])
         if "group" in event:
-            self.marked.add((txn_id, number, group_target(str(event["group"]))))
+            self.marked.add((txn_id, pid, number, group_target(str(event["group"]))))
             return
         color = int(event["color"])
-        self.marked.add((txn_id, number, partition_target(color)))
+        self.marked.add((txn_id, pid, number, partition_target(color)))
         if not event["commit"]:
             self.aborted.setdefault(color, set()).add(
                 Aborted((int(event["pid"]), int(event["first"]), int(event["offset"]))))
@@ -181,7 +183,7 @@ class TransactionState:
     # ---- what readers and writers ask ---------------------------------------------------
 
     def is_marked(self, txn: Txn, target: str) -> bool:
-        return (txn.txn_id, txn.number, target) in self.marked
+        return (txn.txn_id, txn.producer_id, txn.number, target) in self.marked
 
     def unmarked(self, txn: Txn) -> set[str]:
         return {t for t in targets(txn) if not self.is_marked(txn, t)}
@@ -201,6 +203,12 @@ class TransactionState:
     def aborted_between(self, color: int, start: int, end: int) -> list[Aborted]:
         """Aborted transactions on the partition that overlap the offsets [start, end)."""
         return sorted(a for a in self.aborted.get(color, ()) if a.last >= start and a.first < end)
+
+    def holds_group(self, txn_id: str, producer_id: int, epoch: int, group: str) -> bool:
+        """Whether the producer's ongoing transaction added the group (TxnOffsetCommit may go on)."""
+        txn = self.txns.get(txn_id)
+        return txn is not None and (txn.producer_id, txn.epoch) == (producer_id, epoch) \
+            and txn.status == TxnStatus.ONGOING and group in txn.groups
 
     def ongoing(self, color: int, producer_id: int, epoch: int) -> bool:
         """Whether the producer's current transaction may still write to the partition."""
@@ -231,8 +239,8 @@ class TransactionState:
         self._stable = self._writable = None
         self.txns = {k: t for k, t in self.txns.items()
                      if t.status.open or now_ms - t.updated_ms < ID_EXPIRATION_MS}
-        completing = {(t.txn_id, t.number) for t in self.txns.values() if t.status.open}
-        self.marked = {m for m in self.marked if (m[0], m[1]) in completing}
+        completing = {(t.txn_id, t.producer_id, t.number) for t in self.txns.values() if t.status.open}
+        self.marked = {m for m in self.marked if m[:3] in completing}
         self.aborted = {c: kept for c, ranges in self.aborted.items() if c in log_starts
                         if (kept := {a for a in ranges if a.last >= log_starts[c]})}
 

@@ -46,6 +46,7 @@ from flexlog.gateway.transaction_state import (
     Txn,
     TxnPartition,
     TxnStatus,
+    group_target,
     partition_target,
 )
 
@@ -84,10 +85,11 @@ class Transactions:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
-        self._marking: set[tuple[str, int, str]] = set()
+        self._marking: set[tuple[str, int, int, str]] = set()
         self._markers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
-        # Transactional batches between their check and their submission, per (color, producer).
-        self._admitting: dict[tuple[int, int], int] = defaultdict(int)
+        # Transactional batches (or offset commits) between their check and their submission,
+        # per (target, producer): the target's marker waits for them.
+        self._admitting: dict[tuple[str, int], int] = defaultdict(int)
         self._admitted = asyncio.Event()
 
     @staticmethod
@@ -245,19 +247,39 @@ class Transactions:
                 # A transaction aborted on timeout bumped the epoch: the producer is told so.
                 return ErrorCode.INVALID_PRODUCER_EPOCH if newer is not None and newer > epoch \
                     else ErrorCode.INVALID_TXN_STATE
-        self._admitting[(color, producer_id)] += 1
+        self._admitting[(partition_target(color), producer_id)] += 1
+        return ErrorCode.NONE
+
+    async def admit_offsets(self, txn_id: str, producer_id: int, epoch: int, group: str) -> ErrorCode:
+        """Whether TxnOffsetCommit may store offsets for the group in the producer's transaction.
+        NONE must be followed by ``admitted_offsets`` once the offsets are appended (or not)."""
+        await self.log.sync()
+        txn = self.state.txns.get(txn_id)
+        if txn is None or txn.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        if txn.epoch != epoch:
+            return ErrorCode.PRODUCER_FENCED
+        if not self.state.holds_group(txn_id, producer_id, epoch, group):
+            return ErrorCode.INVALID_TXN_STATE
+        self._admitting[(group_target(group), producer_id)] += 1
         return ErrorCode.NONE
 
     def admitted(self, color: int, producer_id: int) -> None:
-        key = (color, producer_id)
+        self._done_admitting(partition_target(color), producer_id)
+
+    def admitted_offsets(self, group: str, producer_id: int) -> None:
+        self._done_admitting(group_target(group), producer_id)
+
+    def _done_admitting(self, target: str, producer_id: int) -> None:
+        key = (target, producer_id)
         self._admitting[key] -= 1
         if not self._admitting[key]:
             del self._admitting[key]
             self._admitted.set()
 
-    async def _quiet(self, color: int, producer_id: int) -> None:
-        """Wait until no admitted batch of the producer to the partition is still unsubmitted."""
-        while (color, producer_id) in self._admitting:
+    async def _quiet(self, target: str, producer_id: int) -> None:
+        """Wait until nothing admitted for the producer at the target is still unsubmitted."""
+        while (target, producer_id) in self._admitting:
             self._admitted.clear()
             await self._admitted.wait()
 
@@ -313,7 +335,7 @@ class Transactions:
                         await self._write(expired)
         for txn in self.state.preparing():
             for target in self.state.unmarked(txn):
-                key = (txn.txn_id, txn.number, target)
+                key = (txn.txn_id, txn.producer_id, txn.number, target)
                 if key not in self._marking and self._owns(target, txn):
                     self._marking.add(key)
                     task = asyncio.get_running_loop().create_task(self._mark(txn, target, key))
@@ -333,7 +355,7 @@ class Transactions:
         part = next(p for p in txn.partitions if partition_target(p.color) == target)
         return self.leader(part.partition) == self.me.node_id
 
-    async def _mark(self, txn: Txn, target: str, key: tuple[str, int, str]) -> None:
+    async def _mark(self, txn: Txn, target: str, key: tuple[str, int, int, str]) -> None:
         """Write the end marker of txn at target, retrying until it is stored."""
         commit = txn.status == TxnStatus.PREPARE_COMMIT
         record = {"op": "marker", "id": txn.txn_id, "number": txn.number, "pid": txn.producer_id,
@@ -344,6 +366,7 @@ class Transactions:
                     if target.startswith("g:"):
                         group = target[2:]
                         await self.offsets.open()
+                        await self._quiet(target, txn.producer_id)
                         await self.offsets.end_transaction(group, txn.producer_id, commit, self.now_ms())
                         await self._append({**record, "group": group})
                     else:
@@ -367,7 +390,7 @@ class Transactions:
     async def _write_marker(self, txn: Txn, part: TxnPartition, commit: bool) -> int:
         color = await self.client.color(part.color)
         marker = record_batch.end_marker(txn.producer_id, txn.epoch, commit, self.now_ms())
-        await self._quiet(part.color, txn.producer_id)
+        await self._quiet(partition_target(part.color), txn.producer_id)
         return await (await self.client.submit_batch(marker, color, validated=True))
 
     async def _upkeep(self) -> None:

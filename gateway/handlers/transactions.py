@@ -128,8 +128,8 @@ async def handle_txn_offset_commit(broker: Broker, request: Request) -> Body:
     group_id, topics = body["group_id"], body["topics"]
     keys = [(t["name"], p["partition_index"]) for t in topics for p in t["partitions"]]
     groups = broker.groups
-    error = ErrorCode.NONE
-    if not authz.transactional_id_allowed(broker, Operation.WRITE, body["transactional_id"]):
+    txn_id, producer_id = body["transactional_id"], body["producer_id"]
+    if not authz.transactional_id_allowed(broker, Operation.WRITE, txn_id):
         error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     elif not authz.group_allowed(broker, Operation.READ, group_id):
         error = ErrorCode.GROUP_AUTHORIZATION_FAILED
@@ -138,39 +138,39 @@ async def handle_txn_offset_commit(broker: Broker, request: Request) -> Body:
     elif not groups.coordinates(group_id):
         error = ErrorCode.NOT_COORDINATOR
     else:
-        error = await _txn_commit_error(broker, body, request)
+        # Admitted, the transaction's end waits for these offsets to be appended.
+        error = _compatible(await broker.transactions.admit_offsets(
+            txn_id, producer_id, body["producer_epoch"], group_id), request)
+        if not error:
+            try:
+                codes = await _store_pending(broker, body, request)
+            finally:
+                broker.transactions.admitted_offsets(group_id, producer_id)
     if error:
         codes = dict.fromkeys(keys, error)
-    else:
-        codes, rows = await commit_rows(broker, topics)
-        if rows:
-            try:
-                await groups.offsets.open()
-                await groups.offsets.commit_pending(group_id, body["producer_id"], rows, groups.wall_ms())
-            except FlexLogError:
-                codes = dict.fromkeys(keys, ErrorCode.COORDINATOR_NOT_AVAILABLE)
     return {"throttle_time_ms": 0, "topics": [
         {"name": t["name"], "partitions": [
             {"partition_index": p["partition_index"], "error_code": codes[(t["name"], p["partition_index"])]}
             for p in t["partitions"]]} for t in topics]}
 
 
-async def _txn_commit_error(broker: Broker, body: Body, request: Request) -> ErrorCode:
-    """The producer must be in an ongoing transaction that added the group; v3+ also carries
-    the consumer's generation and member, which fence a consumer that left the group."""
-    txns = broker.transactions
-    await txns.log.sync()
-    txn = txns.state.txns.get(body["transactional_id"])
-    if txn is None or txn.producer_id != body["producer_id"]:
-        return ErrorCode.INVALID_PRODUCER_ID_MAPPING
-    if txn.epoch != body["producer_epoch"]:
-        return _compatible(ErrorCode.PRODUCER_FENCED, request)
-    if txn.status != TxnStatus.ONGOING or body["group_id"] not in txn.groups:
-        return ErrorCode.INVALID_TXN_STATE
+async def _store_pending(broker: Broker, body: Body, request: Request) -> dict[tuple[str, int], ErrorCode]:
+    """v3+ carries the consumer's generation and member, which fence a consumer that left the group."""
+    groups, group_id, topics = broker.groups, body["group_id"], body["topics"]
+    keys = [(t["name"], p["partition_index"]) for t in topics for p in t["partitions"]]
     if request.api_version >= 3 and body["generation_id"] >= 0:
-        return broker.groups.commit_check(body["group_id"], body["generation_id"], body["member_id"],
-                                          body.get("group_instance_id"), request.api_version)
-    return ErrorCode.NONE
+        error = groups.commit_check(group_id, body["generation_id"], body["member_id"],
+                                    body.get("group_instance_id"), request.api_version)
+        if error:
+            return dict.fromkeys(keys, error)
+    codes, rows = await commit_rows(broker, topics)
+    if rows:
+        try:
+            await groups.offsets.open()
+            await groups.offsets.commit_pending(group_id, body["producer_id"], rows, groups.wall_ms())
+        except FlexLogError:
+            return dict.fromkeys(keys, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    return codes
 
 
 @serves(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0)

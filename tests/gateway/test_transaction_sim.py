@@ -64,7 +64,14 @@ from flexlog.gateway import transaction_coordinator as decide
 from flexlog.gateway import transaction_state as txn_state
 from flexlog.gateway.committed_offsets import OffsetState
 from flexlog.gateway.protocol import ErrorCode
-from flexlog.gateway.transaction_state import TransactionState, Txn, TxnPartition, TxnStatus, partition_target
+from flexlog.gateway.transaction_state import (
+    TransactionState,
+    Txn,
+    TxnPartition,
+    TxnStatus,
+    group_target,
+    partition_target,
+)
 
 SEEDS = int(os.environ.get("FLEXLOG_TXN_SIM_SEEDS", "300"))
 FIRST_SEED = int(os.environ.get("FLEXLOG_TXN_SIM_SEED", "0"))
@@ -137,7 +144,8 @@ class Gateway:
     state: TransactionState = field(default_factory=TransactionState)
     offsets: OffsetState = field(default_factory=OffsetState)
     marking: set[tuple[str, int, str]] = field(default_factory=set)
-    admitting: collections.Counter[tuple[int, int]] = field(default_factory=collections.Counter)
+    # (target, producer id) -> admitted batches or offset commits not appended yet.
+    admitting: collections.Counter[tuple[str, int]] = field(default_factory=collections.Counter)
 
 
 @dataclass
@@ -166,17 +174,9 @@ class Producer:
             self.failed |= not ok
 
 
-# Schedules that hit the two bugs this simulation found (see the tests at the end) are
-# left out of the main run until they are fixed; KNOWN_BUGS puts them back.
-KNOWN_BUGS = frozenset(os.environ.get("FLEXLOG_TXN_SIM_KNOWN_BUGS", "").split(",")) - {""}
-EXPIRING_IDS = "expiring-ids"  # ids forgotten quickly, then initialised again
-OFFSET_COMMIT_GAP = "offset-commit-gap"  # TxnOffsetCommit's check and append in different steps
-
-
 class Sim:
-    def __init__(self, seed: int, trace: bool = False, known_bugs: frozenset[str] = KNOWN_BUGS) -> None:
+    def __init__(self, seed: int, trace: bool = False) -> None:
         self.seed = seed
-        self.known_bugs = known_bugs
         self.rng = rng = random.Random(seed)
         self.trace_on = trace
         self.log_lines: collections.deque[str] = collections.deque(maxlen=60)
@@ -205,10 +205,11 @@ class Sim:
         self.inited: dict[int, int] = {}  # pid -> highest epoch an InitProducerId answered
         self.tokens: dict[int, Tag] = {}  # offset token committed in a transaction -> it
         self.readers = [Reader(self, i) for i in range(self.n_parts)]
-        expiring = rng.random() < 0.5  # drawn either way: a seed's schedule does not depend on flags
+        expiring = rng.random() < 0.5
         short = rng.choice([300, 2_000])
-        # Idle ids forgotten quickly, so compaction prunes them (Kafka: a week).
-        self.expiration_ms = short if expiring and EXPIRING_IDS in known_bugs else txn_state.ID_EXPIRATION_MS
+        # Idle ids forgotten quickly, so compaction prunes them and they are initialised again
+        # (Kafka: after a week).
+        self.expiration_ms = short if expiring else txn_state.ID_EXPIRATION_MS
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -358,16 +359,16 @@ class Sim:
                    if (t.producer_id, t.epoch, t.status) == (p.pid, p.epoch, S.ONGOING))
         tag = (txn.txn_id, txn.producer_id, txn.number)
         pid, epoch, instance = p.pid, p.epoch, p.instance
-        gw.admitting[(color, pid)] += 1
+        gw.admitting[(partition_target(color), pid)] += 1
         bid = self.next_bid
         self.next_bid += 1
         p.in_flight += 1
         self.trace(f"produce {p.txn_id}#{p.slot} ({pid},{epoch}) p{index} admitted b{bid} in {tag}")
 
         def submit() -> bool:
-            gw.admitting[(color, pid)] -= 1
-            if not gw.admitting[(color, pid)]:
-                del gw.admitting[(color, pid)]
+            gw.admitting[(partition_target(color), pid)] -= 1
+            if not gw.admitting[(partition_target(color), pid)]:
+                del gw.admitting[(partition_target(color), pid)]
             self.append_batch(index, Batch("data", pid, epoch, tag, bid=bid))
             # A lost answer: the client cannot commit what it does not know landed.
             p.answer(instance, not self.lost())
@@ -404,25 +405,30 @@ class Sim:
         gw = self.gateways[self.coordinator(group)]
         if not gw.alive:
             return E.COORDINATOR_NOT_AVAILABLE
-        catch_up(gw.state, self.txlog)  # _txn_commit_error syncs
+        catch_up(gw.state, self.txlog)  # admit_offsets syncs
         txn = gw.state.txns.get(p.txn_id)
         if txn is None or txn.producer_id != p.pid:
             return E.INVALID_PRODUCER_ID_MAPPING
         if txn.epoch != p.epoch:
             return E.PRODUCER_FENCED
-        if txn.status != S.ONGOING or group not in txn.groups:
+        if not gw.state.holds_group(p.txn_id, p.pid, p.epoch, group):
             return E.INVALID_TXN_STATE
         token = self.next_token
         self.next_token += 1
         self.tokens[token] = (txn.txn_id, txn.producer_id, txn.number)
         partitions = sorted(self.rng.sample([0, 1], self.rng.randint(1, 2)))
         pid, instance = p.pid, p.instance
+        admitted = (group_target(group), pid)
+        gw.admitting[admitted] += 1
         p.in_flight += 1
         self.trace(f"txn_offset_commit {p.txn_id}#{p.slot} {group} token {token} checked in "
                    f"{self.tokens[token]}")
 
         def append() -> bool:
-            # commit_rows and offsets.open() await before the append.
+            # commit_rows and offsets.open() await before the append (admitted_offsets after it).
+            gw.admitting[admitted] -= 1
+            if not gw.admitting[admitted]:
+                del gw.admitting[admitted]
             catch_up(gw.offsets, self.offlog)
             self.append_offsets(gw, {"op": "txn_commit", "group": group, "pid": pid, "ts": self.now,
                                      "offsets": [[SOURCE, i, token, -1, None] for i in partitions]})
@@ -433,10 +439,7 @@ class Sim:
         def dropped() -> None:
             p.answer(instance, False)
 
-        if OFFSET_COMMIT_GAP in self.known_bugs:
-            self.tasks.append(Task(gw.gid, f"txn_commit {token}", append, dropped))
-        else:
-            append()  # nothing in between: what the shell does not guarantee yet
+        self.tasks.append(Task(gw.gid, f"txn_commit {token}", append, dropped))
         return E.NONE
 
     # ---- the background step (Transactions._step and _mark) ----------------------------------
@@ -486,6 +489,8 @@ class Sim:
 
             def run() -> bool:
                 if stage["written"] is None:
+                    if (target, txn.producer_id) in gw.admitting:
+                        return False  # _quiet
                     catch_up(gw.offsets, self.offlog)
                     self.append_offsets(gw, {"op": "txn_end", "group": group, "pid": txn.producer_id,
                                              "commit": commit, "ts": self.now})
@@ -502,7 +507,7 @@ class Sim:
 
             def run() -> bool:
                 if stage["written"] is None:
-                    if (part.color, txn.producer_id) in gw.admitting:
+                    if (target, txn.producer_id) in gw.admitting:
                         return False  # _quiet
                     offset = len(self.parts[index])
                     self.append_batch(index, Batch("control", txn.producer_id, txn.epoch, tag, commit))
@@ -856,9 +861,8 @@ class Reader:
                               f"{len(self.sim.parts[self.index])}")
 
 
-def run_seed(seed: int, trace: bool = False,
-             known_bugs: frozenset[str] = KNOWN_BUGS) -> collections.Counter[str]:
-    sim = Sim(seed, trace, known_bugs)
+def run_seed(seed: int, trace: bool = False) -> collections.Counter[str]:
+    sim = Sim(seed, trace)
     saved = txn_state.ID_EXPIRATION_MS, decide.MAX_EPOCH
     txn_state.ID_EXPIRATION_MS = sim.expiration_ms
     if seed % 5 == 2:
@@ -899,66 +903,18 @@ def test_a_seed_replays_the_same_schedule() -> None:
             [[(b.kind, b.pid, b.tag) for b in p] for p in again.parts]
 
 
-# ---- the bugs found, pinned ---------------------------------------------------------------
+# ---- the bugs this simulation found, kept as regressions ------------------------------------
 
-# Seeds whose schedules hit them (with this file's schedule generator; re-pin if it changes).
-KNOWN_BUG_SEEDS = [(OFFSET_COMMIT_GAP, 743), (OFFSET_COMMIT_GAP, 909), (EXPIRING_IDS, 486),
-                   (EXPIRING_IDS, 831)]
-
-
-@pytest.mark.xfail(strict=True, reason="BUGS (issue 17, reported): see the two tests below")
-@pytest.mark.parametrize(("bug", "seed"), KNOWN_BUG_SEEDS)
-def test_known_bug_schedules(bug: str, seed: int) -> None:
-    run_seed(seed, known_bugs=frozenset({bug}))
-
-
-@pytest.mark.xfail(strict=True, reason="BUG (issue 17, reported): TxnOffsetCommit checks the transaction, "
-                   "then awaits before appending; the group's end marker can come in between")
-def test_a_txn_offset_commit_racing_the_end_of_its_transaction_is_not_left_pending() -> None:
-    """handle_txn_offset_commit: _txn_commit_error (sync, check Ongoing), then commit_rows and
-    offsets.open() await, then commit_pending appends. Meanwhile the transaction times out and
-    the group coordinator's marker task (same gateway) appends txn_end: the pending commit lands
-    after the end that should have dropped it."""
-    txns, offsets = TransactionState(), OffsetState()
-    txlog, offlog = RootLog(), RootLog()
-
-    def write(txn: Txn | None) -> Txn:
-        assert txn is not None
-        txns.apply(txlog.append(enc(txn.record())), txlog.records[-1])
-        return txns.txns[txn.txn_id]
-
-    def offsets_record(event: dict[str, object]) -> None:
-        offsets.apply(offlog.append(enc(event)), offlog.records[-1])
-
-    key = ("g", SOURCE, 0)
-    t = write(decide.init_producer_id(None, "tx", 1_000, -1, -1, 7, 0).write)
-    t = write(decide.add(t, 7, 0, [], ["g"], 10).write)
-    # TxnOffsetCommit: the check passes...
-    assert t.status == S.ONGOING and "g" in t.groups and (t.producer_id, t.epoch) == (7, 0)
-    # ...the handler awaits; the transaction times out and the group's end marker is written.
-    t = write(decide.expire(t, 2_000))
-    assert t.status == S.PREPARE_ABORT and txns.unmarked(t) == {"g:g"}
-    offsets_record({"op": "txn_end", "group": "g", "pid": 7, "commit": False, "ts": 2_000})
-    # ...then the handler appends the pending commit.
-    offsets_record({"op": "txn_commit", "group": "g", "pid": 7, "ts": 2_001,
-                    "offsets": [[SOURCE, 0, 42, -1, None]]})
-    txns.apply(txlog.append(enc({"op": "marker", "id": "tx", "number": t.number, "pid": 7, "epoch": t.epoch,
-                                 "commit": False, "group": "g"})), txlog.records[-1])
-    t = write(decide.complete(t, txns.unmarked(t), 2_002))
-    assert t.status == S.COMPLETE_ABORT
-    # The producer re-initialises (KIP-360, same producer id) and commits a transaction that
-    # adds the group but commits another partition's offset.
-    t = write(decide.init_producer_id(t, "tx", 1_000, 7, 0, None, 3_000).write)
-    t = write(decide.add(t, 7, t.epoch, [], ["g"], 3_001).write)
-    offsets_record({"op": "txn_commit", "group": "g", "pid": 7, "ts": 3_002,
-                    "offsets": [[SOURCE, 1, 50, -1, None]]})
-    hanging = offsets.unstable(key)
-    offsets_record({"op": "txn_end", "group": "g", "pid": 7, "commit": True, "ts": 3_003})
-    committed = offsets.get(key)
-    # Neither: the aborted transaction's offset hangs as pending (OffsetFetch with
-    # require_stable answers UNSTABLE_OFFSET_COMMIT meanwhile), then the next commit commits it.
-    assert (hanging, committed) == (False, None), \
-        "the aborted transaction's offset commit hung, pending, then the next transaction committed it"
+# Seeds whose schedules hit them when they were found (the generator has changed a little since:
+# the offset commit's append is always a later step now, as in the shell). Seeds 486 and 831: an
+# id forgotten after its expiry and initialised again numbered its transactions from 1 again, and
+# gateways that still held the old transaction 1's markers took the new one as marked (the LSO
+# passed open batches; a marker was never written). 743 and 909: TxnOffsetCommit's append landed
+# after the transaction's end in __consumer_offsets (it hung pending, then the next transaction
+# committed it); the group's end now waits for admitted offset commits.
+@pytest.mark.parametrize("seed", [79, 486, 643, 743, 831, 909])
+def test_schedules_that_found_bugs(seed: int) -> None:
+    run_seed(seed)
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ def test_prune_forgets_idle_ids_finished_markers_and_trimmed_ranges() -> None:
     ])
     state.prune({10: 10, 11: 0}, now_ms=7 * DAY_MS + 1)
     assert set(state.txns) == {"recent", "open"}  # open ones are kept however old
-    assert state.marked == {("open", 2, partition_target(11))}
+    assert state.marked == {("open", 3, 2, partition_target(11))}
     assert state.aborted == {10: {Aborted((3, 20, 29))}, 11: {Aborted((3, 0, 30))}}  # 12 deleted
     assert state.stable_before(10) == 50 and state.stable_before(11) is None
 
@@ -328,7 +328,7 @@ def test_a_pending_commit_is_hidden_until_its_transaction_commits() -> None:
     assert not state.unstable(("h", "t", 0))
     state.apply(2, txn_end("g", 7, True))
     assert offset(state) == 9 and not state.unstable(("g", "t", 0))
-    assert state.get(("g", "t", 0)) == Committed(2, 9, None, -1, 1)  # it counts at the end's SN
+    assert state.get(("g", "t", 0)) == Committed(2, 9, None, -1, 1, order=1)  # at the end's SN
     assert state.pending == {}
 
 
@@ -430,8 +430,6 @@ def test_a_pending_commit_folded_after_a_newer_end_of_its_producer_is_resolved_b
     assert offset(state) is None and state.pending == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (issue 17, reported): an end folded before the first of two "
-                   "pending commits of one partition resolves both at the end's SN; the first folded wins")
 def test_two_commits_of_a_partition_in_one_transaction_resolve_to_the_later_one() -> None:
     # sendOffsetsToTransaction twice in one transaction, for the same partition (85, then 87).
     records = [(0, txn_commit("g", 8, 85)), (1, commit("g", 68)), (2, txn_commit("g", 8, 87)),
@@ -443,9 +441,6 @@ def test_two_commits_of_a_partition_in_one_transaction_resolve_to_the_later_one(
 
 # ---- found by the simulation (tests/gateway/test_transaction_sim.py) ------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG (issue 17, reported): an id initialised again after it "
-                   "expired numbers its transactions from 1 again, and markers of its old transactions, "
-                   "kept by every gateway that did not reload the pruned snapshot, count as its new ones'")
 def test_an_id_initialised_again_after_it_expired_is_not_marked_by_its_old_markers() -> None:
     leader = TransactionState()  # leads the partition, never restarted
     controller = TransactionState()  # coordinates the id, compacts (prunes its live fold)
