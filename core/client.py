@@ -56,6 +56,7 @@ MESSAGE_BYTES = 4 << 20  # split append batches above this so no single message 
 READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
 SUBSCRIBE_WAIT_MS = 5_000
 SUBSCRIBE_BYTES = 1 << 20
+MEMBER_SCAN_STEPS = 64  # family reads a member's range may take (past its wait) per call
 RESEND_AFTER_S = 1.0  # an append not complete by then is sent again, same token
 RETRY_TICK_S = 0.25
 RETRIABLE = (Unavailable, Timeout, StaleEpoch)  # a replica's refusal that a resend can cure
@@ -660,14 +661,19 @@ class FlexLogClient:
         skip = self._skips.get(info.id)
         if skip is not None and skip[0] <= start < skip[1]:
             start = skip[1]
+        steps = 0
         while True:
+            steps += 1
             remaining_ms = max(0, int((deadline - loop.time()) * 1000))
             chain, log_start, end = await self._family_chain(info.family, start, max_bytes,
                                                              remaining_ms)
             mine = [link.entry for link in chain if link.color == info.id]
-            if mine or not chain:
+            if chain and not mine:
+                self._skips[info.id] = (min(from_sn, start), end)
+            # Bounded: a member far behind its family answers empty now and then, and the
+            # skip makes the next call start where this one stopped.
+            if mine or not chain or (steps >= MEMBER_SCAN_STEPS and loop.time() >= deadline):
                 return RangeResult(mine, log_start, end)
-            self._skips[info.id] = (min(from_sn, start), end)
             start = end
 
     async def _family_chain(self, family: int, from_sn: int, max_bytes: int,
