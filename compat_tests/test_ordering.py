@@ -5,6 +5,8 @@ from one counter, so merging partitions by offset gives the order the log accept
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -296,3 +298,28 @@ def test_bad_ordering_configs_are_refused_and_change_nothing(ordered):
     same = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
         ConfigEntry("flexlog.ordering", "topic", incremental_operation=AlterConfigOpType.SET)])
     admin.incremental_alter_configs([same])[same].result(10)
+
+
+def test_flexlog_topics_create_takes_the_ordering(ordered):
+    cluster, bootstrap = ordered
+    toml = str(cluster.config.path)
+
+    def flexlog(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flexlog.cli", "topics", "create", *args,
+                               "--config", toml], capture_output=True, text=True, timeout=60)
+
+    topic = unique("cli")
+    made = flexlog(topic, "--partitions", "2", "--topic-config", "flexlog.ordering=topic")
+    assert made.returncode == 0, made.stderr
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    assert admin.describe_configs([res])[res].result(10)["flexlog.ordering"].value == "topic"
+    targets = [(topic, 0), (topic, 1)]
+    produce_concurrently(bootstrap, targets)
+    expected = native_order(cluster, targets, PRODUCERS * PER_PRODUCER)
+    assert [o for o, _ in expected] == list(range(PRODUCERS * PER_PRODUCER))
+
+    bad = flexlog(unique("cli"), "--topic-config", "flexlog.ordering=sometimes")
+    assert bad.returncode == 2 and "flexlog.ordering" in bad.stderr
+    again = flexlog(topic, "--topic-config", "flexlog.ordering=topic")
+    assert again.returncode == 1 and "already exists" in again.stderr
