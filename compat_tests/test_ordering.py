@@ -323,3 +323,85 @@ def test_flexlog_topics_create_takes_the_ordering(ordered):
     assert bad.returncode == 2 and "flexlog.ordering" in bad.stderr
     again = flexlog(topic, "--topic-config", "flexlog.ordering=topic")
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def quiet_partition_topic(bootstrap: str) -> str:
+    """Partition 1 holds offset 10 only; partition 0 holds 0-9 and 11-20."""
+    topic = unique("quiet")
+    create(bootstrap, {topic: 2}, "topic")
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(21):
+        p.produce(topic, b"v%d" % i, partition=1 if i == 10 else 0)
+        p.flush(10)
+    return topic
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_confluent(ordered):
+    """The consumer's fetch position moves over the other partitions' offsets up to the high
+    watermark, so partition EOF fires where nothing is left to read."""
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    tp = TopicPartition(topic, 1, 0)
+    c.assign([tp])
+    got, eof = [], None
+    deadline = time.monotonic() + 15
+    while eof is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            eof = m.offset()
+            continue
+        got.append((m.offset(), m.value()))
+    assert got == [(10, b"v10")]
+    assert eof == 21, "librdkafka's fetch position reached the high watermark"
+    assert c.get_watermark_offsets(tp, timeout=10) == (0, 21)
+    # librdkafka's position() is the last delivered message + 1, as after a transaction marker.
+    assert c.position([TopicPartition(topic, 1)])[0].offset == 11
+    c.close()
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_kafka_python(ordered):
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                       consumer_timeout_ms=3_000)
+    tp = KpTopicPartition(topic, 1)
+    kc.assign([tp])
+    kc.seek_to_beginning()
+    assert [(m.offset, m.value) for m in kc] == [(10, b"v10")]
+    assert kc.position(tp) == kc.end_offsets([tp])[tp] == 21
+    kc.close()
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_aiokafka(ordered):
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as AioTopicPartition
+
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+
+    async def run() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+        await c.start()
+        try:
+            tp = AioTopicPartition(topic, 1)
+            c.assign([tp])
+            m = await asyncio.wait_for(c.getone(), 10)
+            assert (m.offset, m.value) == (10, b"v10")
+            deadline = time.monotonic() + 10
+            while await c.position(tp) < 21 and time.monotonic() < deadline:
+                await c.getmany(timeout_ms=200)
+            assert await c.position(tp) == 21
+            assert c.highwater(tp) == 21, "lag 0: nothing left to read"
+            # Seek into the other partition's offsets: on from the next record, no reset.
+            c.seek(tp, 3)
+            m = await asyncio.wait_for(c.getone(), 10)
+            assert m.offset == 10
+        finally:
+            await c.stop()
+
+    asyncio.run(run())
