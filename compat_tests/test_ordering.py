@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -405,3 +406,12 @@ def test_a_quiet_partition_reaches_its_high_watermark_aiokafka(ordered):
             await c.stop()
 
     asyncio.run(run())
+
+
+def test_the_example_runs(ordered):
+    _, bootstrap = ordered
+    example = Path(__file__).parent.parent / "examples" / "ordered_topic.py"
+    run = subprocess.run([sys.executable, str(example), "--bootstrap", bootstrap, "--records", "20"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "60 records from 4 partitions in one order; offsets unique: True" in run.stdout

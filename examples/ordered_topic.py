@@ -32,21 +32,23 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
     """(offset, partition, value) of every record up to each partition's end offset, merged by
     offset: the order the log accepted them in."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"merge-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False})
+                  "enable.auto.commit": False, "enable.partition.eof": True})
     parts = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
     ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
     c.assign(parts)
     records = []
-    # An ordered partition's offsets are sparse: read until the next offset reaches the end.
-    done = {p for p, end in ends.items() if end == 0}
+    # An ordered partition's offsets are sparse; the gateway moves the consumer over the other
+    # partitions' offsets, so each partition reports EOF once it reached the end offset.
+    done: set[int] = set()
     while len(done) < PARTITIONS:
         m = c.poll(1.0)
-        if m is None or m.error():
+        if m is None:
+            continue
+        if m.error():
+            if m.offset() >= ends[m.partition()]:  # partition EOF
+                done.add(m.partition())
             continue
         records.append((m.offset(), m.partition(), m.value()))
-        if m.offset() + 1 >= ends[m.partition()] or c.position(
-                [TopicPartition(topic, m.partition())])[0].offset >= ends[m.partition()]:
-            done.add(m.partition())
     c.close()
     return sorted(records)  # the merge: by offset, across partitions
 
