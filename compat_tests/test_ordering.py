@@ -415,3 +415,29 @@ def test_the_example_runs(ordered):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "60 records from 4 partitions in one order; offsets unique: True" in run.stdout
+
+
+def test_an_ordered_topic_deleted_and_created_again_starts_a_new_order(ordered):
+    cluster, bootstrap = ordered
+    topic = unique("again")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for round_ in range(2):
+        create(bootstrap, {topic: 2}, "topic")
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        for i in range(6):
+            p.produce(topic, b"r%d-%d" % (round_, i), partition=i % 2)
+            p.flush(10)
+        expected = native_order(cluster, [(topic, 0), (topic, 1)], 6)
+        assert expected == [(i, b"r%d-%d" % (round_, i)) for i in range(6)], \
+            "the new incarnation's offsets start at 0 in a family of its own"
+        admin.delete_topics([topic])[topic].result(10)
+        deadline = time.monotonic() + 10
+        while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    async def families() -> set[str]:
+        async with FlexLogClient(cluster.config) as client:
+            await client.sync_registry()
+            return set(client.registry.families)
+
+    assert f"kafka/topic/{topic}" not in asyncio.run(families()), "a topic's family goes with it"
