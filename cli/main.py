@@ -410,7 +410,7 @@ def _topics_create(args: argparse.Namespace) -> int:
         async with FlexLogClient(cfg, timeout_ms=10_000) as client:
             store = TopicStore(client, cfg)
             await store.open()
-            clash = store.group_clash(args.name, configs) or store.named_group(args.name, configs)
+            clash = store.ordering_clash(args.name, configs)
             if clash:
                 return clash
             await store.create(args.name, partitions, configs)

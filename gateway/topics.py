@@ -217,6 +217,25 @@ class TopicState:
                 current.configs.pop(str(key), None)
 
 
+def ordering_clash(state: TopicState, defaults: dict[str, str], name: str,
+                   configs: dict[str, str]) -> str | None:
+    """Why topic `name` with these configs clashes with an ordering group: a group shares its
+    name with no topic outside it, so `group:orders` never means two different things."""
+    ordering = configs.get(ORDERING, PARTITION_ORDER)
+    if ordering.startswith(GROUP_PREFIX):
+        group = ordering[len(GROUP_PREFIX):]
+        other = state.by_name.get(group)
+        if other is not None and other.name != name and other.config(ORDERING, defaults) != ordering:
+            return (f"{ORDERING}: group name {group!r} is the name of topic {group!r}, which is "
+                    "not in that group")
+    own_group = f"{GROUP_PREFIX}{name}"
+    if ordering != own_group and any(t.config(ORDERING, defaults) == own_group
+                                     for t in state.by_name.values()):
+        return (f"{ORDERING}: {name!r} names an ordering group; a topic of that name must be in "
+                f"it ({ORDERING}={own_group})")
+    return None
+
+
 class TopicStore:
     """Topic metadata as this gateway knows it, kept current from ``__topics``."""
 
@@ -278,29 +297,8 @@ class TopicStore:
 
     # ---- changes ---------------------------------------------------------------
 
-    def group_clash(self, name: str, configs: dict[str, str]) -> str | None:
-        """Why topic `name` cannot take this ordering group: a group shares its name with no
-        topic outside it, so `group:orders` never means two different things."""
-        ordering = configs.get(ORDERING, PARTITION_ORDER)
-        if not ordering.startswith(GROUP_PREFIX):
-            return None
-        group = ordering[len(GROUP_PREFIX):]
-        other = self.get(group)
-        if other is not None and other.name != name and \
-                other.config(ORDERING, self.defaults) != ordering:
-            return (f"{ORDERING}: group name {group!r} is the name of topic {group!r}, which is "
-                    "not in that group")
-        return None
-
-    def named_group(self, name: str, configs: dict[str, str]) -> str | None:
-        """Why topic `name` cannot be created outside the group of the same name."""
-        ordering = configs.get(ORDERING, PARTITION_ORDER)
-        group = f"{GROUP_PREFIX}{name}"
-        if ordering != group and any(t.config(ORDERING, self.defaults) == group
-                                     for t in self.state.by_name.values()):
-            return (f"{ORDERING}: {name!r} names an ordering group; a topic of that name must "
-                    f"be in it ({ORDERING}={group})")
-        return None
+    def ordering_clash(self, name: str, configs: dict[str, str]) -> str | None:
+        return ordering_clash(self.state, self.defaults, name, configs)
 
     async def _family(self, name: str, ordering: str) -> FamilyInfo | None:
         """The family of a topic's ordering scope, created on first use over every shard."""

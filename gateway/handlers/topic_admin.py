@@ -104,8 +104,7 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
                 raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED, f"not authorized to create {name!r}")
             partitions, configs = _check_create(broker, item)
             await broker.topics.sync()
-            clash = broker.topics.group_clash(name, configs) or broker.topics.named_group(name,
-                                                                                      configs)
+            clash = broker.topics.ordering_clash(name, configs)
             if clash:
                 raise _Invalid(ErrorCode.INVALID_CONFIG, clash)
             # The derived __consumer_offsets exists on every gateway, as Kafka's does.
