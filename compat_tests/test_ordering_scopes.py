@@ -441,3 +441,23 @@ def test_an_ordered_topic_deleted_and_created_again_starts_a_new_order(ordered):
             return set(client.registry.families)
 
     assert f"kafka/topic/{topic}" not in asyncio.run(families()), "a topic's family goes with it"
+
+
+def test_list_offsets_by_time_on_an_ordered_partition(ordered):
+    _, bootstrap = ordered
+    topic = unique("times")
+    create(bootstrap, {topic: 2}, "topic")
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    base = 1_700_000_000_000
+    for i in range(12):
+        p.produce(topic, b"v%d" % i, partition=0 if i in (2, 9) else 1, timestamp=base + i)
+        p.flush(10)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g")})
+    asked = [TopicPartition(topic, 0, base + t) for t in (0, 3, 9, 10)]
+    found = []
+    for tp in asked:
+        [answer] = c.offsets_for_times([tp], timeout=10)
+        found.append(answer.offset)
+    # Partition 0 holds offsets 2 (time base+2) and 9 (base+9): the first at or after each time.
+    assert found == [2, 9, 9, -1]
+    c.close()
