@@ -364,6 +364,9 @@ def _topics(args: argparse.Namespace) -> int:
     from flexlog.cli.status import log_offsets
     from flexlog.core.errors import FlexLogError
 
+    if args.action == "create":
+        return _topics_create(args)
+
     try:
         _, topics = asyncio.run(log_offsets(_load(args.config)))
     except FlexLogError as exc:
@@ -373,6 +376,58 @@ def _topics(args: argparse.Namespace) -> int:
     for t in topics:
         for p, off in enumerate(t.partitions):
             print(f"{t.name:<30} {p:>9} {off.log_start:>10} {off.tail:>15}")
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    """`flexlog topics create NAME`: the checks and the effect of a Kafka CreateTopics."""
+    from flexlog.core.client import FlexLogClient
+    from flexlog.core.errors import FlexLogError
+    from flexlog.gateway.topics import (
+        MAX_PARTITIONS,
+        TopicError,
+        TopicStore,
+        check_config,
+        invalid_topic_name,
+    )
+
+    cfg = _load(args.config)
+    partitions = cfg.default_partitions if args.partitions is None else args.partitions
+    problem = invalid_topic_name(args.name)
+    if problem is None and not 1 <= partitions <= MAX_PARTITIONS:
+        problem = f"number of partitions must be in 1..{MAX_PARTITIONS}, got {partitions}"
+    configs: dict[str, str] = {}
+    for item in args.topic_config:
+        key, sep, value = item.partition("=")
+        problem = problem or (None if sep else f"--topic-config {item!r} is not KEY=VALUE")
+        problem = problem or check_config(key, value, cfg)
+        configs[key] = value
+    if problem:
+        print(f"flexlog: {problem}", file=sys.stderr)
+        return 2
+
+    async def create() -> str | None:
+        async with FlexLogClient(cfg, timeout_ms=10_000) as client:
+            store = TopicStore(client, cfg)
+            await store.open()
+            clash = store.ordering_clash(args.name, configs)
+            if clash:
+                return clash
+            await store.create(args.name, partitions, configs)
+            return None
+
+    try:
+        clash = asyncio.run(create())
+    except TopicError as exc:
+        print(f"flexlog: {exc}", file=sys.stderr)
+        return 1
+    except FlexLogError as exc:
+        print(f"flexlog: cluster unavailable: {exc}", file=sys.stderr)
+        return 1
+    if clash:
+        print(f"flexlog: {clash}", file=sys.stderr)
+        return 2
+    print(f"created topic {args.name} with {partitions} partitions")
     return 0
 
 
@@ -475,7 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "exit 0 only if every process is ready")
     st.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
     st.add_argument("--id", help="only this process (exit 0 if it is ready): a container healthcheck")
-    tp = sub.add_parser("topics", help="Kafka topics with each partition's log start and high watermark")
+    tp = sub.add_parser("topics", help="Kafka topics with each partition's log start and high "
+                                       "watermark; `topics create NAME` creates one")
+    tp.add_argument("action", nargs="?", choices=["list", "create"], default="list")
+    tp.add_argument("name", nargs="?", help="the topic to create")
+    tp.add_argument("--partitions", type=int, default=None,
+                    help="partitions of a new topic (default: the cluster's default_partitions)")
+    tp.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a topic config of a new topic, e.g. flexlog.ordering=topic (repeatable)")
     tp.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
     gr = sub.add_parser("groups", help="consumer groups with their lag per partition")
     gr.add_argument("--config", default=f"{DEFAULT_DATA_DIR}/cluster.toml")
@@ -505,8 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "users" and args.action != "list" and not args.name:
-        parser.error(f"users {args.action} needs a NAME")
+    if args.command in ("users", "topics") and args.action not in ("list",) and not args.name:
+        parser.error(f"{args.command} {args.action} needs a NAME")
     if args.command == "users" and args.iterations is not None and args.iterations < 4096:
         parser.error("--iterations must be at least 4096")
     if args.command == "certs":

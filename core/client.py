@@ -46,7 +46,7 @@ from flexlog.core.errors import (
 from flexlog.core.event_log import EventLog
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.record_batch import Record
-from flexlog.core.registry import ColorInfo, Registry
+from flexlog.core.registry import ColorInfo, FamilyInfo, Registry
 from flexlog.core.storage import StoredEntry
 from flexlog.core.view import View, ViewWatcher
 
@@ -56,6 +56,7 @@ MESSAGE_BYTES = 4 << 20  # split append batches above this so no single message 
 READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
 SUBSCRIBE_WAIT_MS = 5_000
 SUBSCRIBE_BYTES = 1 << 20
+MEMBER_SCAN_STEPS = 64  # family reads a member's range may take (past its wait) per call
 RESEND_AFTER_S = 1.0  # an append not complete by then is sent again, same token
 RETRY_TICK_S = 0.25
 RETRIABLE = (Unavailable, Timeout, StaleEpoch)  # a replica's refusal that a resend can cure
@@ -67,6 +68,13 @@ class RangeResult(NamedTuple):
     entries: list[StoredEntry]
     log_start: int
     tail: int
+
+
+class FamilyLink(NamedTuple):
+    """One entry of a family's order and the member color it belongs to."""
+
+    color: int
+    entry: StoredEntry
 
 
 @dataclass(slots=True)
@@ -316,6 +324,8 @@ class FlexLogClient:
         self._read_pick = self.client_id
         self._max_in_flight = max_in_flight
         self._tails: dict[int, int] = {}  # color id -> highest tail seen
+        # family member id -> [a, b): SNs holding only other members' entries
+        self._skips: dict[int, tuple[int, int]] = {}
         self._in_flight = 0
         self._room = asyncio.Event()
         self.registry = Registry(config)
@@ -402,16 +412,60 @@ class FlexLogClient:
                 next_sn = max(next_sn, entry.end)
 
     async def create_color(self, name: str, owner: int | None = None,
-                           shards: Sequence[int] | None = None) -> ColorInfo:
+                           shards: Sequence[int] | None = None,
+                           family: str | int | None = None) -> ColorInfo:
+        """A color; with `family`, a member of that family (on one of the family's shards,
+        the least-loaded unless `shards` says, and ordered by the family's owner)."""
         await self.sync_registry()
         if name in self.registry.by_name:
             raise ColorExists(f"color {name!r} already exists")
+        wanted = tuple(shards) if shards is not None else None
+        if family is None:
+            owner, placed = registry.check_placement(self.config, name, owner, wanted,
+                                                     self.registry.load())
+            record = registry.create_record(name, owner, placed)
+        else:
+            fam = self.registry.family(family)
+            if owner is not None and owner != fam.owner:
+                raise ValueError(f"family {fam.name!r} is ordered by node {fam.owner}, not {owner}")
+            placed = registry.check_member_placement(name, fam, wanted, self.registry.load(),
+                                                     self.registry.members(fam.id))
+            record = registry.create_record(name, fam.owner, placed, fam.id)
+        sn = await self._registry_log.append(record)
+        return self.registry.created(name, sn)
+
+    async def create_family(self, name: str, owner: int | None = None,
+                            shards: Sequence[int] | None = None) -> FamilyInfo:
+        """A family: colors created into it share one SN counter at its owner, so their SNs
+        form one total order. Placement as for a color: by default the least-loaded shard
+        and its leaf; `shards=` alone puts the counter at their lowest common ancestor."""
+        await self.sync_registry()
+        if name in self.registry.families:
+            raise ColorExists(f"family {name!r} already exists")
         owner, placed = registry.check_placement(
             self.config, name, owner, tuple(shards) if shards is not None else None,
             self.registry.load(),
         )
-        sn = await self._registry_log.append(registry.create_record(name, owner, placed))
-        return self.registry.created(name, sn)
+        sn = await self._registry_log.append(registry.family_record(name, owner, placed))
+        return self.registry.family_created(name, sn)
+
+    async def family(self, family: str | int) -> FamilyInfo:
+        try:
+            return self.registry.family(family)
+        except UnknownColor:
+            await self.sync_registry()
+            return self.registry.family(family)
+
+    async def delete_family(self, family: str | int) -> None:
+        """Delete a family without live members, and the entries its former members left."""
+        fam = await self.family(family)
+        if self.registry.members(fam.id):
+            raise ValueError(f"family {fam.name!r} still has members")
+        former = list(self.registry.members_of[fam.id])
+        end = await self._next_sn(former[0]) if former else 0
+        await self._registry_log.append(registry.delete_family_record(fam.name, fam.id))
+        if end > 0:
+            await self._trim_colors(end - 1, former)
 
     async def ensure_system_color(self, name: str) -> ColorInfo:
         """The color `name`, created if missing like the registry's own system color: owned by
@@ -435,7 +489,9 @@ class FlexLogClient:
             raise ValueError("the system color cannot be deleted")
         end = await self.tail(info)
         await self._registry_log.append(registry.delete_record(info.name, info.id))
-        if end > 0:
+        # A family member's entries stay until the family is trimmed or deleted: readers of
+        # the family's order need them to tell its SNs from ones not stored yet.
+        if end > 0 and not info.family:
             await self.trim(end - 1, info)
 
     # ---- append ------------------------------------------------------------
@@ -542,6 +598,12 @@ class FlexLogClient:
                          replica: int | None = None) -> StoredEntry:
         """The entry (RecordBatch) containing sn; from one given replica if replica is set."""
         info = await self.color(color)
+        if info.family and replica is None:
+            # The family's entry at sn tells whether it is this member's.
+            chain, _, _ = await self._family_chain(info.family, sn, 1, wait_ms)
+            if chain and chain[0].color == info.id:
+                return chain[0].entry
+            raise NotFound(f"SN {sn} of color {info.name!r} is not readable")
         op = pb.QueryOp(kind=pb.QueryOp.READ, color=info.id, sn=sn,
                         wait_ms=wait_ms, contiguous=info.contiguous)
         if info.contiguous:
@@ -577,12 +639,111 @@ class FlexLogClient:
         With wait_ms > 0 and nothing readable at from_sn, waits up to wait_ms for it.
         """
         info = await self.color(color)
+        if info.family:
+            return await self._member_range(info, from_sn, max_bytes, wait_ms)
         op = pb.QueryOp(kind=pb.QueryOp.RANGE, color=info.id, sn=from_sn, max_bytes=max_bytes,
                         wait_ms=wait_ms, contiguous=info.contiguous)
         if info.contiguous:
             r = self._check(await self._ask(info.shards[0], op))
             return RangeResult(self._entries(r), r.log_start, self._seen_tail(info, r.tail))
         return await self._merged_range(info, op)
+
+    async def _member_range(self, info: ColorInfo, from_sn: int, max_bytes: int,
+                            wait_ms: int) -> RangeResult:
+        """A family member's entries from from_sn: the family's order, filtered. Its tail is
+        where the family's gapless chain ended: no entry of the member below it is missing.
+
+        SNs found to hold only other members' entries are remembered (one range per member),
+        so a reader of a quiet member does not scan the others' entries again on every call."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        start = from_sn
+        skip = self._skips.get(info.id)
+        if skip is not None and skip[0] <= start < skip[1]:
+            start = skip[1]
+        steps = 0
+        while True:
+            steps += 1
+            remaining_ms = max(0, int((deadline - loop.time()) * 1000))
+            chain, log_start, end = await self._family_chain(info.family, start, max_bytes,
+                                                             remaining_ms)
+            mine = [link.entry for link in chain if link.color == info.id]
+            if chain and not mine:
+                self._skips[info.id] = (min(from_sn, start), end)
+            # Bounded: a member far behind its family answers empty now and then, and the
+            # skip makes the next call start where this one stopped.
+            if mine or not chain or (steps >= MEMBER_SCAN_STEPS and loop.time() >= deadline):
+                return RangeResult(mine, log_start, end)
+            start = end
+
+    async def _family_chain(self, family: int, from_sn: int, max_bytes: int,
+                            wait_ms: int) -> tuple[list[FamilyLink], int, int]:
+        """Every member's entries from the one containing from_sn on, in SN order and without
+        gaps, up to about max_bytes per member; the family's log start; the SN the chain
+        reached. Each member's SNs are sparse, but the family's together leave no gap, so
+        the chain stops at the first SN not committed yet (or not stored on the replica
+        asked) and never skips one.
+
+        A gap with entries beyond it may be a member this client does not know yet: the
+        registry is read again once before waiting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        synced = False
+        while True:
+            asks = [(m.id, s) for m in self.registry.members_of.get(family, []) for s in m.shards]
+            ops = [pb.QueryOp(kind=pb.QueryOp.RANGE, color=c, sn=from_sn, max_bytes=max_bytes)
+                   for c, _ in asks]
+            results = [self._check(r) for r in
+                       await asyncio.gather(*(self._ask(s, op) for (_, s), op in zip(asks, ops,
+                                                                                     strict=True)))]
+            found = sorted((FamilyLink(c, e) for (c, _), r in zip(asks, results, strict=True)
+                            for e in self._entries(r)), key=lambda link: link.entry.sn)
+            chain: list[FamilyLink] = []
+            expect = from_sn
+            for link in found:
+                if link.entry.sn <= expect < link.entry.end:
+                    chain.append(link)
+                    expect = link.entry.end
+            log_start = max((r.log_start for r in results), default=0)
+            if chain or loop.time() >= deadline:
+                return chain, log_start, max(expect, from_sn)
+            if found and not synced:
+                synced = True
+                await self.sync_registry()
+                continue
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if not ops:
+                await asyncio.sleep(min(remaining_ms, 200) / 1000)
+                continue
+            for op in ops:
+                op.wait_ms = max(1, min(remaining_ms, 200))
+            waits = [asyncio.ensure_future(self._ask(s, op))
+                     for (_, s), op in zip(asks, ops, strict=True)]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+
+    async def subscribe_family(self, colors: Sequence[ColorRef],
+                               from_sn: int = 0) -> AsyncIterator[tuple[ColorInfo, Record]]:
+        """Every record of the given members of one family from from_sn on, in the family's
+        SN order (the order the log accepted them), without gaps; blocks at the tail."""
+        infos = [await self.color(c) for c in colors]
+        families = {info.family for info in infos}
+        if len(families) != 1 or 0 in families:
+            raise ValueError("subscribe_family takes members of one family")
+        family = families.pop()
+        wanted = {info.id: info for info in infos}
+        next_sn = from_sn
+        while True:
+            chain, _, end = await self._family_chain(family, next_sn, SUBSCRIBE_BYTES,
+                                                     SUBSCRIBE_WAIT_MS)
+            for link in chain:
+                info = wanted.get(link.color)
+                if info is not None:
+                    for rec in record_batch.decode(link.entry.payload):
+                        if rec.offset >= next_sn:
+                            yield info, rec
+            next_sn = end
 
     def _seen_tail(self, info: ColorInfo, tail: int) -> int:
         """The highest tail this client has seen for the color: replicas may lag each other
@@ -661,14 +822,20 @@ class FlexLogClient:
         return reply.next_sn
 
     async def trim(self, sn: int, color: ColorRef) -> None:
-        """Drop every record with SN <= sn on every replica."""
+        """Drop every record with SN <= sn on every replica. A family is trimmed as a whole:
+        trimming one member trims every member, so the family's order has one log start."""
         info = await self.color(color)
+        await self._trim_colors(sn, self.registry.members_of[info.family] if info.family
+                                else [info])
+
+    async def _trim_colors(self, sn: int, infos: Sequence[ColorInfo]) -> None:
         ops = []
-        for shard in info.shards:
-            writer = self._writer(shard)
-            for member in writer.members:
-                ops.append(writer.links[member].query(
-                    pb.QueryOp(kind=pb.QueryOp.TRIM, color=info.id, sn=sn)))
+        for info in infos:
+            for shard in info.shards:
+                writer = self._writer(shard)
+                for member in writer.members:
+                    ops.append(writer.links[member].query(
+                        pb.QueryOp(kind=pb.QueryOp.TRIM, color=info.id, sn=sn)))
         for r in await asyncio.wait_for(asyncio.gather(*ops), self.timeout_s):
             self._check(r)
 

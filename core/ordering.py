@@ -1,10 +1,12 @@
 """The ordering logic of one sequencer tree node, free of I/O.
 
 A node owns some colors and hands out their SNs from per-color 64-bit
-counters. Requests for colors owned by an ancestor wait for the node's next
-forward batch (`take_forwards`), which carries one request per (color, owner)
-for the sum of their counts; the block the parent grants is split among the
-aggregated requests in arrival order. The node remembers the end of every
+counters; the members of a color family share their family's counter
+(`registry.counter_of`: the counter is read off the color id). Requests for
+colors owned by an ancestor wait for the node's next forward batch
+(`take_forwards`), which carries one request per (color, owner) for the sum
+of their counts; the block the parent grants is split among the aggregated
+requests in arrival order. The node remembers the end of every
 block it handed out or relayed (`tails`, what a restarted parent must continue
 above) and fails everything pending when the parent link breaks.
 
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flexlog.core.errors import FlexLogError, UnknownOwner
+from flexlog.core.registry import counter_of
 
 SN_LIMIT = 1 << 64
 
@@ -43,7 +46,7 @@ class OrderingNode:
         self.parent = parent
         # Owners this node may forward to; anything else is answered UnknownOwner at once.
         self._ancestors = ancestors
-        self.counters: dict[int, int] = {}
+        self.counters: dict[int, int] = {}  # by counter: a color's own, or its family's
         # One past the highest SN granted from above per color, for the colors of ancestors.
         self.relayed: dict[int, int] = {}
         self._pending: dict[tuple[int, int], list[tuple[int, Reply]]] = {}
@@ -66,9 +69,11 @@ class OrderingNode:
         return sum(self.records_by_color.values())
 
     def learn_tail(self, color: int, tail: int) -> None:
-        """Never hand out an SN below what some replica already stores."""
-        if tail > self.counters.get(color, 0):
-            self.counters[color] = tail
+        """Never hand out an SN below what some replica already stores, in this color or in
+        any other member of its family."""
+        counter = counter_of(color)
+        if tail > self.counters.get(counter, 0):
+            self.counters[counter] = tail
 
     def tails(self) -> dict[int, int]:
         """What this node reports to a restarted parent: it must continue above every SN this
@@ -79,7 +84,7 @@ class OrderingNode:
         return tails
 
     def next_sn(self, color: int) -> int:
-        return self.counters.get(color, 0)
+        return self.counters.get(counter_of(color), 0)
 
     def submit(self, color: int, owner: int, count: int, reply: Reply) -> bool:
         """Order count SNs of color. Returns True when a forward is now pending."""
@@ -93,10 +98,11 @@ class OrderingNode:
         return True
 
     def assign(self, color: int, count: int) -> int:
-        sn = self.counters.get(color, 0)
+        counter = counter_of(color)
+        sn = self.counters.get(counter, 0)
         if sn + count > SN_LIMIT:
             raise OverflowError(f"color {color} ran out of 64-bit SNs")
-        self.counters[color] = sn + count
+        self.counters[counter] = sn + count
         self.requests_by_color[color] = self.requests_by_color.get(color, 0) + 1
         self.records_by_color[color] = self.records_by_color.get(color, 0) + count
         return sn

@@ -54,6 +54,9 @@ async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
     if retention_ms < 0 and retention_bytes < 0:
         return
     color = await broker.topics.color(topic.name, partition)
+    if color.family:
+        # A family is trimmed as a whole; one partition's retention must not cut the others.
+        return
     index, _, _ = await broker.timestamps.refresh(color)
     drop = trim_point(index, retention_ms, retention_bytes, int(time.time() * 1000))
     if drop:

@@ -97,6 +97,11 @@ class TimestampIndex:
             while index.upto < tail:
                 res = await self.client.read_range(color, index.upto, SCAN_BYTES)
                 if not res.entries:
+                    if color.family and res.tail > index.upto:
+                        # A partition of an ordered topic: [upto, tail) holds only other
+                        # partitions' records, and the read stopped there to answer.
+                        index.upto = res.tail
+                        continue
                     break
                 for entry in res.entries:
                     if entry.end <= index.upto:

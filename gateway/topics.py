@@ -8,6 +8,13 @@ agree; a race between two gateways is settled by SN order exactly as the color
 registry settles it (the first create of a name wins, the other one is ignored).
 Events carry the topic id so that an event about a deleted incarnation of a
 name never applies to a newer one.
+
+Ordering scopes (`flexlog.ordering`, docs/ordering.md): with `topic`, every
+partition of the topic is a member of one color family (`kafka/topic/T`), so
+their offsets come from one counter and together form one total order; with
+`group:G`, every partition of every topic of the group joins the family
+`kafka/group/G`. The family is spread over all shards and ordered at their
+lowest common ancestor. The scope is fixed when the topic is created.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import ColorExists, UnknownColor
 from flexlog.core.event_log import EventLog, json_record
-from flexlog.core.registry import ColorInfo
+from flexlog.core.registry import ColorInfo, FamilyInfo
 
 log = logging.getLogger("flexlog.gateway.topics")
 
@@ -40,6 +47,10 @@ RETENTION_MS = "retention.ms"
 RETENTION_BYTES = "retention.bytes"
 MAX_MESSAGE_BYTES = "max.message.bytes"
 CLEANUP_POLICY = "cleanup.policy"
+ORDERING = "flexlog.ordering"
+PARTITION_ORDER = "partition"
+TOPIC_ORDER = "topic"
+GROUP_PREFIX = "group:"
 
 
 class TopicError(Exception):
@@ -86,11 +97,23 @@ def _cleanup_policy(value: str) -> str | None:
     return None if value == "delete" else "only cleanup.policy=delete is supported"
 
 
+def _ordering(value: str) -> str | None:
+    if value in (PARTITION_ORDER, TOPIC_ORDER):
+        return None
+    if value.startswith(GROUP_PREFIX):
+        group = value[len(GROUP_PREFIX):]
+        problem = invalid_topic_name(group)
+        return None if problem is None else f"group {problem.replace('topic ', '', 1)}"
+    return (f"unknown ordering {value!r}: use {PARTITION_ORDER!r}, {TOPIC_ORDER!r} or "
+            f"'{GROUP_PREFIX}<name>'")
+
+
 CONFIG_CHECKS: dict[str, Callable[[str], str | None]] = {
     RETENTION_MS: _int_at_least(-1),
     RETENTION_BYTES: _int_at_least(-1),
     MAX_MESSAGE_BYTES: _int_at_least(0),
     CLEANUP_POLICY: _cleanup_policy,
+    ORDERING: _ordering,
 }
 
 # Shown by DescribeConfigs so tools find the usual keys; not settable here.
@@ -108,7 +131,17 @@ def config_defaults(config: ClusterConfig) -> dict[str, str]:
         # The log's own entry limit, not Kafka's 1 MiB: one batch is one entry.
         MAX_MESSAGE_BYTES: str(config.max_entry_bytes),
         CLEANUP_POLICY: "delete",
+        ORDERING: PARTITION_ORDER,
     }
+
+
+def ordering_family(topic: str, ordering: str) -> str | None:
+    """The family a topic's partitions join under an ordering scope, None for `partition`."""
+    if ordering == TOPIC_ORDER:
+        return f"{COLOR_PREFIX}topic/{topic}"
+    if ordering.startswith(GROUP_PREFIX):
+        return f"{COLOR_PREFIX}group/{ordering[len(GROUP_PREFIX):]}"
+    return None
 
 
 def check_config(name: str, value: str | None, config: ClusterConfig) -> str | None:
@@ -184,6 +217,25 @@ class TopicState:
                 current.configs.pop(str(key), None)
 
 
+def ordering_clash(state: TopicState, defaults: dict[str, str], name: str,
+                   configs: dict[str, str]) -> str | None:
+    """Why topic `name` with these configs clashes with an ordering group: a group shares its
+    name with no topic outside it, so `group:orders` never means two different things."""
+    ordering = configs.get(ORDERING, PARTITION_ORDER)
+    if ordering.startswith(GROUP_PREFIX):
+        group = ordering[len(GROUP_PREFIX):]
+        other = state.by_name.get(group)
+        if other is not None and other.name != name and other.config(ORDERING, defaults) != ordering:
+            return (f"{ORDERING}: group name {group!r} is the name of topic {group!r}, which is "
+                    "not in that group")
+    own_group = f"{GROUP_PREFIX}{name}"
+    if ordering != own_group and any(t.config(ORDERING, defaults) == own_group
+                                     for t in state.by_name.values()):
+        return (f"{ORDERING}: {name!r} names an ordering group; a topic of that name must be in "
+                f"it ({ORDERING}={own_group})")
+    return None
+
+
 class TopicStore:
     """Topic metadata as this gateway knows it, kept current from ``__topics``."""
 
@@ -245,11 +297,31 @@ class TopicStore:
 
     # ---- changes ---------------------------------------------------------------
 
-    async def _create_colors(self, name: str, first: int, count: int) -> None:
+    def ordering_clash(self, name: str, configs: dict[str, str]) -> str | None:
+        return ordering_clash(self.state, self.defaults, name, configs)
+
+    async def _family(self, name: str, ordering: str) -> FamilyInfo | None:
+        """The family of a topic's ordering scope, created on first use over every shard."""
+        family = ordering_family(name, ordering)
+        if family is None:
+            return None
+        try:
+            return await self.client.family(family)
+        except UnknownColor:
+            pass
+        try:
+            return await self.client.create_family(
+                family, shards=[s.id for s in self.config.shards])
+        except ColorExists:  # another gateway created it first
+            return await self.client.family(family)
+
+    async def _create_colors(self, name: str, first: int, count: int,
+                             family: FamilyInfo | None) -> None:
         for p in range(first, count):
             # ColorExists: another gateway creating the same topic made it first.
             with contextlib.suppress(ColorExists):
-                await self.client.create_color(partition_color(name, p))
+                await self.client.create_color(partition_color(name, p),
+                                               family=family.id if family else None)
 
     async def create(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
         """Create a topic; TopicError('exists') if the name is taken (also by a racing create)."""
@@ -258,7 +330,8 @@ class TopicStore:
             if await self.lookup(name) is not None:
                 raise TopicError("exists", f"topic {name!r} already exists")
             # Colors first: a topic is never visible before every partition can take writes.
-            await self._create_colors(name, 0, partitions)
+            family = await self._family(name, configs.get(ORDERING, PARTITION_ORDER))
+            await self._create_colors(name, 0, partitions, family)
             topic_id = uuid.uuid4().bytes
             await self._append({"op": "create", "name": name, "id": topic_id.hex(),
                                 "partitions": partitions, "configs": configs})
@@ -282,9 +355,18 @@ class TopicStore:
         for p in range(topic.partitions):
             with contextlib.suppress(UnknownColor):  # deleted by a racing delete
                 await self.client.delete_color(partition_color(topic.name, p))
+        if topic.config(ORDERING, self.defaults) == TOPIC_ORDER:
+            # A group's family outlives its topics: the others keep their shared order.
+            family = ordering_family(topic.name, TOPIC_ORDER)
+            assert family is not None
+            # UnknownColor: a racing delete went first; ValueError: a racing create of the
+            # name put a member in it again, and the family stays for that incarnation.
+            with contextlib.suppress(UnknownColor, ValueError):
+                await self.client.delete_family(family)
 
     async def add_partitions(self, topic: Topic, count: int) -> None:
-        await self._create_colors(topic.name, topic.partitions, count)
+        family = await self._family(topic.name, topic.config(ORDERING, self.defaults))
+        await self._create_colors(topic.name, topic.partitions, count, family)
         await self._append({"op": "partitions", "name": topic.name, "id": topic.topic_id.hex(),
                             "partitions": count})
 

@@ -18,6 +18,7 @@ from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 from flexlog.gateway.topics import (
     CLEANUP_POLICY,
+    ORDERING,
     READ_ONLY_TOPIC_CONFIGS,
     RETENTION_BYTES,
     RETENTION_MS,
@@ -152,12 +153,21 @@ async def handle_describe_configs(broker: Broker, request: Request) -> Body:
     return {"throttle_time_ms": 0, "results": results}
 
 
-def _changes(broker: Broker, configs: list[Body]) -> tuple[dict[str, str], list[str]]:
+def _changes(broker: Broker, topic: Topic,
+             configs: list[Body]) -> tuple[dict[str, str], list[str]]:
     """(to set, to delete) from one resource's alterations; ValueError names a bad one."""
     set_: dict[str, str] = {}
     delete: list[str] = []
     for c in configs:
         name, op, value = c["name"], c["config_operation"], c["value"]
+        if name == ORDERING and op in (OP_SET, OP_DELETE):
+            current = topic.config(ORDERING, broker.topics.defaults)
+            wanted = value if op == OP_SET else broker.topics.defaults[ORDERING]
+            if wanted != current:
+                # Offsets already handed out come from the scope's counter; a new scope
+                # would restart them, so the scope is fixed at creation.
+                raise ValueError(f"{ORDERING}: the ordering of an existing topic cannot change "
+                                 f"(topic {topic.name!r} is ordered by {current!r})")
         if op == OP_SET:
             problem = check_config(name, value, broker.config)
             if problem:
@@ -197,7 +207,7 @@ async def handle_incremental_alter_configs(broker: Broker, request: Request) -> 
                           error_message=f"topic {name!r} does not exist")
             continue
         try:
-            set_, delete = _changes(broker, res["configs"])
+            set_, delete = _changes(broker, topic, res["configs"])
         except ValueError as exc:
             result.update(error_code=ErrorCode.INVALID_CONFIG, error_message=str(exc))
             continue

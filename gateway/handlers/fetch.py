@@ -26,6 +26,7 @@ from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
 from flexlog.core.errors import FlexLogError
 from flexlog.core.registry import ColorInfo
+from flexlog.core.storage import StoredEntry
 from flexlog.gateway import authz, offsets_topic
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
@@ -35,6 +36,7 @@ from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 MIN_WAIT_MS = 1
 READ_COMMITTED = 1
+MAX_GAP_BATCH = (1 << 31) - 1  # a batch covers at most this many offsets (lastOffsetDelta)
 
 
 TOPIC_IDS_FROM_VERSION = 13
@@ -119,6 +121,13 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
             part.error = kafka_error(exc)
             return
         entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
+    if not entries and part.color.family and res.tail > part.offset:
+        # A partition of an ordered topic (docs/ordering.md): [offset, tail) holds other
+        # partitions' records only. A control batch without records covering it moves the
+        # consumer on, as the batches compaction leaves do, so its position (and lag) reach
+        # the high watermark instead of waiting below it until this partition's next record.
+        count = min(res.tail - part.offset, MAX_GAP_BATCH)
+        entries = [StoredEntry(part.offset, count, record_batch.fill(part.offset, count))]
     if part.committed:
         part.stable = broker.transactions.last_stable(part.color.id, res.tail)
         part.held = bool(entries) and entries[0].sn >= part.stable

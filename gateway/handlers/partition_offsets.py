@@ -161,6 +161,10 @@ async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Bo
 async def handle_delete_records(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
         color = await _color(broker, Operation.DELETE, topic, part["partition_index"])
+        if color.family:
+            # A family is trimmed as a whole (`FlexLogClient.trim`): deleting one partition's
+            # records would delete the other partitions' too.
+            raise _PartitionFailed(ErrorCode.POLICY_VIOLATION)
         log_start, tail = await broker.client.state(color)
         offset = tail if part["offset"] == -1 else part["offset"]
         if not 0 <= offset <= tail:

@@ -103,6 +103,10 @@ async def handle_create_topics(broker: Broker, request: Request) -> Body:
                     or authz.topic_allowed(broker, Operation.CREATE, name)):
                 raise _Invalid(ErrorCode.TOPIC_AUTHORIZATION_FAILED, f"not authorized to create {name!r}")
             partitions, configs = _check_create(broker, item)
+            await broker.topics.sync()
+            clash = broker.topics.ordering_clash(name, configs)
+            if clash:
+                raise _Invalid(ErrorCode.INVALID_CONFIG, clash)
             # The derived __consumer_offsets exists on every gateway, as Kafka's does.
             if name == offsets_topic.TOPIC or await broker.topics.lookup(name) is not None:
                 raise _Invalid(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")

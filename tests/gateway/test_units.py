@@ -31,7 +31,14 @@ from flexlog.gateway.protocol import (
 from flexlog.gateway.retention import trim_point
 from flexlog.gateway.server import GatewayServer
 from flexlog.gateway.timestamps import PartitionIndex
-from flexlog.gateway.topics import TopicState, check_config, invalid_topic_name
+from flexlog.gateway.topics import (
+    TopicState,
+    check_config,
+    config_defaults,
+    invalid_topic_name,
+    ordering_clash,
+    ordering_family,
+)
 
 
 def _gateway(tmp_path, **settings: object) -> GatewayServer:
@@ -183,6 +190,39 @@ def test_topic_names_and_configs(tmp_path):
     assert check_config("cleanup.policy", "compact", cfg)
     assert check_config("max.message.bytes", "2000", cfg)
     assert check_config("unknown.key", "1", cfg)
+
+
+def test_ordering_config_values_and_group_names(tmp_path):
+    cfg = config_mod.parse({
+        "data_dir": str(tmp_path),
+        "sequencer": [{"name": "root", "address": "127.0.0.1:1", "nodes": [{"id": 0}]}],
+        "shard": [{"id": 0, "leaf": 0, "replicas": ["127.0.0.1:2"]}],
+    })
+    for ok in ("partition", "topic", "group:shop", "group:a.b_c-1"):
+        assert check_config("flexlog.ordering", ok, cfg) is None
+    for bad in ("total", "Topic", "group:", "group:a/b", "group:" + "x" * 250, ""):
+        problem = check_config("flexlog.ordering", bad, cfg)
+        assert problem and problem.startswith("flexlog.ordering:"), (bad, problem)
+    assert ordering_family("t", "partition") is None
+    assert ordering_family("t", "topic") == "kafka/topic/t"
+    assert ordering_family("t", "group:shop") == "kafka/group/shop"
+
+    state = TopicState()
+    ids = iter(["aa" * 16, "bb" * 16])
+    for name, configs in (("shop", {}), ("orders", {"flexlog.ordering": "group:sales"})):
+        state.apply(0, _event(op="create", name=name, id=next(ids), partitions=1, configs=configs))
+    defaults = config_defaults(cfg)
+
+    def clash(name: str, ordering: str | None) -> str | None:
+        configs = {} if ordering is None else {"flexlog.ordering": ordering}
+        return ordering_clash(state, defaults, name, configs)
+
+    # A group named like a topic outside it, and a topic named like a group it is not in.
+    assert "flexlog.ordering" in clash("x", "group:shop")
+    assert clash("shop", "group:shop") is None
+    assert clash("x", "group:sales") is None
+    assert "flexlog.ordering" in clash("sales", None)
+    assert clash("sales", "group:sales") is None
 
 
 def test_fetch_limits_follow_kip_74():

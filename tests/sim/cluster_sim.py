@@ -11,6 +11,10 @@ clock, and clients that follow the native client's rules (`core/client.py`):
 write to every member, complete once every readable member acked, resend the
 same token after RESEND_AFTER_S or a retriable refusal, give up at a deadline.
 
+Color families run too: members of one family share their owner's counter, and
+`SimFamilyReader` reads a family's merged order as the native client does
+(`FlexLogClient._family_chain`).
+
 `Checker` watches every commit as it happens and the whole cluster at the end.
 Everything random comes from one `random.Random(seed)`, so a seed replays
 exactly: `python tests/sim/run.py --seed N`.
@@ -38,6 +42,7 @@ from flexlog.core.errors import Code, FlexLogError
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.ordering import ForwardRequest
 from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.registry import counter_of, family_key
 from flexlog.core.replica_protocol import CopiedEntry, Grant, ReplicaProtocol
 from flexlog.core.sequencer_protocol import SequencerProtocol, Tail
 from flexlog.core.status import ProcessStatus
@@ -720,7 +725,7 @@ class ColorSpec:
 
     @property
     def contiguous(self) -> bool:
-        return len(self.shards) == 1
+        return len(self.shards) == 1 and counter_of(self.id) == self.id
 
 
 @dataclass
@@ -890,6 +895,85 @@ class SimReader(Process):
             self.next_sn = sn + count
 
 
+class _Box:
+    """A query sink that keeps the answer (queries with wait_ms = 0 answer at once)."""
+
+    def __init__(self) -> None:
+        self.result: pb.QueryResult | None = None
+
+    def answer(self, result: pb.QueryResult) -> None:
+        self.result = result
+
+
+class SimFamilyReader(Process):
+    """Reads a family's merged order as `FlexLogClient._family_chain` does: every member on
+    every shard from one readable replica each, merged by SN, followed only while it has no
+    gap. The checker holds it to never passing an SN without the acknowledged entry there."""
+
+    def __init__(self, world: World, checker: Checker, store: ViewStoreSim, key: int,
+                 members: list[ColorSpec]) -> None:
+        super().__init__(world, f"family-reader{key >> 20}")
+        self.checker, self.store, self.key, self.members = checker, store, key, members
+        self.next_sn = 0
+        self.seen: dict[int, tuple[int, bytes]] = {}  # sn -> (color, body) read there
+        self.waiting = False
+        checker.family_readers.append(self)
+
+    def start(self) -> None:
+        super().start()
+        self.waiting = False
+        self.every(0.5, self.read)
+
+    def read(self) -> None:
+        if self.waiting:
+            return
+        asks = []
+        for m in self.members:
+            for shard in m.shards:
+                readable = self.store.view.shard(shard).readable
+                if not readable:
+                    return
+                asks.append((m.id, f"r{shard}.{self.world.rng.choice(readable)}"))
+        self.waiting = True
+        start = self.next_sn
+        replies: dict[int, pb.QueryResult | None] = {}
+
+        def ask(i: int, color: int, replica: str) -> None:
+            op = pb.QueryOp(kind=pb.QueryOp.RANGE, color=color, sn=start, max_bytes=300)
+
+            def handler(r: Any) -> pb.QueryResult | None:
+                box = _Box()
+                r.protocol.query(op, box, r.world.now)
+                return box.result
+
+            def got(result: pb.QueryResult | None) -> None:
+                replies[i] = result
+                if len(replies) == len(asks):
+                    self.waiting = False
+                    self._merge(start, [(asks[j][0], replies[j]) for j in range(len(asks))])
+            call(self.world, self, replica, handler, got)
+
+        for i, (color, replica) in enumerate(asks):
+            ask(i, color, replica)
+
+    def _merge(self, start: int, results: list[tuple[int, pb.QueryResult | None]]) -> None:
+        if start != self.next_sn or any(r is None or r.error for _, r in results):
+            return
+        found = sorted((sn, count, color, bytes(payload)) for color, r in results
+                       if r is not None
+                       for sn, count, payload in zip(r.sns, r.counts, r.payloads, strict=True))
+        expect = start
+        for sn, count, color, payload in found:
+            if sn <= expect < sn + count:
+                entry = StoredEntry(sn, count, payload)
+                self.checker.read(color, entry)
+                for s in range(sn, sn + count):
+                    self.seen[s] = (color, self.checker._body(payload))
+                expect = sn + count
+        self.next_sn = expect
+        self.checker.family_passed(self, start, expect)
+
+
 # ---- the checker -----------------------------------------------------------------------------
 
 
@@ -904,20 +988,34 @@ class Checker:
         self.completions = 0
         self.failures = 0
         self.reads = 0
+        self.family_readers: list[SimFamilyReader] = []
 
     @staticmethod
     def _body(payload: bytes) -> bytes:
         return payload[12:]  # baseOffset and batchLength: the same entry at any SN
 
     def stored(self, where: str, color: int, entry: StoredEntry) -> None:
+        """Keyed by counter: two members of one family never hold one SN."""
         body = self._body(entry.payload)
+        counter = counter_of(color)
         for sn in range(entry.sn, entry.end):
-            known = self.at_sn.get((color, sn))
+            known = self.at_sn.get((counter, sn))
             if known is None:
-                self.at_sn[(color, sn)] = (body, where)
+                self.at_sn[(counter, sn)] = (body, where)
             elif known[0] != body:
                 raise Violation(f"SN {sn} of color {color} holds two entries: one on {known[1]}, "
                                 f"another now on {where}")
+
+    def _check_family_read(self, reader: SimFamilyReader, color: int, sn: int, body: bytes) -> None:
+        if sn < reader.next_sn and reader.seen.get(sn) != (color, body):
+            raise Violation(f"the reader of family {reader.key >> 20} passed SN {sn} without "
+                            f"the acknowledged entry of color {color} there")
+
+    def family_passed(self, reader: SimFamilyReader, start: int, end: int) -> None:
+        """A family reader moved from start to end: every entry acknowledged there is read."""
+        for (color, sn), body in self.acked.items():
+            if counter_of(color) == reader.key and start <= sn < end:
+                self._check_family_read(reader, color, sn, body)
 
     def read(self, color: int, entry: StoredEntry) -> None:
         self.reads += 1
@@ -939,9 +1037,12 @@ class Checker:
         self.completions += 1
         body = self._body(record_batch.with_base_offset(payload, sn))
         self.acked[(color, sn)] = body
-        stored = self.at_sn.get((color, sn))
+        stored = self.at_sn.get((counter_of(color), sn))
         if stored is None or stored[0] != body:
             raise Violation(f"SN {sn} of color {color} acknowledged but not stored as acknowledged")
+        for reader in self.family_readers:
+            if reader.key == counter_of(color):
+                self._check_family_read(reader, color, sn, body)
         self.order.setdefault((client, color), []).append((index, sn))
         self.last_ack[color] = now
 
@@ -966,6 +1067,15 @@ COLORS = [
     ColorSpec(12, ROOT, (0, 1)),  # root-owned across both shards
     ColorSpec(13, 2, (1,)),  # leaf-owned, shard 1
 ]
+# Two families: one ordered by the root with a member on each shard, one ordered by leaf 0
+# with both members on shard 0.
+ROOT_FAMILY = family_key(1)
+LEAF_FAMILY = family_key(2)
+FAMILIES = {
+    ROOT_FAMILY: [ColorSpec(ROOT_FAMILY | 1, ROOT, (0,)), ColorSpec(ROOT_FAMILY | 2, ROOT, (1,))],
+    LEAF_FAMILY: [ColorSpec(LEAF_FAMILY | 1, 1, (0,)), ColorSpec(LEAF_FAMILY | 2, 1, (0,))],
+}
+FAMILY_COLORS = [m for members in FAMILIES.values() for m in members]
 
 FAULTS = ("crash_replica", "crash_leaf", "crash_root", "crash_controller", "break_stream",
           "partition", "partition_store", "slow_network")
@@ -983,7 +1093,7 @@ class Outcome:
 
 
 class ClusterSim:
-    def __init__(self, seed: int, persistent: bool | None = None) -> None:
+    def __init__(self, seed: int, persistent: bool | None = None, families: bool = True) -> None:
         self.world = World(seed)
         rng = self.world.rng
         self.persistent = rng.random() < 0.5 if persistent is None else persistent
@@ -998,8 +1108,14 @@ class ClusterSim:
                                             self.persistent)
                          for s in range(SHARDS) for i in range(REPLICAS)}
         self.controller = SimController(w, self.store, self.config, self.replicas)
-        self.clients = [SimClient(w, self.store, self.checker, c + 1, COLORS) for c in range(2)]
-        self.readers = [SimReader(w, self.checker, self.store, c) for c in COLORS if c.contiguous]
+        self.colors = COLORS + (FAMILY_COLORS if families else [])
+        self.clients = [SimClient(w, self.store, self.checker, c + 1, self.colors)
+                        for c in range(2)]
+        self.readers: list[Process] = [SimReader(w, self.checker, self.store, c)
+                                       for c in COLORS if c.contiguous]
+        if families:
+            self.readers += [SimFamilyReader(w, self.checker, self.store, key, members)
+                             for key, members in FAMILIES.items()]
         self.faults: list[str] = []
         self.down: set[tuple[int, int]] = set()  # memory replicas whose store is gone for now
 
@@ -1040,7 +1156,7 @@ class ClusterSim:
     def _append(self) -> None:
         client = self.world.rng.choice(self.clients)
         if len(client.pending) < 8:
-            client.append(self.world.rng.choice(COLORS))
+            client.append(self.world.rng.choice(self.colors))
 
     def _restart(self, p: Process, after: float) -> None:
         def start() -> None:
@@ -1097,6 +1213,16 @@ class ClusterSim:
 
     # ---- the end state ---------------------------------------------------------------
 
+    def family_hole(self, reader: SimFamilyReader) -> int | None:
+        """The SN where the family reader waits if no replica stores it: ordered and lost
+        (docs/reliability.md: holes in colors spread over several shards are not filled),
+        else None."""
+        sn = reader.next_sn
+        if (reader.key, sn) in self.checker.at_sn:
+            return None
+        last = max((s for (c, s) in self.checker.at_sn if c == reader.key), default=-1)
+        return sn if sn < last else None
+
     def unsettled(self) -> str | None:
         """What still keeps the cluster from its healthy end state, or None."""
         checker = self.checker
@@ -1108,7 +1234,7 @@ class ClusterSim:
                         f"{sv.readable}, members {sv.members}, caught up at "
                         f"{r.protocol.caught_up_epoch})")
         for (color, sn), body in checker.acked.items():
-            spec = next(c for c in COLORS if c.id == color)
+            spec = next(c for c in self.colors if c.id == color)
             for s in spec.shards:
                 for i in range(REPLICAS):
                     r = self.replicas[(s, i)]
@@ -1128,6 +1254,12 @@ class ClusterSim:
                 if prefix <= last:
                     return (f"color {spec.id} on {r.name}: readable prefix {prefix} stops below "
                             f"acknowledged SN {last} (a hole nobody filled)")
+        for reader in self.checker.family_readers:
+            last = max((sn for (c, sn) in checker.acked if counter_of(c) == reader.key),
+                       default=-1)
+            if reader.next_sn <= last and self.family_hole(reader) is None:
+                return (f"the reader of family {reader.key >> 20} stays at SN {reader.next_sn}, "
+                        f"below acknowledged SN {last}")
         for client in self.clients:
             if client.pending:
                 return f"{client.name} still has {len(client.pending)} appends pending"

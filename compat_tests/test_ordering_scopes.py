@@ -1,0 +1,463 @@
+"""Ordering scopes (`flexlog.ordering`, docs/ordering.md) with real Kafka clients over real
+sockets: partitions of an ordered topic (or of every topic of a group) take their offsets
+from one counter, so merging partitions by offset gives the order the log accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+from group_helpers import wait_ready
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
+from kafka.admin import NewTopic as KpNewTopic
+
+from cluster import Cluster, running_cluster
+from flexlog.core.client import FlexLogClient
+from flexlog.gateway.topics import partition_color
+
+pytestmark = pytest.mark.slow
+
+PRODUCERS = 3
+PER_PRODUCER = 120
+
+
+@pytest.fixture(scope="module")
+def ordered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    """Two shards, so an ordered topic's partitions spread over both and the root orders them."""
+    with running_cluster(tmp_path_factory.mktemp("ordering"), storage="memory", shards=2,
+                         gateways=1) as cluster:
+        address = cluster.config.gateways[0].advertised
+        wait_ready(address)
+        yield cluster, address
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create(bootstrap: str, topics: dict[str, int], ordering: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(t, n, config={"flexlog.ordering": ordering})
+                                   for t, n in topics.items()])
+    for f in futures.values():
+        f.result(15)
+
+
+def produce_concurrently(bootstrap: str, targets: list[tuple[str, int]]) -> None:
+    """PRODUCERS threads with a producer each, every one writing to every target in turn."""
+    errors: list[object] = []
+
+    def run(k: int) -> None:
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+        for i in range(PER_PRODUCER):
+            topic, partition = targets[(i + k) % len(targets)]
+            p.produce(topic, b"p%d-%d" % (k, i), partition=partition,
+                      on_delivery=lambda err, _m: err and errors.append(err))
+            if i % 10 == 0:
+                p.poll(0)
+        assert p.flush(20) == 0
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(PRODUCERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def native_order(cluster: Cluster, targets: list[tuple[str, int]], n: int) -> list[tuple[int, bytes]]:
+    """(offset, value) of the first n records of the targets' family, as the log accepted them."""
+    async def read() -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        async with FlexLogClient(cluster.config) as client:
+            colors = [partition_color(t, p) for t, p in targets]
+            async for _, rec in client.subscribe_family(colors):
+                out.append((rec.offset, rec.value or b""))
+                if len(out) == n:
+                    return out
+        return out
+
+    return asyncio.run(asyncio.wait_for(read(), 30))
+
+
+def confluent_partition(bootstrap: str, topic: str, partition: int, n: int) -> list[tuple[int, bytes]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, partition, 0)])
+    out = []
+    deadline = time.monotonic() + 20
+    while len(out) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        assert m.error() is None, m.error()
+        out.append((m.offset(), m.value()))
+    c.close()
+    return out
+
+
+def kafka_python_partition(bootstrap: str, topic: str, partition: int,
+                           n: int) -> list[tuple[int, bytes]]:
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                      consumer_timeout_ms=10_000)
+    c.assign([KpTopicPartition(topic, partition)])
+    c.seek_to_beginning()
+    out = []
+    for m in c:
+        out.append((m.offset, m.value))
+        if len(out) == n:
+            break
+    c.close()
+    return out
+
+
+def check_merge(per_partition: dict[tuple[str, int], list[tuple[int, bytes]]],
+                expected: list[tuple[int, bytes]]) -> None:
+    merged = sorted(r for records in per_partition.values() for r in records)
+    offsets = [o for o, _ in merged]
+    assert len(set(offsets)) == len(offsets), "no offset appears in two partitions"
+    for records in per_partition.values():
+        assert [o for o, _ in records] == sorted(o for o, _ in records), "offsets increase"
+    assert merged == expected, "merging partitions by offset gives the order the log accepted"
+
+
+def test_ordered_topic_merges_to_the_log_order_with_confluent_kafka(ordered):
+    cluster, bootstrap = ordered
+    topic = unique("ordered")
+    create(bootstrap, {topic: 4}, "topic")
+    targets = [(topic, p) for p in range(4)]
+    produce_concurrently(bootstrap, targets)
+    total = PRODUCERS * PER_PRODUCER
+    expected = native_order(cluster, targets, total)
+    assert [o for o, _ in expected] == list(range(total)), "one dense order over 4 partitions"
+    per_partition = {tp: confluent_partition(bootstrap, *tp, total // 4) for tp in targets}
+    check_merge(per_partition, expected)
+    # DescribeConfigs shows the scope.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([res])[res].result(10)
+    assert configs["flexlog.ordering"].value == "topic"
+
+
+def test_an_ordering_group_merges_two_topics_with_kafka_python(ordered):
+    cluster, bootstrap = ordered
+    group = unique("shop")
+    orders, payments = unique("orders"), unique("payments")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([KpNewTopic(t, 2, 1, topic_configs={"flexlog.ordering": f"group:{group}"})
+                         for t in (orders, payments)])
+    admin.close()
+    targets = [(orders, 0), (orders, 1), (payments, 0), (payments, 1)]
+    produce_concurrently(bootstrap, targets)
+    total = PRODUCERS * PER_PRODUCER
+    expected = native_order(cluster, targets, total)
+    assert [o for o, _ in expected] == list(range(total))
+    per_partition = {tp: kafka_python_partition(bootstrap, *tp, total // 4) for tp in targets}
+    check_merge(per_partition, expected)
+
+
+def test_gaps_cause_no_resets_and_offsets_seeks_and_commits_are_exact(ordered):
+    cluster, bootstrap = ordered
+    topic = unique("gaps")
+    create(bootstrap, {topic: 2}, "topic")
+    targets = [(topic, 0), (topic, 1)]
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(40):
+        p.produce(topic, b"v%d" % i, partition=i % 2)
+        p.flush(10)  # one at a time: partition 0 holds the even offsets, partition 1 the odd
+    mine = [(o, v) for o, v in native_order(cluster, targets, 40) if int(v[1:]) % 2 == 0]
+    assert [o for o, _ in mine] == list(range(0, 40, 2))
+
+    # ListOffsets: earliest 0, latest one past the family's last offset (39).
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                  "enable.auto.commit": False, "auto.offset.reset": "error"})
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 40)
+    # A seek into a gap (offset 7 is partition 1's) reads on from the next record of partition 0.
+    c.assign([TopicPartition(topic, 0, 7)])
+    got = [c.poll(10) for _ in range(3)]
+    assert [(m.offset(), m.value()) for m in got] == mine[4:7]
+    c.close()
+
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                       auto_offset_reset="none", consumer_timeout_ms=10_000)
+    tp = KpTopicPartition(topic, 0)
+    kc.assign([tp])
+    assert kc.end_offsets([tp])[tp] == 40 and kc.beginning_offsets([tp])[tp] == 0
+    kc.seek(tp, 21)
+    rest = []
+    for m in kc:
+        rest.append((m.offset, m.value))
+        if m.offset == 38:
+            break
+    assert rest == [r for r in mine if r[0] >= 21]
+    assert kc.position(tp) == 39
+    kc.close()
+
+
+def test_committed_offsets_inside_gaps_resume_exactly(ordered):
+    _, bootstrap = ordered
+    topic = unique("commits")
+    create(bootstrap, {topic: 2}, "topic")
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(20):
+        p.produce(topic, b"v%d" % i, partition=i % 2)
+        p.flush(10)
+    group = unique("g")
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest"}
+    c = Consumer(conf)
+    c.assign([TopicPartition(topic, 1)])
+    first = [c.poll(10) for _ in range(4)]
+    assert [m.offset() for m in first] == [1, 3, 5, 7]
+    c.commit(message=first[-1], asynchronous=False)  # commits offset 8: partition 0's SN
+    c.close()
+    c = Consumer(conf)
+    c.assign([TopicPartition(topic, 1)])
+    assert c.committed([TopicPartition(topic, 1)], timeout=10)[0].offset == 8
+    again = [c.poll(10) for _ in range(6)]
+    assert [m.offset() for m in again] == [9, 11, 13, 15, 17, 19]
+    assert c.poll(1) is None
+    c.close()
+
+
+def test_create_partitions_adds_members_to_the_order(ordered):
+    cluster, bootstrap = ordered
+    topic = unique("grow")
+    create(bootstrap, {topic: 1}, "topic")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(5):
+        p.produce(topic, b"a%d" % i, partition=0)
+    assert p.flush(10) == 0
+    admin.create_partitions([NewPartitions(topic, 3)])[topic].result(10)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                  "topic.metadata.refresh.interval.ms": 200})
+    for i in range(9):
+        p.produce(topic, b"b%d" % i, partition=i % 3)
+        p.flush(10)
+    targets = [(topic, q) for q in range(3)]
+    expected = native_order(cluster, targets, 14)
+    assert [o for o, _ in expected] == list(range(14))
+    per_partition = {tp: confluent_partition(bootstrap, *tp, n)
+                     for tp, n in zip(targets, (8, 3, 3), strict=True)}
+    check_merge(per_partition, expected)
+
+
+def test_bad_ordering_configs_are_refused_and_change_nothing(ordered):
+    _, bootstrap = ordered
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    bad = unique("bad")
+    for value in ("total", "group:", "group:a/b"):
+        f = admin.create_topics([NewTopic(bad, 1, config={"flexlog.ordering": value})])[bad]
+        with pytest.raises(KafkaException) as exc:
+            f.result(10)
+        assert exc.value.args[0].name() == "INVALID_CONFIG"
+        assert "flexlog.ordering" in exc.value.args[0].str()
+    assert bad not in admin.list_topics(timeout=10).topics
+
+    # A group's name may not be another topic's.
+    plain = unique("plain")
+    create(bootstrap, {plain: 1}, "partition")
+    f = admin.create_topics([NewTopic(bad, 1, config={"flexlog.ordering": f"group:{plain}"})])[bad]
+    with pytest.raises(KafkaException) as exc:
+        f.result(10)
+    assert exc.value.args[0].name() == "INVALID_CONFIG"
+    assert bad not in admin.list_topics(timeout=10).topics
+
+    # The scope of an existing topic is fixed, whichever way one tries to change it.
+    topic = unique("fixed")
+    create(bootstrap, {topic: 1}, "topic")
+    changes = [(AlterConfigOpType.SET, "partition"), (AlterConfigOpType.SET, f"group:{unique('g')}"),
+               (AlterConfigOpType.DELETE, None)]
+    for op, value in changes:
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry("flexlog.ordering", value, incremental_operation=op)])
+        with pytest.raises(KafkaException) as exc:
+            admin.incremental_alter_configs([res])[res].result(10)
+        assert exc.value.args[0].name() == "INVALID_CONFIG"
+        assert "flexlog.ordering" in exc.value.args[0].str()
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    assert admin.describe_configs([res])[res].result(10)["flexlog.ordering"].value == "topic"
+    # Setting the value it already has changes nothing and is accepted.
+    same = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("flexlog.ordering", "topic", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([same])[same].result(10)
+
+
+def test_flexlog_topics_create_takes_the_ordering(ordered):
+    cluster, bootstrap = ordered
+    toml = str(cluster.config.path)
+
+    def flexlog(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flexlog.cli", "topics", "create", *args,
+                               "--config", toml], capture_output=True, text=True, timeout=60)
+
+    topic = unique("cli")
+    made = flexlog(topic, "--partitions", "2", "--topic-config", "flexlog.ordering=topic")
+    assert made.returncode == 0, made.stderr
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    assert admin.describe_configs([res])[res].result(10)["flexlog.ordering"].value == "topic"
+    targets = [(topic, 0), (topic, 1)]
+    produce_concurrently(bootstrap, targets)
+    expected = native_order(cluster, targets, PRODUCERS * PER_PRODUCER)
+    assert [o for o, _ in expected] == list(range(PRODUCERS * PER_PRODUCER))
+
+    bad = flexlog(unique("cli"), "--topic-config", "flexlog.ordering=sometimes")
+    assert bad.returncode == 2 and "flexlog.ordering" in bad.stderr
+    again = flexlog(topic, "--topic-config", "flexlog.ordering=topic")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def quiet_partition_topic(bootstrap: str) -> str:
+    """Partition 1 holds offset 10 only; partition 0 holds 0-9 and 11-20."""
+    topic = unique("quiet")
+    create(bootstrap, {topic: 2}, "topic")
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(21):
+        p.produce(topic, b"v%d" % i, partition=1 if i == 10 else 0)
+        p.flush(10)
+    return topic
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_confluent(ordered):
+    """The consumer's fetch position moves over the other partitions' offsets up to the high
+    watermark, so partition EOF fires where nothing is left to read."""
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    tp = TopicPartition(topic, 1, 0)
+    c.assign([tp])
+    got, eof = [], None
+    deadline = time.monotonic() + 15
+    while eof is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            eof = m.offset()
+            continue
+        got.append((m.offset(), m.value()))
+    assert got == [(10, b"v10")]
+    assert eof == 21, "librdkafka's fetch position reached the high watermark"
+    assert c.get_watermark_offsets(tp, timeout=10) == (0, 21)
+    # librdkafka's position() is the last delivered message + 1, as after a transaction marker.
+    assert c.position([TopicPartition(topic, 1)])[0].offset == 11
+    c.close()
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_kafka_python(ordered):
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                       consumer_timeout_ms=3_000)
+    tp = KpTopicPartition(topic, 1)
+    kc.assign([tp])
+    kc.seek_to_beginning()
+    assert [(m.offset, m.value) for m in kc] == [(10, b"v10")]
+    assert kc.position(tp) == kc.end_offsets([tp])[tp] == 21
+    kc.close()
+
+
+def test_a_quiet_partition_reaches_its_high_watermark_aiokafka(ordered):
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as AioTopicPartition
+
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+
+    async def run() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+        await c.start()
+        try:
+            tp = AioTopicPartition(topic, 1)
+            c.assign([tp])
+            m = await asyncio.wait_for(c.getone(), 10)
+            assert (m.offset, m.value) == (10, b"v10")
+            deadline = time.monotonic() + 10
+            while await c.position(tp) < 21 and time.monotonic() < deadline:
+                await c.getmany(timeout_ms=200)
+            assert await c.position(tp) == 21
+            assert c.highwater(tp) == 21, "lag 0: nothing left to read"
+            # Seek into the other partition's offsets: on from the next record, no reset.
+            c.seek(tp, 3)
+            m = await asyncio.wait_for(c.getone(), 10)
+            assert m.offset == 10
+        finally:
+            await c.stop()
+
+    asyncio.run(run())
+
+
+def test_the_example_runs(ordered):
+    _, bootstrap = ordered
+    example = Path(__file__).parent.parent / "examples" / "ordered_topic.py"
+    run = subprocess.run([sys.executable, str(example), "--bootstrap", bootstrap, "--records", "20"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "60 records from 4 partitions in one order; offsets unique: True" in run.stdout
+
+
+def test_an_ordered_topic_deleted_and_created_again_starts_a_new_order(ordered):
+    cluster, bootstrap = ordered
+    topic = unique("again")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for round_ in range(2):
+        create(bootstrap, {topic: 2}, "topic")
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        for i in range(6):
+            p.produce(topic, b"r%d-%d" % (round_, i), partition=i % 2)
+            p.flush(10)
+        expected = native_order(cluster, [(topic, 0), (topic, 1)], 6)
+        assert expected == [(i, b"r%d-%d" % (round_, i)) for i in range(6)], \
+            "the new incarnation's offsets start at 0 in a family of its own"
+        admin.delete_topics([topic])[topic].result(10)
+        deadline = time.monotonic() + 10
+        while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    async def families() -> set[str]:
+        async with FlexLogClient(cluster.config) as client:
+            await client.sync_registry()
+            return set(client.registry.families)
+
+    assert f"kafka/topic/{topic}" not in asyncio.run(families()), "a topic's family goes with it"
+
+
+def test_list_offsets_by_time_on_an_ordered_partition(ordered):
+    _, bootstrap = ordered
+    topic = unique("times")
+    create(bootstrap, {topic: 2}, "topic")
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    base = 1_700_000_000_000
+    for i in range(12):
+        p.produce(topic, b"v%d" % i, partition=0 if i in (2, 9) else 1, timestamp=base + i)
+        p.flush(10)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g")})
+    asked = [TopicPartition(topic, 0, base + t) for t in (0, 3, 9, 10)]
+    found = []
+    for tp in asked:
+        [answer] = c.offsets_for_times([tp], timeout=10)
+        found.append(answer.offset)
+    # Partition 0 holds offsets 2 (time base+2) and 9 (base+9): the first at or after each time.
+    assert found == [2, 9, 9, -1]
+    c.close()
