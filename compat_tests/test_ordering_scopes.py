@@ -5,6 +5,8 @@ from one counter, so merging partitions by offset gives the order the log accept
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -235,6 +237,70 @@ def test_committed_offsets_inside_gaps_resume_exactly(ordered):
     assert [m.offset() for m in again] == [9, 11, 13, 15, 17, 19]
     assert c.poll(1) is None
     c.close()
+
+
+def alternating(bootstrap: str, topic: str, n: int, partitions: int) -> None:
+    """n records, one at a time, to the partitions in turn: partition k holds offsets k mod partitions."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(n):
+        p.produce(topic, b"v%d" % i, partition=i % partitions)
+        p.flush(10)
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_gaps_with_kcat(ordered):
+    """Debian's kcat (librdkafka 2.0.2): reads a partition's sparse offsets to the end (-e needs the
+    partition's EOF at the high watermark), and a start offset inside a gap reads on from the next."""
+    _, bootstrap = ordered
+    topic = unique("kcat")
+    create(bootstrap, {topic: 3}, "topic")
+    alternating(bootstrap, topic, 30, 3)
+
+    def kcat(*args: str) -> list[bytes]:
+        done = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-p", "1", "-e",
+                               "-f", "%o|%s\\n", *args], capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.splitlines()
+
+    assert kcat("-o", "beginning") == [b"%d|v%d" % (o, o) for o in range(1, 30, 3)]
+    assert kcat("-o", "11") == [b"%d|v%d" % (o, o) for o in range(13, 30, 3)]  # 11 is partition 2's
+    # Relative to the end counts offsets, not records, as on a compacted Kafka topic: 30 - 2 = 28.
+    assert kcat("-o", "-2") == [b"28|v28"]
+    assert kcat("-o", "-5") == [b"25|v25", b"28|v28"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None
+                    or not (Path(__file__).parent / "js" / "node_modules" / "kafkajs").is_dir(),
+                    reason="node or kafkajs is not installed (./dev test installs both)")
+def test_gaps_with_kafkajs_groups_and_commits(ordered):
+    """kafkajs 2.2.4 in a group over an ordered topic: every record once at its sparse offset, commits
+    that resume exactly, and the committed offsets the admin client reads back."""
+    _, bootstrap = ordered
+    topic, group = unique("kafkajs"), unique("kafkajs-g")
+    create(bootstrap, {topic: 3}, "topic")
+    alternating(bootstrap, topic, 24, 3)
+    js = Path(__file__).parent / "js" / "client.js"
+
+    def kafkajs(*args: object) -> dict:
+        done = subprocess.run(["node", str(js), bootstrap, *map(str, args)], capture_output=True,
+                              timeout=40, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        return json.loads(done.stdout)
+
+    def seen(records: list[dict]) -> set[tuple[int, int]]:
+        return {(r["partition"], int(r["offset"])) for r in records}
+
+    first = kafkajs("consume", topic, group, 24)["records"]
+    assert seen(first) == {(i % 3, i) for i in range(24)}
+    for part in range(3):
+        offsets = [int(r["offset"]) for r in first if r["partition"] == part]
+        assert offsets == list(range(part, 24, 3)), "each partition in order, no reset over its gaps"
+    committed = kafkajs("admin-inspect", topic, group)["offsets"]
+    # Each partition's commit is one past its own last record (21, 22, 23 -> 22, 23, 24).
+    assert sorted((c["partition"], int(c["offset"])) for c in committed) == [(0, 22), (1, 23), (2, 24)]
+    alternating(bootstrap, topic, 6, 3)
+    again = kafkajs("consume", topic, group, 6)["records"]
+    assert seen(again) == {(i % 3, i) for i in range(24, 30)}, "resumes after the commits, nothing twice"
 
 
 def test_create_partitions_adds_members_to_the_order(ordered):
