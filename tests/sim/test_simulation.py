@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from cluster_sim import FAMILY_COLORS, FAULTS, ClusterSim, Violation
 
-SCHEDULES = int(os.environ.get("FLEXLOG_SIM_SCHEDULES", "10000"))
+SCHEDULES = int(os.environ.get("FLEXLOG_SIM_SCHEDULES", "5000"))
 FIRST_SEED = int(os.environ.get("FLEXLOG_SIM_SEED", "0"))
 WORKERS = 2
 
