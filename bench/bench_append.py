@@ -21,6 +21,7 @@ from pathlib import Path
 from common import cpu_seconds, running_cluster, summary
 from flexlog.core import rpc
 from flexlog.core.client import FlexLogClient
+from flexlog.core.registry import ColorInfo
 
 
 async def throughput(client: FlexLogClient, color: str, size: int, seconds: float,
@@ -40,7 +41,7 @@ async def throughput(client: FlexLogClient, color: str, size: int, seconds: floa
     return done / (time.perf_counter() - start)
 
 
-async def latency(client: FlexLogClient, color: str, size: int, n: int) -> list[float]:
+async def latency(client: FlexLogClient, color: str | ColorInfo, size: int, n: int) -> list[float]:
     payload = b"x" * size
     out = []
     for _ in range(n):

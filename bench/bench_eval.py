@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # bench_ordering imports common, which puts tests/ (where `cluster` lives) on sys.path.
+from bench_append import latency
 from bench_ordering import paced, sequencer_chain, through_tree
 
 from cluster import Cluster, started
@@ -200,16 +201,6 @@ async def closed_loop(clients: list[FlexLogClient], colors: list[ColorInfo], sec
     return Load(done, cpu_seconds(pids) - cpu0, time.process_time() - client0, elapsed)
 
 
-async def one_at_a_time(client: FlexLogClient, color: ColorInfo, n: int) -> list[float]:
-    payload = b"x" * ENTRY
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await client.append([payload], color)
-        out.append(time.perf_counter() - t)
-    return out
-
-
 async def make_colors(client: FlexLogClient, prefix: str, owner_of: dict[int, int],
                       shards: list[int], count: int = COLORS) -> list[ColorInfo]:
     """count colors, color i on shard shards[i % len], owned by owner_of[that shard]."""
@@ -298,7 +289,7 @@ async def append_path(boki_cluster: Cluster | None, scaling: dict[tuple[int, int
                 v.load.add(await closed_loop(v.clients, v.colors, ph.append_s, v.pids, v.in_flight))
                 sys.stdout.flush()
         for v in boki:
-            v.latency = await one_at_a_time(v.clients[0], v.colors[0], ph.latency_n)
+            v.latency = await latency(v.clients[0], v.colors[0], ENTRY, ph.latency_n)
         return boki, scale
     finally:
         for client in {id(c): c for v in [*boki, *scale] for c in v.clients}.values():

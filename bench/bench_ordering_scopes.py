@@ -24,37 +24,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import gateway_ready, percentile, running_cluster
+from common import gateway_ready, percentile, produce_to, running_cluster
 
 SIZE = 1024
-
-
-def produce(conf: dict[str, object], targets: list[tuple[str, int]], seconds: float) -> float:
-    """Acknowledged MB/s, spreading records over targets round-robin."""
-    # A bounded queue: the producer waits for acknowledgements instead of queueing minutes of
-    # records that the final flush would then wait for.
-    p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 20_000})
-    value = b"x" * SIZE
-    acked = 0
-
-    def delivered(err: object, _msg: object) -> None:
-        nonlocal acked
-        if err is None:
-            acked += 1
-
-    sent = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(1000):
-            topic, partition = targets[sent % len(targets)]
-            try:
-                p.produce(topic, value=value, partition=partition, on_delivery=delivered)
-                sent += 1
-            except BufferError:
-                p.poll(0.001)
-        p.poll(0)
-    p.flush(60)
-    return acked * SIZE / (time.perf_counter() - start) / 1e6
 
 
 def end_to_end(conf: dict[str, object], targets: list[tuple[str, int]],
@@ -113,7 +85,7 @@ def main() -> None:
               "4 partitions per scope")
         for scope, topics in scopes.items():
             targets = [(t.topic, q) for t in topics for q in range(t.num_partitions)]
-            mbs = produce(conf, targets, args.seconds)
+            _, mbs = produce_to(conf, targets, SIZE, args.seconds, queue_messages=20_000)
             lags, missed = end_to_end(conf, targets, args.rounds)
             ms = [v * 1000 for v in lags]
             print(f"{scope:<10} produce {mbs:7.1f} MB/s   end to end p50 "

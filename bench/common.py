@@ -17,8 +17,8 @@ sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 
-__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "produce_rate", "running_cluster",
-           "summary"]
+__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "produce_rate", "produce_to",
+           "running_cluster", "summary"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -47,7 +47,15 @@ def summary(values_s: list[float]) -> str:
 def produce_rate(conf: dict[str, object], topic: str, size: int, partitions: int,
                  seconds: float) -> tuple[float, float]:
     """(messages/s, MB/s) of acknowledged acks=all produce, offering load for `seconds`."""
-    p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    return produce_to(conf, [(topic, p) for p in range(partitions)], size, seconds)
+
+
+def produce_to(conf: dict[str, object], targets: list[tuple[str, int]], size: int, seconds: float,
+               queue_messages: int = 1_000_000) -> tuple[float, float]:
+    """produce_rate over (topic, partition) targets in turn; queue_messages bounds the
+    producer's queue (a small one waits for acknowledgements instead of queueing minutes of
+    records that the final flush then waits for)."""
+    p = Producer({**conf, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": queue_messages})
     value = b"x" * size
     acked = 0
 
@@ -60,8 +68,9 @@ def produce_rate(conf: dict[str, object], topic: str, size: int, partitions: int
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(1000):
+            topic, partition = targets[sent % len(targets)]
             try:
-                p.produce(topic, value=value, partition=sent % partitions, on_delivery=delivered)
+                p.produce(topic, value=value, partition=partition, on_delivery=delivered)
                 sent += 1
             except BufferError:
                 p.poll(0.001)

@@ -226,11 +226,6 @@ class TransactionState:
     def preparing(self) -> list[Txn]:
         return [t for t in self.txns.values() if t.status.preparing]
 
-    def pending_group(self, group: str) -> list[Txn]:
-        """Open transactions that hold offsets of the group not yet committed or dropped."""
-        return [t for t in self.txns.values() if t.status.open and group in t.groups
-                and not self.is_marked(t, group_target(group))]
-
     # ---- compaction ------------------------------------------------------------------
 
     def prune(self, log_starts: dict[int, int], now_ms: int) -> None:

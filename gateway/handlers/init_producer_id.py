@@ -15,7 +15,7 @@ from flexlog.gateway import authz
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.registry import Body, serves
-from flexlog.gateway.handlers.transactions import txn_error
+from flexlog.gateway.handlers.transactions import compatible_error, txn_error
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 MAX_EPOCH = 2**15 - 1
@@ -56,8 +56,6 @@ async def _transactional(broker: Broker, request: Request) -> Body:
     except FlexLogError:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
                 "producer_id": -1, "producer_epoch": -1}
-    error = result.error
-    if error == ErrorCode.PRODUCER_FENCED and request.api_version < 4:
-        error = ErrorCode.INVALID_PRODUCER_EPOCH  # PRODUCER_FENCED is v4+ (KIP-588)
-    return {"throttle_time_ms": 0, "error_code": error, "producer_id": result.producer_id,
+    return {"throttle_time_ms": 0, "error_code": compatible_error(result.error, request),
+            "producer_id": result.producer_id,
             "producer_epoch": result.epoch}

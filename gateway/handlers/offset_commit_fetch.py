@@ -24,7 +24,7 @@ NO_EPOCH = -1
 Row = tuple[str, int, int, int, str | None]  # topic, partition, offset, leader epoch, metadata
 
 
-def _commit_answer(topics: list[Body], codes: dict[tuple[str, int], ErrorCode]) -> Body:
+def commit_answer(topics: list[Body], codes: dict[tuple[str, int], ErrorCode]) -> Body:
     return {"throttle_time_ms": 0, "topics": [
         {"name": t["name"], "partitions": [
             {"partition_index": p["partition_index"],
@@ -54,6 +54,18 @@ async def commit_rows(broker: Broker,
     return codes, rows
 
 
+def commit_routing_error(broker: Broker, group_id: str) -> ErrorCode:
+    """Committing needs READ on the group (as in Kafka), checked before the coordinator sees the
+    member, and goes to the group's coordinator."""
+    if not authz.group_allowed(broker, Operation.READ, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED
+    if not group_id:
+        return ErrorCode.INVALID_GROUP_ID
+    if not broker.groups.coordinates(group_id):
+        return ErrorCode.NOT_COORDINATOR
+    return ErrorCode.NONE
+
+
 @serves(ApiKey.OFFSET_COMMIT, 1, 9)
 async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     body = request.body
@@ -61,18 +73,12 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
     topics = body["topics"]
     keys = [(t["name"], p["partition_index"]) for t in topics for p in t["partitions"]]
     groups = broker.groups
-    # Committing needs READ on the group (as in Kafka), checked before the coordinator sees the member.
-    if not authz.group_allowed(broker, Operation.READ, group_id):
-        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
-    elif not group_id:
-        error = ErrorCode.INVALID_GROUP_ID
-    elif not groups.coordinates(group_id):
-        error = ErrorCode.NOT_COORDINATOR
-    else:
+    error = commit_routing_error(broker, group_id)
+    if not error:
         error = groups.commit_check(group_id, body["generation_id_or_member_epoch"], body["member_id"],
                                     body.get("group_instance_id"), request.api_version)
     if error != ErrorCode.NONE:
-        return _commit_answer(topics, dict.fromkeys(keys, error))
+        return commit_answer(topics, dict.fromkeys(keys, error))
     codes, rows = await commit_rows(broker, topics)
     if rows:
         try:
@@ -81,7 +87,7 @@ async def handle_offset_commit(broker: Broker, request: Request) -> Body:
             # Retriable for every client: it finds the coordinator again and retries.
             for topic_name, index, *_ in rows:
                 codes[(topic_name, index)] = ErrorCode.COORDINATOR_NOT_AVAILABLE
-    return _commit_answer(topics, codes)
+    return commit_answer(topics, codes)
 
 
 def _fetched(broker: Broker, group_id: str, topics: list[Body] | None, require_stable: bool) -> list[Body]:

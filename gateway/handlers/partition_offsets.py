@@ -122,8 +122,8 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
             offset, timestamp = await broker.timestamps.offset_for_time(color, wanted)
         else:
             raise _PartitionFailed(ErrorCode.INVALID_REQUEST)
-        if committed and wanted not in (LATEST, EARLIEST, EARLIEST_LOCAL) and offset >= 0 \
-                and offset >= broker.transactions.last_stable(color.id, offset + 1):
+        stable = broker.transactions.state.stable_before(color.id) if committed else None
+        if stable is not None and wanted not in (LATEST, EARLIEST, EARLIEST_LOCAL) and offset >= stable:
             # read_committed finds nothing at or past the last stable offset, as in Kafka.
             offset, timestamp = -1, -1
         return {"partition_index": part["partition_index"], "error_code": ErrorCode.NONE,

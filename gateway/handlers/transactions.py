@@ -14,18 +14,18 @@ from flexlog.core.errors import FlexLogError
 from flexlog.gateway import authz
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
-from flexlog.gateway.handlers.offset_commit_fetch import commit_rows
+from flexlog.gateway.handlers.offset_commit_fetch import commit_answer, commit_routing_error, commit_rows
 from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 from flexlog.gateway.transaction_state import TxnStatus
 
 BATCHED_FROM_VERSION = 4
 # PRODUCER_FENCED arrived with these versions (KIP-588); older clients know INVALID_PRODUCER_EPOCH.
-FENCED_FROM_VERSION = {ApiKey.ADD_PARTITIONS_TO_TXN: 2, ApiKey.ADD_OFFSETS_TO_TXN: 2,
-                       ApiKey.END_TXN: 2, ApiKey.TXN_OFFSET_COMMIT: 3}
+FENCED_FROM_VERSION = {ApiKey.INIT_PRODUCER_ID: 4, ApiKey.ADD_PARTITIONS_TO_TXN: 2,
+                       ApiKey.ADD_OFFSETS_TO_TXN: 2, ApiKey.END_TXN: 2, ApiKey.TXN_OFFSET_COMMIT: 3}
 
 
-def _compatible(code: ErrorCode, request: Request) -> ErrorCode:
+def compatible_error(code: ErrorCode, request: Request) -> ErrorCode:
     if code == ErrorCode.PRODUCER_FENCED and request.api_version < FENCED_FROM_VERSION[request.api_key]:
         return ErrorCode.INVALID_PRODUCER_EPOCH
     return code
@@ -71,7 +71,7 @@ async def _add_partitions(broker: Broker, request: Request, txn_id: str, produce
         codes = await broker.transactions.add_partitions(txn_id, producer_id, epoch, partitions)
     except FlexLogError:
         return dict.fromkeys(partitions, ErrorCode.COORDINATOR_NOT_AVAILABLE)
-    return {p: _compatible(c, request) for p, c in codes.items()}
+    return {p: compatible_error(c, request) for p, c in codes.items()}
 
 
 @serves(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 5)
@@ -105,7 +105,7 @@ async def handle_add_offsets_to_txn(broker: Broker, request: Request) -> Body:
                                                           body["producer_epoch"], body["group_id"])
         except FlexLogError:
             error = ErrorCode.COORDINATOR_NOT_AVAILABLE
-    return {"throttle_time_ms": 0, "error_code": _compatible(error, request)}
+    return {"throttle_time_ms": 0, "error_code": compatible_error(error, request)}
 
 
 @serves(ApiKey.END_TXN, 0, 4)
@@ -118,7 +118,7 @@ async def handle_end_txn(broker: Broker, request: Request) -> Body:
                                                   body["producer_epoch"], body["committed"])
         except FlexLogError:
             error = ErrorCode.COORDINATOR_NOT_AVAILABLE
-    return {"throttle_time_ms": 0, "error_code": _compatible(error, request)}
+    return {"throttle_time_ms": 0, "error_code": compatible_error(error, request)}
 
 
 @serves(ApiKey.TXN_OFFSET_COMMIT, 0, 4)
@@ -127,19 +127,14 @@ async def handle_txn_offset_commit(broker: Broker, request: Request) -> Body:
     body = request.body
     group_id, topics = body["group_id"], body["topics"]
     keys = [(t["name"], p["partition_index"]) for t in topics for p in t["partitions"]]
-    groups = broker.groups
     txn_id, producer_id = body["transactional_id"], body["producer_id"]
     if not authz.transactional_id_allowed(broker, Operation.WRITE, txn_id):
         error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    elif not authz.group_allowed(broker, Operation.READ, group_id):
-        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
-    elif not group_id:
-        error = ErrorCode.INVALID_GROUP_ID
-    elif not groups.coordinates(group_id):
-        error = ErrorCode.NOT_COORDINATOR
     else:
+        error = commit_routing_error(broker, group_id)
+    if not error:
         # Admitted, the transaction's end waits for these offsets to be appended.
-        error = _compatible(await broker.transactions.admit_offsets(
+        error = compatible_error(await broker.transactions.admit_offsets(
             txn_id, producer_id, body["producer_epoch"], group_id), request)
         if not error:
             try:
@@ -148,10 +143,7 @@ async def handle_txn_offset_commit(broker: Broker, request: Request) -> Body:
                 broker.transactions.admitted_offsets(group_id, producer_id)
     if error:
         codes = dict.fromkeys(keys, error)
-    return {"throttle_time_ms": 0, "topics": [
-        {"name": t["name"], "partitions": [
-            {"partition_index": p["partition_index"], "error_code": codes[(t["name"], p["partition_index"])]}
-            for p in t["partitions"]]} for t in topics]}
+    return commit_answer(topics, codes)
 
 
 async def _store_pending(broker: Broker, body: Body, request: Request) -> dict[tuple[str, int], ErrorCode]:

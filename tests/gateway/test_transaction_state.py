@@ -70,7 +70,6 @@ def answers(state: TransactionState, colors: range, upto: int) -> dict[str, obje
         "ongoing": {(c, p, e) for c in colors for p in pids for e in epochs if state.ongoing(c, p, e)},
         "preparing": sorted(t.txn_id for t in state.preparing()),
         "unmarked": {k: state.unmarked(t) for k, t in state.txns.items()},
-        "pending_g": sorted(t.txn_id for t in state.pending_group("g")),
         "epochs": {p: state.epoch_of(p) for p in pids},
     }
 
@@ -247,10 +246,9 @@ def test_the_latest_record_wins_whatever_the_order() -> None:
 
 def test_group_markers_mark_the_group_and_keep_no_range() -> None:
     state = fold([(0, txn_rec("a", 1, 0, S.PREPARE_COMMIT, 1, [(10, 0)], ("g", "h")))])
-    assert [t.txn_id for t in state.pending_group("g")] == ["a"]
     assert state.unmarked(state.txns["a"]) == {partition_target(10), group_target("g"), group_target("h")}
     state.apply(1, group_marker("a", 1, 1, True, "g"))
-    assert state.pending_group("g") == [] and [t.txn_id for t in state.pending_group("h")] == ["a"]
+    assert state.unmarked(state.txns["a"]) == {partition_target(10), group_target("h")}
     assert state.aborted == {}
 
 
