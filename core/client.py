@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import grpc
 
-from flexlog.core import record_batch, registry, rpc
+from flexlog.core import family_fill, record_batch, registry, rpc
 from flexlog.core.append_wire import AppendOp, encode_op
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
@@ -326,6 +326,8 @@ class FlexLogClient:
         self._tails: dict[int, int] = {}  # color id -> highest tail seen
         # family member id -> [a, b): SNs holding only other members' entries
         self._skips: dict[int, tuple[int, int]] = {}
+        self._family_gaps = family_fill.FamilyGaps()
+        self._fills: dict[int, asyncio.Task[None]] = {}  # family id -> its fill under way
         self._in_flight = 0
         self._room = asyncio.Event()
         self.registry = Registry(config)
@@ -348,6 +350,9 @@ class FlexLogClient:
         if self._watch_task is not None:
             self._watch_task.cancel()
             self._watch_task = None
+        for task in self._fills.values():
+            task.cancel()
+        self._fills.clear()
         for writer in self._writers.values():
             if writer._retry is not None:
                 writer._retry.cancel()
@@ -705,8 +710,13 @@ class FlexLogClient:
                     chain.append(link)
                     expect = link.entry.end
             log_start = max((r.log_start for r in results), default=0)
-            if chain or loop.time() >= deadline:
-                return chain, log_start, max(expect, from_sn)
+            if chain:
+                self._family_gaps.moved(family, from_sn)
+                return chain, log_start, expect
+            if loop.time() >= deadline:
+                self._watch_for_hole(family, from_sn, min((link.entry.sn for link in found),
+                                                          default=None))
+                return chain, log_start, from_sn
             if found and not synced:
                 synced = True
                 await self.sync_registry()
@@ -722,6 +732,55 @@ class FlexLogClient:
             _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in pending:
                 w.cancel()
+
+    def _watch_for_hole(self, family: int, sn: int, beyond: int | None) -> None:
+        """A read of the family found nothing at sn (and its first entry beyond, if any, at
+        beyond): once readers have waited there long enough, fill what was lost."""
+        if family in self._fills or not self._family_gaps.due(family, sn,
+                                                              asyncio.get_running_loop().time()):
+            return
+        task = asyncio.ensure_future(self._fill_family(family, sn, beyond))
+        self._fills[family] = task
+        task.add_done_callback(lambda _: self._fills.pop(family, None))
+
+    async def _fill_family(self, family: int, start: int, beyond: int | None) -> None:
+        """Seal [start, end) at every replica of every member, then fill it
+        (`core/family_fill.py`). end is the first SN found beyond start, or else the owner's
+        next SN (an SN lost at the tail)."""
+        members = self.registry.members_of.get(family, [])
+        if not members:
+            return
+        try:
+            end = beyond if beyond is not None else await self._next_sn(members[0])
+            if end <= start:
+                return
+            shards = sorted({s for m in members for s in m.shards})
+            before = {s: tuple(self._writer(s).members) for s in shards}
+            asks = [(m.id, s, i) for m in members for s in m.shards for i in before[s]]
+            sealed = await asyncio.wait_for(asyncio.gather(*(
+                self._writer(s).links[i].query(pb.QueryOp(kind=pb.QueryOp.SEAL, color=c,
+                                                           sn=start, end=end, with_tokens=True))
+                for c, s, i in asks)), self.timeout_s)
+            found: dict[int, list[family_fill.CopiedEntry]] = {m.id: [] for m in members}
+            for (c, _, _), r in zip(asks, sealed, strict=True):
+                self._check(r)
+                found[c].extend(zip(self._entries(r), r.tokens, strict=True))
+            if any(tuple(self._writer(s).members) != before[s] for s in shards):
+                log.info("family %d: shard members changed during the seal of SNs [%d, %d); "
+                         "sealing again later", family, start, end)
+                return
+            lost = family_fill.holes(start, end, found)
+            ops = family_fill.fill_ops(start, end, found)
+            for r in await asyncio.wait_for(asyncio.gather(*(
+                    self._writer(s).links[i].query(ops[c]) for c, s, i in asks)), self.timeout_s):
+                self._check(r)
+        except (FlexLogError, TimeoutError) as exc:
+            log.info("family %d: fill of SNs from %d not done (%s); tried again later", family,
+                     start, exc)
+            return
+        if lost:
+            log.warning("family %d: filled SNs %s: ordered, never stored", family,
+                        ", ".join(f"[{a}, {b})" for a, b in lost))
 
     async def subscribe_family(self, colors: Sequence[ColorRef],
                                from_sn: int = 0) -> AsyncIterator[tuple[ColorInfo, Record]]:

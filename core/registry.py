@@ -43,9 +43,14 @@ def family_key(family_id: int) -> int:
     return FAMILY_BIT | family_id << MEMBER_BITS
 
 
+def is_member(color: int) -> bool:
+    """Whether the color belongs to a family (its id says so, no registry needed)."""
+    return bool(color & FAMILY_BIT)
+
+
 def counter_of(color: int) -> int:
     """The counter a color takes its SNs from: its family's, or its own."""
-    if color & FAMILY_BIT:
+    if is_member(color):
         return color >> MEMBER_BITS << MEMBER_BITS
     return color
 

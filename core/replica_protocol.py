@@ -45,6 +45,7 @@ from flexlog.core import record_batch
 from flexlog.core.append_wire import AppendOp
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.registry import is_member
 from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
 from flexlog.core.view import ShardView, View
 
@@ -144,6 +145,9 @@ class ColorView:
     waiters: list[Waiter] = field(default_factory=list)
     shard_local: bool = False  # a writer or reader said so: a gap below high is a hole
     gap_seen: tuple[int, float] | None = None  # (prefix, since) while a gap stays put
+    # A family member (its id says so): its SNs are sparse by design, so blocks beyond the
+    # prefix never join it and are not kept (they would pile up with every entry).
+    sparse: bool = False
 
     def committed(self, sn: int, end: int) -> bool:
         """Record a committed block; True when the visible tail moved."""
@@ -154,7 +158,8 @@ class ColorView:
             while self.prefix in self.ahead:
                 self.prefix = self.ahead.pop(self.prefix)
             return True
-        self.ahead[sn] = end
+        if not self.sparse:
+            self.ahead[sn] = end
         return moved
 
     def visible(self, contiguous: bool) -> int:
@@ -222,7 +227,8 @@ class ReplicaProtocol:
         self._copy_tokens = itertools.count(copy_tokens << 33)
         state = engine.recover()
         for color, cs in state.colors.items():
-            self.colors[color] = ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start)
+            self.colors[color] = ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start,
+                                           sparse=is_member(color))
         for p in state.prepared:
             self._prepared_at[p.token] = now
         # Persisted with the entries: after a restart of this replica and of its leaf, a
@@ -272,7 +278,7 @@ class ReplicaProtocol:
     def color(self, color: int) -> ColorView:
         v = self.colors.get(color)
         if v is None:
-            v = self.colors[color] = ColorView()
+            v = self.colors[color] = ColorView(sparse=is_member(color))
         return v
 
     def view_changed(self, view: View) -> None:
@@ -741,13 +747,18 @@ class ReplicaProtocol:
                     self.index, color)
 
     def apply_fill(self, op: pb.QueryOp, now: float) -> None:
-        """Store what the sealer found in [op.sn, op.end), and fill markers in what is left."""
+        """Store what the sealer found in [op.sn, op.end), and fill markers in what is left.
+
+        A family member's fill (`core/family_fill.py`) also names the SNs other members hold:
+        those are neither stored nor filled here."""
         self._now = now
         color, start, end = op.color, op.sn, op.end
         for sn, count, payload, token in zip(op.sns, op.counts, op.payloads, op.tokens,
                                              strict=True):
             self.store_copy(color, StoredEntry(sn, count, bytes(payload)), token)
-        covered = sorted((sn, sn + count) for sn, count in zip(op.sns, op.counts, strict=True))
+        covered = sorted((sn, sn + count) for sn, count in
+                         [*zip(op.sns, op.counts, strict=True),
+                          *zip(op.skip_sns, op.skip_counts, strict=True)])
         cursor = start
         holes = []
         for s, e in covered:
@@ -777,9 +788,13 @@ class ReplicaProtocol:
             else:
                 self._fail(token, Code.FILLED, f"SN {g.sn} of color {color} was filled")
         # Every SN below the prefix is stored now: seals there (this one, and an older one a
-        # copy had overtaken) have nothing left to guard.
-        prefix = self.color(color).prefix
-        self._sealed[color] = [r for r in self._sealed.get(color, []) if r[1] > prefix]
+        # copy had overtaken) have nothing left to guard. A family member's prefix does not
+        # move over its sparse SNs, but the fill left none of its SNs in the range empty: a
+        # late grant there now meets the stored marker (`_settled`).
+        view = self.color(color)
+        self._sealed[color] = [r for r in self._sealed.get(color, [])
+                               if r[1] > view.prefix
+                               and not (view.sparse and start <= r[0] and r[1] <= end)]
         if not self._sealed[color]:
             del self._sealed[color]
 

@@ -50,7 +50,7 @@ class AppendReply(_message.Message):
     def __init__(self, tokens: _Optional[_Iterable[int]] = ..., sns: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[AppendError, _Mapping]]] = ...) -> None: ...
 
 class QueryOp(_message.Message):
-    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous", "end", "sns", "counts", "payloads", "tokens", "with_tokens")
+    __slots__ = ("id", "kind", "color", "sn", "max_bytes", "wait_ms", "contiguous", "end", "sns", "counts", "payloads", "tokens", "with_tokens", "skip_sns", "skip_counts")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         READ: _ClassVar[QueryOp.Kind]
@@ -78,6 +78,8 @@ class QueryOp(_message.Message):
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     WITH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_SNS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_COUNTS_FIELD_NUMBER: _ClassVar[int]
     id: int
     kind: QueryOp.Kind
     color: int
@@ -91,7 +93,9 @@ class QueryOp(_message.Message):
     payloads: _containers.RepeatedScalarFieldContainer[bytes]
     tokens: _containers.RepeatedScalarFieldContainer[int]
     with_tokens: bool
-    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ..., end: _Optional[int] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., tokens: _Optional[_Iterable[int]] = ..., with_tokens: _Optional[bool] = ...) -> None: ...
+    skip_sns: _containers.RepeatedScalarFieldContainer[int]
+    skip_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[QueryOp.Kind, str]] = ..., color: _Optional[int] = ..., sn: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., contiguous: _Optional[bool] = ..., end: _Optional[int] = ..., sns: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., tokens: _Optional[_Iterable[int]] = ..., with_tokens: _Optional[bool] = ..., skip_sns: _Optional[_Iterable[int]] = ..., skip_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("ops",)

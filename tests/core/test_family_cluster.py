@@ -9,8 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from cluster import Cluster, running_cluster
+from flexlog.core import family_fill
 from flexlog.core.client import FlexLogClient
-from flexlog.core.errors import NotFound, Trimmed
+from flexlog.core.errors import Filled, NotFound, Trimmed
+from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.registry import ColorInfo
 from flexlog.core.status import wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -136,3 +139,54 @@ async def test_restarted_sequencers_never_hand_out_an_sn_a_member_stored(cluster
         new = [sn for sn, color, _ in after if color in fam_colors]
         assert min(new) > max(old), "the restarted owner continues above every member"
         assert len(set(old + new)) == len(old) + len(new)
+
+
+async def _lose_next_sn(c: FlexLogClient, member: ColorInfo) -> tuple[int, asyncio.Task[int]]:
+    """An append to member whose SN is ordered and never stored, as when a leaf dies holding a
+    grant: every replica of its shard refuses grants at the next SN (a seal) before it comes."""
+    sn = await c.tail(member.name)
+    writer = c._writer(member.shards[0])
+    for i in writer.members:
+        r = await writer.links[i].query(pb.QueryOp(kind=pb.QueryOp.SEAL, color=member.id,
+                                                   sn=sn, end=sn + 1))
+        assert not r.error
+    lost = asyncio.ensure_future(c.append([b"lost"], member.name))
+    while await c.tail(member.name) == sn:
+        await asyncio.sleep(0.01)
+    return sn, lost
+
+
+@pytest.mark.parametrize("beyond", [True, False], ids=["inside", "at-the-tail"])
+async def test_an_sn_ordered_and_never_stored_is_filled_by_the_familys_readers(
+        cluster: Cluster, beyond: bool) -> None:
+    """No replica can tell a member's lost SN from another member's; the readers of the family
+    seal and fill it (core/family_fill.py), and every member's readers move past it."""
+    async with FlexLogClient(cluster.config) as c:
+        fam = await c.create_family(name(), shards=(0, 1))
+        a = await c.create_color(name(), family=fam.id, shards=(0,))
+        b = await c.create_color(name(), family=fam.id, shards=(1,))
+        first = await c.append([b"first"], b.name)
+        hole, lost = await _lose_next_sn(c, a)
+        after = await c.append([b"after"], b.name) if beyond else None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        res = await c.read_range(b.name, first + 1, 1 << 20, wait_ms=500)
+        while res.tail <= hole:  # the reader waits at the hole until it is filled
+            assert loop.time() - start < 20, "the hole was never filled"
+            res = await c.read_range(b.name, first + 1, 1 << 20, wait_ms=500)
+        assert loop.time() - start >= family_fill.FILL_AFTER_S - 0.5
+        assert [e.sn for e in res.entries] == ([after] if beyond else [])
+        with pytest.raises(Filled):
+            await lost
+        with pytest.raises(Filled):
+            await c.read(hole, a.name)
+        again = await c.append([b"again"], a.name)
+        assert again > hole
+        merged = []
+        async for info, rec in c.subscribe_family([a.name, b.name], first):
+            merged.append((rec.offset, info.name, rec.value))
+            if rec.value == b"again":
+                break
+        assert merged == [(first, b.name, b"first"),
+                          *([(after, b.name, b"after")] if beyond else []),
+                          (again, a.name, b"again")]

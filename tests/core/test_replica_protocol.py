@@ -5,8 +5,10 @@ from __future__ import annotations
 from flexlog.core import record_batch
 from flexlog.core.append_wire import AppendOp
 from flexlog.core.errors import Code
+from flexlog.core.family_fill import fill_ops
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.proto import flexlog_pb2 as pb
+from flexlog.core.registry import family_key
 from flexlog.core.replica_protocol import VIEW_LEASE_S, Grant, ReplicaProtocol
 from flexlog.core.storage import StoredEntry
 from flexlog.core.view import ShardView, View
@@ -301,3 +303,41 @@ def test_status_names_the_engines_tiers_and_colors_report_bytes_when_asked() -> 
     assert plain.color == COLOR and list(plain.tier_bytes) == []
     [sized] = p.color_states(0, 10, bytes_of=[COLOR, COLOR + 1]).colors
     assert list(sized.tier_bytes) == [len(entry.payload)]
+
+
+def test_a_family_members_fill_leaves_the_other_members_sns_alone() -> None:
+    """A family fill (core/family_fill.py) marks only SNs no member holds, and lifts the seal:
+    a member's SNs are sparse, so its prefix never passes the range."""
+    member, other = family_key(1) | 1, family_key(1) | 2
+    p, _ = make()
+    token = (3 << 32) | 9
+    payload = record_batch.build([b"late"], timestamp_ms=0)
+    acks = Acks()
+    p.prepare([AppendOp(token=token, color=member, owner=0, count=1, payload=payload)],
+              acks, 0.0)
+    mine = StoredEntry(3, 1, record_batch.build([b"mine"], base_offset=3))
+    theirs = StoredEntry(5, 2, record_batch.build([b"a", b"b"], base_offset=5))
+    found = {member: [(mine, 0)], other: [(theirs, 0)]}
+    p.seal(member, 2, 8)
+    p.grants([Grant(token, member, 2, 1)], 0.1)  # the lost append's grant, late
+    p.apply_fill(fill_ops(2, 8, found)[member], 0.2)
+    stored = [(e.sn, e.count, record_batch.is_fill(e.payload))
+              for e in p.engine.read_range(member, 0, 1 << 20)]
+    assert stored == [(2, 1, True), (3, 1, False), (4, 1, True), (7, 1, True)]
+    assert acks.rejected == {token: Code.FILLED}
+    assert member not in p._sealed
+    again = Acks()
+    p.prepare([AppendOp(token=token + 2, color=member, owner=0, count=1, payload=payload)],
+              again, 0.3)
+    p.grants([Grant(token + 2, member, 4, 1)], 0.3)
+    assert again.rejected == {token + 2: Code.FILLED}, "the marker refuses a grant lost in time"
+
+
+def test_a_family_member_keeps_no_blocks_beyond_its_prefix() -> None:
+    """Its SNs are sparse: a block kept per entry beyond the prefix would never be released."""
+    member = family_key(1) | 1
+    p, _ = make()
+    for sn in range(1, 200, 2):
+        p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
+    view = p.colors[member]
+    assert view.ahead == {} and view.high == 200

@@ -39,6 +39,7 @@ from flexlog.core import replica as replica_mod
 from flexlog.core.append_wire import AppendOp
 from flexlog.core.controller import Controller
 from flexlog.core.errors import Code, FlexLogError
+from flexlog.core.family_fill import FamilyGaps, fill_ops
 from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.ordering import ForwardRequest
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -917,11 +918,14 @@ class SimFamilyReader(Process):
         self.next_sn = 0
         self.seen: dict[int, tuple[int, bytes]] = {}  # sn -> (color, body) read there
         self.waiting = False
+        self.gaps = FamilyGaps()
+        self.filling = False
         checker.family_readers.append(self)
 
     def start(self) -> None:
         super().start()
         self.waiting = False
+        self.filling = False
         self.every(0.5, self.read)
 
     def read(self) -> None:
@@ -972,6 +976,50 @@ class SimFamilyReader(Process):
                 expect = sn + count
         self.next_sn = expect
         self.checker.family_passed(self, start, expect)
+        if expect > start:
+            self.gaps.moved(self.key, start)
+        elif self.gaps.due(self.key, start, self.world.now) and not self.filling:
+            beyond = min((sn for sn, _, _, _ in found), default=None)
+            if beyond is not None:
+                self._fill(start, beyond)
+            else:
+                owner = self.members[0].owner
+                call(self.world, self, "root" if owner == ROOT else f"leaf{owner - 1}",
+                     lambda p: p.protocol.next_sn(owner, self.members[0].id),
+                     lambda end: self._fill(start, end) if isinstance(end, int) else None)
+
+    def _fill(self, start: int, end: int) -> None:
+        """`FlexLogClient._fill_family` over the simulated network: seal [start, end) of every
+        member at every member replica of its shards, then fill it if all of them answered and
+        no shard's members changed."""
+        if end <= start or self.filling:
+            return
+        self.filling = True
+        inc = self.incarnation
+        before = {s: self.store.view.shard(s).members for m in self.members for s in m.shards}
+        asks = [(m.id, f"r{s}.{i}") for m in self.members for s in m.shards for i in before[s]]
+        found: dict[int, list[CopiedEntry]] = {m.id: [] for m in self.members}
+        answers: list[pb.QueryResult | None] = []
+
+        def sealed(color: int, result: pb.QueryResult | None) -> None:
+            answers.append(result)
+            if result is not None:
+                found[color].extend(_entries(result))
+            if len(answers) < len(asks) or inc != self.incarnation:
+                return
+            self.filling = False
+            changed = any(self.store.view.shard(s).members != before[s] for s in before)
+            if any(r is None for r in answers) or changed:
+                return
+            ops = fill_ops(start, end, found)
+            for c, replica in asks:
+                call(self.world, self, replica,
+                     lambda p, op=ops[c]: p.protocol.apply_fill(op, p.world.now), lambda _: None)
+
+        for color, replica in asks:
+            call(self.world, self, replica,
+                 lambda p, c=color: p.protocol.seal(c, start, end),
+                 lambda r, c=color: sealed(c, r))
 
 
 # ---- the checker -----------------------------------------------------------------------------
@@ -1213,16 +1261,6 @@ class ClusterSim:
 
     # ---- the end state ---------------------------------------------------------------
 
-    def family_hole(self, reader: SimFamilyReader) -> int | None:
-        """The SN where the family reader waits if no replica stores it: ordered and lost
-        (docs/reliability.md: holes in colors spread over several shards are not filled),
-        else None."""
-        sn = reader.next_sn
-        if (reader.key, sn) in self.checker.at_sn:
-            return None
-        last = max((s for (c, s) in self.checker.at_sn if c == reader.key), default=-1)
-        return sn if sn < last else None
-
     def unsettled(self) -> str | None:
         """What still keeps the cluster from its healthy end state, or None."""
         checker = self.checker
@@ -1257,7 +1295,7 @@ class ClusterSim:
         for reader in self.checker.family_readers:
             last = max((sn for (c, sn) in checker.acked if counter_of(c) == reader.key),
                        default=-1)
-            if reader.next_sn <= last and self.family_hole(reader) is None:
+            if reader.next_sn <= last:
                 return (f"the reader of family {reader.key >> 20} stays at SN {reader.next_sn}, "
                         f"below acknowledged SN {last}")
         for client in self.clients:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from flexlog.core import record_batch
+
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster_sim import FAMILY_COLORS, FAULTS, ClusterSim, Violation
+from cluster_sim import FAMILY_COLORS, FAULTS, REPLICAS, ROOT, ClusterSim, Violation
 
 SCHEDULES = int(os.environ.get("FLEXLOG_SIM_SCHEDULES", "5000"))
 FIRST_SEED = int(os.environ.get("FLEXLOG_SIM_SEED", "0"))
@@ -113,6 +115,23 @@ def test_two_replicas_killed_a_second_apart_both_rejoin(seed: int, persistent: b
     w.at(2.5, b.crash)
     w.at(3.0, b.start)
     sim.run(faults=0)
+
+
+@pytest.mark.parametrize(("seed", "at"), [(0, 2.0), (1, 1.5), (3, 2.0), (5, 1.5)])
+def test_a_family_hole_is_filled_by_its_reader(seed: int, at: float) -> None:
+    """The leaf of shard 0 dies holding a block the root granted to the root-ordered family
+    (these seeds and times hit it): no replica can tell that SN from another member's, so the
+    family's reader seals it at every member and fills it (core/family_fill.py). The checker
+    then holds the reader to reaching the family's last acknowledged SN, and refuses a marker
+    at an SN that any member holds."""
+    sim = ClusterSim(seed, persistent=True)
+    sim.world.at(at, lambda: sim.world.kill_on_grant.add("leaf0"))
+    sim.run(faults=0)
+    markers = [(r.name, m.id, e.sn) for r in sim.replicas.values() for m in FAMILY_COLORS
+               for e in r.engine.read_range(m.id, 0, 1 << 40) if record_batch.is_fill(e.payload)]
+    root_family = [m for m in FAMILY_COLORS if m.owner == ROOT]
+    assert len(markers) == REPLICAS * len(root_family), markers
+    assert len({sn for _, _, sn in markers}) == 1, "one lost SN, marked in every member"
 
 
 @pytest.mark.parametrize("persistent", [True, False])
