@@ -337,7 +337,7 @@ inline rootRecv() {
        if :: srecent[1] == ix + 1 && ix >= ax -> s2r[zx]!1, ix :: else -> skip fi;
        if :: srecent[2] == ix + 1 && ix >= bx -> s2r[zx]!2, ix :: else -> skip fi
      }
-     if :: reported[0] && reported[1] -> sready = 1; printf("MSC: root ready, counter %d\n", ctr) :: else -> skip fi
+     if :: !sready && reported[0] && reported[1] -> sready = 1; printf("MSC: root ready, counter %d\n", ctr) :: else -> skip fi
   :: mx == ORDER && srecent[ax] != 0 -> bcast(ax, srecent[ax] - 1)
   :: mx == ORDER && srecent[ax] == 0 ->
      /* P0: an SN some member stores, holds early, waits to fill or has a grant for on the way
