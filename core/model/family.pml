@@ -16,7 +16,7 @@
  *                        replica_hello, _regrant; core/ordering.py OrderingNode.assign and
  *                        learn_tail, which folds each member's tail into the family counter
  *                        through registry.counter_of
- *   proctype Reader      the family fill of core/family_fill.py: seal every member at every
+ *   proctype Reader(r)   the family fill of core/family_fill.py: seal every member at every
  *                        replica, then one fill per member and replica
  *
  * Properties (assert): P0 the root never hands out an SN some member stores, holds early, waits
@@ -39,8 +39,10 @@
  *   MAXREP >= 1      not a variant: the design as specified, with replica restarts. Seals are
  *                    volatile, so this fails (README.md, "Findings"); DURABLE_SEAL keeps
  *                    them across a restart, which passes.
- * Bounds: MAXSC root crashes, MAXREP replica restarts, MAXFILL fills started, MAXGIVEUP
- *   readers that stop between two messages of a seal or a fill (their seals stay); SNs 0..3.
+ * Bounds: MAXSC root crashes, MAXREP replica restarts, NRD readers that may fill at the same
+ *   time, MAXFILL fills started in all, MAXGIVEUP fills stopped between two messages (their
+ *   seals stay); SNs 0..3. A seal is one flag per member and SN: a fill drops it for every
+ *   reader that sealed there (the harsher reading of "drops the seal of that range").
  */
 
 #define NR    2            /* replicas of the shard */
@@ -61,6 +63,9 @@
 #endif
 #ifndef MAXREP
 #define MAXREP 0
+#endif
+#ifndef NRD
+#define NRD 1              /* readers that may fill at the same time */
 #endif
 
 #define IDLE    0
@@ -104,9 +109,11 @@ byte srecent[NT + 1];            /* the token's SN+1 (_recent_grants and the hel
 byte scrashes;
 byte repcrashes;
 
-/* ---- the reader's fill: 0 idle, 1 sealing, 2 filling; fnext walks (replica, member) ----- */
-byte fstate, fg, fnext, fills, giveups;
-byte found[NM];                  /* what the seal found in each member at fg */
+/* ---- the readers' fills: 0 idle, 1 sealing, 2 filling; fnext walks (replica, member) ---- */
+byte fstate[NRD], fg[NRD], fnext[NRD];
+byte found[NRD * NM];            /* what reader r's seal found in each member at fg[r] */
+#define FOUND(r, m) found[(r) * NM + (m)]
+byte fills, giveups;
 
 chan r2s[NR] = [CAP_R2S] of { mtype, byte, byte, byte, byte };  /* HELLO(tailA, tailB, sn1, sn2),
                                                                    ORDER(t) */
@@ -233,7 +240,7 @@ inline bcast(tt, ss) {
 
 inline learn(v) { if :: v > ctr -> ctr = v :: else -> skip fi }
 
-inline resetFill() { fstate = 0; fg = 0; fnext = 0; found[0] = 0; found[1] = 0 }
+inline resetFill(r) { fstate[r] = 0; fg[r] = 0; fnext[r] = 0; FOUND(r, 0) = 0; FOUND(r, 1) = 0 }
 
 /* ================= processes =============================================================== */
 
@@ -349,7 +356,7 @@ inline rootRecv() {
          assert(!(s2r[ix]??[eval(tk), eval(ctr)]))
        }
      }
-     assert(fstate == 0 || fg != ctr);
+     for (ix : 0 .. NRD - 1) { assert(fstate[ix] == 0 || fg[ix] != ctr) }
      srecent[ax] = ctr + 1;
      printf("MSC: root grants %d@%d\n", ax, ctr);
      bcast(ax, ctr);
@@ -381,74 +388,74 @@ end:
   od
 }
 
-inline startFill() {
-  fg = 0;
-  do :: RES(zx, fg) -> fg++ :: else -> break od;
-  fills++; fstate = 1; fnext = 0;
-  printf("MSC: reader sees SN %d unresolved at R%d: seals it\n", fg, zx)
+inline startFill(r) {
+  fg[r] = 0;
+  do :: RES(zx, fg[r]) -> fg[r]++ :: else -> break od;
+  fills++; fstate[r] = 1; fnext[r] = 0;
+  printf("MSC: reader %d sees SN %d unresolved at R%d: seals it\n", r, fg[r], zx)
 }
 
-/* The family fill: a reader that saw SN fg unresolved at replica zx below a resolved one for
-   long enough (any time here) seals fg in every member at every replica, one message each,
-   and once all answered sends one fill per member and replica. */
-proctype Reader() {
+/* The family fill: reader r saw SN fg[r] unresolved at replica zx below a resolved one for
+   long enough (any time here); it seals fg[r] in every member at every replica, one message
+   each, and once all answered sends one fill per member and replica. */
+proctype Reader(byte r) {
 end:
   do
-  :: d_step { fstate == 0 && fills < MAXFILL && HOLE(0) -> zx = 0; startFill(); skip }
-  :: d_step { fstate == 0 && fills < MAXFILL && HOLE(1) -> zx = 1; startFill(); skip }
-  /* seal at replica fnext/NM, member fnext%NM: grants there await the fill from now on, early
-     grants there are dropped, what the member stores there is answered */
-  :: d_step { fstate == 1 ->
-       ix = fnext / NM; mm = fnext % NM;
+  :: d_step { fstate[r] == 0 && fills < MAXFILL && HOLE(0) -> zx = 0; startFill(r); skip }
+  :: d_step { fstate[r] == 0 && fills < MAXFILL && HOLE(1) -> zx = 1; startFill(r); skip }
+  /* seal at replica fnext[r]/NM, member fnext[r]%NM: grants there await the fill from now on,
+     early grants there are dropped, what the member stores there is answered */
+  :: d_step { fstate[r] == 1 ->
+       ix = fnext[r] / NM; mm = fnext[r] % NM;
        if
        :: KNOWN(mm) ->
-          SEALED(ix, mm, fg) = 1;
+          SEALED(ix, mm, fg[r]) = 1;
           for (tk : 1 .. NT) {
-            if :: MEM(tk) == mm && rep[ix].early[tk] == fg + 1 -> rep[ix].early[tk] = 0 :: else -> skip fi
+            if :: MEM(tk) == mm && rep[ix].early[tk] == fg[r] + 1 -> rep[ix].early[tk] = 0 :: else -> skip fi
           }
-          vl = ST(ix, mm, fg);
+          vl = ST(ix, mm, fg[r]);
           if
-          :: vl != 0 -> assert(found[mm] == 0 || found[mm] == vl); found[mm] = vl   /* P2 */
+          :: vl != 0 -> assert(FOUND(r, mm) == 0 || FOUND(r, mm) == vl); FOUND(r, mm) = vl   /* P2 */
           :: else -> skip
           fi;
-          printf("MSC: R%d sealed member %d at SN %d, has %d\n", ix, mm, fg, vl)
+          printf("MSC: R%d sealed member %d at SN %d, has %d\n", ix, mm, fg[r], vl)
        :: else -> skip
        fi;
-       fnext++;
-       if :: fnext == NR * NM -> fstate = 2; fnext = 0; printf("MSC: found A %d B %d: fill\n", found[0], found[1]) :: else -> skip fi; skip }
+       fnext[r]++;
+       if :: fnext[r] == NR * NM -> fstate[r] = 2; fnext[r] = 0; printf("MSC: reader %d found A %d B %d: fill\n", r, FOUND(r, 0), FOUND(r, 1)) :: else -> skip fi; skip }
   /* apply_fill for one member at one replica: what that member had somewhere is copied where
      missing; a marker goes only where no member had an entry; the member's appends awaiting
      the fill there are acked if the fill stored them, else fail; the seal is dropped */
-  :: d_step { fstate == 2 ->
-       ix = fnext / NM; mm = fnext % NM;
+  :: d_step { fstate[r] == 2 ->
+       ix = fnext[r] / NM; mm = fnext[r] % NM;
        if
        :: KNOWN(mm) ->
           if
-          :: found[mm] != 0 -> storeCopy(ix, mm, fg, found[mm])
+          :: FOUND(r, mm) != 0 -> storeCopy(ix, mm, fg[r], FOUND(r, mm))
 #if defined(FILL_OVER)
-          :: found[mm] == 0 -> storeCopy(ix, mm, fg, FILLV)
+          :: FOUND(r, mm) == 0 -> storeCopy(ix, mm, fg[r], FILLV)
 #elif defined(MARKER_HOLDS)
-          :: found[mm] == 0 && found[1 - mm] == 0 -> storeCopy(ix, mm, fg, FILLV)
-          :: found[mm] == 0 && found[1 - mm] != 0 -> skip
+          :: FOUND(r, mm) == 0 && FOUND(r, 1 - mm) == 0 -> storeCopy(ix, mm, fg[r], FILLV)
+          :: FOUND(r, mm) == 0 && FOUND(r, 1 - mm) != 0 -> skip
 #else
-          :: found[mm] == 0 && (found[1 - mm] == 0 || found[1 - mm] == FILLV) -> storeCopy(ix, mm, fg, FILLV)
-          :: found[mm] == 0 && found[1 - mm] != 0 && found[1 - mm] != FILLV -> skip   /* the other member's SN */
+          :: FOUND(r, mm) == 0 && (FOUND(r, 1 - mm) == 0 || FOUND(r, 1 - mm) == FILLV) -> storeCopy(ix, mm, fg[r], FILLV)
+          :: FOUND(r, mm) == 0 && FOUND(r, 1 - mm) != 0 && FOUND(r, 1 - mm) != FILLV -> skip   /* the other member's SN */
 #endif
           fi;
           for (tk : 1 .. NT) {
             if
-            :: MEM(tk) == mm && rep[ix].await[tk] == fg + 1 ->
-               if :: ST(ix, mm, fg) == tk -> committed(ix, tk, fg) :: else -> failTok(ix, tk) fi
+            :: MEM(tk) == mm && rep[ix].await[tk] == fg[r] + 1 ->
+               if :: ST(ix, mm, fg[r]) == tk -> committed(ix, tk, fg[r]) :: else -> failTok(ix, tk) fi
             :: else -> skip
             fi
           }
-          SEALED(ix, mm, fg) = 0
+          SEALED(ix, mm, fg[r]) = 0
        :: else -> skip
        fi;
-       fnext++;
-       if :: fnext == NR * NM -> resetFill() :: else -> skip fi; skip }
+       fnext[r]++;
+       if :: fnext[r] == NR * NM -> resetFill(r) :: else -> skip fi; skip }
   /* the reader stops (dies, gives up) between two messages: its seals stay */
-  :: d_step { fstate != 0 && giveups < MAXGIVEUP -> giveups++; printf("MSC: reader gives up\n"); resetFill(); skip }
+  :: d_step { fstate[r] != 0 && giveups < MAXGIVEUP -> giveups++; printf("MSC: reader %d gives up\n", r); resetFill(r); skip }
   od
 }
 
@@ -470,6 +477,6 @@ init {
     run Replica(0);
     run Replica(1);
     run Root();
-    run Reader()
+    for (ix : 0 .. NRD - 1) { run Reader(ix) }
   }
 }

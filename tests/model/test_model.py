@@ -66,12 +66,15 @@ BUGGY = [
                  id="old-hello-orders-twice"),
 ]
 
-# The family model (core/model/family.pml): MAXSC root crashes, MAXFILL reader fills started,
-# MAXGIVEUP readers that stop halfway (their seals stay), MAXREP replica restarts.
+# The family model (core/model/family.pml): MAXSC root crashes, MAXREP replica restarts, NRD
+# readers filling at the same time, MAXFILL fills started, MAXGIVEUP fills stopped halfway
+# (their seals stay).
 FAMILY_SAFE = [
     # Every run with at most one root crash, three fills and one reader that gives up.
     pytest.param(["-DMAXSC=1", "-DMAXFILL=3", "-DMAXGIVEUP=1", "-DCHECK_QUIESCENT"], False,
                  id="family-root-crash-and-fills"),
+    pytest.param(["-DNRD=2", "-DMAXSC=0", "-DMAXFILL=2", "-DCHECK_QUIESCENT"], False,
+                 id="family-two-readers-fill-at-once"),
     # The restart rule with replica restarts too (hellos of new incarnations); no fill, which
     # a replica restart breaks (FAMILY_BUGGY).
     pytest.param(["-DMAXSC=1", "-DMAXREP=2", "-DMAXFILL=0"], False,
@@ -81,6 +84,8 @@ if FULL:
     FAMILY_SAFE += [
         pytest.param(["-DMAXSC=2", "-DMAXFILL=3", "-DMAXGIVEUP=1", "-DCHECK_QUIESCENT"], True,
                      id="full-family-two-root-crashes"),
+        pytest.param(["-DNRD=2", "-DMAXSC=1", "-DMAXFILL=2", "-DCHECK_QUIESCENT"], True,
+                     id="full-family-two-readers-and-a-root-crash"),
         # The fix for the open finding below: seals kept across a replica's restart.
         pytest.param(["-DDURABLE_SEAL", "-DMAXREP=1", "-DMAXFILL=3", "-DMAXGIVEUP=1",
                       "-DCHECK_QUIESCENT"], True, id="full-family-durable-seal-replica-restart"),
