@@ -36,6 +36,8 @@
  *                    another shard of the family, or a registry read before the member).
  *   MARKER_HOLDS     a fill marker found by the seal counts as a member holding the SN, so
  *                    members that found nothing get no marker (needs MAXGIVEUP, MAXFILL=2).
+ *   TAIL_HOLE        the reader also takes an SN below the owner's next SN (a member's
+ *                    `tail`) for a hole, with no member holding a higher one.
  *   MAXREP >= 1      not a variant: the design as specified, with replica restarts. Seals are
  *                    volatile, so this fails (README.md, "Findings"); DURABLE_SEAL keeps
  *                    them across a restart, which passes.
@@ -134,7 +136,15 @@ hidden mtype mx;
 #define RES_ALL(r, s) (ST(r, 0, s) != 0 || ST(r, 1, s) != 0)
 #define HOLE_BY(R, r) ((!R(r, 0) && (R(r, 1) || R(r, 2) || R(r, 3))) || \
                        (!R(r, 1) && (R(r, 2) || R(r, 3))) || (!R(r, 2) && R(r, 3)))
+#ifdef TAIL_HOLE
+/* the lowest unresolved SN lies below the owner's next SN (a member's `tail`) */
+#define BELOW_CTR(r)  ((!RES(r, 0) && ctr > 0) || (RES(r, 0) && !RES(r, 1) && ctr > 1) || \
+                       (RES(r, 0) && RES(r, 1) && !RES(r, 2) && ctr > 2) || \
+                       (RES(r, 0) && RES(r, 1) && RES(r, 2) && !RES(r, 3) && ctr > 3))
+#define HOLE(r)       (HOLE_BY(RES, r) || (sready && BELOW_CTR(r)))
+#else
 #define HOLE(r)       HOLE_BY(RES, r)
+#endif
 
 /* ================= helpers ================================================================= */
 

@@ -105,6 +105,10 @@ FAMILY_BUGGY = [
     # the next fill leaves the other member unsealed and unmarked there.
     pytest.param(["-DMARKER_HOLDS", "-DMAXGIVEUP=1", "-DMAXFILL=2"], FAMILY_P2,
                  id="family-marker-counts-as-held"),
+    # The reader fills an SN below the owner's next SN with no higher one stored: a root
+    # restarted meanwhile learns no tail above it and hands it out again.
+    pytest.param(["-DTAIL_HOLE"], "rep[ix].store[((1*4)+ctr)]==0",
+                 id="family-fill-below-the-tail"),
     # Open finding of the design as specified: seals are volatile, so a replica restarted
     # between the seal and its fill commits a late grant where the other replica gets a
     # marker (README.md, "Findings"; DURABLE_SEAL passes).
