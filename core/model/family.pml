@@ -148,15 +148,12 @@ hidden mtype mx;
 
 /* ================= helpers ================================================================= */
 
+/* recorded even once the append failed: a replica acked the SN, so none may fill it */
 inline ackClient(tt, ii, ss) {
   assert(ST(ii, MEM(tt), ss) == tt);                            /* P1 at the replica */
-  if
-  :: cstat[tt] == PENDING ->
-     assert(ackBy[tt] == 0 || ackSn[tt] == ss + 1);             /* P2b as the client sees it */
-     ackSn[tt] = ss + 1; ackBy[tt] = ackBy[tt] | (1 << ii);
-     printf("MSC: R%d acks %d with SN %d\n", ii, tt, ss)
-  :: else -> skip
-  fi
+  assert(ackBy[tt] == 0 || ackSn[tt] == ss + 1);                /* P2b as the client sees it */
+  ackSn[tt] = ss + 1; ackBy[tt] = ackBy[tt] | (1 << ii);
+  printf("MSC: R%d acks %d with SN %d\n", ii, tt, ss)
 }
 
 /* Store vv in member m at SN ss on replica ii (commit, copy, fill). */
