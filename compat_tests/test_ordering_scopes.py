@@ -584,8 +584,8 @@ def test_a_quiet_partition_reaches_its_high_watermark_confluent(ordered):
     assert got == [(10, b"v10")]
     assert eof == 21, "librdkafka's fetch position reached the high watermark"
     assert c.get_watermark_offsets(tp, timeout=10) == (0, 21)
-    # librdkafka's position() is the last delivered message + 1, as after a transaction marker.
-    assert c.position([TopicPartition(topic, 1)])[0].offset == 11
+    # librdkafka's position() moves over the gap's control record, as over a transaction marker.
+    assert c.position([TopicPartition(topic, 1)])[0].offset == 21
     c.close()
 
 
@@ -628,6 +628,71 @@ def test_a_quiet_partition_reaches_its_high_watermark_aiokafka(ordered):
             await c.stop()
 
     asyncio.run(run())
+
+
+# Lag as consumers and monitors compute it: high watermark minus the consumer's position or its
+# group's committed offset. Read to the end, it must be 0 on the busy partition and on the quiet one
+# (partition 1 of quiet_partition_topic: one record, then only partition 0's offsets up to 21).
+QUIET_END = 21
+
+
+def test_lag_is_zero_once_read_confluent(ordered):
+    """librdkafka: its position, its committed offsets and its own statistics' consumer lag."""
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    stats: list[dict] = []
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"), "enable.auto.commit": False,
+                  "enable.partition.eof": True, "statistics.interval.ms": 100,
+                  "stats_cb": lambda s: stats.append(json.loads(s))})
+    tps = [TopicPartition(topic, p) for p in (0, 1)]
+    c.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+    at_end: set[int] = set()
+    deadline = time.monotonic() + 15
+    while len(at_end) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and m.error() and m.offset() == QUIET_END:  # partition EOF at the end
+            at_end.add(m.partition())
+    c.commit(asynchronous=False)
+    assert {tp.partition: tp.offset for tp in c.position(tps)} == {0: QUIET_END, 1: QUIET_END}
+    committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+    assert committed == {0: QUIET_END, 1: QUIET_END}, "lag (high watermark - committed) 0"
+    stats.clear()
+    while not stats:
+        c.poll(0.2)
+    parts = stats[-1]["topics"][topic]["partitions"]
+    assert [parts[str(p)]["consumer_lag"] for p in (0, 1)] == [0, 0]
+    c.close()
+
+
+def test_lag_is_zero_once_read_kafka_python(ordered):
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, group_id=unique("g"), enable_auto_commit=False)
+    tps = [KpTopicPartition(topic, p) for p in (0, 1)]
+    kc.assign(tps)
+    kc.seek_to_beginning()
+    deadline = time.monotonic() + 15
+    while any(kc.position(tp) < QUIET_END for tp in tps) and time.monotonic() < deadline:
+        kc.poll(200)
+    kc.commit()
+    ends = kc.end_offsets(tps)
+    for tp in tps:
+        assert kc.position(tp) == kc.committed(tp) == kc.highwater(tp) == ends[tp] == QUIET_END
+    kc.close()
+
+
+@pytest.mark.skipif(not HAVE_KAFKAJS, reason="node or kafkajs is not installed (./dev test installs both)")
+def test_lag_is_zero_once_read_kafkajs(ordered):
+    """kafkajs with auto-commit: its batches' offset lag, and the lag its admin client shows."""
+    _, bootstrap = ordered
+    group = unique("g")
+    topic = quiet_partition_topic(bootstrap)
+    drained = kafkajs(bootstrap, "drain", topic, group)
+    assert sorted((o["partition"], int(o["offset"])) for o in drained["offsets"]) == \
+        [(0, o) for o in range(QUIET_END) if o != 10] + [(1, 10)]
+    assert drained["lags"] == {"0": "0", "1": "0"}
+    lag = kafkajs(bootstrap, "admin-lag", topic, group)
+    assert lag == [{"partition": p, "high": str(QUIET_END), "committed": str(QUIET_END)} for p in (0, 1)]
 
 
 def test_the_example_runs(ordered):

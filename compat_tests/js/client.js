@@ -3,6 +3,7 @@
 //
 //   node client.js <bootstrap> produce <topic> <count>
 //   node client.js <bootstrap> consume <topic[,topic...]> <group> <count>
+//   node client.js <bootstrap> drain <topic> <group>
 //   node client.js <bootstrap> admin-create <topic> <partitions>
 //   node client.js <bootstrap> admin-inspect <topic> <group>
 //   node client.js <bootstrap> admin-lag <topic> <group>
@@ -76,6 +77,37 @@ async function consume(topics, group, count) {
   return { records: got }
 }
 
+// Reads in the group with kafkajs' auto-commit until the last batch of every assigned partition
+// reports an offset lag of 0 (kafkajs' own lag: high watermark - 1 - the batch's last offset),
+// then leaves. Reports the offsets read and each partition's last reported lag. A batch of control
+// records only (a transaction marker, an ordered partition's gap) resolves its offsets but commits
+// them only when autoCommitThreshold or autoCommitInterval says so, and leaving commits nothing:
+// a threshold of 1 commits them before the batch's END_BATCH_PROCESS.
+async function drain(topic, group) {
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 500 })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  const offsets = []
+  const lags = {}
+  let assigned = []
+  let finish
+  const finished = new Promise((resolve) => { finish = resolve })
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => { assigned = payload.memberAssignment[topic] })
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    lags[payload.partition] = payload.offsetLag
+    if (assigned.length && assigned.every((p) => lags[p] === '0')) finish()
+  })
+  await consumer.run({
+    autoCommitThreshold: 1,
+    eachMessage: async ({ partition, message }) => { offsets.push({ partition, offset: message.offset }) },
+  })
+  const timeout = setTimeout(finish, 20000)
+  await finished
+  clearTimeout(timeout)
+  await consumer.disconnect()
+  return { offsets, lags }
+}
+
 async function adminCreate(topic, partitions) {
   const admin = kafka.admin()
   await admin.connect()
@@ -131,6 +163,7 @@ async function adminDelete(topic) {
 const steps = {
   produce,
   consume,
+  drain,
   'admin-create': adminCreate,
   'admin-inspect': adminInspect,
   'admin-lag': adminLag,

@@ -1,5 +1,6 @@
 // A KIP-848 group member (group.protocol=consumer) with @confluentinc/kafka-javascript, driven by
-// compat_tests/test_groups_consumer_protocol.py. Prints one JSON line per event on stdout:
+// compat_tests/test_groups_consumer_protocol.py and test_ordering_scopes.py. Prints one JSON line
+// per event on stdout:
 //   {"assigned": [partitions]}                 whenever its assignment changes
 //   {"topic": t, "partition": p, "offset": o, "value": v}  per record, committed before the next one
 // SIGTERM closes the consumer (it leaves the group) and exits.
