@@ -92,11 +92,16 @@ def produce_concurrently(bootstrap: str, targets: list[Target]) -> None:
             topic, partition = targets[(i + k) % len(targets)]
             sent.append(p.send(topic, b"p%d-%d" % (k, i), partition=partition))
         p.flush(20)
-        errors.extend(f.exception for f in sent if f.failed())
+        assert all(f.succeeded() for f in sent), [f.exception for f in sent if not f.succeeded()]
         p.close()
 
-    threads = [threading.Thread(target=kafka_python if k == 0 else confluent, args=(k,))
-               for k in range(PRODUCERS)]
+    def run(k: int) -> None:
+        try:
+            (kafka_python if k == 0 else confluent)(k)
+        except Exception as exc:  # a thread's exception is only printed: the assert below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(PRODUCERS)]
     for t in threads:
         t.start()
     for t in threads:
