@@ -686,6 +686,30 @@ def test_lag_is_zero_once_read_kafka_python(ordered):
     kc.close()
 
 
+def test_lag_is_zero_once_read_aiokafka(ordered):
+    _, bootstrap = ordered
+    topic = quiet_partition_topic(bootstrap)
+
+    async def run() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=unique("g"), enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+        await c.start()
+        try:
+            tps = [AioTopicPartition(topic, p) for p in (0, 1)]
+            c.assign(tps)
+            while [await c.position(tp) for tp in tps] != [QUIET_END] * 2:
+                await c.getmany(timeout_ms=200)
+            await c.commit()
+            assert await c.beginning_offsets(tps) == dict.fromkeys(tps, 0)
+            assert await c.end_offsets(tps) == dict.fromkeys(tps, QUIET_END)
+            for tp in tps:
+                assert await c.committed(tp) == c.highwater(tp) == QUIET_END
+        finally:
+            await c.stop()
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+
+
 @pytest.mark.skipif(not HAVE_KAFKAJS, reason="node or kafkajs is not installed (./dev test installs both)")
 def test_lag_is_zero_once_read_kafkajs(ordered):
     """kafkajs with auto-commit: its batches' offset lag, and the lag its admin client shows."""
