@@ -160,7 +160,8 @@ func consume(conf *sarama.Config, bootstrap, topics, group string, count int) in
 
 // read is a partition consumer outside any group, started at offset (-2 the oldest, -1 the
 // newest): up to count records, then the high watermark its last fetch answer carried. It waits
-// 2 s for the next record, so a count above what is there shows what the partition holds.
+// 1 s for the next record (an idle fetch waits 250 ms at the broker, Sarama's MaxWaitTime), so a
+// count above what is there shows what the partition holds.
 func read(conf *sarama.Config, bootstrap, topic string, partition int, offset int64, count int) interface{} {
 	conf.Consumer.Return.Errors = true
 	consumer, err := sarama.NewConsumer([]string{bootstrap}, conf)
@@ -182,7 +183,7 @@ wait:
 		case err := <-pc.Errors():
 			failure = err.Error()
 			break wait
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Second):
 			break wait
 		}
 	}
