@@ -47,3 +47,11 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object,
 
     with running_gateways(tmp_path_factory.mktemp("groups")) as (cluster, addresses):
         yield cluster, addresses
+
+
+@pytest.fixture(scope="session")
+def sarama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """compat_tests/go built once per session, for every module that drives Sarama."""
+    from clients import build_sarama
+
+    return build_sarama(tmp_path_factory.mktemp("sarama"))

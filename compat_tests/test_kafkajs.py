@@ -3,20 +3,14 @@ and the admin calls kafkajs offers. `./dev test` installs it (compat_tests/js, `
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
+from clients import HAVE_KAFKAJS, kafkajs
 from group_helpers import requests_served, unique, versions_asked
 
 from compat_data import check_exactly_once
 
-JS = Path(__file__).parent / "js"
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (JS / "node_modules" / "kafkajs").is_dir(),
-    reason="node or kafkajs is not installed (./dev test installs both)")
+    not HAVE_KAFKAJS, reason="node or kafkajs is not installed (./dev test installs both)")
 
 RECORDS = 60
 PARTITIONS = 3
@@ -26,13 +20,6 @@ VERSIONS = {"ApiVersions v2", "Produce v7", "Fetch v11", "ListOffsets v3", "Meta
             "OffsetCommit v5", "OffsetFetch v4", "FindCoordinator v2", "JoinGroup v5", "SyncGroup v3",
             "Heartbeat v3", "LeaveGroup v3", "ListGroups v2", "DescribeGroups v2", "CreateTopics v3",
             "DeleteTopics v1"}
-
-
-def kafkajs(bootstrap: str, *args: object) -> dict:
-    done = subprocess.run(["node", str(JS / "client.js"), bootstrap, *map(str, args)],
-                          capture_output=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    return json.loads(done.stdout)
 
 
 def test_produce_consume_commit_resume_and_admin(metered):

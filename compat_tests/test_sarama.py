@@ -6,23 +6,16 @@ GOPATH tree."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
+from clients import HAVE_SARAMA, run_sarama
 from group_helpers import requests_served, unique, versions_asked
 
 from compat_data import check_exactly_once
 
-SOURCE = Path(__file__).parent / "go"
-GOPATH = Path("/usr/share/gocode")  # where Debian's golang-*-dev packages put Go sources
 pytestmark = pytest.mark.skipif(
-    shutil.which("go") is None or not (GOPATH / "src/github.com/Shopify/sarama").is_dir(),
-    reason="go or Debian's Sarama is not installed (./dev test installs both)")
+    not HAVE_SARAMA, reason="go or Debian's Sarama is not installed (./dev test installs both)")
 
 RECORDS = 60
 PARTITIONS = 3
@@ -37,50 +30,32 @@ CURRENT_VERSIONS = GROUP_VERSIONS | {"Metadata v0", "Metadata v5", "CreateTopics
 V0_11_VERSIONS = GROUP_VERSIONS | {"Metadata v0", "Metadata v1", "Metadata v4"}
 
 
-@pytest.fixture(scope="session")
-def sarama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = tmp_path_factory.mktemp("sarama") / "sarama"
-    # GOPATH mode: Debian ships Sarama and its dependencies as a GOPATH tree, not as modules.
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH)}
-    done = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=SOURCE, env=env,
-                          capture_output=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    return binary
-
-
-def run(sarama: Path, bootstrap: str, version: str, *args: object) -> dict:
-    done = subprocess.run([str(sarama), bootstrap, version, *map(str, args)],
-                          capture_output=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    return json.loads(done.stdout)
-
-
 def test_produce_consume_commit_resume_and_admin(sarama, metered):
     bootstrap, metrics_port = metered
     before = requests_served(metrics_port)
     topic, group = unique("sarama"), unique("sarama-group")
-    created = run(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
+    created = run_sarama(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
     assert "already exists" in created["again"]
 
-    assert run(sarama, bootstrap, CURRENT, "produce", topic, RECORDS) == {
+    assert run_sarama(sarama, bootstrap, CURRENT, "produce", topic, RECORDS) == {
         "sent": RECORDS, "partitions": PARTITIONS}
 
-    first = run(sarama, bootstrap, CURRENT, "consume", topic, group, FIRST_RUN)
+    first = run_sarama(sarama, bootstrap, CURRENT, "consume", topic, group, FIRST_RUN)
     assert first["error"] == "" and len(first["records"]) == FIRST_RUN
     committed = {str(r["partition"]): r["offset"] + 1 for r in first["records"]}
 
-    seen = run(sarama, bootstrap, CURRENT, "admin-inspect", topic, group, PARTITIONS)
+    seen = run_sarama(sarama, bootstrap, CURRENT, "admin-inspect", topic, group, PARTITIONS)
     assert seen == {"listed": PARTITIONS, "partitions": list(range(PARTITIONS)),
                     "groupType": "consumer", "state": "Empty", "protocolType": "consumer",
                     "members": 0,
                     "offsets": {str(p): committed.get(str(p), -1) for p in range(PARTITIONS)}}
 
     # The restarted group starts at the committed offsets: nothing read twice, nothing skipped.
-    second = run(sarama, bootstrap, CURRENT, "consume", topic, group, RECORDS - FIRST_RUN)
+    second = run_sarama(sarama, bootstrap, CURRENT, "consume", topic, group, RECORDS - FIRST_RUN)
     assert second["error"] == ""
     check_exactly_once([first["records"], second["records"]], RECORDS)
 
-    assert run(sarama, bootstrap, CURRENT, "admin-delete", topic) == {"listed": False}
+    assert run_sarama(sarama, bootstrap, CURRENT, "admin-delete", topic) == {"listed": False}
     assert versions_asked(metrics_port, before) == CURRENT_VERSIONS
 
 
@@ -90,21 +65,21 @@ def test_kafka_0_11_api(sarama, metered):
     resumes."""
     bootstrap, metrics_port = metered
     topic, group = unique("sarama-v0.11"), unique("sarama-group")
-    run(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
+    run_sarama(sarama, bootstrap, CURRENT, "admin-create", topic, PARTITIONS)
     before = requests_served(metrics_port)
     sent_after_ms = int(time.time() * 1000) - 1000  # margin for clocks read in two processes
-    assert run(sarama, bootstrap, "0.11.0.0", "produce", topic, 20)["sent"] == 20
+    assert run_sarama(sarama, bootstrap, "0.11.0.0", "produce", topic, 20)["sent"] == 20
     # The batches' maxTimestamp of -1 is recomputed from the records: the time index finds them.
-    at = [run(sarama, bootstrap, "0.11.0.0", "offset-at", topic, p, sent_after_ms)["offset"]
+    at = [run_sarama(sarama, bootstrap, "0.11.0.0", "offset-at", topic, p, sent_after_ms)["offset"]
           for p in range(PARTITIONS)]
     assert at == [0] * PARTITIONS
     later_ms = sent_after_ms + 3_600_000
-    assert run(sarama, bootstrap, "0.11.0.0", "offset-at", topic, 0, later_ms) == {"offset": -1}
-    first = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 8)
-    second = run(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 12)
+    assert run_sarama(sarama, bootstrap, "0.11.0.0", "offset-at", topic, 0, later_ms) == {"offset": -1}
+    first = run_sarama(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 8)
+    second = run_sarama(sarama, bootstrap, "0.11.0.0", "consume", topic, group, 12)
     assert first["error"] == second["error"] == ""
     check_exactly_once([first["records"], second["records"]], 20)
-    run(sarama, bootstrap, "0.11.0.0", "admin-inspect", topic, group, PARTITIONS)
+    run_sarama(sarama, bootstrap, "0.11.0.0", "admin-inspect", topic, group, PARTITIONS)
     assert versions_asked(metrics_port, before) == V0_11_VERSIONS
 
 
@@ -113,10 +88,10 @@ def test_kafka_0_10_api_gets_kafka_4_answers(sarama, metered):
     v2 is answered UNSUPPORTED_VERSION, and Fetch v3, not advertised, closes the connection."""
     bootstrap, _ = metered
     topic = unique("sarama-v0.10")
-    run(sarama, bootstrap, CURRENT, "admin-create", topic, 1)
-    produced = run(sarama, bootstrap, "0.10.2.0", "produce", topic, 5)
+    run_sarama(sarama, bootstrap, CURRENT, "admin-create", topic, 1)
+    produced = run_sarama(sarama, bootstrap, "0.10.2.0", "produce", topic, 5)
     assert produced == {"sent": 0, "error": "kafka server: The version of API is not supported."}
 
-    run(sarama, bootstrap, CURRENT, "produce", topic, 5)
-    consumed = run(sarama, bootstrap, "0.10.2.0", "consume", topic, unique("sarama-group"), 5)
+    run_sarama(sarama, bootstrap, CURRENT, "produce", topic, 5)
+    consumed = run_sarama(sarama, bootstrap, "0.10.2.0", "consume", topic, unique("sarama-group"), 5)
     assert consumed == {"records": None, "error": f"kafka: error while consuming {topic}/0: EOF"}

@@ -254,22 +254,46 @@ CONTROL_ABORT = 0
 CONTROL_COMMIT = 1
 
 
+def _control_record(commit: bool, coordinator_epoch: int, offset_delta: int) -> bytes:
+    """A COMMIT or ABORT control record: key (version 0, type) and value (version 0,
+    coordinator epoch), both big-endian."""
+    key = struct.pack(">hh", 0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = struct.pack(">hi", 0, coordinator_epoch)
+    body = b"".join((b"\x00", _varint(0), _varint(offset_delta), _nullable(key), _nullable(value),
+                     _varint(0)))
+    return _varint(len(body)) + body
+
+
 def end_marker(producer_id: int, producer_epoch: int, commit: bool, timestamp_ms: int,
                coordinator_epoch: int = 0) -> bytes:
     """A transaction's COMMIT or ABORT marker: Kafka's control batch of one record.
 
-    The record's key is (version 0, type) and its value (version 0, coordinator
-    epoch), both big-endian; the batch is transactional and control, with the
-    producer's id and epoch, and no sequence.
+    The batch is transactional and control, with the producer's id and epoch, and
+    no sequence.
     """
-    key = struct.pack(">hh", 0, CONTROL_COMMIT if commit else CONTROL_ABORT)
-    value = struct.pack(">hi", 0, coordinator_epoch)
-    body = b"".join((b"\x00", _varint(0), _varint(0), _nullable(key), _nullable(value), _varint(0)))
-    records = _varint(len(body)) + body
+    records = _control_record(commit, coordinator_epoch, 0)
     after_crc = _AFTER_CRC.pack(CONTROL_BIT | TRANSACTIONAL_BIT, 0, timestamp_ms, timestamp_ms,
                                 producer_id, producer_epoch, -1, 1) + records
     batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
     return _BEFORE_CRC.pack(0, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+
+
+def gap(base_offset: int, count: int) -> bytes:
+    """What a Fetch answers for [base_offset, base_offset + count) of an ordered
+    partition holding only other partitions' offsets (docs/ordering.md): a control
+    batch whose one record, a COMMIT marker of no producer (id -1), has the range's
+    last offset.
+
+    Consumers step over a batch without records too (fill), but librdkafka, Sarama
+    and kafkajs then leave their position, their commits and so their lag below the
+    range: they move those over control records, as over a transaction's marker.
+    COMMIT is the type every client knows and otherwise ignores, read_committed ones
+    included (producer -1 has no transaction). Timestamps -1: the range has none.
+    """
+    after_crc = _AFTER_CRC.pack(CONTROL_BIT, count - 1, -1, -1, -1, -1, -1, 1) + _control_record(
+        True, 0, count - 1)
+    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
+    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
 
 
 def is_fill(buf: bytes | memoryview) -> bool:

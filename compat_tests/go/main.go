@@ -3,7 +3,8 @@
 // as base64 (encoding/json's []byte) so that the test compares them exactly.
 //
 //	sarama <bootstrap> <kafka version> produce <topic> <count>
-//	sarama <bootstrap> <kafka version> consume <topic> <group> <count>
+//	sarama <bootstrap> <kafka version> consume <topic[,topic...]> <group> <count>
+//	sarama <bootstrap> <kafka version> read <topic> <partition> <offset> <count>
 //	sarama <bootstrap> <kafka version> offset-at <topic> <partition> <timestamp ms>
 //	sarama <bootstrap> <kafka version> admin-create <topic> <partitions>
 //	sarama <bootstrap> <kafka version> admin-inspect <topic> <group> <partitions>
@@ -20,6 +21,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 )
 
 type record struct {
+	Topic     string            `json:"topic"`
 	Partition int32             `json:"partition"`
 	Offset    int64             `json:"offset"`
 	Key       []byte            `json:"key"`
@@ -112,7 +115,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			for _, hd := range msg.Headers {
 				headers[string(hd.Key)] = hd.Value
 			}
-			h.got = append(h.got, record{msg.Partition, msg.Offset, msg.Key, msg.Value, headers})
+			h.got = append(h.got, record{msg.Topic, msg.Partition, msg.Offset, msg.Key, msg.Value, headers})
 			sess.MarkMessage(msg, "")
 			if len(h.got) == h.want {
 				h.cancel()
@@ -123,7 +126,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	return nil
 }
 
-func consume(conf *sarama.Config, bootstrap, topic, group string, count int) interface{} {
+func consume(conf *sarama.Config, bootstrap, topics, group string, count int) interface{} {
 	conf.Consumer.Offsets.Initial = sarama.OffsetOldest
 	conf.Consumer.Group.Session.Timeout = 10 * time.Second
 	conf.Consumer.Group.Heartbeat.Interval = 500 * time.Millisecond
@@ -147,12 +150,45 @@ func consume(conf *sarama.Config, bootstrap, topic, group string, count int) int
 	}()
 	// Consume returns at each rebalance; the loop rejoins until the count is reached.
 	for ctx.Err() == nil {
-		check(cg.Consume(ctx, []string{topic}, h))
+		check(cg.Consume(ctx, strings.Split(topics, ","), h))
 	}
 	check(cg.Close())
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return map[string]interface{}{"records": h.got, "error": failure}
+}
+
+// read is a partition consumer outside any group, started at offset (-2 the oldest, -1 the
+// newest): up to count records, then the high watermark its last fetch answer carried. It waits
+// 1 s for the next record (an idle fetch waits 250 ms at the broker, Sarama's MaxWaitTime), so a
+// count above what is there shows what the partition holds.
+func read(conf *sarama.Config, bootstrap, topic string, partition int, offset int64, count int) interface{} {
+	conf.Consumer.Return.Errors = true
+	consumer, err := sarama.NewConsumer([]string{bootstrap}, conf)
+	check(err)
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, int32(partition), offset)
+	if err != nil {
+		// Refused start offsets (out of range) are answers the test checks.
+		return map[string]interface{}{"error": err.Error()}
+	}
+	defer pc.Close()
+	got := []record{}
+	failure := ""
+wait:
+	for len(got) < count {
+		select {
+		case msg := <-pc.Messages():
+			got = append(got, record{msg.Topic, msg.Partition, msg.Offset, msg.Key, msg.Value, nil})
+		case err := <-pc.Errors():
+			failure = err.Error()
+			break wait
+		case <-time.After(time.Second):
+			break wait
+		}
+	}
+	return map[string]interface{}{"records": got, "error": failure,
+		"highWaterMark": pc.HighWaterMarkOffset()}
 }
 
 // offsetAt is ListOffsets by timestamp: the first offset whose record time is at least ms.
@@ -229,6 +265,10 @@ func main() {
 		result = produce(conf, bootstrap, args[0], number(args[1]))
 	case "consume":
 		result = consume(conf, bootstrap, args[0], args[1], number(args[2]))
+	case "read":
+		offset, err := strconv.ParseInt(args[2], 10, 64)
+		check(err)
+		result = read(conf, bootstrap, args[0], number(args[1]), offset, number(args[3]))
 	case "offset-at":
 		ms, err := strconv.ParseInt(args[2], 10, 64)
 		check(err)

@@ -2,9 +2,11 @@
 // Every step prints one JSON line on stdout; bytes travel as base64 so the test compares them exactly.
 //
 //   node client.js <bootstrap> produce <topic> <count>
-//   node client.js <bootstrap> consume <topic> <group> <count>
+//   node client.js <bootstrap> consume <topic[,topic...]> <group> <count>
+//   node client.js <bootstrap> drain <topic> <group>
 //   node client.js <bootstrap> admin-create <topic> <partitions>
 //   node client.js <bootstrap> admin-inspect <topic> <group>
+//   node client.js <bootstrap> admin-lag <topic> <group>
 //   node client.js <bootstrap> admin-delete <topic>
 'use strict'
 
@@ -43,19 +45,20 @@ async function produce(topic, count) {
 // Reads `count` records in the group, committing each one's offset after recording it, then
 // leaves. Records delivered after the count are neither recorded nor committed: the next run
 // of the group must get them.
-async function consume(topic, group, count) {
+async function consume(topics, group, count) {
   const want = Number(count)
   const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 500 })
   await consumer.connect()
-  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  await consumer.subscribe({ topics: topics.split(','), fromBeginning: true })
   const got = []
   let finish
   const finished = new Promise((resolve) => { finish = resolve })
   await consumer.run({
     autoCommit: false,
-    eachMessage: async ({ partition, message }) => {
+    eachMessage: async ({ topic, partition, message }) => {
       if (got.length >= want) return
       got.push({
+        topic,
         partition,
         offset: message.offset,
         key: b64(message.key),
@@ -72,6 +75,37 @@ async function consume(topic, group, count) {
   clearTimeout(timeout)
   await consumer.disconnect()
   return { records: got }
+}
+
+// Reads in the group with kafkajs' auto-commit until the last batch of every assigned partition
+// reports an offset lag of 0 (kafkajs' own lag: high watermark - 1 - the batch's last offset),
+// then leaves. Reports the offsets read and each partition's last reported lag. A batch of control
+// records only (a transaction marker, an ordered partition's gap) resolves its offsets but commits
+// them only when autoCommitThreshold or autoCommitInterval says so, and leaving commits nothing:
+// a threshold of 1 commits them before the batch's END_BATCH_PROCESS.
+async function drain(topic, group) {
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 500 })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  const offsets = []
+  const lags = {}
+  let assigned = []
+  let finish
+  const finished = new Promise((resolve) => { finish = resolve })
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => { assigned = payload.memberAssignment[topic] })
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    lags[payload.partition] = payload.offsetLag
+    if (assigned.length && assigned.every((p) => lags[p] === '0')) finish()
+  })
+  await consumer.run({
+    autoCommitThreshold: 1,
+    eachMessage: async ({ partition, message }) => { offsets.push({ partition, offset: message.offset }) },
+  })
+  const timeout = setTimeout(finish, 20000)
+  await finished
+  clearTimeout(timeout)
+  await consumer.disconnect()
+  return { offsets, lags }
 }
 
 async function adminCreate(topic, partitions) {
@@ -104,6 +138,19 @@ async function adminInspect(topic, group) {
   }
 }
 
+// Per partition: the high watermark and the group's committed offset, as a lag monitor built on
+// kafkajs reads them (lag = high - committed).
+async function adminLag(topic, group) {
+  const admin = kafka.admin()
+  await admin.connect()
+  const ends = await admin.fetchTopicOffsets(topic)
+  const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+  await admin.disconnect()
+  const of = Object.fromEntries(committed.partitions.map((p) => [p.partition, p.offset]))
+  return ends.map((p) => ({ partition: p.partition, high: p.high, committed: of[p.partition] }))
+    .sort((a, b) => a.partition - b.partition)
+}
+
 async function adminDelete(topic) {
   const admin = kafka.admin()
   await admin.connect()
@@ -116,8 +163,10 @@ async function adminDelete(topic) {
 const steps = {
   produce,
   consume,
+  drain,
   'admin-create': adminCreate,
   'admin-inspect': adminInspect,
+  'admin-lag': adminLag,
   'admin-delete': adminDelete,
 }
 

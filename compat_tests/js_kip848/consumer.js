@@ -1,15 +1,16 @@
 // A KIP-848 group member (group.protocol=consumer) with @confluentinc/kafka-javascript, driven by
-// compat_tests/test_groups_consumer_protocol.py. Prints one JSON line per event on stdout:
+// compat_tests/test_groups_consumer_protocol.py and test_ordering_scopes.py. Prints one JSON line
+// per event on stdout:
 //   {"assigned": [partitions]}                 whenever its assignment changes
-//   {"partition": p, "offset": o, "value": v}  per record, committed before the next one
+//   {"topic": t, "partition": p, "offset": o, "value": v}  per record, committed before the next one
 // SIGTERM closes the consumer (it leaves the group) and exits.
 //
-//   node consumer.js <bootstrap> <topic> <group>
+//   node consumer.js <bootstrap> <topic[,topic...]> <group>
 'use strict'
 
 const Kafka = require('@confluentinc/kafka-javascript')
 
-const [bootstrap, topic, group] = process.argv.slice(2)
+const [bootstrap, topics, group] = process.argv.slice(2)
 const consumer = new Kafka.KafkaConsumer({
   'bootstrap.servers': bootstrap,
   'group.id': group,
@@ -22,7 +23,7 @@ let assigned = '[]'
 let watcher = null
 
 consumer.on('ready', () => {
-  consumer.subscribe([topic])
+  consumer.subscribe(topics.split(','))
   consumer.consume()
   // The assignment as librdkafka holds it, reported when it changes.
   watcher = setInterval(() => {
@@ -35,7 +36,7 @@ consumer.on('ready', () => {
 })
 
 consumer.on('data', (message) => {
-  print({ partition: message.partition, offset: message.offset, value: message.value.toString() })
+  print({ topic: message.topic, partition: message.partition, offset: message.offset, value: message.value.toString() })
   consumer.commitMessageSync(message)
 })
 

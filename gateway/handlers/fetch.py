@@ -123,11 +123,11 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
         entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
     if not entries and part.color.family and res.tail > part.offset:
         # A partition of an ordered topic (docs/ordering.md): [offset, tail) holds other
-        # partitions' records only. A control batch without records covering it moves the
-        # consumer on, as the batches compaction leaves do, so its position (and lag) reach
-        # the high watermark instead of waiting below it until this partition's next record.
+        # partitions' records only. A control batch covering it, its marker at its last
+        # offset, moves the consumer on, so its position, commits and lag reach the high
+        # watermark instead of waiting below it until this partition's next record.
         count = min(res.tail - part.offset, MAX_GAP_BATCH)
-        entries = [StoredEntry(part.offset, count, record_batch.fill(part.offset, count))]
+        entries = [StoredEntry(part.offset, count, record_batch.gap(part.offset, count))]
     if part.committed:
         part.stable = broker.transactions.last_stable(part.color.id, res.tail)
         part.held = bool(entries) and entries[0].sn >= part.stable

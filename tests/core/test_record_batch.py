@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import crc32c
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -109,3 +110,18 @@ def test_records_that_do_not_parse_raise_only_corrupt_batch(junk: bytes) -> None
         header = rb.parse_header(batch)._replace(attributes=codec)
         with contextlib.suppress(rb.CorruptBatch):
             rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + junk, header)
+
+
+def test_a_gap_is_a_control_batch_with_one_commit_marker_at_its_last_offset() -> None:
+    """An ordered partition's gap as Fetch answers it: consumers move their position over the
+    marker (docs/ordering.md), and no reader of stored entries takes it for a fill."""
+    batch = rb.gap(10, 5)
+    header = rb.parse_header(batch)  # not validate: that wants one record per offset, as stored
+    assert crc32c.crc32c(batch[rb.CRC_START:]) == header.crc
+    assert header.is_control and not header.is_transactional and header.producer_id == -1
+    assert (header.base_offset, header.last_offset_delta, header.records_count) == (10, 4, 1)
+    assert header.total_size == len(batch)
+    [marker] = rb.decode(batch, verify_crc=False)
+    assert marker.offset == 14
+    assert (marker.key, marker.value) == (b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")  # COMMIT
+    assert not rb.is_fill(batch)
