@@ -107,6 +107,9 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
     except FlexLogError as exc:
         part.error = kafka_error(exc)
         return
+    # An ordered topic's partition may start above its color (gateway/partition_starts.py):
+    # below that start the partition answers as if trimmed, whatever the family still stores.
+    res = res._replace(log_start=broker.partition_starts.start(part.color, res.log_start))
     broker.log_starts[part.color.id] = res.log_start
     if not res.log_start <= part.offset <= res.tail:
         part.error = ErrorCode.OFFSET_OUT_OF_RANGE

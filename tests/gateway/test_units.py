@@ -19,6 +19,7 @@ from flexlog.gateway.group_coordinator import JoinRequest
 from flexlog.gateway.handlers import ENDPOINTS, advertised
 from flexlog.gateway.handlers.fetch import _fill, _Partition
 from flexlog.gateway.handlers.produce import BatchRejected, check_batch
+from flexlog.gateway.partition_starts import StartState, family_trim_point
 from flexlog.gateway.protocol import (
     ApiKey,
     ErrorCode,
@@ -261,6 +262,48 @@ def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
     # The first -1 batch goes with the expired one after it; the others stay.
     assert trim_point(index, retention_ms=750, retention_bytes=-1, now_ms=1000) == 2
     assert trim_point(index, retention_ms=0, retention_bytes=-1, now_ms=10_000) == 4
+
+
+def _start_record(op: str, **fields: object) -> bytes:
+    return json.dumps({"op": op, **fields}).encode()
+
+
+def test_log_start_fold_keeps_the_highest_start_in_any_order():
+    records = [(0, _start_record("start", color=7, offset=30)),
+               (1, _start_record("start", color=7, offset=10)),
+               (2, _start_record("start", color=8, offset=5)),
+               (3, b"not json"),
+               (4, _start_record("snapshot", upto=3, starts=[[7, 20], [9, 4]]))]
+    folded = []
+    for order in (records, records[::-1], records + records):
+        state = StartState()
+        for sn, value in order:
+            state.apply(sn, value)
+        folded.append((state.starts, state.applied))
+    assert all(f == ({7: 30, 8: 5, 9: 4}, 5) for f in folded)
+    state = StartState()
+    for sn, value in records[:3]:
+        state.apply(sn, value)
+    assert state.since_snapshot == 3
+    state.apply(*records[4])
+    assert state.since_snapshot == 0
+    # The physical log start counts when it is higher; a color never moved starts there.
+    assert (state.start(7, 12), state.start(7, 40), state.start(99, 12)) == (30, 40, 12)
+    # A snapshot leaves out colors no longer live (their topic was deleted).
+    snap = state.snapshot(live={7, 9})
+    assert snap == {"op": "snapshot", "upto": 5, "starts": [[7, 30], [9, 4]]}
+
+
+def test_family_trim_point_is_the_lowest_start_of_the_live_members():
+    starts = {1: 50, 2: 80, 3: 30, 4: 200}
+    assert family_trim_point(starts, [1, 2], log_start=0) == 50
+    # A member that dropped nothing (or that was just added) holds the family where it is.
+    assert family_trim_point(starts, [1, 2, 5], log_start=10) == 10
+    # Member 3 was deleted: its old start does not hold the others back.
+    assert family_trim_point(starts, [1, 2, 4], log_start=0) == 50
+    # Starts below the family's physical start count as the physical start.
+    assert family_trim_point(starts, [1, 3], log_start=40) == 40
+    assert family_trim_point(starts, [], log_start=40) == 40
 
 
 @pytest.mark.parametrize("mechanism", list(scram.HASHES))
