@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from group_helpers import restart_gateway, wait_for, wait_ready
 
 from cluster import Cluster, running_cluster
+from flexlog.cli.status import log_offsets
 from flexlog.core.client import FlexLogClient
 from flexlog.gateway.topics import partition_color
 
@@ -145,6 +146,9 @@ def test_delete_records_moves_one_partition_of_an_ordered_topic(ordered):
     for index in range(2):
         restart_gateway(cluster, index)
     assert [watermarks(bootstrap, topic, p)[0] for p in range(3)] == [cut, 20, 8]
+    # `flexlog topics` and `flexlog status` show the partitions' log starts too.
+    shown = next(t for t in asyncio.run(log_offsets(cluster.config))[1] if t.name == topic)
+    assert [p.log_start for p in shown.partitions] == [cut, 20, 8]
     assert read(bootstrap, topic, 1, start=9)[0] == (22, b"v22")
 
 
