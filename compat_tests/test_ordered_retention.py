@@ -10,13 +10,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 from group_helpers import restart_gateway, wait_for, wait_ready
 
 from cluster import Cluster, running_cluster
 from flexlog.cli.status import log_offsets
 from flexlog.core.client import FlexLogClient
+from flexlog.gateway.partition_starts import LOG_STARTS_COLOR, PartitionStarts
 from flexlog.gateway.topics import partition_color
 
 pytestmark = pytest.mark.slow
@@ -73,7 +81,7 @@ def read(bootstrap: str, topic: str, partition: int,
         if m is None:
             continue
         if m.error():
-            assert m.error().code() == -191, m.error()  # partition EOF
+            assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
             if m.offset() >= high:
                 break
             continue
@@ -149,6 +157,22 @@ def test_delete_records_moves_one_partition_of_an_ordered_topic(ordered):
     # `flexlog topics` and `flexlog status` show the partitions' log starts too.
     shown = next(t for t in asyncio.run(log_offsets(cluster.config))[1] if t.name == topic)
     assert [p.log_start for p in shown.partitions] == [cut, 20, 8]
+
+    # A snapshot of __log_starts (the controller writes one once it has grown) keeps them,
+    # and what it covers is trimmed.
+    async def compact_and_reload() -> tuple[list[int], int]:
+        async with FlexLogClient(cluster.config) as client:
+            compactor = PartitionStarts(client)
+            await compactor.open()
+            await compactor.compact()
+            fresh = PartitionStarts(client)
+            await fresh.open()
+            colors = [await client.color(partition_color(topic, p)) for p in range(3)]
+            return [fresh.start(c, 0) for c in colors], (await client.state(LOG_STARTS_COLOR))[0]
+
+    starts, snapshot_log_start = asyncio.run(compact_and_reload())
+    assert starts == [cut, 20, 8] and snapshot_log_start > 0
+    assert [watermarks(bootstrap, topic, p)[0] for p in range(3)] == [cut, 20, 8]
     assert read(bootstrap, topic, 1, start=9)[0] == (22, b"v22")
 
 
