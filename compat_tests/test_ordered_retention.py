@@ -18,7 +18,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from group_helpers import restart_gateway, wait_for, wait_ready
 
 from cluster import Cluster, running_cluster
@@ -203,3 +203,8 @@ def test_retention_trims_each_partition_of_an_ordering_group(ordered):
     next(iter(admin.delete_records([TopicPartition(payments, 0, 16)]).values())).result(10)
     wait_for(lambda: family_log_start(cluster, orders) == 4, timeout=10)
     assert [o for o, _ in read(bootstrap, orders, 1)] == [9, 11, 13, 15]
+    # A partition added now starts where the family does, and holds it there.
+    next(iter(admin.create_partitions([NewPartitions(orders, 3)]).values())).result(10)
+    assert watermarks(bootstrap, orders, 2) == (4, 17)
+    produce(bootstrap, [(orders, 2, b"late")])
+    assert read(bootstrap, orders, 2) == [(17, b"late")]
