@@ -65,12 +65,12 @@ def produce(bootstrap: str, records: list[tuple[str, int, bytes]], timestamp_ms:
         assert p.flush(10) == 0
 
 
-def read(bootstrap: str, topic: str, partition: int,
-         start: int = OFFSET_BEGINNING) -> list[tuple[int, bytes]]:
+def read(bootstrap: str, topic: str, partition: int, start: int = OFFSET_BEGINNING,
+         reset: str = "earliest") -> list[tuple[int, bytes]]:
     """(offset, value) of the partition's records from start up to its high watermark; an
-    offset below the log start resets to the earliest one."""
+    offset below the log start resets as `reset` says ("error": the test fails)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "auto.offset.reset": reset,
                   "enable.partition.eof": True})
     _, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
     c.assign([TopicPartition(topic, partition, start)])
@@ -110,7 +110,8 @@ def family_log_start(cluster: Cluster, topic: str) -> int:
 def test_delete_records_moves_one_partition_of_an_ordered_topic(ordered):
     cluster, bootstrap = ordered
     topic = unique("ordered")
-    create(bootstrap, {topic: 3}, "topic")
+    # Without retention, only DeleteRecords moves anything.
+    create(bootstrap, {topic: 3}, "topic", {"retention.ms": "-1"})
     produce(bootstrap, [(topic, i % 3, b"v%d" % i) for i in range(30)])
     before = {p: read(bootstrap, topic, p) for p in range(3)}
     assert sorted(o for records in before.values() for o, _ in records) == list(range(30))
@@ -189,22 +190,24 @@ def test_retention_trims_each_partition_of_an_ordering_group(ordered):
     produce(bootstrap, [(orders, i % 2, b"new%d-%d" % (i % 2, i)) for i in range(8)])
     produce(bootstrap, [(payments, 0, b"pay")])
 
-    # Retention moves orders-0 past its old records, and orders-1 past its own.
-    wait_for(lambda: watermarks(bootstrap, orders, 0)[0] == 4
-             and watermarks(bootstrap, orders, 1)[0] == 8, timeout=10)
-    assert watermarks(bootstrap, payments, 0) == (0, 17)
+    # Retention moves orders-0 past its old records and orders-1 past its own; payments-0,
+    # which keeps nothing below 16, lets the family go too: the group's storage starts at
+    # the first record kept anywhere (8), and so does every partition's log start.
+    wait_for(lambda: family_log_start(cluster, orders) == 8, timeout=10)
+    assert [watermarks(bootstrap, t, p) for t, p in ((orders, 0), (orders, 1), (payments, 0))] \
+        == [(8, 17)] * 3
     assert [o for o, _ in read(bootstrap, orders, 0)] == [8, 10, 12, 14]
     assert [o for o, _ in read(bootstrap, orders, 1)] == [9, 11, 13, 15]
-    assert read(bootstrap, payments, 0) == [(16, b"pay")]
-    # payments-0 dropped nothing, so it holds the family's storage at 0 for the whole group.
-    assert family_log_start(cluster, orders) == 0
-    # Once it moves past too, the family is trimmed at the lowest partition's start.
+    # A consumer of orders-0 below its log start (4) resets to the earliest offset; one of
+    # payments-0 at 2, below the storage's start but where payments-0 never dropped a record,
+    # reads on without a reset.
+    assert read(bootstrap, orders, 0, start=2)[0] == (8, b"new0-0")
+    assert read(bootstrap, payments, 0, start=2, reset="error") == [(16, b"pay")]
+
+    # A partition added now starts where the family does; it has nothing to keep either.
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    next(iter(admin.delete_records([TopicPartition(payments, 0, 16)]).values())).result(10)
-    wait_for(lambda: family_log_start(cluster, orders) == 4, timeout=10)
-    assert [o for o, _ in read(bootstrap, orders, 1)] == [9, 11, 13, 15]
-    # A partition added now starts where the family does, and holds it there.
     next(iter(admin.create_partitions([NewPartitions(orders, 3)]).values())).result(10)
-    assert watermarks(bootstrap, orders, 2) == (4, 17)
+    assert watermarks(bootstrap, orders, 2) == (8, 17)
     produce(bootstrap, [(orders, 2, b"late")])
     assert read(bootstrap, orders, 2) == [(17, b"late")]
+    assert family_log_start(cluster, orders) == 8

@@ -7,9 +7,9 @@ the partition without it would still hold more than retention.bytes (both per
 partition, as in Kafka).
 
 A partition of an ordered topic is a member of a color family, which is trimmed
-as a whole: retention moves the partition's logical log start instead, and the
-family is trimmed below the lowest one of its partitions
-(gateway/partition_starts.py). The controller gateway trims every ordered
+as a whole: retention moves the partition's logical log start instead, records
+below which SN the partition keeps nothing, and the family is trimmed where
+every partition allows (gateway/partition_starts.py). The controller gateway trims every ordered
 topic's family on each pass too, so a trim that failed after its move was
 stored is done later; it also snapshots ``__log_starts`` when it has grown.
 """
@@ -75,6 +75,12 @@ async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
         index.drop_below(end)
         broker.log_starts[color.id] = end
         log.info("retention trimmed %s-%d below offset %d", topic.name, partition, end)
+    if color.family:
+        # Below its first kept batch (or, with none, below where the scan ended: every SN
+        # there is committed) the partition keeps nothing, so a quiet partition does not hold
+        # the family's storage at its log start.
+        await broker.partition_starts.keeps_nothing_below(
+            color, index.sns[0] if index.sns else index.upto)
 
 
 async def _upkeep_families(broker: Broker) -> None:
