@@ -110,7 +110,8 @@ def holds_family(state: StartState, color: int, members: Iterable[int]) -> bool:
 
 
 class PartitionStarts:
-    """The logical log starts as this gateway knows them, kept current from ``__log_starts``."""
+    """The partitions' logical log starts and empty SNs as this gateway knows them, kept
+    current from ``__log_starts``; the trims of the families they allow."""
 
     def __init__(self, client: FlexLogClient) -> None:
         self.client = client
