@@ -18,6 +18,7 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.config import ClusterConfig, GatewayConfig, SecurityConfig
 from flexlog.core.status import ProcessStatus, ask_process
 from flexlog.gateway import scram
+from flexlog.gateway.partition_starts import LOG_STARTS_COLOR, PartitionStarts
 from flexlog.gateway.protocol import ApiKey, FrameReader, decode_response, encode_request
 from flexlog.gateway.topics import COLOR_PREFIX, TOPICS_COLOR, TopicStore, partition_color
 
@@ -141,8 +142,18 @@ async def log_offsets(config: ClusterConfig) -> tuple[list[LogOffsets], list[Top
             # Only opened when the gateways created __topics: open() would create it otherwise.
             store = TopicStore(client, config)
             await store.open()
+            starts = PartitionStarts(client)
+            if LOG_STARTS_COLOR in client.registry.by_name:
+                await starts.open()
+
+            async def partition(name: str) -> LogOffsets:
+                # An ordered topic's partition may start above its color, as Kafka clients see it.
+                color = await client.color(name)
+                log_start, tail = await client.state(color)
+                return LogOffsets(name, starts.start(color, log_start), tail)
+
             for topic in store.all():
-                parts = await asyncio.gather(*(offsets(partition_color(topic.name, p))
+                parts = await asyncio.gather(*(partition(partition_color(topic.name, p))
                                                for p in range(topic.partitions)))
                 topics.append(TopicOffsets(topic.name, list(parts)))
     return list(colors), topics

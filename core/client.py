@@ -849,11 +849,15 @@ class FlexLogClient:
                 next_sn = entry.end
 
     async def state(self, color: ColorRef) -> tuple[int, int]:
-        """(log start, tail) of a color as one replica sees it."""
+        """(log start, tail) of a color as one replica sees it. A family member's log start is
+        the family's, the highest of every member's, as its reads see it (`_family_chain`): a
+        member created after the family was trimmed starts at 0 on its own replicas."""
         info = await self.color(color)
-        op = pb.QueryOp(kind=pb.QueryOp.STATE, color=info.id, contiguous=info.contiguous)
+        infos = self.registry.members_of[info.family] if info.family else [info]
+        asks = [(s, pb.QueryOp(kind=pb.QueryOp.STATE, color=i.id, contiguous=i.contiguous))
+                for i in infos for s in i.shards]
         results = [self._check(r) for r in
-                   await asyncio.gather(*(self._ask(s, op) for s in info.shards))]
+                   await asyncio.gather(*(self._ask(s, op) for s, op in asks))]
         log_start = max(r.log_start for r in results)
         if info.contiguous:
             return log_start, self._seen_tail(info, results[0].tail)

@@ -1,8 +1,9 @@
 """What every handler shares: the log client, topic metadata, the gateways as brokers.
 
 A gateway holds no data of its own: partitions live in FlexLog colors, topic
-metadata in ``__topics``. Caches here (log start offsets, the timestamp index)
-are rebuilt from the log after a restart.
+metadata in ``__topics``, the log starts of ordered topics' partitions in
+``__log_starts``. Caches here (log start offsets, the timestamp index) are
+rebuilt from the log after a restart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flexlog.gateway import session
 from flexlog.gateway.acls import AclStore
 from flexlog.gateway.groups import Groups
 from flexlog.gateway.idempotence import Idempotence
+from flexlog.gateway.partition_starts import PartitionStarts
 from flexlog.gateway.producer_ids import ProducerIdAllocator
 from flexlog.gateway.quotas import QuotaStore, Throttler
 from flexlog.gateway.timestamps import TimestampIndex
@@ -49,7 +51,8 @@ class Broker:
         self.me = me
         self.client = client
         self.topics = TopicStore(client, config)
-        self.timestamps = TimestampIndex(client)
+        self.partition_starts = PartitionStarts(client)
+        self.timestamps = TimestampIndex(client, self.partition_starts.start)
         # Per listener name: clients are told the addresses of the listener they connected through.
         self.listener_brokers = {
             lis.name: [BrokerAddress(g.node_id, *split_address(next(
@@ -91,6 +94,7 @@ class Broker:
             try:
                 await self.client.wait_ready(timeout_s=30.0)
                 await self.topics.open()
+                await self.partition_starts.open()
                 await self.groups.offsets.open()
                 await self.users.open()
                 await self.users.ensure_decoy_secret()

@@ -3,7 +3,15 @@
 Only the gateway that leads a partition trims it, so gateways never race each
 other. Kafka deletes whole segments; here whole batches go: from the oldest, a
 batch is dropped while its newest record is older than retention.ms, or while
-the partition without it would still hold more than retention.bytes.
+the partition without it would still hold more than retention.bytes (both per
+partition, as in Kafka).
+
+A partition of an ordered topic is a member of a color family, which is trimmed
+as a whole: retention moves the partition's logical log start instead, records
+below which SN the partition keeps nothing, and the family is trimmed where
+every partition allows (gateway/partition_starts.py). The controller gateway trims every ordered
+topic's family on each pass too, so a trim that failed after its move was
+stored is done later; it also snapshots ``__log_starts`` when it has grown.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ import time
 
 from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import NO_TIMESTAMP
+from flexlog.core.registry import ColorInfo
 from flexlog.gateway.broker import Broker
+from flexlog.gateway.partition_starts import SNAPSHOT_EVERY_RECORDS
 from flexlog.gateway.timestamps import PartitionIndex
-from flexlog.gateway.topics import RETENTION_BYTES, RETENTION_MS, Topic
+from flexlog.gateway.topics import ORDERING, PARTITION_ORDER, RETENTION_BYTES, RETENTION_MS, Topic
 
 log = logging.getLogger("flexlog.gateway.retention")
 
@@ -54,17 +64,37 @@ async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
     if retention_ms < 0 and retention_bytes < 0:
         return
     color = await broker.topics.color(topic.name, partition)
-    if color.family:
-        # A family is trimmed as a whole; one partition's retention must not cut the others.
-        return
     index, _, _ = await broker.timestamps.refresh(color)
     drop = trim_point(index, retention_ms, retention_bytes, int(time.time() * 1000))
     if drop:
         end = index.ends[drop - 1]
-        await broker.client.trim(end - 1, color)
+        if color.family:
+            await broker.partition_starts.move(color, end)
+        else:
+            await broker.client.trim(end - 1, color)
         index.drop_below(end)
         broker.log_starts[color.id] = end
         log.info("retention trimmed %s-%d below offset %d", topic.name, partition, end)
+    if color.family:
+        # Below its first kept batch (or, with none, below where the scan ended: every SN
+        # there is committed) the partition keeps nothing, so a quiet partition does not hold
+        # the family's storage at its log start.
+        await broker.partition_starts.keeps_nothing_below(
+            color, index.sns[0] if index.sns else index.upto)
+
+
+async def _upkeep_families(broker: Broker) -> None:
+    """Trim every ordered topic's family as far as its partitions' log starts allow, and
+    snapshot ``__log_starts`` once it has grown."""
+    families: dict[int, ColorInfo] = {}  # family id -> a member
+    for topic in broker.topics.all():
+        if topic.partitions and topic.config(ORDERING, broker.topics.defaults) != PARTITION_ORDER:
+            member = await broker.topics.color(topic.name, 0)
+            families.setdefault(member.family, member)
+    for member in families.values():
+        await broker.partition_starts.trim_family(member)
+    if broker.partition_starts.state.since_snapshot >= SNAPSHOT_EVERY_RECORDS:
+        await broker.partition_starts.compact()
 
 
 async def run(broker: Broker) -> None:
@@ -80,4 +110,9 @@ async def run(broker: Broker) -> None:
                     await _enforce(broker, topic, p)
                 except FlexLogError as exc:
                     log.warning("retention of %s-%d failed: %s", topic.name, p, exc)
+        if broker.me.node_id == broker.controller_id:
+            try:
+                await _upkeep_families(broker)
+            except FlexLogError as exc:
+                log.warning("trimming ordered topics' families failed: %s", exc)
         await asyncio.sleep(interval_s)

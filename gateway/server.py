@@ -368,7 +368,8 @@ class GatewayServer:
 
     async def _open(self) -> None:
         await self.broker.open()
-        await asyncio.gather(self.broker.topics.watch(), self.broker.users.log.watch(),
+        await asyncio.gather(self.broker.topics.watch(), self.broker.partition_starts.log.watch(),
+                             self.broker.users.log.watch(),
                              self.broker.acls.log.watch(), self.broker.quotas.log.watch())
 
     async def stop(self) -> None:

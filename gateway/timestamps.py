@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flexlog.core import record_batch
@@ -68,8 +69,11 @@ class PartitionIndex:
 
 
 class TimestampIndex:
-    def __init__(self, client: FlexLogClient) -> None:
+    def __init__(self, client: FlexLogClient, log_start: Callable[[ColorInfo, int], int]) -> None:
+        """log_start(color, physical log start): where the partition starts for Kafka clients
+        (an ordered topic's partition may start above its color, gateway/partition_starts.py)."""
         self.client = client
+        self._log_start = log_start
         self._parts: dict[int, PartitionIndex] = {}
 
     def part(self, color_id: int) -> PartitionIndex:
@@ -93,6 +97,7 @@ class TimestampIndex:
         index = self.part(color.id)
         async with index.lock:
             log_start, tail = await self.client.state(color)
+            log_start = self._log_start(color, log_start)
             index.drop_below(log_start)
             while index.upto < tail:
                 res = await self.client.read_range(color, index.upto, SCAN_BYTES)

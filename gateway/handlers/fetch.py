@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from flexlog.core import record_batch
 from flexlog.core.client import RangeResult
-from flexlog.core.errors import FlexLogError
+from flexlog.core.errors import FlexLogError, Trimmed
 from flexlog.core.registry import ColorInfo
 from flexlog.core.storage import StoredEntry
 from flexlog.gateway import authz, offsets_topic
@@ -91,6 +91,19 @@ async def _resolve(broker: Broker, part: _Partition) -> None:
         part.error = kafka_error(exc)
 
 
+async def _read_from(broker: Broker, color: ColorInfo, offset: int, max_bytes: int,
+                     wait_ms: int) -> RangeResult:
+    try:
+        return await broker.client.read_range(color, offset, max_bytes, wait_ms=wait_ms)
+    except Trimmed:
+        log_start, _ = await broker.client.state(color)
+        if not broker.partition_starts.fetchable(color, log_start) <= offset < log_start:
+            raise
+        # An ordered topic's partition whose family's storage starts past the offset, where
+        # the partition keeps nothing (gateway/partition_starts.py): read on from there.
+        return await broker.client.read_range(color, log_start, max_bytes, wait_ms=wait_ms)
+
+
 async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
     if part.color is None:
         return
@@ -102,13 +115,16 @@ async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:
             if not part.result.log_start <= part.offset <= part.result.tail:
                 part.error = ErrorCode.OFFSET_OUT_OF_RANGE
             return
-        res = await broker.client.read_range(part.color, part.offset, max(part.max_bytes, 1),
-                                             wait_ms=wait_ms)
+        res = await _read_from(broker, part.color, part.offset, max(part.max_bytes, 1), wait_ms)
     except FlexLogError as exc:
         part.error = kafka_error(exc)
         return
+    fetchable = broker.partition_starts.fetchable(part.color, res.log_start)
+    # An ordered topic's partition may start above its color (gateway/partition_starts.py):
+    # below that start the partition answers as if trimmed, whatever the family still stores.
+    res = res._replace(log_start=broker.partition_starts.start(part.color, res.log_start))
     broker.log_starts[part.color.id] = res.log_start
-    if not res.log_start <= part.offset <= res.tail:
+    if not fetchable <= part.offset <= res.tail:
         part.error = ErrorCode.OFFSET_OUT_OF_RANGE
     entries = [e for e in res.entries if not record_batch.is_fill(e.payload)]
     if res.entries and not entries:

@@ -3,7 +3,9 @@
 Offsets are SNs: the earliest is the color's log start, the latest its tail
 (Kafka's high watermark; for isolation_level READ_COMMITTED, the last stable
 offset). DeleteRecords is a FlexLog trim, which moves the log start of every
-replica.
+replica; on an ordered topic's partition it moves the partition's logical log
+start, and the family is trimmed once all its partitions moved past
+(gateway/partition_starts.py).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ async def handle_list_offsets(broker: Broker, request: Request) -> Body:
             # Every tier of a FlexLog replica (PM, DRAM cache, SSD) is local: the whole log
             # is, so the local log starts where the log does, as in Kafka without remote storage.
             log_start, tail = await broker.client.state(color)
+            log_start = broker.partition_starts.start(color, log_start)
             broker.log_starts[color.id] = log_start
             end = broker.transactions.last_stable(color.id, tail) if committed else tail
             offset = end if wanted == LATEST else log_start
@@ -161,16 +164,18 @@ async def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Bo
 async def handle_delete_records(broker: Broker, request: Request) -> Body:
     async def answer(topic: str, part: Body) -> Body:
         color = await _color(broker, Operation.DELETE, topic, part["partition_index"])
-        if color.family:
-            # A family is trimmed as a whole (`FlexLogClient.trim`): deleting one partition's
-            # records would delete the other partitions' too.
-            raise _PartitionFailed(ErrorCode.POLICY_VIOLATION)
         log_start, tail = await broker.client.state(color)
+        log_start = broker.partition_starts.start(color, log_start)
         offset = tail if part["offset"] == -1 else part["offset"]
         if not 0 <= offset <= tail:
             raise _PartitionFailed(ErrorCode.OFFSET_OUT_OF_RANGE)
         if offset > log_start:
-            await broker.client.trim(offset - 1, color)
+            if color.family:
+                # A family is trimmed as a whole (`FlexLogClient.trim`): trimming this
+                # partition's color would delete the other partitions' records too.
+                await broker.partition_starts.move(color, offset)
+            else:
+                await broker.client.trim(offset - 1, color)
             log_start = offset
         broker.log_starts[color.id] = log_start
         return {"partition_index": part["partition_index"], "low_watermark": log_start,

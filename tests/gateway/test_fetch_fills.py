@@ -10,6 +10,7 @@ from flexlog.core.client import RangeResult
 from flexlog.core.registry import ColorInfo
 from flexlog.core.storage import StoredEntry
 from flexlog.gateway.handlers import fetch
+from flexlog.gateway.partition_starts import PartitionStarts
 
 
 class FakeClient:
@@ -31,7 +32,8 @@ class FakeClient:
 
 def _read(offset: int) -> tuple[fetch._Partition, FakeClient]:
     client = FakeClient()
-    broker = SimpleNamespace(client=client, log_starts={})
+    broker = SimpleNamespace(client=client, log_starts={},
+                             partition_starts=PartitionStarts(client))  # type: ignore[arg-type]
     part = fetch._Partition("t", 0, offset, 1 << 20,
                             color=ColorInfo(id=9, name="t-0", owner=1, shards=(0,)))
     asyncio.run(fetch._read(broker, part, wait_ms=100))  # type: ignore[arg-type]

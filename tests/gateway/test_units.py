@@ -19,6 +19,7 @@ from flexlog.gateway.group_coordinator import JoinRequest
 from flexlog.gateway.handlers import ENDPOINTS, advertised
 from flexlog.gateway.handlers.fetch import _fill, _Partition
 from flexlog.gateway.handlers.produce import BatchRejected, check_batch
+from flexlog.gateway.partition_starts import StartState, family_trim_point, holds_family
 from flexlog.gateway.protocol import (
     ApiKey,
     ErrorCode,
@@ -261,6 +262,61 @@ def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
     # The first -1 batch goes with the expired one after it; the others stay.
     assert trim_point(index, retention_ms=750, retention_bytes=-1, now_ms=1000) == 2
     assert trim_point(index, retention_ms=0, retention_bytes=-1, now_ms=10_000) == 4
+
+
+def _start_record(op: str, **fields: object) -> bytes:
+    return json.dumps({"op": op, **fields}).encode()
+
+
+def test_log_start_fold_keeps_the_highest_offsets_in_any_order():
+    records = [(0, _start_record("start", color=7, offset=30)),
+               (1, _start_record("start", color=7, offset=10)),
+               (2, _start_record("empty", color=8, offset=5)),
+               (3, b"not json"),
+               (4, _start_record("snapshot", upto=3, starts=[[7, 20, 0], [9, 4, 6]])),
+               (5, _start_record("empty", color=7, offset=25))]
+    folded = []
+    for order in (records, records[::-1], records + records):
+        state = StartState()
+        for sn, value in order:
+            state.apply(sn, value)
+        folded.append((state.starts, state.empty, state.applied))
+    assert all(f == ({7: 30, 9: 4}, {7: 25, 8: 5, 9: 6}, 6) for f in folded)
+    state = StartState()
+    for sn, value in records[:3]:
+        state.apply(sn, value)
+    assert state.since_snapshot == 3
+    state.apply(*records[4])
+    assert state.since_snapshot == 0
+    state.apply(*records[5])
+    # The physical log start counts when it is higher; a color never moved starts there.
+    assert (state.start(7, 12), state.start(7, 40), state.start(99, 12)) == (30, 40, 12)
+    # The family may be trimmed up to the higher of a partition's start and empty SN.
+    assert (state.held(7), state.held(8), state.held(9), state.held(99)) == (30, 5, 6, 0)
+    # A snapshot leaves out colors no longer live (their topic was deleted).
+    assert state.snapshot(live={7, 9}) == {"op": "snapshot", "upto": 6,
+                                           "starts": [[7, 30, 25], [9, 4, 6]]}
+
+
+def test_family_trim_point_is_the_lowest_held_sn_of_the_live_members():
+    state = StartState()
+    for sn, (op, color, offset) in enumerate([("start", 1, 50), ("start", 2, 80), ("start", 3, 30),
+                                              ("start", 4, 200), ("empty", 2, 120),
+                                              ("empty", 6, 70)]):
+        state.apply(sn, _start_record(op, color=color, offset=offset))
+    assert family_trim_point(state, [1, 2], log_start=0) == 50
+    # A member that recorded nothing (or that was just added) holds the family where it is.
+    assert family_trim_point(state, [1, 2, 5], log_start=10) == 10
+    # Member 3 was deleted: its old start does not hold the others back.
+    assert family_trim_point(state, [1, 2, 4], log_start=0) == 50
+    # A quiet member (6: no start, nothing kept below 70) holds the family at 70 only.
+    assert family_trim_point(state, [2, 4, 6], log_start=0) == 70
+    # SNs below the family's physical start count as the physical start.
+    assert family_trim_point(state, [1, 3], log_start=40) == 40
+    assert family_trim_point(state, [], log_start=40) == 40
+    # Which members the family waits for: those at the lowest held SN.
+    assert holds_family(state, 6, [2, 4, 6]) and not holds_family(state, 4, [2, 4, 6])
+    assert holds_family(state, 5, [1, 5]) and holds_family(state, 1, [1])
 
 
 @pytest.mark.parametrize("mechanism", list(scram.HASHES))
