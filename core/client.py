@@ -714,8 +714,8 @@ class FlexLogClient:
                 self._family_gaps.moved(family, from_sn)
                 return chain, log_start, expect
             if loop.time() >= deadline:
-                self._watch_for_hole(family, from_sn, min((link.entry.sn for link in found),
-                                                          default=None))
+                if found:
+                    self._watch_for_hole(family, from_sn, min(link.entry.sn for link in found))
                 return chain, log_start, from_sn
             if found and not synced:
                 synced = True
@@ -733,9 +733,9 @@ class FlexLogClient:
             for w in pending:
                 w.cancel()
 
-    def _watch_for_hole(self, family: int, sn: int, beyond: int | None) -> None:
-        """A read of the family found nothing at sn (and its first entry beyond, if any, at
-        beyond): once readers have waited there long enough, fill what was lost."""
+    def _watch_for_hole(self, family: int, sn: int, beyond: int) -> None:
+        """A read of the family found nothing at sn and its next entry at beyond: once readers
+        have waited there long enough, fill what was lost."""
         if family in self._fills or not self._family_gaps.due(family, sn,
                                                               asyncio.get_running_loop().time()):
             return
@@ -743,17 +743,15 @@ class FlexLogClient:
         self._fills[family] = task
         task.add_done_callback(lambda _: self._fills.pop(family, None))
 
-    async def _fill_family(self, family: int, start: int, beyond: int | None) -> None:
+    async def _fill_family(self, family: int, start: int, end: int) -> None:
         """Seal [start, end) at every replica of every member, then fill it
-        (`core/family_fill.py`). end is the first SN found beyond start, or else the owner's
-        next SN (an SN lost at the tail)."""
-        members = self.registry.members_of.get(family, [])
-        if not members:
-            return
+        (`core/family_fill.py`); end is an SN some member stores."""
         try:
-            end = beyond if beyond is not None else await self._next_sn(members[0])
-            if end <= start:
-                return
+            # Every member that may hold an SN below end was created before end was granted:
+            # the registry read now knows it, and a member the seal missed could keep an
+            # entry where the others get a marker.
+            await self.sync_registry()
+            members = self.registry.members_of.get(family, [])
             shards = sorted({s for m in members for s in m.shards})
             before = {s: tuple(self._writer(s).members) for s in shards}
             asks = [(m.id, s, i) for m in members for s in m.shards for i in before[s]]

@@ -16,7 +16,12 @@ color of its own, in two phases (the I/O is `FlexLogClient._fill_family`):
 2. only if every one answered and no shard's members changed: `fill_ops`, one fill per member
    carrying its own entries found in the range (stored where missing) and the SNs the other
    members hold (left alone); every SN that no member holds gets a fill marker in every member,
-   so the merged order is gapless whichever members a reader asks.
+   so the merged order is gapless whichever members a reader asks. A marker found in one
+   member (an earlier reader stopped halfway) holds nothing: the others get markers there.
+
+Only an SN below one some member stores is filled, never one at the family's tail: a
+restarted owner learns its counter from what the replicas store, and could hand an SN filled
+at the tail out again, to a member created after the seal.
 
 Sealing before filling means no member commits a late grant in the range after a fill, so
 no SN ever holds an entry in one member and a marker in another. Two readers filling at once
@@ -28,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from flexlog.core import record_batch
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.replica_protocol import CopiedEntry
 
@@ -94,15 +100,20 @@ def fill_ops(start: int, end: int,
         for other, theirs in per_member.items():
             if other != color:
                 for sn in sorted(theirs):
-                    op.skip_sns.append(sn)
-                    op.skip_counts.append(theirs[sn][0].count)
+                    entry = theirs[sn][0]
+                    # A marker an earlier fill left in another member (its reader stopped
+                    # halfway) holds nothing: this member gets a marker there too.
+                    if not record_batch.is_fill(entry.payload):
+                        op.skip_sns.append(sn)
+                        op.skip_counts.append(entry.count)
         ops[color] = op
     return ops
 
 
 def holes(start: int, end: int, found: Mapping[int, Sequence[CopiedEntry]]) -> list[tuple[int, int]]:
-    """The SN ranges in [start, end) that no member holds: what the fill marks."""
-    covered = sorted((e.sn, e.end) for entries in found.values() for e, _ in entries)
+    """The SN ranges in [start, end) where no member holds an entry: what the fill marks."""
+    covered = sorted((e.sn, e.end) for entries in found.values() for e, _ in entries
+                     if not record_batch.is_fill(e.payload))
     out = []
     cursor = start
     for s, e in covered:

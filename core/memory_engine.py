@@ -152,6 +152,12 @@ class MemoryEngine:
             return ColorState(0, 0)
         return ColorState(log.log_start, log.tail)
 
+    def prepared_payload(self, token: int) -> bytes:
+        try:
+            return bytes(self._prepared[token][1])
+        except KeyError:
+            raise UnknownToken(token) from None
+
     def recover(self) -> RecoveredState:
         prepared = [PreparedEntry(t, c, n) for t, (c, _, n) in self._prepared.items()]
         colors = {c: ColorState(log.log_start, log.tail) for c, log in self._colors.items()}

@@ -362,6 +362,9 @@ class ReplicaServer:
         for index in members:
             if index == self.me.index:
                 result = self.protocol.seal(color, start, end)
+                if result.error:
+                    self.protocol.seal_failed(color)
+                    return
             else:
                 result = await _ask_peer(self.shard.replicas[index].address, op)
                 if result is None or result.error:

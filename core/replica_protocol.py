@@ -36,6 +36,7 @@ import heapq
 import itertools
 import json
 import logging
+import struct
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,13 @@ class Grant(NamedTuple):
 
 # A committed entry copied from a peer, with the token it was committed under there (0: unknown).
 CopiedEntry = tuple[StoredEntry, int]
+
+
+# A seal is kept as a prepared entry under a token with bit 63 set (no client's or copy's
+# has it), its payload the range: a replica restarted between a seal and its fill would
+# otherwise commit a late grant there while its peers store a fill marker.
+SEAL_TOKEN_BIT = 1 << 63
+_SEAL_RANGE = struct.Struct(">QQ")
 
 
 def _is_client_token(token: int) -> bool:
@@ -216,6 +224,8 @@ class ReplicaProtocol:
         self._held: set[int] = set()  # colors refused by a broken link: re-ordered by the sweep
         self._recent: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # token -> color, sn, count
         self._sealed: dict[int, list[tuple[int, int]]] = {}  # color -> ranges refusing grants
+        self._seal_tokens: dict[tuple[int, int, int], int] = {}  # (color, start, end) -> token
+        self._next_seal_token = itertools.count(SEAL_TOKEN_BIT | copy_tokens << 33)
         # Prepared entries granted an SN inside a sealed range: the fill decides their outcome.
         self._awaiting_fill: dict[int, Grant] = {}
         # color -> when its seal went out, and to which members
@@ -230,7 +240,12 @@ class ReplicaProtocol:
             self.colors[color] = ColorView(prefix=cs.tail, high=cs.tail, log_start=cs.log_start,
                                            sparse=is_member(color))
         for p in state.prepared:
-            self._prepared_at[p.token] = now
+            if p.token & SEAL_TOKEN_BIT:
+                start, end = _SEAL_RANGE.unpack(engine.prepared_payload(p.token))
+                self._sealed.setdefault(p.color, []).append((start, end))
+                self._seal_tokens[(p.color, start, end)] = p.token
+            else:
+                self._prepared_at[p.token] = now
         # Persisted with the entries: after a restart of this replica and of its leaf, a
         # re-sent order request for one of these still gets its SN, not a second one.
         for c in state.recent:
@@ -701,9 +716,16 @@ class ReplicaProtocol:
         return any(s < end and start < e for s, e in self._sealed.get(color, ()))
 
     def seal(self, color: int, start: int, end: int) -> pb.QueryResult:
-        """Phase 1 at one member: refuse grants in [start, end) from now on and answer the
-        entries committed there."""
-        self._sealed.setdefault(color, []).append((start, end))
+        """Phase 1 at one member: refuse grants in [start, end) from now on, across restarts
+        too, and answer the entries committed there."""
+        if (color, start, end) not in self._seal_tokens:
+            token = next(self._next_seal_token)
+            try:
+                self.engine.prepare(token, color, _SEAL_RANGE.pack(start, end), 1)
+            except StoreFull as exc:
+                return pb.QueryResult(error=Code.STORE_FULL, message=str(exc))
+            self._seal_tokens[(color, start, end)] = token
+            self._sealed.setdefault(color, []).append((start, end))
         for token, (g, _) in list(self._early.items()):
             if g.color == color and g.sn < end and start < g.sn + g.count:
                 del self._early[token]
@@ -792,11 +814,16 @@ class ReplicaProtocol:
         # move over its sparse SNs, but the fill left none of its SNs in the range empty: a
         # late grant there now meets the stored marker (`_settled`).
         view = self.color(color)
-        self._sealed[color] = [r for r in self._sealed.get(color, [])
-                               if r[1] > view.prefix
-                               and not (view.sparse and start <= r[0] and r[1] <= end)]
-        if not self._sealed[color]:
-            del self._sealed[color]
+        kept = []
+        for r in self._sealed.get(color, []):
+            if r[1] > view.prefix and not (view.sparse and start <= r[0] and r[1] <= end):
+                kept.append(r)
+            else:
+                self.engine.abort(self._seal_tokens.pop((color, *r)))
+        if kept:
+            self._sealed[color] = kept
+        else:
+            self._sealed.pop(color, None)
 
     def store_copy(self, color: int, entry: StoredEntry, token: int) -> int:
         """Store a committed entry copied from a peer (catch-up, fill, gap copy) with the token

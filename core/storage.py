@@ -114,6 +114,10 @@ class StorageEngine(Protocol):
     def abort(self, token: int) -> None:
         """Forget a prepared entry that will never be committed."""
 
+    def prepared_payload(self, token: int) -> bytes:
+        """The payload a prepared token holds (a replica keeps its seals as prepared entries
+        and reads them back after a restart). Raises UnknownToken."""
+
     def read(self, color: int, sn: int) -> StoredEntry | None:
         """The committed entry containing sn, or None if none is stored here."""
 

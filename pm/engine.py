@@ -326,6 +326,13 @@ class PmEngine:
             return ColorState(0, 0)
         return ColorState(idx.log_start, idx.tail)
 
+    def prepared_payload(self, token: int) -> bytes:
+        try:
+            pos, _, _, length = self._prepared[token]
+        except KeyError:
+            raise UnknownToken(token) from None
+        return self._pool.payload(pos, length)
+
     def recover(self) -> RecoveredState:
         prepared = [PreparedEntry(t, c, n) for t, (_, c, n, _) in self._prepared.items()]
         colors = {c: ColorState(idx.log_start, idx.tail) for c, idx in self._colors.items()}

@@ -59,6 +59,18 @@ def test_each_member_gets_its_own_entries_and_skips_the_others() -> None:
     assert holes(10, 17, found) == [(10, 11), (12, 13), (15, 17)]
 
 
+def test_a_marker_left_by_an_earlier_fill_holds_nothing() -> None:
+    """Model finding (MARKER_HOLDS): a reader stopped after marking one member; counting its
+    marker as held left the other member unmarked and unsealed there."""
+    marker = StoredEntry(10, 1, record_batch.fill(10, 1))
+    found = {A: [(marker, 0)], B: [(entry(11), 0)]}
+    ops = fill_ops(10, 12, found)
+    assert list(ops[A].sns) == [10], "copied to the member's replicas that lack it"
+    assert list(ops[B].skip_sns) == [], "B gets its marker at 10"
+    assert list(ops[A].skip_sns) == [11]
+    assert holes(10, 12, found) == [(10, 11)]
+
+
 def test_nothing_found_is_one_hole() -> None:
     assert holes(4, 9, {A: [], B: []}) == [(4, 9)]
     assert holes(4, 9, {A: [(entry(2, 8), 0)]}) == []

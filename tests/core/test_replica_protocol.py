@@ -341,3 +341,29 @@ def test_a_family_member_keeps_no_blocks_beyond_its_prefix() -> None:
         p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
     view = p.colors[member]
     assert view.ahead == {} and view.high == 200
+
+
+def test_a_seal_outlives_a_restart_until_its_fill() -> None:
+    """Model finding (core/model/family.pml): a replica restarted between a seal and its fill
+    forgot the seal and committed a late grant where its peers stored a fill marker."""
+    member = family_key(1) | 1
+    p, io = make()
+    p.seal(member, 4, 6)
+    engine = p.engine
+    restarted = ReplicaProtocol(0, p.index, engine, io, p.view, incarnation=2, copy_tokens=2,
+                                now=1.0, max_entry_bytes=1 << 20)
+    restarted.leaf_attached()
+    assert restarted.prepared_count == 0, "a seal is no append waiting to be ordered"
+    token = (3 << 32) | 11
+    acks = Acks()
+    payload = record_batch.build([b"late"], timestamp_ms=0)
+    restarted.prepare([AppendOp(token=token, color=member, owner=0, count=1, payload=payload)],
+                      acks, 1.0)
+    restarted.grants([Grant(token, member, 4, 1)], 1.1)
+    assert (acks.acked, acks.rejected) == ({}, {}), "the grant waits for the fill"
+    restarted.apply_fill(fill_ops(4, 6, {member: []})[member], 1.2)
+    assert acks.rejected == {token: Code.FILLED}
+    assert restarted._sealed == {}
+    again = ReplicaProtocol(0, p.index, engine, io, p.view, incarnation=3, copy_tokens=3,
+                            now=2.0, max_entry_bytes=1 << 20)
+    assert again._sealed == {}, "the fill released the seal's record"

@@ -162,6 +162,15 @@ def test_abort_forgets_the_entry(engine):
     assert engine.recover().prepared == []
 
 
+def test_a_prepared_payload_reads_back_until_commit_or_abort(engine):
+    payload = struct.pack(">QQ", 4, 6)  # what a replica's seal keeps
+    engine.prepare(7, 3, payload, 1)
+    assert engine.prepared_payload(7) == payload
+    engine.abort(7)
+    with pytest.raises(UnknownToken):
+        engine.prepared_payload(7)
+
+
 def test_read_range_budget_and_first_entry_over_budget(engine):
     payloads = [append(engine, t, 2, sn, records=2) for t, sn in ((1, 0), (2, 2), (3, 4))]
     size = len(payloads[0])
@@ -410,6 +419,7 @@ def test_pm_engine_reopens_where_it_left_off(shm_dir: Path):
     try:
         assert eng.read(1, 1).payload[8:] == payload[8:]
         assert eng.recover().prepared == [(2, 1, 1)]
+        assert eng.prepared_payload(2) == batch(2)
         assert eng.recover().colors == {1: (0, 2), 5: (8, 8)}
         assert eng.commit(2, 2).sn == 2
     finally:
