@@ -57,6 +57,8 @@ READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
 SUBSCRIBE_WAIT_MS = 5_000
 SUBSCRIBE_BYTES = 1 << 20
 MEMBER_SCAN_STEPS = 64  # family reads a member's range may take (past its wait) per call
+GAP_POLL_MIN_S = 0.0005  # a family read waiting at a gap polls after this, then twice as long
+GAP_POLL_MAX_S = 0.05
 RESEND_AFTER_S = 1.0  # an append not complete by then is sent again, same token
 RETRY_TICK_S = 0.25
 RETRIABLE = (Unavailable, Timeout, StaleEpoch)  # a replica's refusal that a resend can cure
@@ -694,6 +696,7 @@ class FlexLogClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
         synced = False
+        pause = GAP_POLL_MIN_S
         while True:
             asks = [(m.id, s) for m in self.registry.members_of.get(family, []) for s in m.shards]
             ops = [pb.QueryOp(kind=pb.QueryOp.RANGE, color=c, sn=from_sn, max_bytes=max_bytes)
@@ -722,6 +725,12 @@ class FlexLogClient:
                 await self.sync_registry()
                 continue
             remaining_ms = int((deadline - loop.time()) * 1000)
+            if found:
+                # Entries lie beyond the gap, so a replica answers a waiting read at once: the
+                # SN still in flight (or lost, until a fill) is polled for, backing off.
+                pause = min(2 * pause, GAP_POLL_MAX_S)
+                await asyncio.sleep(min(pause, remaining_ms / 1000))
+                continue
             if not ops:
                 await asyncio.sleep(min(remaining_ms, 200) / 1000)
                 continue

@@ -809,21 +809,31 @@ class ReplicaProtocol:
                 self._committed(g, stored)
             else:
                 self._fail(token, Code.FILLED, f"SN {g.sn} of color {color} was filled")
-        # Every SN below the prefix is stored now: seals there (this one, and an older one a
-        # copy had overtaken) have nothing left to guard. A family member's prefix does not
-        # move over its sparse SNs, but the fill left none of its SNs in the range empty: a
-        # late grant there now meets the stored marker (`_settled`).
-        view = self.color(color)
+        # A seal has nothing left to guard once this fill resolved its whole range (every SN
+        # of it is stored here now, or held by another member of the family), or once every
+        # SN of it is stored here (a copy overtook an older seal). A late grant there meets
+        # the stored entry (`_settled`). The prefix cannot tell: a restarted replica's prefix
+        # is its tail, gaps and all.
         kept = []
         for r in self._sealed.get(color, []):
-            if r[1] > view.prefix and not (view.sparse and start <= r[0] and r[1] <= end):
-                kept.append(r)
-            else:
+            if (start <= r[0] and r[1] <= end) or self._stored_here(color, *r):
                 self.engine.abort(self._seal_tokens.pop((color, *r)))
+            else:
+                kept.append(r)
         if kept:
             self._sealed[color] = kept
         else:
             self._sealed.pop(color, None)
+
+    def _stored_here(self, color: int, start: int, end: int) -> bool:
+        """Whether every SN of [start, end) of the color is stored on this replica."""
+        sn = start
+        while sn < end:
+            entry = self.engine.read(color, sn)
+            if entry is None:
+                return False
+            sn = entry.end
+        return True
 
     def store_copy(self, color: int, entry: StoredEntry, token: int) -> int:
         """Store a committed entry copied from a peer (catch-up, fill, gap copy) with the token

@@ -111,6 +111,12 @@ class TimestampIndex:
                 for entry in res.entries:
                     if entry.end <= index.upto:
                         continue
+                    if record_batch.is_fill(entry.payload):
+                        # A fill marker holds no record: indexed, it would stand for a batch
+                        # retention never expires and hold a quiet ordered partition's
+                        # family storage forever (gateway/retention.py).
+                        index.upto = entry.end
+                        continue
                     header = record_batch.parse_header(entry.payload)
                     index.add(entry.sn, entry.end, len(entry.payload), header.max_timestamp)
         return index, log_start, tail

@@ -35,6 +35,7 @@ from flexlog.gateway.handlers.registry import Body, serves
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
 
 MIN_WAIT_MS = 1
+TRIM_RACE_TRIES = 3  # reads of an ordered partition whose family is trimmed meanwhile
 READ_COMMITTED = 1
 MAX_GAP_BATCH = (1 << 31) - 1  # a batch covers at most this many offsets (lastOffsetDelta)
 
@@ -93,15 +94,19 @@ async def _resolve(broker: Broker, part: _Partition) -> None:
 
 async def _read_from(broker: Broker, color: ColorInfo, offset: int, max_bytes: int,
                      wait_ms: int) -> RangeResult:
-    try:
-        return await broker.client.read_range(color, offset, max_bytes, wait_ms=wait_ms)
-    except Trimmed:
-        log_start, _ = await broker.client.state(color)
-        if not broker.partition_starts.fetchable(color, log_start) <= offset < log_start:
-            raise
-        # An ordered topic's partition whose family's storage starts past the offset, where
-        # the partition keeps nothing (gateway/partition_starts.py): read on from there.
-        return await broker.client.read_range(color, log_start, max_bytes, wait_ms=wait_ms)
+    start = offset
+    for _ in range(TRIM_RACE_TRIES):
+        try:
+            return await broker.client.read_range(color, start, max_bytes, wait_ms=wait_ms)
+        except Trimmed:
+            log_start, _ = await broker.client.state(color)
+            if not broker.partition_starts.fetchable(color, log_start) <= offset < log_start:
+                raise
+            # An ordered topic's partition whose family's storage starts past the offset,
+            # where the partition keeps nothing (gateway/partition_starts.py): read on from
+            # there, again if the family was trimmed further in between.
+            start = log_start
+    return await broker.client.read_range(color, start, max_bytes, wait_ms=wait_ms)
 
 
 async def _read(broker: Broker, part: _Partition, wait_ms: int = 0) -> None:

@@ -166,7 +166,12 @@ async def handle_delete_records(broker: Broker, request: Request) -> Body:
         color = await _color(broker, Operation.DELETE, topic, part["partition_index"])
         log_start, tail = await broker.client.state(color)
         log_start = broker.partition_starts.start(color, log_start)
-        offset = tail if part["offset"] == -1 else part["offset"]
+        offset = part["offset"]
+        if offset == -1:
+            # An ordered partition's tail (the owner's next SN) may lie above an append still
+            # being stored, acknowledged after this answer: delete up to the end of the
+            # family's gapless order instead, which readers have reached.
+            offset = (await broker.timestamps.refresh(color))[0].upto if color.family else tail
         if not 0 <= offset <= tail:
             raise _PartitionFailed(ErrorCode.OFFSET_OUT_OF_RANGE)
         if offset > log_start:

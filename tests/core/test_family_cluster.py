@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,8 @@ from flexlog.core.errors import Filled, NotFound, Trimmed
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.registry import ColorInfo
 from flexlog.core.status import wait_healthy
+from flexlog.gateway.retention import trim_point
+from flexlog.gateway.timestamps import TimestampIndex
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +197,26 @@ async def test_an_sn_ordered_and_never_stored_is_filled_by_the_familys_readers(
                 break
         assert merged == [(first, b.name, b"first"), (after, b.name, b"after"),
                           (again, a.name, b"again")]
+
+
+async def test_a_fill_marker_does_not_pin_a_quiet_members_retention(cluster: Cluster) -> None:
+    """Review finding: the marker of a filled SN, read as a quiet partition's only batch,
+    was indexed with max timestamp -1, which retention never expires, so the partition kept
+    "something" at the marker and the family was never trimmed past it."""
+    async with FlexLogClient(cluster.config) as c:
+        fam = await c.create_family(name(), shards=(0, 1))
+        quiet = await c.create_color(name(), family=fam.id, shards=(0,))
+        busy = await c.create_color(name(), family=fam.id, shards=(1,))
+        await c.append([b"first"], busy.name)
+        hole, lost = await _lose_next_sn(c, quiet)
+        await c.append([b"after"], busy.name)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while (await c.read_range(busy.name, hole, 1 << 20, wait_ms=500)).tail <= hole:
+            assert loop.time() - start < 20, "the hole was never filled"
+        with pytest.raises(Filled):
+            await lost
+        index, _, tail = await TimestampIndex(c, lambda _, start: start).refresh(quiet)
+        assert index.sns == [] and index.upto == tail, "the marker is no batch of the partition"
+        assert trim_point(index, retention_ms=0, retention_bytes=-1,
+                          now_ms=int(time.time() * 1000)) == 0

@@ -367,3 +367,75 @@ def test_a_seal_outlives_a_restart_until_its_fill() -> None:
     again = ReplicaProtocol(0, p.index, engine, io, p.view, incarnation=3, copy_tokens=3,
                             now=2.0, max_entry_bytes=1 << 20)
     assert again._sealed == {}, "the fill released the seal's record"
+
+
+def test_a_recovered_seal_is_not_released_by_another_holes_fill() -> None:
+    """A replica restarted between the seal of [4, 6) and its fill (which reached its peers,
+    not it) recovers prefix == tail == 41. The fill of another hole [30, 32) released the
+    seal of [4, 6) too, as lying below the prefix, and a late grant at 4 committed here
+    while the peers held a fill marker there."""
+    member = family_key(1) | 1
+    p, io = make()
+    for sn in (10, 20, 40):
+        p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
+    p.seal(member, 4, 6)
+    restarted = ReplicaProtocol(0, p.index, p.engine, io, p.view, incarnation=2,
+                                copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
+    restarted.leaf_attached()
+    assert restarted._in_sealed(member, 4, 5)
+    restarted.seal(member, 30, 32)
+    restarted.apply_fill(fill_ops(30, 32, {member: []})[member], 1.2)
+    assert restarted._in_sealed(member, 4, 5), "the fill of [30, 32) released the seal of [4, 6)"
+
+
+def test_a_late_grant_into_a_recovered_seal_waits_after_another_holes_fill() -> None:
+    member = family_key(1) | 1
+    p, io = make()
+    for sn in (10, 20, 40):
+        p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
+    p.seal(member, 4, 6)
+    restarted = ReplicaProtocol(0, p.index, p.engine, io, p.view, incarnation=2,
+                                copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
+    restarted.leaf_attached()
+    restarted.seal(member, 30, 32)
+    restarted.apply_fill(fill_ops(30, 32, {member: []})[member], 1.2)
+    token = (3 << 32) | 11
+    acks = Acks()
+    payload = record_batch.build([b"late"], timestamp_ms=0)
+    restarted.prepare([AppendOp(token=token, color=member, owner=0, count=1, payload=payload)],
+                      acks, 1.3)
+    restarted.grants([Grant(token, member, 4, 1)], 1.4)
+    assert acks.acked == {}, "a late grant inside the sealed range was committed and acked"
+
+
+def test_a_recovered_seal_of_a_plain_color_is_not_released_by_another_holes_fill() -> None:
+    """The per-color fill uses the same seals."""
+    color = 7
+    p, io = make()
+    for sn in (0, 1, 2, 3, 6, 7, 8):
+        p.store_copy(color, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
+    p.seal(color, 4, 6)
+    restarted = ReplicaProtocol(0, p.index, p.engine, io, p.view, incarnation=2,
+                                copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
+    restarted.leaf_attached()
+    restarted.store_copy(color, StoredEntry(11, 1, record_batch.build([b"x"], base_offset=11)), 0)
+    restarted.seal(color, 9, 11)
+    op = fill_ops(9, 11, {color: []})[color]
+    restarted.apply_fill(op, 1.2)
+    assert restarted._in_sealed(color, 4, 5), "the fill of [9, 11) released the seal of [4, 6)"
+
+
+def test_a_seal_wider_than_the_fills_is_released_once_all_of_it_is_stored() -> None:
+    """A reader sealed [4, 10) and stopped (members changed, or it crashed); later fills
+    resolve [4, 6) and [7, 10). No fill contains [4, 10) again, but every SN of it is
+    stored here now: its durable seal is released, not kept forever."""
+    member = family_key(1) | 1
+    p, _ = make()
+    p.store_copy(member, StoredEntry(6, 1, record_batch.build([b"x"], base_offset=6)), 0)
+    p.seal(member, 4, 10)
+    p.seal(member, 4, 6)
+    p.apply_fill(fill_ops(4, 6, {member: []})[member], 1.0)
+    p.seal(member, 7, 10)
+    p.apply_fill(fill_ops(7, 10, {member: []})[member], 2.0)
+    assert not p._in_sealed(member, 4, 10)
+    assert p.engine.recover().prepared == [], "the seals' records are gone too"
