@@ -547,8 +547,17 @@ class ReplicaProtocol:
             acks.reject(token, code, message)
 
     def _apply_grants(self, grants: list[Grant], now: float) -> None:
-        """Commit grants with one engine call, then ack and wake readers."""
-        grants = [g for g in grants if not self._settled(g)]
+        """Commit grants with one engine call, then ack and wake readers.
+
+        The leaf grants a token to the whole shard again whenever a replica asks for it, so
+        one message may carry the same grant twice: it is applied once."""
+        seen: set[int] = set()
+        unique = []
+        for g in grants:
+            if g.token not in seen:
+                seen.add(g.token)
+                unique.append(g)
+        grants = [g for g in unique if not self._settled(g)]
         if not grants:
             return
         results = self.engine.commit_many([(g.token, g.sn) for g in grants])
@@ -578,6 +587,7 @@ class ReplicaProtocol:
         """
         if g.token in self._recent:
             self._early.pop(g.token, None)
+            self._order_resolved(g.token)
             return True
         if self._in_sealed(g.color, g.sn, g.sn + g.count):
             self._early.pop(g.token, None)
@@ -656,7 +666,7 @@ class ReplicaProtocol:
         token, or None if none had one."""
         self._now = now
         self._repairing.discard(grant.token)
-        if found is None or grant.token not in self._early:
+        if found is None or grant.token not in self._early or grant.token in self._recent:
             return
         self._early.pop(grant.token, None)
         if self._in_sealed(grant.color, grant.sn, grant.sn + grant.count):

@@ -439,3 +439,32 @@ def test_a_seal_wider_than_the_fills_is_released_once_all_of_it_is_stored() -> N
     p.apply_fill(fill_ops(7, 10, {member: []})[member], 2.0)
     assert not p._in_sealed(member, 4, 10)
     assert p.engine.recover().prepared == [], "the seals' records are gone too"
+
+
+def test_a_grant_repeated_in_one_message_commits_once_and_frees_its_order_batch() -> None:
+    """The leaf answers every replica that asks for a token (a re-order after 1-2 s) by
+    granting it to the whole shard again, so one message may carry a grant twice. The second
+    copy met the entry just committed as an unknown token and was kept as early; its repair
+    then prepared the entry again and left it ungranted for good, and the color's next order
+    batch, answered with that same grant, never completed: every later append of the color
+    waited for the 60 s prepare timeout (a fault test with a SIGSTOPped replica)."""
+    p, io = make()
+    acks = Acks()
+    token = 0x1_00000021
+    p.prepare([op(token, b"once")], acks, 0.0)
+    p.flush_orders()
+    grant = Grant(token, COLOR, 0, 1)
+    p.grants([grant, grant], 0.1)
+    assert acks.acked == {token: 0}
+    assert p._early == {} and p._ungranted == {}
+    assert p._batches_in_flight == 0
+    p.grants([grant], 0.2)  # the same grant once more, in a later message
+    later = Acks()
+    p.prepare([op(0x1_00000023, b"next")], later, 3.0)
+    for now in (3.5, 4.5, 5.5):
+        p.tick(now)
+    p.flush_orders()
+    assert list(io.to_leaf[-1].tokens) == [0x1_00000023], "the color's next entry is ordered"
+    p.grants([Grant(0x1_00000023, COLOR, 1, 1)], 6.0)
+    assert later.acked == {0x1_00000023: 1}
+    assert p.engine.recover().prepared == [], "nothing is left prepared"
