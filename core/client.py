@@ -718,7 +718,7 @@ class FlexLogClient:
                 return chain, log_start, expect
             if loop.time() >= deadline:
                 if found:
-                    self._watch_for_hole(family, from_sn, min(link.entry.sn for link in found))
+                    self._watch_for_hole(family, from_sn, found[0].entry.sn)
                 return chain, log_start, from_sn
             if found and not synced:
                 synced = True

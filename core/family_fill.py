@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from flexlog.core import record_batch
 from flexlog.core.proto import flexlog_pb2 as pb
-from flexlog.core.replica_protocol import CopiedEntry
+from flexlog.core.replica_protocol import CopiedEntry, uncovered
 
 FILL_AFTER_S = 3.0  # as long as a replica waits before filling a hole of its own color
 RETRY_S = 2.0  # a fill that did not go through (a replica did not answer) is tried again then
@@ -112,14 +112,5 @@ def fill_ops(start: int, end: int,
 
 def holes(start: int, end: int, found: Mapping[int, Sequence[CopiedEntry]]) -> list[tuple[int, int]]:
     """The SN ranges in [start, end) where no member holds an entry: what the fill marks."""
-    covered = sorted((e.sn, e.end) for entries in found.values() for e, _ in entries
-                     if not record_batch.is_fill(e.payload))
-    out = []
-    cursor = start
-    for s, e in covered:
-        if s > cursor:
-            out.append((cursor, min(s, end)))
-        cursor = max(cursor, e)
-    if cursor < end:
-        out.append((cursor, end))
-    return out
+    return uncovered(start, end, ((e.sn, e.end) for entries in found.values() for e, _ in entries
+                                  if not record_batch.is_fill(e.payload)))

@@ -38,7 +38,7 @@ import json
 import logging
 import struct
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -83,6 +83,19 @@ CopiedEntry = tuple[StoredEntry, int]
 # otherwise commit a late grant there while its peers store a fill marker.
 SEAL_TOKEN_BIT = 1 << 63
 _SEAL_RANGE = struct.Struct(">QQ")
+
+
+def uncovered(start: int, end: int, covered: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges of [start, end) that no [s, e) of covered overlaps."""
+    out = []
+    cursor = start
+    for s, e in sorted(covered):
+        if s > cursor:
+            out.append((cursor, min(s, end)))
+        cursor = max(cursor, e)
+    if cursor < end:
+        out.append((cursor, end))
+    return out
 
 
 def _is_client_token(token: int) -> bool:
@@ -788,18 +801,10 @@ class ReplicaProtocol:
         for sn, count, payload, token in zip(op.sns, op.counts, op.payloads, op.tokens,
                                              strict=True):
             self.store_copy(color, StoredEntry(sn, count, bytes(payload)), token)
-        covered = sorted((sn, sn + count) for sn, count in
-                         [*zip(op.sns, op.counts, strict=True),
-                          *zip(op.skip_sns, op.skip_counts, strict=True)])
-        cursor = start
-        holes = []
-        for s, e in covered:
-            if s > cursor:
-                holes.append((cursor, min(s, end)))
-            cursor = max(cursor, e)
-        if cursor < end:
-            holes.append((cursor, end))
-        for s, e in holes:
+        covered = [(sn, sn + count) for sn, count in
+                   [*zip(op.sns, op.counts, strict=True),
+                    *zip(op.skip_sns, op.skip_counts, strict=True)]]
+        for s, e in uncovered(start, end, covered):
             if self.engine.read(color, s) is None:
                 self.store_copy(color, StoredEntry(s, e - s, record_batch.fill(s, e - s)), 0)
                 self.stats["fills"] += 1

@@ -369,12 +369,8 @@ def test_a_seal_outlives_a_restart_until_its_fill() -> None:
     assert again._sealed == {}, "the fill released the seal's record"
 
 
-def test_a_recovered_seal_is_not_released_by_another_holes_fill() -> None:
-    """A replica restarted between the seal of [4, 6) and its fill (which reached its peers,
-    not it) recovers prefix == tail == 41. The fill of another hole [30, 32) released the
-    seal of [4, 6) too, as lying below the prefix, and a late grant at 4 committed here
-    while the peers held a fill marker there."""
-    member = family_key(1) | 1
+def _restarted_between_seal_and_fill(member: int) -> ReplicaProtocol:
+    """A replica storing SNs 10, 20 and 40 of member, restarted after sealing [4, 6)."""
     p, io = make()
     for sn in (10, 20, 40):
         p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
@@ -382,6 +378,16 @@ def test_a_recovered_seal_is_not_released_by_another_holes_fill() -> None:
     restarted = ReplicaProtocol(0, p.index, p.engine, io, p.view, incarnation=2,
                                 copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
     restarted.leaf_attached()
+    return restarted
+
+
+def test_a_recovered_seal_is_not_released_by_another_holes_fill() -> None:
+    """A replica restarted between the seal of [4, 6) and its fill (which reached its peers,
+    not it) recovers prefix == tail == 41. The fill of another hole [30, 32) released the
+    seal of [4, 6) too, as lying below the prefix, and a late grant at 4 committed here
+    while the peers held a fill marker there."""
+    member = family_key(1) | 1
+    restarted = _restarted_between_seal_and_fill(member)
     assert restarted._in_sealed(member, 4, 5)
     restarted.seal(member, 30, 32)
     restarted.apply_fill(fill_ops(30, 32, {member: []})[member], 1.2)
@@ -390,13 +396,7 @@ def test_a_recovered_seal_is_not_released_by_another_holes_fill() -> None:
 
 def test_a_late_grant_into_a_recovered_seal_waits_after_another_holes_fill() -> None:
     member = family_key(1) | 1
-    p, io = make()
-    for sn in (10, 20, 40):
-        p.store_copy(member, StoredEntry(sn, 1, record_batch.build([b"x"], base_offset=sn)), 0)
-    p.seal(member, 4, 6)
-    restarted = ReplicaProtocol(0, p.index, p.engine, io, p.view, incarnation=2,
-                                copy_tokens=2, now=1.0, max_entry_bytes=1 << 20)
-    restarted.leaf_attached()
+    restarted = _restarted_between_seal_and_fill(member)
     restarted.seal(member, 30, 32)
     restarted.apply_fill(fill_ops(30, 32, {member: []})[member], 1.2)
     token = (3 << 32) | 11

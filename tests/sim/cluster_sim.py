@@ -979,7 +979,7 @@ class SimFamilyReader(Process):
         if expect > start:
             self.gaps.moved(self.key, start)
         elif found and self.gaps.due(self.key, start, self.world.now):
-            self._fill(start, min(sn for sn, _, _, _ in found))
+            self._fill(start, found[0][0])
 
     def _fill(self, start: int, end: int) -> None:
         """`FlexLogClient._fill_family` over the simulated network: seal [start, end) of every
