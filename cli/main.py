@@ -157,8 +157,9 @@ async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
 
 
 def _run_role(args: argparse.Namespace, cfg: ClusterConfig) -> int:
-    from flexlog.core import rpc
+    from flexlog.core import allocator, rpc
 
+    allocator.tune_malloc()
     rpc.install_uvloop()
     if args.role == "sequencer":
         from flexlog.core.sequencer import SequencerServer
