@@ -187,11 +187,11 @@ class PmEngine:
         rows = [items[i] for i in batch]
         payloads = [row[2] for row in rows]
         positions = ffi.new("int64_t[]", len(rows))
-        # One payload (a large batch, usually) is read in place; several are joined once.
-        data = ffi.from_buffer(payloads[0]) if len(payloads) == 1 else b"".join(payloads)
+        # Payloads are read in place (views of the message they came in), one pointer each.
         lib.pm_prepare_many(
             self._log, len(rows), [row[0] for row in rows], [row[1] for row in rows],
-            data, [len(p) for p in payloads], [row[3] for row in rows], positions,
+            [ffi.from_buffer(p) for p in payloads], [len(p) for p in payloads],
+            [row[3] for row in rows], positions,
         )
         retry = []
         for i, (token, color, payload, count), pos in zip(batch, rows, positions, strict=True):

@@ -311,12 +311,12 @@ int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payl
  * Prepare a batch with one barrier: every entry that fits is written beyond
  * the tail, then one tail store publishes them all (a crash before it leaves
  * none of them, after it all). out[i] is entry i's position or PM_EFULL; a
- * full arena does not stop later, smaller entries. data holds the payloads
- * back to back.
+ * full arena does not stop later, smaller entries. payloads[i] points at
+ * entry i's bytes wherever the caller holds them, so none is gathered first.
  */
 void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
-		     const char *data, const uint32_t *lengths, const uint32_t *counts,
-		     int64_t *out)
+		     const char *const *payloads, const uint32_t *lengths,
+		     const uint32_t *counts, int64_t *out)
 {
 	pm_entry hdr = {.state = PM_ST_PREPARED, .prepared_ns = now_ns()};
 	uint64_t end = log->root->tail;
@@ -325,8 +325,7 @@ void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64
 		hdr.color = colors[i];
 		hdr.count = counts[i];
 		hdr.length = lengths[i];
-		out[i] = place_slot(log, &end, &hdr, data);
-		data += lengths[i];
+		out[i] = place_slot(log, &end, &hdr, payloads[i]);
 	}
 	if (end != log->root->tail)
 		publish(log, end);

@@ -93,8 +93,8 @@ int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payl
 		uint32_t length, uint32_t count);
 int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot);
 void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64_t *colors,
-		     const char *data, const uint32_t *lengths, const uint32_t *counts,
-		     int64_t *out);
+		     const char *const *payloads, const uint32_t *lengths,
+		     const uint32_t *counts, int64_t *out);
 void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
 		    const uint64_t *sns, const uint32_t *slots, int32_t *out);
 int pm_abort(pm_log *log, uint64_t pos, uint64_t token);

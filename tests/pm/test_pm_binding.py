@@ -169,7 +169,7 @@ def test_a_damaged_slot_size_is_refused_not_walked(shm_dir: Path):
 def prepare_many(pool: Pool, rows: list[tuple[int, int, bytes]]) -> list[int]:
     out = ffi.new("int64_t[]", len(rows))
     lib.pm_prepare_many(pool.log, len(rows), [r[0] for r in rows], [r[1] for r in rows],
-                        b"".join(r[2] for r in rows), [len(r[2]) for r in rows],
+                        [ffi.from_buffer(r[2]) for r in rows], [len(r[2]) for r in rows],
                         [1] * len(rows), out)
     return list(out)
 
