@@ -4,7 +4,7 @@
   package (flexlog.core, ...) to its folder, and every folder below it with an
   `__init__.py` becomes a subpackage. A new subpackage is shipped without editing
   anything (a hand-kept list once left flexlog.gateway.protocol.messages out of the wheel).
-- The cffi extension flexlog.pm._pmem, compiled at install.
+- The cffi extensions flexlog.pm._pmem and flexlog.core._records_walk, compiled at install.
 """
 
 import tomllib
@@ -26,4 +26,5 @@ def packages() -> list[str]:
     return sorted(found)
 
 
-setup(packages=packages(), cffi_modules=["pm/_build_pmem.py:ffibuilder"])
+setup(packages=packages(), cffi_modules=["pm/_build_pmem.py:ffibuilder",
+                                              "core/_build_records_walk.py:ffibuilder"])

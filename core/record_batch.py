@@ -19,6 +19,9 @@ from typing import NamedTuple
 
 import crc32c
 
+from ._records_walk import ffi as _walk_ffi
+from ._records_walk import lib as _walk
+
 HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61
 # batchLength counts the bytes after the batchLength field itself.
@@ -387,65 +390,34 @@ def decode(buf: bytes | memoryview, verify_crc: bool = True) -> list[Record]:
     return records
 
 
-def max_record_timestamp(buf: bytes, header: BatchHeader) -> int:
+_WALK_ERRORS = {
+    _walk.RW_ELENGTH: "record length out of bounds",
+    _walk.RW_EDELTA: "record timestampDelta out of bounds",
+    _walk.RW_ESHORT: "fewer records than recordsCount",
+    _walk.RW_ETRAILING: "bytes after the last record",
+    _walk.RW_EVARINT: "varint too long in record",
+}
+
+
+def max_record_timestamp(buf: bytes | memoryview, header: BatchHeader) -> int:
     """The largest timestamp among a batch's records (decompressing them), NO_TIMESTAMP if none is larger.
 
     What Kafka's LogValidator computes for every batch it accepts. Only each
-    record's length and timestampDelta are read; keys, values and headers are
-    skipped. It runs on every produced batch, so varints of one or two bytes
-    (nearly all lengths and deltas) are decoded inline and an uncompressed
-    batch is walked in place.
+    record's length and timestampDelta are read, in C (`records_walk.c`); keys,
+    values and headers are skipped, and an uncompressed batch is walked in place.
     """
     if header.codec == CODEC_NONE:
-        body, pos = buf, HEADER_SIZE
+        body = memoryview(buf)[HEADER_SIZE:]
     else:
-        body, pos = _decompress(header.codec, buf[HEADER_SIZE:]), 0
-    size = len(body)
-    largest: int | None = None
-    try:
-        for _ in range(header.records_count):
-            b0 = body[pos]
-            if b0 < 0x80:
-                raw, start = b0, pos + 1
-            elif body[pos + 1] < 0x80:
-                raw, start = (b0 & 0x7F) | (body[pos + 1] << 7), pos + 2
-            else:
-                raw, start = _read_raw_varint(body, pos)
-            end = start + ((raw >> 1) ^ -(raw & 1))
-            if end < start + 2 or end > size:
-                raise CorruptBatch("record length out of bounds")
-            b0 = body[start + 1]  # after the record's attributes byte
-            if b0 < 0x80:
-                raw, after = b0, start + 2
-            else:
-                raw, after = _read_raw_varint(body, start + 1)
-            if after > end:
-                raise CorruptBatch("record timestampDelta out of bounds")
-            delta = (raw >> 1) ^ -(raw & 1)
-            if largest is None or delta > largest:
-                largest = delta
-            pos = end
-    except IndexError:
-        raise CorruptBatch("fewer records than recordsCount") from None
-    if pos != size:
-        raise CorruptBatch("bytes after the last record")
-    if largest is None:
+        body = memoryview(_decompress(header.codec, bytes(memoryview(buf)[HEADER_SIZE:])))
+    largest = _walk_ffi.new("int64_t *", NO_TIMESTAMP)
+    rc = _walk.rw_max_timestamp_delta(_walk_ffi.from_buffer(body), len(body),
+                                      max(0, header.records_count), largest)
+    if rc != _walk.RW_OK:
+        raise CorruptBatch(_WALK_ERRORS.get(rc, f"record walk failed ({rc})"))
+    if header.records_count <= 0:
         return NO_TIMESTAMP
-    return max(NO_TIMESTAMP, header.base_timestamp + largest)
-
-
-def _read_raw_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned varint (still zigzag-encoded) and the position after it."""
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise CorruptBatch("varint too long in record")
+    return max(NO_TIMESTAMP, header.base_timestamp + largest[0])
 
 
 def with_max_timestamp(buf: bytes, max_timestamp: int) -> bytes:

@@ -112,6 +112,50 @@ def test_records_that_do_not_parse_raise_only_corrupt_batch(junk: bytes) -> None
             rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + junk, header)
 
 
+def _zigzag_varint(n: int) -> bytes:
+    raw = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while raw >= 0x80:
+        out.append(raw & 0x7F | 0x80)
+        raw >>= 7
+    return bytes(out + bytes((raw,)))
+
+
+def _record(length: int, delta: bytes, rest: bytes = b"") -> bytes:
+    """A record's length, attributes byte, timestampDelta varint and the rest."""
+    return _zigzag_varint(length) + b"\x00" + delta + rest
+
+
+@pytest.mark.parametrize(("section", "count", "why"), [
+    (_record(2, b"\x02") + _record(2, b"\x04"), 3, "fewer records than recordsCount"),
+    (_record(2, b"\x02") + b"\x00", 1, "bytes after the last record"),
+    (_record(9, b"\x02"), 1, "record length out of bounds"),
+    (_record(1, b""), 1, "record length out of bounds"),
+    (_record(-5, b"\x02"), 1, "record length out of bounds"),
+    (_record(2, b"\x82\x01"), 1, "record timestampDelta out of bounds"),
+    (_record(4, b"\xff" * 10 + b"\x01"), 1, "varint too long in record"),
+    (b"\xff" * 9 + b"\x02", 1, "varint too long in record"),
+    (b"\x80", 1, "fewer records than recordsCount"),
+])
+def test_each_malformed_records_section_names_what_is_wrong(section: bytes, count: int,
+                                                            why: str) -> None:
+    batch = rb.build([b"a"])
+    header = rb.parse_header(batch)._replace(records_count=count)
+    with pytest.raises(rb.CorruptBatch, match=why):
+        rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + section, header)
+
+
+def test_the_walk_reads_ten_byte_varints_and_negative_deltas() -> None:
+    deltas = [-(2**62), 5, 2**62]
+    section = b"".join(_record(1 + len(_zigzag_varint(d)), _zigzag_varint(d)) for d in deltas)
+    batch = rb.build([b"a"], timestamp_ms=0)
+    header = rb.parse_header(batch)._replace(records_count=3, base_timestamp=0)
+    assert rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + section, header) == 2**62
+    only_negative = section[: len(_record(1 + 9, _zigzag_varint(-(2**62))))]
+    assert rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + only_negative,
+                                   header._replace(records_count=1)) == rb.NO_TIMESTAMP
+
+
 def test_a_gap_is_a_control_batch_with_one_commit_marker_at_its_last_offset() -> None:
     """An ordered partition's gap as Fetch answers it: consumers move their position over the
     marker (docs/ordering.md), and no reader of stored entries takes it for a fill."""

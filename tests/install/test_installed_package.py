@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 KINDS = ("wheel", "sdist")
-# The compiled cffi binding: no .py in the tree stands for it.
-EXTENSION = "flexlog.pm._pmem"
+# The compiled cffi bindings: no .py in the tree stands for them.
+EXTENSIONS = ("flexlog.pm._pmem", "flexlog.core._records_walk")
 
 
 def run(cmd: list[str | Path], timeout: float, cwd: Path | None = None) -> str:
@@ -116,7 +116,7 @@ def python_of(venv: Path) -> list[str]:
 def test_every_module_of_the_tree_imports_from_the_installed_package(
         kind: str, venvs: dict[str, Path], tmp_path: Path) -> None:
     venv = venvs[kind]
-    modules = [*source_modules(), EXTENSION]
+    modules = [*source_modules(), *EXTENSIONS]
     assert "flexlog.gateway.protocol.messages" in modules
     script = """
 import importlib, importlib.resources, sys
