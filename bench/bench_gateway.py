@@ -1,11 +1,16 @@
-"""Kafka gateway benchmark with confluent-kafka: produce, consume, end-to-end latency.
+"""Kafka gateway benchmark: ours against a peer broker and the client's ceiling, one run.
 
-Run: .venv/bin/python bench/bench_gateway.py [--storage memory|pm] [--seconds 5]
+Run: .venv/bin/python bench/bench_gateway.py [--storage pm|memory] [--seconds 4]
 
-Starts its own cluster (1 root, 1 leaf, 1 shard x 3 replicas, 1 gateway), and
-measures the same client against librdkafka's built-in mock cluster as the
-ceiling of the client itself (produce only: the mock keeps ~5 MiB per
-partition). Prints figures; asserts nothing.
+Ours is `flexlog up`'s shape (1 root, 1 leaf, 1 shard x 3 replicas, 1 gateway; PM on disk
+unless --storage memory). The peer is tansu 0.6, a Kafka-compatible broker in Rust with
+in-memory storage and no replication (bench/common.py fetches it). librdkafka's built-in
+mock cluster is the client's own ceiling (produce only: it keeps ~5 MiB per partition).
+The client is confluent-kafka, acks=all, linger.ms=5. Each case produces for --seconds
+(only acknowledged messages count), then consumes the topic back. End-to-end latency is
+one message at a time, with fetch.wait.max.ms 1 (polling) and 500 (librdkafka's default,
+where the fetch parks at the tail and depends on being woken). Prints figures and
+ours/peer ratios; asserts nothing.
 """
 
 from __future__ import annotations
@@ -15,17 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import gateway_ready, percentile, produce_rate, running_cluster
+from common import gateway_ready, percentile, produce_rate, running_cluster, running_tansu
 
-SIZES = (100, 1024)
-PARTITIONS = (1, 4)
-LATENCY_SAMPLES = 300
+CASES = ((1024, 1), (1024, 4), (100, 1), (100, 4))  # (record bytes, partitions)
+FETCH_WAITS_MS = (1, 500)
+LATENCY_SAMPLES = 500
 
 
-def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> tuple[float, float]:
+def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> float:
+    """MB/s reading the topic from the start to its end."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False})
     ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -38,17 +44,17 @@ def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> tupl
             break
     elapsed = time.perf_counter() - start
     c.close()
-    return got / elapsed, got * size / elapsed / 1e6
+    return got * size / elapsed / 1e6
 
 
-def e2e_latency(bootstrap: str, topic: str) -> list[float]:
-    """Seconds from produce() to the consumer seeing it, one message at a time,
-    with librdkafka's default fetch.wait.max.ms (500 ms)."""
+def e2e_latency(bootstrap: str, topic: str, fetch_wait_ms: int) -> list[float]:
+    """Milliseconds from produce() to the consumer holding the message, one at a time."""
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
     p.produce(topic, value=b"warm")
     p.flush(10)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "lat", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, 0, 1)])
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lat{fetch_wait_ms}",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": fetch_wait_ms})
+    c.assign([TopicPartition(topic, 0, OFFSET_END)])
     c.poll(1.0)
     out = []
     for _ in range(LATENCY_SAMPLES):
@@ -59,51 +65,76 @@ def e2e_latency(bootstrap: str, topic: str) -> list[float]:
             m = c.poll(2.0)
             if m is not None and m.error() is None:
                 break
-        out.append(time.perf_counter() - t0)
+        out.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.002)
     c.close()
     return out
 
 
-def create_topics(bootstrap: str, names: dict[str, int]) -> None:
+def run_broker(bootstrap: str, seconds: float, delete: bool) -> dict[str, float]:
+    """Every figure of one broker: produce and consume MB/s per case, latency percentiles."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(n, num_partitions=k) for n, k in names.items()]).values():
-        f.result(30)
+    conf = {"bootstrap.servers": bootstrap}
+    out: dict[str, float] = {}
+    for size, parts in CASES:
+        topic = f"bench-{size}-{parts}-{time.monotonic_ns()}"
+        admin.create_topics([NewTopic(topic, num_partitions=parts)])[topic].result(30)
+        rate, mb = produce_rate(conf, topic, size, parts, seconds)
+        out[f"produce {size} x{parts}"] = mb
+        out[f"produce msg {size} x{parts}"] = rate
+        out[f"consume {size} x{parts}"] = consume_rate(bootstrap, topic, parts, size)
+        if delete:  # each replica keeps every byte until its topic goes
+            admin.delete_topics([topic])[topic].result(30)
+    topic = f"latency-{time.monotonic_ns()}"
+    admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(30)
+    for wait in FETCH_WAITS_MS:
+        lat = e2e_latency(bootstrap, topic, wait)
+        out[f"p50 {wait}"], out[f"p99 {wait}"] = percentile(lat, 50), percentile(lat, 99)
+    return out
+
+
+def mock_rates(seconds: float) -> dict[str, float]:
+    """The client's ceiling: the same produce cases against librdkafka's mock cluster."""
+    mock = {"test.mock.num.brokers": 1, "bootstrap.servers": ""}
+    return {f"produce {size} x{parts}": produce_rate(mock, f"m{size}-{parts}", size, parts,
+                                                     seconds)[1]
+            for size, parts in CASES}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--storage", default="memory", choices=["memory", "pm"])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--storage", default="pm", choices=["memory", "pm"])
+    parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    mock = {"test.mock.num.brokers": 1, "bootstrap.servers": ""}
-    print(f"storage engine: {args.storage}; {args.seconds:.0f} s per produce run; acks=all; "
-          "3 replicas per shard")
-    # Each replica keeps every produced byte in memory until the case's topic is deleted.
-    extra = "pool_size_bytes = 4294967296"
+    print(f"ours: storage {args.storage}, 3 replicas; peer: tansu (memory, no replication); "
+          f"confluent-kafka, acks=all, {args.seconds:.0f} s per produce case")
     with tempfile.TemporaryDirectory() as tmp, \
-            running_cluster(Path(tmp), storage=args.storage, gateways=1, extra=extra) as cluster:
+            running_cluster(Path(tmp), storage=args.storage, gateways=1,
+                            extra="pool_size_bytes = 4294967296") as cluster:
         bootstrap = cluster.config.gateways[0].advertised
         while not gateway_ready(bootstrap):
             time.sleep(0.1)
-        ours = {"bootstrap.servers": bootstrap}
-        topics = {f"p{parts}-s{size}": parts for size in SIZES for parts in PARTITIONS}
-        create_topics(bootstrap, {**topics, "latency": 1})
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        print(f"{'case':<22}{'ours msg/s':>12}{'ours MB/s':>11}{'mock msg/s':>12}"
-              f"{'mock MB/s':>11}{'ratio':>7}{'consume msg/s':>15}{'MB/s':>8}")
-        for name, parts in topics.items():
-            size = int(name.split("-s")[1])
-            our_rate, our_mb = produce_rate(ours, name, size, parts, args.seconds)
-            consumed, consumed_mb = consume_rate(bootstrap, name, parts, size)
-            admin.delete_topics([name])[name].result(30)
-            mock_rate, mock_mb = produce_rate(mock, name, size, parts, args.seconds)
-            print(f"produce {size:>4} B x{parts}p".ljust(22)
-                  + f"{our_rate:>12,.0f}{our_mb:>11.1f}{mock_rate:>12,.0f}{mock_mb:>11.1f}"
-                  f"{our_mb / mock_mb:>7.2f}{consumed:>15,.0f}{consumed_mb:>8.1f}")
-        lat = [v * 1000 for v in e2e_latency(bootstrap, "latency")]
-        print(f"end-to-end latency (fetch.wait.max.ms=500): p50 {percentile(lat, 50):.2f} ms  "
-              f"p99 {percentile(lat, 99):.2f} ms  ({len(lat)} messages)")
+        ours = run_broker(bootstrap, args.seconds, delete=True)
+    with running_tansu() as (bootstrap, _pid):
+        peer = run_broker(bootstrap, args.seconds, delete=False)
+    mock = mock_rates(args.seconds)
+
+    print(f"{'case':<24}{'ours MB/s':>10}{'tansu MB/s':>12}{'mock MB/s':>11}"
+          f"{'ours/tansu':>12}{'ours/mock':>11}{'ours msg/s':>12}")
+    for size, parts in CASES:
+        key = f"produce {size} x{parts}"
+        print(f"produce {size:>4} B x{parts}p".ljust(24) + f"{ours[key]:>10.1f}{peer[key]:>12.1f}"
+              f"{mock[key]:>11.1f}{ours[key] / peer[key]:>12.2f}{ours[key] / mock[key]:>11.2f}"
+              f"{ours[f'produce msg {size} x{parts}']:>12,.0f}")
+    for size, parts in CASES:
+        key = f"consume {size} x{parts}"
+        print(f"consume {size:>4} B x{parts}p".ljust(24) + f"{ours[key]:>10.1f}{peer[key]:>12.1f}"
+              f"{'-':>11}{ours[key] / peer[key]:>12.2f}")
+    print(f"{'end-to-end latency':<24}{'ours p50/p99 ms':>18}{'tansu p50/p99 ms':>20}")
+    for wait in FETCH_WAITS_MS:
+        print(f"fetch.wait.max.ms={wait}".ljust(24)
+              + f"{ours[f'p50 {wait}']:>9.2f} /{ours[f'p99 {wait}']:>7.2f}"
+              + f"{peer[f'p50 {wait}']:>11.2f} /{peer[f'p99 {wait}']:>7.2f}")
 
 
 if __name__ == "__main__":

