@@ -20,6 +20,9 @@ from flexlog.core.client import FlexLogClient
 from flexlog.core.registry import ColorInfo
 
 SCAN_BYTES = 4 << 20
+# Batches this gateway appended beyond the index's end, kept until the index reaches them.
+# More than this many means the index is far behind; a scan reads them instead.
+MAX_NOTED_AHEAD = 100_000
 
 
 @dataclass
@@ -34,6 +37,9 @@ class PartitionIndex:
     cummax: list[int] = field(default_factory=list)
     upto: int = 0  # every batch below this SN is indexed
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # start SN -> (end, size, max_ts) of batches appended here that lie beyond upto: landed
+    # while a scan held the lock, or after a gap another writer's batch fills.
+    ahead: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     def add(self, sn: int, end: int, size: int, max_ts: int) -> None:
         self.sns.append(sn)
@@ -42,6 +48,21 @@ class PartitionIndex:
         self.max_ts.append(max_ts)
         self.cummax.append(max(max_ts, self.cummax[-1]) if self.cummax else max_ts)
         self.upto = end
+
+    def note(self, sn: int, end: int, size: int, max_ts: int) -> None:
+        """A batch appended here: indexed once every SN below it is."""
+        if end <= self.upto:
+            return
+        if len(self.ahead) >= MAX_NOTED_AHEAD:
+            self.ahead.clear()
+        self.ahead[sn] = (end, size, max_ts)
+
+    def take_noted(self) -> None:
+        """Index the noted batches that continue the index, and forget those it passed."""
+        while (batch := self.ahead.pop(self.upto, None)) is not None:
+            self.add(self.upto, *batch)
+        if self.ahead and min(self.ahead) < self.upto:
+            self.ahead = {sn: batch for sn, batch in self.ahead.items() if sn >= self.upto}
 
     def drop_below(self, log_start: int) -> None:
         """Forget batches that trimming removed entirely."""
@@ -83,11 +104,17 @@ class TimestampIndex:
         return index
 
     def note(self, color_id: int, sn: int, batch: bytes) -> None:
-        """Record a batch this gateway just appended, when it extends the index without a gap."""
+        """Record a batch this gateway just appended, so no scan has to read it back.
+
+        Indexed at once when it extends the index, otherwise when the index reaches it: a
+        scan running now (it holds the lock) or filling a gap below it takes it then."""
         index = self._parts.get(color_id)
-        if index is not None and index.upto == sn and not index.lock.locked():
-            header = record_batch.parse_header(batch)
-            index.add(sn, sn + header.records_count, len(batch), header.max_timestamp)
+        if index is None:
+            return
+        header = record_batch.parse_header(batch)
+        index.note(sn, sn + header.records_count, len(batch), header.max_timestamp)
+        if not index.lock.locked():
+            index.take_noted()
 
     def forget(self, color_id: int) -> None:
         self._parts.pop(color_id, None)
@@ -99,6 +126,7 @@ class TimestampIndex:
             log_start, tail = await self.client.state(color)
             log_start = self._log_start(color, log_start)
             index.drop_below(log_start)
+            index.take_noted()
             while index.upto < tail:
                 res = await self.client.read_range(color, index.upto, SCAN_BYTES)
                 if not res.entries:
@@ -119,6 +147,7 @@ class TimestampIndex:
                         continue
                     header = record_batch.parse_header(entry.payload)
                     index.add(entry.sn, entry.end, len(entry.payload), header.max_timestamp)
+                index.take_noted()
         return index, log_start, tail
 
     async def offset_for_time(self, color: ColorInfo, timestamp: int) -> tuple[int, int]:

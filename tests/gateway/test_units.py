@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import struct
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import crc32c
 import pytest
@@ -31,7 +33,7 @@ from flexlog.gateway.protocol import (
 )
 from flexlog.gateway.retention import trim_point
 from flexlog.gateway.server import GatewayServer
-from flexlog.gateway.timestamps import PartitionIndex
+from flexlog.gateway.timestamps import PartitionIndex, TimestampIndex
 from flexlog.gateway.topics import (
     TopicState,
     check_config,
@@ -253,6 +255,60 @@ def test_retention_trim_point():
     assert index.first_reaching(250) == 2
     index.drop_below(20)
     assert index.sns == [20, 30] and index.first_reaching(250) == 0
+
+
+def test_batches_noted_out_of_order_are_indexed_once_the_index_reaches_them():
+    index = PartitionIndex()
+    index.note(10, 20, 100, 2)  # beyond a gap: waits
+    index.note(20, 25, 50, 3)
+    index.take_noted()
+    assert index.sns == [] and index.upto == 0
+    index.note(0, 10, 100, 1)
+    index.take_noted()
+    assert index.sns == [0, 10, 20] and index.upto == 25 and index.ahead == {}
+    index.note(30, 40, 10, 4)
+    index.add(25, 35, 10, 4)  # a scan read a batch covering the noted one's start
+    index.take_noted()
+    assert index.upto == 35 and index.ahead == {}, "a noted batch the index passed is forgotten"
+
+
+async def test_batches_appended_during_a_scan_are_not_read_back_by_the_next():
+    batch = record_batch.build([b"x"], timestamp_ms=7)
+
+    class Log:
+        """The two calls TimestampIndex makes; read_range answers the log from sn."""
+
+        def __init__(self) -> None:
+            self.tail = 1
+            self.reads = 0
+            self.during_read: Callable[[], None] = lambda: None
+
+        async def state(self, color: object) -> tuple[int, int]:
+            return 0, self.tail
+
+        async def read_range(self, color: object, sn: int, max_bytes: int) -> object:
+            self.reads += 1
+            end = self.tail  # what the replica answers holds what was committed when asked
+            self.during_read()
+            return RangeResult([StoredEntry(s, 1, batch) for s in range(sn, end)], 0, end)
+
+    log = Log()
+    index = TimestampIndex(log, lambda _, start: start)  # type: ignore[arg-type]
+    color = SimpleNamespace(id=5, family=0)
+
+    def append_twice() -> None:  # two appends of this gateway land while the scan reads
+        for _ in range(2):
+            index.note(5, log.tail, batch)
+            log.tail += 1
+
+    log.during_read = append_twice
+    part, _, _ = await index.refresh(color)  # type: ignore[arg-type]
+    assert log.reads == 1 and part.upto == 3 and part.sns == [0, 1, 2]
+    log.during_read = lambda: None
+    index.note(5, 3, batch)
+    log.tail = 4
+    part, _, tail = await index.refresh(color)  # type: ignore[arg-type]
+    assert log.reads == 1 and part.upto == tail == 4, "nothing read back"
 
 
 def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
