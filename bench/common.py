@@ -114,9 +114,16 @@ def running_tansu() -> Iterator[tuple[str, int]]:
                              "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         bootstrap = url.removeprefix("tcp://")
+        deadline = time.monotonic() + 30
         while not gateway_ready(bootstrap):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tansu did not start (exit status {proc.poll()})")
             time.sleep(0.1)
         yield bootstrap, proc.pid
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -7,7 +7,10 @@
  */
 #include "records_walk.h"
 
-/* An unsigned varint at body[*pos], still zigzag-encoded; 0 or an RW_ error. */
+/*
+ * An unsigned varint at body[*pos], still zigzag-encoded; 0 or an RW_ error. Like
+ * Kafka's readVarlong: at most ten bytes, bits beyond 64 in the tenth dropped.
+ */
 static int read_varint(const uint8_t *body, size_t size, size_t *pos, uint64_t *out)
 {
 	uint64_t value = 0;
@@ -15,8 +18,6 @@ static int read_varint(const uint8_t *body, size_t size, size_t *pos, uint64_t *
 		if (*pos >= size)
 			return RW_ESHORT;
 		uint8_t b = body[(*pos)++];
-		if (shift == 63 && b > 1)
-			return RW_EVARINT;
 		value |= (uint64_t)(b & 0x7F) << shift;
 		if (!(b & 0x80)) {
 			*out = value;

@@ -21,8 +21,8 @@ from flexlog.core.registry import ColorInfo
 
 SCAN_BYTES = 4 << 20
 # Batches this gateway appended beyond the index's end, kept until the index reaches them.
-# More than this many means the index is far behind; a scan reads them instead.
-MAX_NOTED_AHEAD = 100_000
+# Beyond this many the index is far behind, and a scan reads the rest instead.
+MAX_NOTED_AHEAD = 1024
 
 
 @dataclass
@@ -51,17 +51,17 @@ class PartitionIndex:
 
     def note(self, sn: int, end: int, size: int, max_ts: int) -> None:
         """A batch appended here: indexed once every SN below it is."""
-        if end <= self.upto:
-            return
-        if len(self.ahead) >= MAX_NOTED_AHEAD:
-            self.ahead.clear()
-        self.ahead[sn] = (end, size, max_ts)
+        if end > self.upto and len(self.ahead) < MAX_NOTED_AHEAD:
+            self.ahead[sn] = (end, size, max_ts)
 
     def take_noted(self) -> None:
-        """Index the noted batches that continue the index, and forget those it passed."""
+        """Index the noted batches that continue the index."""
         while (batch := self.ahead.pop(self.upto, None)) is not None:
             self.add(self.upto, *batch)
-        if self.ahead and min(self.ahead) < self.upto:
+
+    def forget_passed(self) -> None:
+        """Drop noted batches a scan indexed itself (they start below the index's end)."""
+        if self.ahead:
             self.ahead = {sn: batch for sn, batch in self.ahead.items() if sn >= self.upto}
 
     def drop_below(self, log_start: int) -> None:
@@ -103,13 +103,15 @@ class TimestampIndex:
             index = self._parts[color_id] = PartitionIndex()
         return index
 
-    def note(self, color_id: int, sn: int, batch: bytes) -> None:
+    def note(self, color: ColorInfo, sn: int, batch: bytes) -> None:
         """Record a batch this gateway just appended, so no scan has to read it back.
 
         Indexed at once when it extends the index, otherwise when the index reaches it: a
-        scan running now (it holds the lock) or filling a gap below it takes it then."""
-        index = self._parts.get(color_id)
-        if index is None:
+        scan running now (it holds the lock) or filling a gap below it takes it then. A
+        partition of an ordered topic shares its SNs with the others, so its batches rarely
+        continue its index; there only one that does is taken."""
+        index = self._parts.get(color.id)
+        if index is None or (color.family and (index.upto != sn or index.lock.locked())):
             return
         header = record_batch.parse_header(batch)
         index.note(sn, sn + header.records_count, len(batch), header.max_timestamp)
@@ -148,6 +150,7 @@ class TimestampIndex:
                     header = record_batch.parse_header(entry.payload)
                     index.add(entry.sn, entry.end, len(entry.payload), header.max_timestamp)
                 index.take_noted()
+            index.forget_passed()
         return index, log_start, tail
 
     async def offset_for_time(self, color: ColorInfo, timestamp: int) -> tuple[int, int]:

@@ -149,7 +149,7 @@ async def _landed(broker: Broker, index: int, color: ColorInfo, records: bytes,
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
-    broker.timestamps.note(color.id, sn, records)
+    broker.timestamps.note(color, sn, records)
     return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
 
 

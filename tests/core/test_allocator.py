@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 
 import pytest
+
+from flexlog.core import allocator
 
 # Four 1 MiB buffers allocated and freed a hundred times, as a server does per batch;
 # prints the page faults this took after a first round.
@@ -27,8 +30,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     out = subprocess.run([sys.executable, "-c", _CYCLES, mode], capture_output=True, text=True,
-                         check=True, timeout=60)
+                         check=True, timeout=60, env=env)
     return int(out.stdout)
 
 
@@ -38,3 +42,11 @@ def test_freed_batch_buffers_are_reused_not_faulted_in_again() -> None:
     pages = 100 * 4 * (1 << 20) // 4096
     assert default > pages // 2  # glibc's defaults give the pages back and fault them in again
     assert tuned < pages // 100
+
+
+def test_an_operators_malloc_tunables_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert allocator.operator_tunables() and not allocator.tune_malloc()
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072")
+    assert allocator.operator_tunables() and not allocator.tune_malloc()

@@ -134,7 +134,7 @@ def _record(length: int, delta: bytes, rest: bytes = b"") -> bytes:
     (_record(-5, b"\x02"), 1, "record length out of bounds"),
     (_record(2, b"\x82\x01"), 1, "record timestampDelta out of bounds"),
     (_record(4, b"\xff" * 10 + b"\x01"), 1, "varint too long in record"),
-    (b"\xff" * 9 + b"\x02", 1, "varint too long in record"),
+    (b"\xff" * 10 + b"\x01", 1, "varint too long in record"),
     (b"\x80", 1, "fewer records than recordsCount"),
 ])
 def test_each_malformed_records_section_names_what_is_wrong(section: bytes, count: int,
@@ -153,6 +153,10 @@ def test_the_walk_reads_ten_byte_varints_and_negative_deltas() -> None:
     assert rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + section, header) == 2**62
     only_negative = section[: len(_record(1 + 9, _zigzag_varint(-(2**62))))]
     assert rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + only_negative,
+                                   header._replace(records_count=1)) == rb.NO_TIMESTAMP
+    # Bits past 64 in a tenth byte are dropped, as Kafka's readVarlong does, not refused.
+    wide = _record(11, b"\xff" * 9 + b"\x03")
+    assert rb.max_record_timestamp(batch[: rb.HEADER_SIZE] + wide,
                                    header._replace(records_count=1)) == rb.NO_TIMESTAMP
 
 
