@@ -19,6 +19,8 @@ _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # Benchmarks reuse the tests' cluster and wire helpers.
 sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 
+from process_helpers import stop_process  # noqa: E402
+
 from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 
@@ -121,9 +123,4 @@ def running_tansu() -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield bootstrap, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

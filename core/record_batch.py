@@ -414,7 +414,7 @@ def max_record_timestamp(buf: bytes | memoryview, header: BatchHeader) -> int:
     rc = _walk.rw_max_timestamp_delta(_walk_ffi.from_buffer(body), len(body),
                                       max(0, header.records_count), largest)
     if rc != _walk.RW_OK:
-        raise CorruptBatch(_WALK_ERRORS.get(rc, f"record walk failed ({rc})"))
+        raise CorruptBatch(_WALK_ERRORS[rc])
     if header.records_count <= 0:
         return NO_TIMESTAMP
     return max(NO_TIMESTAMP, header.base_timestamp + largest[0])

@@ -1,4 +1,4 @@
-"""Helpers for tests that run a `flexlog` command as a child process."""
+"""Helpers for tests (and benchmarks) that run a command as a child process."""
 
 from __future__ import annotations
 
@@ -20,3 +20,14 @@ def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -
         if text in line:
             return "".join(printed)
     raise AssertionError(f"{text!r} never printed:\n{''.join(printed)}")
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL if proc has not exited within grace_s; returns once it has."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from process_helpers import stop_process
+
 from cluster import free_ports
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
@@ -34,12 +36,7 @@ def running_zookeeper(tmp: Path) -> Iterator[str]:
         _wait_until_serving(address, proc)
         yield address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _wait_until_serving(address: str, proc: subprocess.Popen[bytes]) -> None:

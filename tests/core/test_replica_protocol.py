@@ -343,6 +343,17 @@ def test_a_family_member_keeps_no_blocks_beyond_its_prefix() -> None:
     assert view.ahead == {} and view.high == 200
 
 
+def _late_grant(replica: ReplicaProtocol, color: int, sn: int, now: float) -> tuple[int, Acks]:
+    """An append prepared at now and granted sn 0.1 s later: (its token, its acks)."""
+    token = (3 << 32) | 11
+    acks = Acks()
+    payload = record_batch.build([b"late"], timestamp_ms=0)
+    replica.prepare([AppendOp(token=token, color=color, owner=0, count=1, payload=payload)],
+                    acks, now)
+    replica.grants([Grant(token, color, sn, 1)], now + 0.1)
+    return token, acks
+
+
 def test_a_seal_outlives_a_restart_until_its_fill() -> None:
     """Model finding (core/model/family.pml): a replica restarted between a seal and its fill
     forgot the seal and committed a late grant where its peers stored a fill marker."""
@@ -354,12 +365,7 @@ def test_a_seal_outlives_a_restart_until_its_fill() -> None:
                                 now=1.0, max_entry_bytes=1 << 20)
     restarted.leaf_attached()
     assert restarted.prepared_count == 0, "a seal is no append waiting to be ordered"
-    token = (3 << 32) | 11
-    acks = Acks()
-    payload = record_batch.build([b"late"], timestamp_ms=0)
-    restarted.prepare([AppendOp(token=token, color=member, owner=0, count=1, payload=payload)],
-                      acks, 1.0)
-    restarted.grants([Grant(token, member, 4, 1)], 1.1)
+    token, acks = _late_grant(restarted, member, 4, 1.0)
     assert (acks.acked, acks.rejected) == ({}, {}), "the grant waits for the fill"
     restarted.apply_fill(fill_ops(4, 6, {member: []})[member], 1.2)
     assert acks.rejected == {token: Code.FILLED}
@@ -399,12 +405,7 @@ def test_a_late_grant_into_a_recovered_seal_waits_after_another_holes_fill() -> 
     restarted = _restarted_between_seal_and_fill(member)
     restarted.seal(member, 30, 32)
     restarted.apply_fill(fill_ops(30, 32, {member: []})[member], 1.2)
-    token = (3 << 32) | 11
-    acks = Acks()
-    payload = record_batch.build([b"late"], timestamp_ms=0)
-    restarted.prepare([AppendOp(token=token, color=member, owner=0, count=1, payload=payload)],
-                      acks, 1.3)
-    restarted.grants([Grant(token, member, 4, 1)], 1.4)
+    _, acks = _late_grant(restarted, member, 4, 1.3)
     assert acks.acked == {}, "a late grant inside the sealed range was committed and acked"
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
+from process_helpers import stop_process
 
 from cluster import free_ports
 
@@ -298,12 +299,7 @@ def host_prometheus(engine: Engine, published: dict[str, str]) -> Iterator[str]:
     try:
         yield f"http://{listen}/api/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
 
 
 def prometheus_api(url: str, path: str, **params: str) -> list[dict]:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from ops_helpers import DASHBOARDS, alert_rules, alert_signal, dashboard_exprs, tool
-from process_helpers import wait_for_line
+from process_helpers import stop_process, wait_for_line
 from test_docs import documented_metrics
 
 from cluster import free_ports, two_level_toml
@@ -63,16 +62,6 @@ def http_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, shm_dir: Path) -> Iterator[ClusterConfig]:
     """A PM cluster with metrics on every process, run by `flexlog up` (launcher included)."""
@@ -90,7 +79,7 @@ def cluster(tmp_path: Path, shm_dir: Path) -> Iterator[ClusterConfig]:
         wait_for_line(proc, "cluster ready")
         yield cfg
     finally:
-        stop(proc)
+        stop_process(proc, 30)
 
 
 @pytest.fixture
@@ -121,7 +110,7 @@ def prometheus(tmp_path: Path, cluster: ClusterConfig, generator: ModuleType) ->
                 time.sleep(0.2)
         yield url
     finally:
-        stop(proc)  # type: ignore[arg-type]
+        stop_process(proc, 30)
         log.close()
 
 
