@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,12 +96,16 @@ def _address_clashes(cfg: ClusterConfig) -> list[str]:
     return clashes
 
 
-def _check(cfg: ClusterConfig, role: str | None) -> int:
-    """--check-config: the file parses (done by now), no two listeners clash, the role's code loads."""
+def _report_clashes(cfg: ClusterConfig) -> bool:
     clashes = _address_clashes(cfg)
     for clash in clashes:
         print(f"flexlog: invalid config: {clash}", file=sys.stderr)
-    if clashes:
+    return bool(clashes)
+
+
+def _check(cfg: ClusterConfig, role: str | None) -> int:
+    """--check-config: the file parses (done by now), no two listeners clash, the role's code loads."""
+    if _report_clashes(cfg):
         return 2
     # A replica on PM needs the compiled PMDK binding; importing it here fails the
     # check in an image built without libpmemobj rather than at first start.
@@ -120,11 +125,17 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "cluster.toml"
     if not path.exists():
-        path.write_text(config_mod.default_toml(
+        text = config_mod.default_toml(
             data_dir=str(data_dir), storage=args.storage, gateways=args.gateways,
             kafka_port=args.kafka_port, base_port=args.base_port,
             listen_host=args.listen, advertise=args.advertise,
-        ))
+        )
+        # Refused before the file is written, so the same command with other ports starts afresh.
+        clashes = _address_clashes(config_mod.parse(tomllib.loads(text), path))
+        if clashes:
+            raise ConfigError(f"--base-port {args.base_port} and --kafka-port {args.kafka_port}: "
+                              + "; ".join(clashes))
+        path.write_text(text)
     return _load(path)
 
 
@@ -583,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _up_config(args)
             if args.check_config:
                 return _check(cfg, None)
+            # Two processes on one port would leave the second failing to bind while the launcher
+            # waits for it to become ready; refuse the layout before starting anything.
+            if _report_clashes(cfg):
+                return 2
             return launcher.run(cfg, args.log_level)
         if args.command == "status":
             return _status(args)

@@ -145,12 +145,21 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_base_port(gateways: int = 1) -> int:
-    """A base port for `flexlog up --base-port` whose whole default layout is free right now."""
+def free_base_port(gateways: int = 1, avoid: frozenset[int] = frozenset()) -> int:
+    """A base port for `flexlog up --base-port` whose whole default layout is free right now and
+    takes none of the ports in avoid."""
     offsets = [0, 1, 100, 101, 102, 1000, 1001, 1100, 1101, 1102, 1300]
     offsets += [1200 + g for g in range(gateways)]
     for _ in range(200):
         base = 20000 + free_ports(1)[0] % 20000
-        if all(_bindable(base + o) for o in offsets):
+        layout = {base + o for o in offsets}
+        if not layout & avoid and all(_bindable(port) for port in layout):
             return base
     raise RuntimeError("no free port layout for a default cluster")
+
+
+def free_up_ports(gateways: int = 1) -> tuple[int, int]:
+    """`--base-port` and `--kafka-port` for `flexlog up`: both free, and the gateways' Kafka ports
+    outside the base port's layout (a clash that `flexlog up` refuses)."""
+    kafka = free_ports(1)[0]
+    return free_base_port(gateways, frozenset(range(kafka, kafka + gateways))), kafka

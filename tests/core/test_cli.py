@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from process_helpers import wait_for_line
 
-from cluster import free_base_port, free_ports
+from cluster import free_up_ports
 from flexlog.core import config as config_mod
 from flexlog.core.client import FlexLogClient
 
@@ -34,8 +34,7 @@ def children_of(pid: int) -> list[int]:
 
 def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = free_base_port()
-    kafka = free_ports(1)[0]
+    base, kafka = free_up_ports()
     args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",
             "--base-port", str(base), "--kafka-port", str(kafka)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -70,10 +69,10 @@ def test_up_runs_a_cluster_that_resumes_its_log(tmp_path: Path) -> None:
 
 def test_launcher_restarts_a_killed_child(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = free_base_port()
+    base, kafka = free_up_ports()
     proc = subprocess.Popen(
         [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory", "--base-port", str(base),
-         "--kafka-port", str(free_ports(1)[0])],
+         "--kafka-port", str(kafka)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -110,11 +109,28 @@ def test_invalid_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "shard9-r0" in wrong.stderr
 
 
+def test_up_refuses_a_kafka_port_inside_the_base_port_layout(tmp_path: Path) -> None:
+    """The gateway on a replica's port would fail to bind while the launcher waited a minute for it;
+    instead nothing starts, the clash is named, and the same command with another port works."""
+    data = tmp_path / "data"
+    base, _ = free_up_ports()
+    result = run("up", "--data-dir", str(data), "--storage", "memory", "--base-port", str(base),
+                 "--kafka-port", str(base + 100))
+    assert result.returncode == 2
+    assert f"127.0.0.1:{base + 100} is used by both replica shard0-r0 and gateway gateway0" in result.stderr
+    assert result.stderr.count("invalid config") == 1
+    assert not (data / "cluster.toml").exists()
+    clashing = tmp_path / "clashing.toml"
+    clashing.write_text(config_mod.default_toml(data_dir=str(data), base_port=base, kafka_port=base + 1))
+    result = run("up", "--config", str(clashing))
+    assert result.returncode == 2 and "sequencer leaf and gateway gateway0" in result.stderr
+
+
 def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    base = free_base_port()
+    base, kafka = free_up_ports()
     args = [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "pm", "--base-port", str(base),
-            "--kafka-port", str(free_ports(1)[0])]
+            "--kafka-port", str(kafka)]
 
     async def append(value: bytes, create: bool) -> int:
         async with FlexLogClient(config_mod.load(data / "cluster.toml")) as c:
@@ -148,9 +164,10 @@ def test_a_terminal_hangup_stops_the_whole_cluster(tmp_path: Path) -> None:
     as "reload the certificates" and lives on, so the launcher has to stop them, or they stay orphaned
     on their ports."""
     data = tmp_path / "data"
+    base, kafka = free_up_ports()
     proc = subprocess.Popen(
         [*FLEXLOG, "up", "--data-dir", str(data), "--storage", "memory",
-         "--base-port", str(free_base_port()), "--kafka-port", str(free_ports(1)[0])],
+         "--base-port", str(base), "--kafka-port", str(kafka)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

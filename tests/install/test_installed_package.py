@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from process_helpers import wait_for_line
 
-from cluster import free_base_port, free_ports
+from cluster import free_up_ports
 
 pytestmark = pytest.mark.slow
 
@@ -187,8 +187,9 @@ def test_flexlog_up_from_the_installed_package_serves_kafka(
         kind: str, venvs: dict[str, Path], tmp_path: Path) -> None:
     venv = venvs[kind]
     data = tmp_path / "data"
-    kafka = f"127.0.0.1:{free_ports(1)[0]}"
-    with cluster(venv, data, free_base_port(), int(kafka.rpartition(":")[2])) as proc:
+    base, kafka_port = free_up_ports()
+    kafka = f"127.0.0.1:{kafka_port}"
+    with cluster(venv, data, base, kafka_port) as proc:
         printed = wait_for_line(proc, "cluster ready", timeout=90)
         assert f"Kafka bootstrap servers: {kafka}" in printed
         # Every process of the cluster (root, leaf, 3 replicas, gateway, controller) runs the
