@@ -32,16 +32,19 @@ def free_ports(n: int) -> list[int]:
 
 
 def two_level_toml(data_dir: Path, storage: str = "memory", shards: int = 1,
-                   replicas: int = 3, gateways: int = 0, extra: str = "", metrics: bool = False) -> str:
+                   replicas: int = 3, gateways: int = 0, extra: str = "", metrics: bool = False,
+                   launcher_metrics: bool = False) -> str:
     """root + one leaf per shard, each in its own process; replicas per shard.
 
-    With metrics, every process also gets a /metrics port.
+    With metrics, every process also gets a /metrics port; with launcher_metrics, `flexlog up`'s
+    launcher too. Every port is picked in one go, so no two are the same.
     """
     processes = 1 + shards + shards * replicas + gateways
-    allocated = free_ports(2 * processes if metrics else processes)
+    allocated = free_ports(2 * processes + 1 if metrics else processes)
     ports = iter(allocated[:processes])
     metric_ports = iter(allocated[processes:] if metrics else [0] * processes)
-    out = [f'data_dir = "{data_dir}"', f'storage = "{storage}"', extra,
+    launcher = f"launcher_metrics_port = {allocated[-1]}" if metrics and launcher_metrics else ""
+    out = [f'data_dir = "{data_dir}"', f'storage = "{storage}"', launcher, extra,
            f'[[sequencer]]\nname = "root"\naddress = "127.0.0.1:{next(ports)}"\n'
            f"metrics_port = {next(metric_ports)}\nnodes = [{{ id = 0 }}]"]
     for s in range(shards):

@@ -65,11 +65,10 @@ def http_json(url: str) -> dict:
 @pytest.fixture
 def cluster(tmp_path: Path, shm_dir: Path) -> Iterator[ClusterConfig]:
     """A PM cluster with metrics on every process, run by `flexlog up` (launcher included)."""
-    launcher_port = free_ports(1)[0]
     path = tmp_path / "cluster.toml"
     path.write_text(two_level_toml(
-        tmp_path / "data", storage="pm", gateways=1, metrics=True,
-        extra=(f'launcher_metrics_port = {launcher_port}\npm_dir = "{shm_dir}"\n'
+        tmp_path / "data", storage="pm", gateways=1, metrics=True, launcher_metrics=True,
+        extra=(f'pm_dir = "{shm_dir}"\n'
                f"pool_size_bytes = {32 << 20}\ncache_bytes = {4 << 20}")))
     cfg = config_mod.load(path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PMEM_IS_PMEM_FORCE": "1"}
