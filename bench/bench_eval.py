@@ -478,7 +478,7 @@ def storage(ph: Phases) -> None:
                                                    text=True).stdout)
     print("## storage: PM engine vs an fsync'd append file\n")
     print(f"prepare_many + commit_many (the replica's path: one call per batch; a pool file on "
-          f"disk pays 2 msyncs to prepare and 2 to commit) against one write + one fsync of the "
+          f"disk pays one msync to prepare and one to commit) against one write + one fsync of the "
           f"same batch to a file on the same disk ({tempfile.gettempdir()}). Entries/s.\n")
     print("| entry | batch | PM, /dev/shm + FORCE | PM, pool file on disk (msync) "
           "| fsync'd file | PM shm / file | PM disk / file |")

@@ -52,11 +52,14 @@ CDEF = """
 #define PM_ESTATE ...
 #define PM_ECOLOR ...
 #define PM_ERANGE ...
+#define PM_ENOMEM ...
 #define PM_ENTRY_HDR ...
 #define PM_ST_PREPARED ...
 #define PM_ST_COMMITTED ...
 #define PM_ST_COMMITTING0 ...
 #define PM_ST_COMMITTING1 ...
+#define PM_ST_COMMITTING2 ...
+#define PM_ST_COMMITTING3 ...
 
 typedef struct pm_color {
     uint64_t color;
@@ -66,12 +69,14 @@ typedef struct pm_color {
 } pm_color;
 
 typedef struct pm_root {
+    uint64_t version;
     uint64_t arena_cap;
     uint64_t color_cap;
     uint64_t n_colors;
     uint64_t head;
     uint64_t tail;
     uint64_t epoch;
+    uint64_t generation;
     ...;
 } pm_root;
 
@@ -87,21 +92,22 @@ typedef struct pm_log {
 """
 
 
-def _function_declarations() -> str:
-    """The header's prototypes as they stand, so the cdef cannot drift from them."""
-    header = (HERE / "pmem_log.h").read_text()
-    start = header.index("pm_log *pm_open(")
+def _function_declarations(name: str, first: str) -> str:
+    """A header's prototypes as they stand, so the cdef cannot drift from them."""
+    header = (HERE / name).read_text()
+    start = header.index(first)
     return header[start : header.index("#endif", start)]
 
 
 _require_libpmemobj()
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF + _function_declarations())
+ffibuilder.cdef(CDEF + _function_declarations("pmem_log.h", "pm_log *pm_open(")
+               + _function_declarations("crc32c.h", "uint32_t pm_crc32c("))
 ffibuilder.set_source(
     "flexlog.pm._pmem",
-    '#include "pmem_log.h"',
-    sources=[os.path.relpath(HERE / "pmem_log.c")],
+    '#include "pmem_log.h"\n#include "crc32c.h"',
+    sources=[os.path.relpath(HERE / "pmem_log.c"), os.path.relpath(HERE / "crc32c.c")],
     include_dirs=[os.path.relpath(HERE)],
     # libpmem for pmem_is_pmem, the same test libpmemobj makes at open.
     libraries=["pmemobj", "pmem"],

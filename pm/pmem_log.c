@@ -5,6 +5,7 @@
  * (see docs/storage.md).
  */
 #include "pmem_log.h"
+#include "crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,7 @@
 
 #define LAYOUT "flexlog-pm-v1"
 #define ROOT_MAGIC 0x474f4c4d50584c46ULL /* "FLXPMLOG" */
-#define ROOT_VERSION 1
+#define ROOT_VERSION 2 /* 1: no slot checks, commit batches tagged by the epoch's parity */
 #define COLORS_OFF 128
 #define ARENA_STEP (256u * 1024u)
 
@@ -44,47 +45,85 @@ static pm_entry *entry_at(pm_log *log, uint64_t pos)
 	return (pm_entry *)(log->arena + pos % log->cap);
 }
 
-/* Flush now on PM; on a file the caller msyncs one range covering many writes instead. */
-static void flush_pm(pm_log *log, const void *addr, size_t len)
+/*
+ * A write the next barrier makes durable: on PM flushed now (the barrier is a
+ * fence), on a file noted so the barrier's msync reaches it. Root and color
+ * table lie below the arena and are always covered.
+ */
+static void wrote(pm_log *log, const void *addr, size_t len)
 {
-	if (log->is_pmem)
+	if (log->is_pmem) {
 		pmemobj_flush(POP(log), addr, len);
-}
-
-/* Grow [*lo, *hi) to cover [from, to). */
-static void cover(uint64_t *lo, uint64_t *hi, uint64_t from, uint64_t to)
-{
-	if (*lo >= *hi) {
-		*lo = from;
-		*hi = to;
 		return;
 	}
-	if (from < *lo)
-		*lo = from;
-	if (to > *hi)
-		*hi = to;
-}
-
-/* File path: one msync of the physical arena bytes [lo, hi), however many writes they hold. */
-static void msync_arena(pm_log *log, uint64_t lo, uint64_t hi)
-{
-	if (!log->is_pmem && lo < hi)
-		pmemobj_flush(POP(log), log->arena + lo, hi - lo);
+	const char *p = addr;
+	if (p >= log->arena) {
+		uint64_t end = (uint64_t)(p - log->arena) + len;
+		if (end > log->cap)
+			end = log->cap;
+		if (end > log->dirty_hi)
+			log->dirty_hi = end;
+	}
 }
 
 /*
- * File path: msync what the last pm_commit_many wrote after its commit point
- * (state flips, color tails; on PM they were flushed when written). The next
- * pm_commit_many does this in its first barrier; pm_close does it so a pool
- * closed cleanly holds nothing the epoch still has to vouch for.
+ * Make every write so far durable. On a file, one msync from the root to the
+ * highest arena byte written: the kernel writes back only dirty pages, so the
+ * width of the range costs nothing, and each msync call costs a device flush.
  */
-static void persist_lagging(pm_log *log)
+static void barrier(pm_log *log)
 {
-	msync_arena(log, log->flips_lo, log->flips_hi);
-	if (!log->is_pmem && log->slots_lo < log->slots_hi)
-		pmemobj_flush(POP(log), &log->colors[log->slots_lo],
-			      (log->slots_hi - log->slots_lo) * sizeof(pm_color));
-	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
+	if (log->is_pmem) {
+		pmemobj_drain(POP(log));
+		return;
+	}
+	char *from = (char *)log->root;
+	pmemobj_flush(POP(log), from, (size_t)(log->arena + log->dirty_hi - from));
+	log->dirty_hi = 0;
+}
+
+static uint64_t committing_tag(uint32_t batch)
+{
+	static const uint64_t tags[4] = {PM_ST_COMMITTING0, PM_ST_COMMITTING1, PM_ST_COMMITTING2,
+					 PM_ST_COMMITTING3};
+	return tags[batch & 3];
+}
+
+/* Which batch, mod 4, a COMMITTING tag names; -1 for any other state. */
+static int tag_batch(uint64_t state)
+{
+	return state >= PM_ST_COMMITTING0 && state <= PM_ST_COMMITTING3 ?
+		       (int)(state - PM_ST_COMMITTING0) :
+		       -1;
+}
+
+/* The payload bytes a slot check covers: all but the baseOffset that commit rewrites. */
+static uint64_t checked_from(uint32_t length)
+{
+	return length >= 8 ? 8 : 0;
+}
+
+static uint32_t slot_check(pm_log *log, uint64_t pos, const pm_entry *e, const char *payload)
+{
+	uint64_t fields[6] = {log->root->generation, pos, e->token, e->color,
+			      (uint64_t)e->count << 32 | e->length, e->size};
+	uint32_t crc = pm_crc32c(0, fields, sizeof fields);
+	uint64_t from = checked_from(e->length);
+	return e->length ? pm_crc32c(crc, payload + from, e->length - from) : crc;
+}
+
+/* An entry's share of its batch's commit check: what commit wrote, where, for which batch. */
+static uint32_t commit_check(uint64_t pos, const pm_entry *e, uint32_t batch)
+{
+	uint64_t fields[5] = {pos, e->token, e->sn, (uint64_t)e->slot << 32 | batch, 0};
+	if (e->length >= 8)
+		memcpy(&fields[4], (const char *)e + PM_ENTRY_HDR, 8);
+	return pm_crc32c(0, fields, sizeof fields);
+}
+
+static uint64_t commit_word(uint32_t batch, uint32_t sum)
+{
+	return (uint64_t)batch << 32 | sum;
 }
 
 static void set_err(char *err, size_t errlen, const char *what, const char *path)
@@ -161,17 +200,16 @@ static int create_pool(const char *path, uint64_t pool_size, uint64_t color_cap,
 /* A slot size no writer produces: the arena is damaged, walking on would loop or stray. */
 static int bad_slot(pm_log *log, uint64_t pos, const pm_entry *e)
 {
-	return e->size < PM_ENTRY_HDR || e->size % 64 || pos + e->size > log->root->tail;
+	return e->size < PM_ENTRY_HDR || e->size % 64 || pos + e->size > log->root->tail ||
+	       pos % log->cap + e->size > log->cap;
 }
 
 /*
- * Finish a pm_commit_many cut by a crash: entries tagged with the durable
- * epoch's parity reached their commit point and become COMMITTED, the others
- * did not and become PREPARED again (their SN is rewritten when they are
- * committed). Runs at open, before anything reads states. Color tails of the
- * rolled-forward entries may lag; the index rebuild recomputes tails anyway.
+ * A version 1 pool: finish a pm_commit_many cut by a crash. Entries tagged
+ * with the durable epoch's parity reached their commit point and become
+ * COMMITTED, the others did not and become PREPARED again.
  */
-static void settle(pm_log *log)
+static void settle_v1(pm_log *log)
 {
 	pm_root *r = log->root;
 	uint64_t done = r->epoch & 1 ? PM_ST_COMMITTING1 : PM_ST_COMMITTING0;
@@ -182,6 +220,109 @@ static void settle(pm_log *log)
 		if (e->state != PM_ST_COMMITTING0 && e->state != PM_ST_COMMITTING1)
 			continue;
 		e->state = e->state == done ? PM_ST_COMMITTED : PM_ST_PREPARED;
+		pmemobj_persist(POP(log), &e->state, sizeof e->state);
+	}
+}
+
+/* Version 1 to 2: nothing left COMMITTING, then a commit word of batch 0, known whole. */
+static void upgrade(pm_log *log)
+{
+	pm_root *r = log->root;
+	settle_v1(log);
+	r->epoch = 0;
+	pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+	r->version = ROOT_VERSION;
+	pmemobj_persist(POP(log), &r->version, sizeof r->version);
+}
+
+/*
+ * The states a slot past the durable tail can have. Not COMMITTED: every flip
+ * to it follows a barrier that made the tail over the entry durable. Of the
+ * COMMITTING tags, only the durable word's batch and the one after it: an
+ * older batch's barrier made the tail durable too. Anything else is an older
+ * lap's word under a header whose other words are new (PM tears at 8 bytes).
+ */
+static int may_lie_past_tail(const pm_entry *e, uint32_t batch)
+{
+	int k = tag_batch(e->state);
+	if (k >= 0)
+		return (uint32_t)k == (batch & 3) || (uint32_t)k == ((batch + 1) & 3);
+	return e->state == PM_ST_PREPARED || e->state == PM_ST_PAD ||
+	       e->state == PM_ST_ABORTED || e->state == PM_ST_RELOCATED;
+}
+
+/*
+ * The durable tail may lag the slots: a prepare moves the tail only once its
+ * slots are durable, and the tail itself becomes durable with a later barrier.
+ * Walk on from it over every slot whose check matches this session's
+ * generation, its position and its bytes; the first that does not (garbage,
+ * an older lap of the ring, a torn write, a slot an earlier crash left behind)
+ * is where the tail was.
+ */
+static void extend_tail(pm_log *log)
+{
+	pm_root *r = log->root;
+	uint32_t batch = (uint32_t)(r->epoch >> 32);
+	uint64_t pos = r->tail > r->head ? r->tail : r->head;
+	for (;;) {
+		pm_entry *e = entry_at(log, pos);
+		if (e->size < PM_ENTRY_HDR || e->size % 64 || pos % log->cap + e->size > log->cap ||
+		    pos + e->size - r->head > log->cap || PM_ENTRY_HDR + (uint64_t)e->length > e->size)
+			break;
+		if (!may_lie_past_tail(e, batch) ||
+		    e->check != slot_check(log, pos, e, (const char *)e + PM_ENTRY_HDR))
+			break;
+		pos += e->size;
+	}
+	if (pos != r->tail) {
+		r->tail = pos;
+		pmemobj_persist(POP(log), &r->tail, sizeof r->tail);
+	}
+}
+
+/*
+ * Finish the commit batches a crash cut. The durable commit word names batch
+ * B: if it still carries a check, B's entries are COMMITTED only if every one
+ * of them reached the media (their commit checks sum to it), else all go back
+ * to PREPARED; then the word is marked whole. Entries of the two batches
+ * before B are committed (their flips were still lagging), and entries of the
+ * batch after B are not (its word never became durable).
+ */
+static void settle(pm_log *log)
+{
+	pm_root *r = log->root;
+	uint32_t batch = (uint32_t)(r->epoch >> 32);
+	uint32_t check = (uint32_t)r->epoch;
+	int mine = (int)(batch & 3);
+	if (check != 0) {
+		uint32_t sum = 0;
+		for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+			pm_entry *e = entry_at(log, pos);
+			if (bad_slot(log, pos, e)) /* pm_scan_count will refuse this arena */
+				return;
+			if (tag_batch(e->state) == mine)
+				sum += commit_check(pos, e, batch);
+		}
+		if ((sum ? sum : 1) != check) {
+			for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+				pm_entry *e = entry_at(log, pos);
+				if (tag_batch(e->state) == mine) {
+					e->state = PM_ST_PREPARED;
+					pmemobj_persist(POP(log), &e->state, sizeof e->state);
+				}
+			}
+		}
+		r->epoch = commit_word(batch, 0);
+		pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+	}
+	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
+		pm_entry *e = entry_at(log, pos);
+		if (bad_slot(log, pos, e))
+			return;
+		int k = tag_batch(e->state);
+		if (k < 0)
+			continue;
+		e->state = ((batch - (uint32_t)k) & 3) == 3 ? PM_ST_PREPARED : PM_ST_COMMITTED;
 		pmemobj_persist(POP(log), &e->state, sizeof e->state);
 	}
 }
@@ -198,8 +339,9 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	}
 	size_t root_size = pmemobj_root_size(pop);
 	pm_root *root = root_size ? pmemobj_direct(pmemobj_root(pop, root_size)) : NULL;
-	if (root == NULL || root->magic != ROOT_MAGIC || root->version != ROOT_VERSION) {
-		snprintf(err, errlen, "%s is not a flexlog pool of version %d", path,
+	if (root == NULL || root->magic != ROOT_MAGIC ||
+	    (root->version != ROOT_VERSION && root->version != 1)) {
+		snprintf(err, errlen, "%s is not a flexlog pool of version 1 or %d", path,
 			 ROOT_VERSION);
 		pmemobj_close(pop);
 		return NULL;
@@ -217,16 +359,26 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	log->cap = root->arena_cap;
 	/* libpmemobj decides the same way (and PMEM_IS_PMEM_FORCE forces both). */
 	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
-	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
+	log->dirty_hi = 0;
+	log->pending = log->fresh = NULL;
+	log->n_pending = log->spare_cap = 0;
+	if (root->version == 1)
+		upgrade(log);
+	extend_tail(log);
 	settle(log);
+	/* From here on slots carry the new generation; any left past the tail stay out. */
+	root->generation++;
+	pmemobj_persist(pop, &root->generation, sizeof root->generation);
 	return log;
 }
 
 void pm_close(pm_log *log)
 {
-	persist_lagging(log);
-	pmemobj_drain(POP(log));
+	pm_settle_commits(log);
+	barrier(log);
 	pmemobj_close(POP(log));
+	free(log->pending);
+	free(log->fresh);
 	free(log);
 }
 
@@ -249,39 +401,35 @@ static int64_t place_slot(pm_log *log, uint64_t *cursor, const pm_entry *hdr,
 		memset(p, 0, sizeof *p);
 		p->state = PM_ST_PAD;
 		p->size = (uint32_t)pad;
-		flush_pm(log, p, sizeof *p);
+		p->check = slot_check(log, at, p, (const char *)p + PM_ENTRY_HDR);
+		wrote(log, p, sizeof *p);
 	}
 	pm_entry *e = entry_at(log, at + pad);
 	*e = *hdr;
 	e->size = (uint32_t)size;
+	e->check = slot_check(log, at + pad, e, payload);
 	char *dst = (char *)e + PM_ENTRY_HDR;
-	if (log->is_pmem) /* copies and flushes, with non-temporal stores for large payloads */
+	if (log->is_pmem) { /* copies and flushes, with non-temporal stores for large payloads */
 		pmemobj_memcpy(POP(log), dst, payload, hdr->length, PMEMOBJ_F_MEM_NODRAIN);
-	else
+		wrote(log, e, sizeof *e);
+	} else {
 		memcpy(dst, payload, hdr->length);
-	flush_pm(log, e, sizeof *e);
+		wrote(log, e, PM_ENTRY_HDR + hdr->length);
+	}
 	*cursor = at + pad + size;
 	return (int64_t)(at + pad);
 }
 
 /*
- * Make the slots written in [tail, end) durable, then move the tail over them:
- * the tail store is the commit point of every slot in the range at once.
+ * Make the slots written in [tail, end) durable with one barrier, then move
+ * the tail over them. The tail store becomes durable with a later barrier;
+ * until then the slots' checks vouch for them (extend_tail).
  */
 static void publish(pm_log *log, uint64_t end)
 {
-	pm_root *r = log->root;
-	uint64_t phys = r->tail % log->cap;
-	uint64_t len = end - r->tail;
-	if (phys + len <= log->cap) {
-		msync_arena(log, phys, phys + len);
-	} else { /* the range ends past a PAD, at the ring's start */
-		msync_arena(log, phys, log->cap);
-		msync_arena(log, 0, len - (log->cap - phys));
-	}
-	pmemobj_drain(POP(log));
-	r->tail = end;
-	pmemobj_persist(POP(log), &r->tail, sizeof r->tail);
+	barrier(log);
+	log->root->tail = end;
+	wrote(log, &log->root->tail, sizeof log->root->tail);
 }
 
 static int64_t append_slot(pm_log *log, const pm_entry *hdr, const char *payload)
@@ -302,15 +450,14 @@ int64_t pm_prepare(pm_log *log, uint64_t token, uint64_t color, const char *payl
 		.color = color,
 		.count = count,
 		.length = length,
-		.prepared_ns = now_ns(),
 	};
 	return append_slot(log, &hdr, payload);
 }
 
 /*
  * Prepare a batch with one barrier: every entry that fits is written beyond
- * the tail, then one tail store publishes them all (a crash before it leaves
- * none of them, after it all). out[i] is entry i's position or PM_EFULL; a
+ * the tail, then one barrier makes them durable and one tail store publishes
+ * them all. out[i] is entry i's position or PM_EFULL; a
  * full arena does not stop later, smaller entries. payloads[i] points at
  * entry i's bytes wherever the caller holds them, so none is gathered first.
  */
@@ -318,7 +465,7 @@ void pm_prepare_many(pm_log *log, size_t n, const uint64_t *tokens, const uint64
 		     const char *const *payloads, const uint32_t *lengths,
 		     const uint32_t *counts, int64_t *out)
 {
-	pm_entry hdr = {.state = PM_ST_PREPARED, .prepared_ns = now_ns()};
+	pm_entry hdr = {.state = PM_ST_PREPARED};
 	uint64_t end = log->root->tail;
 	for (size_t i = 0; i < n; i++) {
 		hdr.token = tokens[i];
@@ -390,46 +537,63 @@ static void write_sn(pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now)
 	}
 }
 
-int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot)
+/* Room for a commit batch of n entries in both position lists. */
+static int reserve(pm_log *log, size_t n)
 {
-	pm_entry *e = entry_at(log, pos);
-	if (e->state != PM_ST_PREPARED || e->token != token)
-		return PM_ESTATE;
-	pm_color *c = color_slot(log, slot, e->color);
-	if (c == NULL)
-		return PM_ECOLOR;
-	write_sn(e, sn, slot, now_ns());
-	/* Header and baseOffset are contiguous: one persist covers both. */
-	pmemobj_persist(POP(log), e, PM_ENTRY_HDR + 8);
-	e->state = PM_ST_COMMITTED;
-	pmemobj_persist(POP(log), &e->state, sizeof e->state);
-	/* The scan at open recomputes tails, so this may lag behind a crash. */
-	if (sn + e->count > c->tail) {
-		c->tail = sn + e->count;
-		pmemobj_persist(POP(log), &c->tail, sizeof c->tail);
+	if (n <= log->spare_cap)
+		return 1;
+	uint64_t *pending = realloc(log->pending, n * sizeof *pending);
+	if (pending == NULL)
+		return 0;
+	log->pending = pending;
+	uint64_t *fresh = realloc(log->fresh, n * sizeof *fresh);
+	if (fresh == NULL)
+		return 0;
+	log->fresh = fresh;
+	log->spare_cap = n;
+	return 1;
+}
+
+/* The pending batch's entries become COMMITTED, durable with the next barrier. */
+static void flip_pending(pm_log *log, uint32_t batch)
+{
+	uint64_t tag = committing_tag(batch);
+	for (size_t i = 0; i < log->n_pending; i++) {
+		pm_entry *e = entry_at(log, log->pending[i]);
+		if (e->state == tag) {
+			e->state = PM_ST_COMMITTED;
+			wrote(log, &e->state, sizeof e->state);
+		}
 	}
-	return PM_OK;
+	log->n_pending = 0;
 }
 
 /*
- * Commit a batch with one barrier and one 8-byte commit point, the root's
- * epoch. Each entry gets its SN, slot and baseOffset and the state
- * COMMITTING tagged with the new epoch's parity; all that is made durable
- * together with the previous batch's lagging flips; then the epoch store
- * commits the whole batch. A crash before it leaves every entry of the batch
- * prepared (settle rolls them back at open), after it all committed (settle
- * rolls them forward). Only then are states flipped to COMMITTED and color
- * tails raised, without waiting: the next batch's barrier, or pm_close,
- * persists them, and until then the epoch still vouches for them.
- * out[i] is PM_OK, PM_ESTATE or PM_ECOLOR; a failed entry is left untouched.
+ * Commit a batch with one barrier. Each entry gets its SN, slot and baseOffset
+ * and the state COMMITTING tagged with the batch's number mod 4; the root's
+ * commit word gets the batch's number and the sum of the entries' commit
+ * checks; one barrier makes all of it durable, in whatever order it reaches
+ * the media (settle at open tells a whole batch from a cut one by the sum).
+ * Then the previous batch's entries become COMMITTED and this batch's color
+ * tails are raised, both durable with the next barrier. This batch's entries
+ * stay COMMITTING until then: a flip reaching the media early would fail the
+ * check of a batch whose word is still the durable one.
+ * out[i] is PM_OK, PM_ESTATE, PM_ECOLOR or PM_ENOMEM; a failed entry is left
+ * untouched.
  */
 void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *tokens,
 		    const uint64_t *sns, const uint32_t *slots, int32_t *out)
 {
 	pm_root *r = log->root;
-	uint64_t epoch = r->epoch + 1;
-	uint64_t committing = epoch & 1 ? PM_ST_COMMITTING1 : PM_ST_COMMITTING0;
+	if (!reserve(log, n)) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = PM_ENOMEM;
+		return;
+	}
+	uint32_t batch = (uint32_t)(r->epoch >> 32) + 1;
+	uint64_t tag = committing_tag(batch);
 	uint64_t now = now_ns();
+	uint32_t sum = 0;
 	size_t committed = 0;
 	for (size_t i = 0; i < n; i++) {
 		pm_entry *e = entry_at(log, pos[i]);
@@ -442,41 +606,55 @@ void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *
 			continue;
 		}
 		write_sn(e, sns[i], slots[i], now);
-		e->state = committing;
-		flush_pm(log, e, PM_ENTRY_HDR + 8);
-		uint64_t phys = pos[i] % log->cap;
-		cover(&log->flips_lo, &log->flips_hi, phys, phys + PM_ENTRY_HDR + 8);
+		e->state = tag;
+		wrote(log, e, PM_ENTRY_HDR + 8);
+		sum += commit_check(pos[i], e, batch);
+		log->fresh[committed++] = pos[i];
 		out[i] = PM_OK;
-		committed++;
 	}
 	if (committed == 0)
 		return;
-	/* The color tails lag a batch behind: they are persisted with the epoch, in the root. */
-	uint64_t slots_lo = log->slots_lo, slots_hi = log->slots_hi;
-	msync_arena(log, log->flips_lo, log->flips_hi);
-	log->flips_lo = log->flips_hi = log->slots_lo = log->slots_hi = 0;
-	pmemobj_drain(POP(log));
-	r->epoch = epoch;
-	if (log->is_pmem || slots_lo >= slots_hi) /* on PM the tails were flushed when written */
-		pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
-	else /* one msync from the epoch (root header) to the last lagging color slot */
-		pmemobj_persist(POP(log), &r->epoch,
-				(size_t)((char *)&log->colors[slots_hi] - (char *)&r->epoch));
+	r->epoch = commit_word(batch, sum ? sum : 1);
+	wrote(log, &r->epoch, sizeof r->epoch);
+	barrier(log);
+	flip_pending(log, batch - 1);
+	uint64_t *flipped = log->pending;
+	log->pending = log->fresh;
+	log->fresh = flipped;
+	log->n_pending = committed;
 	for (size_t i = 0; i < n; i++) {
 		if (out[i] != PM_OK)
 			continue;
-		pm_entry *e = entry_at(log, pos[i]);
-		e->state = PM_ST_COMMITTED;
-		flush_pm(log, &e->state, sizeof e->state);
-		uint64_t phys = pos[i] % log->cap;
-		cover(&log->flips_lo, &log->flips_hi, phys, phys + sizeof e->state);
 		pm_color *c = &log->colors[slots[i]];
-		if (sns[i] + e->count > c->tail) {
-			c->tail = sns[i] + e->count;
-			flush_pm(log, &c->tail, sizeof c->tail);
-			cover(&log->slots_lo, &log->slots_hi, slots[i], (uint64_t)slots[i] + 1);
+		uint64_t end = sns[i] + entry_at(log, pos[i])->count;
+		if (end > c->tail) {
+			c->tail = end;
+			wrote(log, &c->tail, sizeof c->tail);
 		}
 	}
+}
+
+/*
+ * Make the last batch's entries COMMITTED now rather than after the next
+ * batch: its barrier is done, so its commit word is first marked whole, and
+ * flips reaching the media before the next barrier can no longer fail its check.
+ */
+void pm_settle_commits(pm_log *log)
+{
+	if (log->n_pending == 0)
+		return;
+	pm_root *r = log->root;
+	uint32_t batch = (uint32_t)(r->epoch >> 32);
+	r->epoch = commit_word(batch, 0);
+	pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+	flip_pending(log, batch);
+}
+
+int pm_commit(pm_log *log, uint64_t pos, uint64_t token, uint64_t sn, uint32_t slot)
+{
+	int32_t out;
+	pm_commit_many(log, 1, &pos, &token, &sn, &slot, &out);
+	return out;
 }
 
 int pm_abort(pm_log *log, uint64_t pos, uint64_t token)
@@ -525,8 +703,8 @@ int64_t pm_relocate(pm_log *log, uint64_t pos)
 }
 
 /*
- * Hand [head, new_head) over to the SSD tier. Refuses to drop a prepared entry
- * or to stop inside one, whatever the caller computed.
+ * Hand [head, new_head) over to the SSD tier. Refuses to drop a prepared or
+ * committing entry or to stop inside one, whatever the caller computed.
  */
 int pm_advance(pm_log *log, uint64_t new_head)
 {
@@ -538,7 +716,7 @@ int pm_advance(pm_log *log, uint64_t new_head)
 		pm_entry *e = entry_at(log, pos);
 		if (bad_slot(log, pos, e))
 			return PM_ERANGE;
-		if (e->state == PM_ST_PREPARED)
+		if (e->state == PM_ST_PREPARED || tag_batch(e->state) >= 0)
 			return PM_ESTATE;
 		pos += e->size;
 	}

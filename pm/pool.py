@@ -59,6 +59,8 @@ def error(rc: int, what: str) -> Exception:
         # The table's size is fixed when the pool is created and no config key sets it.
         return StoreFull(f"{what}: the pool's per-color table is full (its size was fixed when the "
                          "pool was created); this replica cannot take a new color")
+    if rc == lib.PM_ENOMEM:
+        return MemoryError(f"{what}: no memory for the commit batch's bookkeeping")
     return PoolError(f"{what}: pool invariant violated (status {rc})")
 
 

@@ -26,6 +26,15 @@ def pool(shm_dir: Path):
     p.close()
 
 
+COMMITTING = [lib.PM_ST_COMMITTING0, lib.PM_ST_COMMITTING1, lib.PM_ST_COMMITTING2,
+              lib.PM_ST_COMMITTING3]
+
+
+def batch_number(pool: Pool) -> int:
+    """The last commit batch's number, from the root's commit word."""
+    return pool.root.epoch >> 32
+
+
 def prepare(pool: Pool, token: int, color: int = 1, payload: bytes | None = None) -> int:
     payload = payload if payload is not None else batch(token)
     return check(lib.pm_prepare(pool.log, token, color, payload, len(payload), 1), "prepare")
@@ -54,10 +63,23 @@ def test_commit_writes_sn_into_header_and_base_offset(pool: Pool):
     pos = prepare(pool, 5)
     assert lib.pm_commit(pool.log, pos, 5, 1234, 0) == lib.PM_OK
     h = pool.header(pos)
-    assert (h.state, h.sn, h.slot) == (lib.PM_ST_COMMITTED, 1234, 0)
+    # COMMITTING, tagged with its batch, until the next batch's barrier or a settle.
+    assert (h.state, h.sn, h.slot) == (COMMITTING[batch_number(pool) % 4], 1234, 0)
     assert struct.unpack(">q", pool.payload(pos, 8)) == (1234,)
     assert pool.root.n_colors == 1 and pool.log.colors[0].tail == 1235
     assert lib.pm_commit(pool.log, pos, 5, 1, 0) == lib.PM_ESTATE
+    lib.pm_settle_commits(pool.log)
+    assert pool.header(pos).state == lib.PM_ST_COMMITTED
+    assert pool.root.epoch == batch_number(pool) << 32  # the batch is marked whole
+
+
+def test_a_commit_batch_stays_committing_until_the_next_one(pool: Pool):
+    first, second = prepare(pool, 1), prepare(pool, 2)
+    assert lib.pm_commit(pool.log, first, 1, 0, 0) == lib.PM_OK
+    assert lib.pm_commit(pool.log, second, 2, 1, 0) == lib.PM_OK
+    assert pool.header(first).state == lib.PM_ST_COMMITTED
+    assert pool.header(second).state == COMMITTING[batch_number(pool) % 4]
+    assert pool.root.epoch & 0xFFFFFFFF != 0  # the latest batch's check
 
 
 def test_commit_refuses_a_wrong_token_or_color_slot(pool: Pool):
@@ -84,6 +106,9 @@ def test_abort_and_trim_reclaim_the_head(pool: Pool):
     assert pool.header(a).state == ST_ABORTED
     assert pool.head == b
     assert lib.pm_trim(pool.log, 0, 1, 1) == lib.PM_OK
+    assert pool.head == b  # still COMMITTING: not reclaimed before it is settled
+    lib.pm_settle_commits(pool.log)
+    assert lib.pm_trim(pool.log, 0, 1, 1) == lib.PM_OK
     assert pool.head == pool.tail
     assert lib.pm_abort(pool.log, a, 1) == lib.PM_ESTATE
 
@@ -92,6 +117,8 @@ def test_advance_never_drops_a_prepared_entry_or_splits_one(pool: Pool):
     a = prepare(pool, 1)
     b = prepare(pool, 2)
     assert lib.pm_commit(pool.log, a, 1, 0, 0) == lib.PM_OK
+    assert lib.pm_advance(pool.log, b) == lib.PM_ESTATE  # a is COMMITTING until settled
+    lib.pm_settle_commits(pool.log)
     assert lib.pm_advance(pool.log, pool.tail) == lib.PM_ESTATE
     assert lib.pm_advance(pool.log, b + 64) == lib.PM_ESTATE
     assert lib.pm_advance(pool.log, a + 64) == lib.PM_ERANGE
@@ -157,6 +184,7 @@ def test_a_damaged_slot_size_is_refused_not_walked(shm_dir: Path):
     pool = Pool(shm_dir / "pm.pool", POOL, 4)
     try:
         assert lib.pm_commit(pool.log, prepare(pool, 1), 1, 0, 0) == lib.PM_OK
+        lib.pm_settle_commits(pool.log)
         second = prepare(pool, 2)
         pool.buf[second + 40 : second + 44] = struct.pack("<I", 0)  # pm_entry.size
         assert lib.pm_advance(pool.log, pool.tail) == lib.PM_ERANGE
@@ -205,7 +233,7 @@ def test_prepare_many_skips_what_does_not_fit_and_stores_the_rest(pool: Pool):
 
 def test_commit_many_commits_the_batch_and_reports_each_refusal(pool: Pool):
     positions = prepare_many(pool, [(t, 1 if t < 3 else 2, batch(t)) for t in range(1, 5)])
-    epoch = pool.root.epoch
+    number = batch_number(pool)
     status = commit_many(pool, [
         (positions[0], 1, 10, 0),  # claims slot 0 for color 1
         (positions[1], 99, 11, 0),  # wrong token
@@ -214,7 +242,8 @@ def test_commit_many_commits_the_batch_and_reports_each_refusal(pool: Pool):
         (positions[0], 1, 12, 0),  # already committed in this batch
     ])
     assert status == [lib.PM_OK, lib.PM_ESTATE, lib.PM_OK, lib.PM_ECOLOR, lib.PM_ESTATE]
-    assert pool.root.epoch == epoch + 1 and pool.root.n_colors == 2
+    assert batch_number(pool) == number + 1 and pool.root.n_colors == 2
+    lib.pm_settle_commits(pool.log)
     h = pool.header(positions[0])
     assert (h.state, h.sn, h.slot) == (lib.PM_ST_COMMITTED, 10, 0)
     assert struct.unpack(">q", pool.payload(positions[0], 8)) == (10,)
@@ -223,31 +252,6 @@ def test_commit_many_commits_the_batch_and_reports_each_refusal(pool: Pool):
         assert pool.header(pos).state == lib.PM_ST_PREPARED
     assert [(c, t) for _, c, _, t in pool.colors()] == [(1, 11), (2, 1)]
     assert commit_many(pool, [(positions[1], 99, 0, 0)]) == [lib.PM_ESTATE]
-    assert pool.root.epoch == epoch + 1  # nothing committed, no new epoch
+    assert batch_number(pool) == number + 1  # nothing committed, no new batch
 
 
-@pytest.mark.parametrize("durable_epoch", [False, True])
-def test_open_settles_a_commit_batch_cut_by_a_crash(shm_dir: Path, durable_epoch: bool):
-    """The pool as a crash inside pm_commit_many leaves it: states COMMITTING, epoch old or new."""
-    path = shm_dir / "pm.pool"
-    pool = Pool(path, POOL, 4)
-    positions = prepare_many(pool, [(t, 1, batch(t)) for t in (1, 2, 3)])
-    assert commit_many(pool, [(positions[0], 1, 0, 0)]) == [lib.PM_OK]
-    epoch = pool.root.epoch
-    tag = lib.PM_ST_COMMITTING1 if (epoch + 1) % 2 else lib.PM_ST_COMMITTING0
-    for sn, pos in enumerate(positions[1:], start=1):
-        pool.buf[pos + 24 : pos + 32] = struct.pack("<Q", sn)  # pm_entry.sn
-        pool.buf[pos : pos + 8] = struct.pack("<Q", tag)  # pm_entry.state
-    if durable_epoch:
-        pool.root.epoch = epoch + 1
-    pool.close()
-    pool = Pool(path, POOL, 4)
-    try:
-        states = [pool.header(pos).state for pos in positions]
-        settled = lib.PM_ST_COMMITTED if durable_epoch else lib.PM_ST_PREPARED
-        assert states == [lib.PM_ST_COMMITTED, settled, settled]
-        runs, prepared = pool.scan()
-        assert list(runs[0][0]) == ([0, 1, 2] if durable_epoch else [0])
-        assert prepared == ([] if durable_epoch else positions[1:])
-    finally:
-        pool.close()
