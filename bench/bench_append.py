@@ -1,10 +1,12 @@
 """Append throughput and latency through the native client: 1 shard x 3 replicas.
 
-Run: .venv/bin/python bench/bench_append.py [--storage memory|pm] [--shm] [--seconds 5]
+Run: .venv/bin/python bench/bench_append.py [--storage memory|pm] [--shm] [--seconds 5] [--curve]
 --shm puts the PM pools on /dev/shm with PMEM_IS_PMEM_FORCE=1 (PM emulation);
 without it a pm pool lives in a temporary directory on disk (the durable msync path).
 Prints entries/s with many appends in flight, p50/p99 at low load, and the raw
 loopback ceiling (length-prefixed frames over asyncio TCP) measured in the same run.
+--curve prints the throughput-latency curve instead: for 1 to 1024 appends in flight
+(a closed loop), entries/s, each append's p50/p99 and the CPU all processes spent per entry.
 """
 
 from __future__ import annotations
@@ -18,27 +20,29 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_seconds, running_cluster, summary
+from common import cpu_seconds, percentile, running_cluster, summary
 from flexlog.core import rpc
 from flexlog.core.client import FlexLogClient
 from flexlog.core.registry import ColorInfo
 
+CURVE_IN_FLIGHT = (1, 4, 16, 64, 256, 1024)
+
 
 async def throughput(client: FlexLogClient, color: str, size: int, seconds: float,
-                     in_flight: int) -> float:
+                     in_flight: int) -> tuple[float, list[float]]:
+    """Entries/s with in_flight appends always outstanding, and each append's seconds."""
     payload = b"x" * size
-    done = 0
+    took: list[float] = []
     stop = time.perf_counter() + seconds
 
     async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
+        while (t := time.perf_counter()) < stop:
             await client.append([payload], color)
-            done += 1
+            took.append(time.perf_counter() - t)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return done / (time.perf_counter() - start)
+    return len(took) / (time.perf_counter() - start), took
 
 
 async def latency(client: FlexLogClient, color: str | ColorInfo, size: int, n: int) -> list[float]:
@@ -91,7 +95,7 @@ async def run(cfg: object, pids: list[int], size: int, seconds: float, in_flight
         await client.create_color("bench")
         await throughput(client, "bench", size, 1.0, in_flight)  # warm-up
         cpu0 = cpu_seconds(pids)
-        rate = await throughput(client, "bench", size, seconds, in_flight)
+        rate, _ = await throughput(client, "bench", size, seconds, in_flight)
         cpu_per_entry = (cpu_seconds(pids) - cpu0) / (rate * seconds)
         lat = await latency(client, "bench", size, 2000)
     raw_rate, raw_lat = await loopback_ceiling(size, seconds, in_flight)
@@ -104,6 +108,23 @@ async def run(cfg: object, pids: list[int], size: int, seconds: float, in_flight
     print(f"  raw loopback round trip:       {summary(raw_lat)}")
 
 
+async def curve(cfg: object, pids: list[int], size: int, seconds: float) -> None:
+    async with FlexLogClient(cfg) as client:  # type: ignore[arg-type]
+        await client.wait_ready()
+        await client.create_color("bench")
+        await throughput(client, "bench", size, 1.0, 64)  # warm-up
+        print(f"append {size} B entries, 1 shard x 3 replicas, closed loop, {seconds:g} s per point:")
+        print("| in flight | entries/s | p50 ms | p99 ms | CPU per entry, all processes |")
+        print("|---|---|---|---|---|")
+        for in_flight in CURVE_IN_FLIGHT:
+            cpu0 = cpu_seconds(pids)
+            rate, took = await throughput(client, "bench", size, seconds, in_flight)
+            cpu = (cpu_seconds(pids) - cpu0) / len(took)
+            ms = [t * 1000 for t in took]
+            print(f"| {in_flight} | {rate:,.0f} | {percentile(ms, 50):.2f} | {percentile(ms, 99):.2f} "
+                  f"| {cpu * 1e6:.1f} us |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", default="memory", choices=["memory", "pm"])
@@ -111,6 +132,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--in-flight", type=int, default=512)
     parser.add_argument("--shm", action="store_true", help="PM pools on /dev/shm with PMEM_IS_PMEM_FORCE=1")
+    parser.add_argument("--curve", action="store_true", help="the throughput-latency curve instead")
     args = parser.parse_args()
     rpc.install_uvloop()
     extra = ""
@@ -121,7 +143,10 @@ def main() -> None:
             extra = f'pm_dir = "{stack.enter_context(tempfile.TemporaryDirectory(dir="/dev/shm"))}"'
         cl = stack.enter_context(running_cluster(Path(tmp), storage=args.storage, extra=extra))
         pids = [p.pid for p in cl.procs.values()]
-        asyncio.run(run(cl.config, pids, args.size, args.seconds, args.in_flight))
+        if args.curve:
+            asyncio.run(curve(cl.config, pids, args.size, args.seconds))
+        else:
+            asyncio.run(run(cl.config, pids, args.size, args.seconds, args.in_flight))
 
 
 if __name__ == "__main__":
