@@ -193,8 +193,10 @@ class _ShardWriter:
         self.readable = view.shard(shard).readable
         self.pending: dict[int, _PendingAppend] = {}
         self._retry: asyncio.TimerHandle | None = None
-        # At most four batches in flight per shard; what arrives meanwhile leaves together.
-        self.window: Batcher[_PendingAppend] = Batcher(self._flush, limit=4)
+        # At most two batches in flight per shard; what arrives meanwhile leaves together. Each
+        # gRPC message costs every process on its way far more than its bytes do (docs/performance.md,
+        # "Shard window"): four in flight sent smaller messages at 100 B records for no gain at 1 KiB.
+        self.window: Batcher[_PendingAppend] = Batcher(self._flush, limit=2)
         self._timeout_s = timeout_s
         # (deadline, token) in submission order, which is deadline order: one timer for all.
         self._deadlines: deque[tuple[float, int]] = deque()
