@@ -66,18 +66,32 @@ def _load(path: str | Path) -> ClusterConfig:
     return cfg
 
 
-def _address_clashes(cfg: ClusterConfig) -> list[str]:
-    """host:port pairs that two listeners of the config would both bind."""
-    seen: dict[str, str] = {}
+def _address_clashes(cfg: ClusterConfig, one_machine: bool = False) -> list[str]:
+    """host:port pairs that two listeners of the config would both bind.
+
+    one_machine (`flexlog up`, every process here): a wildcard host takes its port on every
+    interface and localhost is 127.0.0.1. Otherwise hosts are compared as written, since
+    two of them may name different machines.
+    """
+    seen: dict[int, list[tuple[str, str]]] = {}
     clashes = []
 
+    def same(a: str, b: str) -> bool:
+        if not one_machine:
+            return a == b
+        if a in config_mod.WILDCARD_HOSTS or b in config_mod.WILDCARD_HOSTS:
+            return True
+        return (a if a != "localhost" else "127.0.0.1") == (b if b != "localhost" else "127.0.0.1")
+
     def claim(owner: str, address: str, port: int | None = None) -> None:
-        key = address if port is None else f"{address.rpartition(':')[0]}:{port}"
+        host, _, listen_port = address.rpartition(":")
+        port = int(listen_port) if port is None else port
         if port == 0:
             return
-        if key in seen:
-            clashes.append(f"{key} is used by both {seen[key]} and {owner}")
-        seen[key] = owner
+        for other_host, other in seen.get(port, []):
+            if same(host, other_host):
+                clashes.append(f"{host}:{port} is used by both {other} and {owner}")
+        seen.setdefault(port, []).append((host, owner))
 
     for seq in cfg.sequencers:
         claim(f"sequencer {seq.name}", seq.address)
@@ -96,16 +110,16 @@ def _address_clashes(cfg: ClusterConfig) -> list[str]:
     return clashes
 
 
-def _report_clashes(cfg: ClusterConfig) -> bool:
-    clashes = _address_clashes(cfg)
+def _report_clashes(cfg: ClusterConfig, one_machine: bool = False) -> bool:
+    clashes = _address_clashes(cfg, one_machine)
     for clash in clashes:
         print(f"flexlog: invalid config: {clash}", file=sys.stderr)
     return bool(clashes)
 
 
-def _check(cfg: ClusterConfig, role: str | None) -> int:
+def _check(cfg: ClusterConfig, role: str | None, one_machine: bool = False) -> int:
     """--check-config: the file parses (done by now), no two listeners clash, the role's code loads."""
-    if _report_clashes(cfg):
+    if _report_clashes(cfg, one_machine):
         return 2
     # A replica on PM needs the compiled PMDK binding; importing it here fails the
     # check in an image built without libpmemobj rather than at first start.
@@ -131,7 +145,7 @@ def _up_config(args: argparse.Namespace) -> ClusterConfig:
             listen_host=args.listen, advertise=args.advertise,
         )
         # Refused before the file is written, so the same command with other ports starts afresh.
-        clashes = _address_clashes(config_mod.parse(tomllib.loads(text), path))
+        clashes = _address_clashes(config_mod.parse(tomllib.loads(text), path), one_machine=True)
         if clashes:
             raise ConfigError(f"--base-port {args.base_port} and --kafka-port {args.kafka_port}: "
                               + "; ".join(clashes))
@@ -593,10 +607,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = _up_config(args)
             if args.check_config:
-                return _check(cfg, None)
+                return _check(cfg, None, one_machine=True)
             # Two processes on one port would leave the second failing to bind while the launcher
             # waits for it to become ready; refuse the layout before starting anything.
-            if _report_clashes(cfg):
+            if _report_clashes(cfg, one_machine=True):
                 return 2
             return launcher.run(cfg, args.log_level)
         if args.command == "status":

@@ -394,8 +394,9 @@ class PmEngine:
         pool = self._pool
         head, tail = pool.head, pool.tail
         goal = tail - head - target_used
-        # The last commit batch's entries read COMMITTED from here on, so the walk copies them.
-        lib.pm_settle_commits(self._log)
+        if goal > 0:
+            # The last commit batch's entries read COMMITTED from here on, so the walk copies them.
+            lib.pm_settle_commits(self._log)
         batches: dict[int, _Batch] = {}
         ssd_room = self._ssd.max_bytes - self._ssd.used_bytes
         pos = head

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -327,6 +328,19 @@ static void settle(pm_log *log)
 	}
 }
 
+/*
+ * Random rather than a count, so a slot check is not predictable: a producer
+ * cannot plant, inside a payload, a header that a later session would take up
+ * past a lagging tail. Never the generation before.
+ */
+static uint64_t next_generation(uint64_t last)
+{
+	uint64_t g;
+	if (getrandom(&g, sizeof g, 0) != (ssize_t)sizeof g)
+		g = now_ns();
+	return g == last ? g + 1 : g;
+}
+
 pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
 		size_t errlen)
 {
@@ -367,7 +381,7 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	extend_tail(log);
 	settle(log);
 	/* From here on slots carry the new generation; any left past the tail stay out. */
-	root->generation++;
+	root->generation = next_generation(root->generation);
 	pmemobj_persist(pop, &root->generation, sizeof root->generation);
 	return log;
 }
@@ -384,8 +398,9 @@ void pm_close(pm_log *log)
 
 /*
  * Write a slot at *cursor, beyond the published tail, and advance the cursor;
- * nothing is visible until the tail moves over it (publish). An entry never
- * wraps: the unused end of the ring becomes a PAD slot.
+ * in this session nothing is visible until the tail moves over it (publish),
+ * after a crash the walk at open takes up every slot whose barrier completed.
+ * An entry never wraps: the unused end of the ring becomes a PAD slot.
  */
 static int64_t place_slot(pm_log *log, uint64_t *cursor, const pm_entry *hdr,
 			  const char *payload)

@@ -85,8 +85,9 @@ typedef struct pm_root {
 	 */
 	uint64_t epoch;
 	/*
-	 * Counts opens (zero in pools made before it). Slot checks include it, so
-	 * a slot a crash left past the tail is never taken up in a later session.
+	 * Drawn at random at every open (zero in pools made before it). Slot
+	 * checks include it, so a slot a crash left past the tail is never taken
+	 * up in a later session.
 	 */
 	uint64_t generation;
 } pm_root;

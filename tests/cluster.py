@@ -39,11 +39,13 @@ def two_level_toml(data_dir: Path, storage: str = "memory", shards: int = 1,
     With metrics, every process also gets a /metrics port; with launcher_metrics, `flexlog up`'s
     launcher too. Every port is picked in one go, so no two are the same.
     """
+    if launcher_metrics and not metrics:
+        raise ValueError("launcher_metrics needs metrics")
     processes = 1 + shards + shards * replicas + gateways
-    allocated = free_ports(2 * processes + 1 if metrics else processes)
+    allocated = free_ports(processes + (processes + launcher_metrics if metrics else 0))
     ports = iter(allocated[:processes])
     metric_ports = iter(allocated[processes:] if metrics else [0] * processes)
-    launcher = f"launcher_metrics_port = {allocated[-1]}" if metrics and launcher_metrics else ""
+    launcher = f"launcher_metrics_port = {allocated[-1]}" if launcher_metrics else ""
     out = [f'data_dir = "{data_dir}"', f'storage = "{storage}"', launcher, extra,
            f'[[sequencer]]\nname = "root"\naddress = "127.0.0.1:{next(ports)}"\n'
            f"metrics_port = {next(metric_ports)}\nnodes = [{{ id = 0 }}]"]

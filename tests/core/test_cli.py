@@ -124,6 +124,11 @@ def test_up_refuses_a_kafka_port_inside_the_base_port_layout(tmp_path: Path) -> 
     clashing.write_text(config_mod.default_toml(data_dir=str(data), base_port=base, kafka_port=base + 1))
     result = run("up", "--config", str(clashing))
     assert result.returncode == 2 and "sequencer leaf and gateway gateway0" in result.stderr
+    # A gateway listening on every interface takes its port from the replica on 127.0.0.1 too.
+    result = run("up", "--data-dir", str(data), "--storage", "memory", "--base-port", str(base),
+                 "--kafka-port", str(base + 101), "--listen", "0.0.0.0")
+    assert result.returncode == 2
+    assert f"0.0.0.0:{base + 101} is used by both replica shard0-r1 and gateway gateway0" in result.stderr
 
 
 def test_up_again_on_the_same_data_dir_resumes_the_log(tmp_path: Path) -> None:

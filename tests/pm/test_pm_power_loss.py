@@ -50,10 +50,17 @@ def image(pool: Pool, positions: list[int]) -> Image:
     return {pos: pool.buf[pos : pos + HEADER_AND_BASE_OFFSET] for pos in positions}
 
 
-def crash_with(path: Path, headers: Image, epoch: int | None = None, tail: int | None = None,
-               arena: dict[int, bytes] | None = None) -> Pool:
+def end_session(pool: Pool) -> int:
+    """Close pool; its generation, which slots written in it carry."""
+    generation = pool.root.generation
+    pool.close()
+    return generation
+
+
+def crash_with(path: Path, writer: int, headers: Image, epoch: int | None = None,
+               tail: int | None = None, arena: dict[int, bytes] | None = None) -> Pool:
     """Write the bytes the media kept into the closed pool at path, then open it as after a crash:
-    the first open since the session that wrote them."""
+    the first open since the session (of generation writer) that wrote them."""
     raw = Pool(path, POOL, 4)
     for pos, data in (headers | (arena or {})).items():
         raw.buf[pos : pos + len(data)] = data
@@ -61,7 +68,7 @@ def crash_with(path: Path, headers: Image, epoch: int | None = None, tail: int |
         raw.root.epoch = epoch
     if tail is not None:
         raw.root.tail = tail
-    raw.root.generation -= 1  # this open is not a session: the next open follows the writer's
+    raw.root.generation = writer  # this open is not a session: the next open follows the writer's
     raw.close()  # opened with nothing pending: the close writes nothing of its own
     return Pool(path, POOL, 4)
 
@@ -80,8 +87,8 @@ def test_a_whole_batch_whose_flips_never_landed_is_committed(path: Path):
     positions = prepare_many(pool, [1, 2, 3])
     commit_many(pool, in_order(positions, 0))
     cut, word = image(pool, positions), pool.root.epoch
-    pool.close()
-    pool = crash_with(path, cut, epoch=word)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, cut, epoch=word)
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
         runs, prepared = pool.scan()
@@ -99,7 +106,7 @@ def test_a_batch_missing_any_write_goes_back_to_prepared_whole(path: Path, lost:
     before = image(pool, positions)
     commit_many(pool, in_order(positions, 10))
     cut, word = image(pool, positions), pool.root.epoch
-    pool.close()
+    writer = end_session(pool)
     torn = bytearray(cut[positions[1]])
     if lost == "base offset":
         torn[ENTRY_HDR:] = before[positions[1]][ENTRY_HDR:]
@@ -107,7 +114,7 @@ def test_a_batch_missing_any_write_goes_back_to_prepared_whole(path: Path, lost:
         field = STATE if lost == "state" else SN
         torn[field] = before[positions[1]][field]
     cut[positions[1]] = bytes(torn)
-    pool = crash_with(path, cut, epoch=word)
+    pool = crash_with(path, writer, cut, epoch=word)
     try:
         assert states(pool, positions) == [lib.PM_ST_PREPARED] * 3
         runs, prepared = pool.scan()
@@ -126,14 +133,14 @@ def test_a_batch_whose_word_never_landed_stays_prepared_and_the_one_before_is_ke
     first, first_word = image(pool, positions[:2]), pool.root.epoch
     commit_many(pool, [(positions[2], 3, 2), (positions[3], 4, 3)])
     second, second_word = image(pool, positions[2:]), pool.root.epoch
-    pool.close()
+    writer = end_session(pool)
     # The first batch's flips to COMMITTED lag; the second batch's word is either there or not.
-    pool = crash_with(path, first | second, epoch=first_word)
+    pool = crash_with(path, writer, first | second, epoch=first_word)
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 2 + [lib.PM_ST_PREPARED] * 2
     finally:
-        pool.close()
-    pool = crash_with(path, first | second, epoch=second_word)
+        writer = end_session(pool)
+    pool = crash_with(path, writer, first | second, epoch=second_word)
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 4
         runs, _ = pool.scan()
@@ -147,8 +154,8 @@ def test_slots_past_a_lagging_tail_are_found_by_their_checks(path: Path):
     first = prepare_many(pool, [1])
     rest = prepare_many(pool, [2, 3])
     tail = pool.tail
-    pool.close()
-    pool = crash_with(path, {}, tail=first[0] + slot_bytes(len(batch(1))))
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=first[0] + slot_bytes(len(batch(1))))
     try:
         assert pool.tail == tail
         _, prepared = pool.scan()
@@ -171,8 +178,8 @@ def test_the_walk_past_the_tail_stops_at_the_first_slot_that_is_not_whole(path: 
         "older lap": {second: pool.buf[positions[0] : positions[0] + slot]},
         "garbage": {second: bytes(range(256)) * (slot // 256) + bytes(slot % 256)},
     }[damage]
-    pool.close()
-    pool = crash_with(path, {}, tail=second, arena=arena)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=second, arena=arena)
     try:
         kept = 3 if damage == "none" else 1
         assert pool.tail == (positions[2] + slot if kept == 3 else second)
@@ -186,8 +193,8 @@ def test_a_changed_base_offset_does_not_fail_the_slot_check(path: Path):
     """Commit rewrites baseOffset in place: the check leaves those 8 bytes out."""
     pool = Pool(path, POOL, 4)
     positions = prepare_many(pool, [1, 2])
-    pool.close()
-    pool = crash_with(path, {}, tail=positions[1],
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=positions[1],
                       arena={positions[1] + ENTRY_HDR: struct.pack(">q", 77)})
     try:
         assert pool.tail == positions[1] + slot_bytes(len(batch(2)))
@@ -207,8 +214,8 @@ def test_padding_past_a_lagging_tail_is_found_too(path: Path):
     wrapped = lib.pm_prepare(pool.log, 99, 1, payload, len(payload), 1)
     assert wrapped > pad and wrapped % pool.cap == 0
     tail = pool.tail
-    pool.close()
-    pool = crash_with(path, {}, tail=pad)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=pad)
     try:
         assert pool.tail == tail
         assert pool.header(wrapped).token == 99
@@ -248,14 +255,14 @@ def test_a_slot_an_earlier_crash_left_past_the_tail_is_never_taken_up(path: Path
     first, orphan = prepare_many(pool, [1, 2])
     last = first + ENTRY_HDR + len(batch(1)) - 1
     torn = {last: bytes([pool.buf[last][0] ^ 1])}
-    pool.close()
-    pool = crash_with(path, {}, tail=first, arena=torn)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=first, arena=torn)
     assert pool.tail == first
     retry = lib.pm_prepare(pool.log, 2, 1, batch(2), len(batch(2)), 1)
     assert retry == first and pool.tail == orphan
     commit_many(pool, [(retry, 2, 0)])
-    pool.close()
-    pool = crash_with(path, {}, tail=orphan)  # or a clean close: the tail is the same
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, tail=orphan)  # or a clean close: the tail is the same
     try:
         assert pool.tail == orphan
         runs, prepared = pool.scan()
@@ -271,9 +278,9 @@ def test_a_committed_state_word_past_the_tail_is_an_older_lap_not_a_commit(path:
     (first,) = prepare_many(pool, [1])
     commit_many(pool, [(first, 1, 0)])
     (second,) = prepare_many(pool, [2])
-    pool.close()
+    writer = end_session(pool)
     stale = {second: struct.pack("<Q", lib.PM_ST_COMMITTED), second + 24: struct.pack("<Q", 41)}
-    pool = crash_with(path, {}, tail=second, arena=stale)
+    pool = crash_with(path, writer, {}, tail=second, arena=stale)
     try:
         assert pool.tail == second
         runs, prepared = pool.scan()
@@ -287,8 +294,8 @@ def test_a_commit_past_a_lagging_tail_is_found_and_settled(path: Path):
     positions = prepare_many(pool, [1, 2])
     commit_many(pool, in_order(positions, 0))
     cut, word = image(pool, positions), pool.root.epoch
-    pool.close()
-    pool = crash_with(path, cut, epoch=word, tail=positions[0])
+    writer = end_session(pool)
+    pool = crash_with(path, writer, cut, epoch=word, tail=positions[0])
     try:
         assert pool.tail == positions[1] + slot_bytes(len(batch(2)))
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 2
@@ -305,8 +312,8 @@ def test_entries_two_batches_behind_the_word_are_committed(path: Path):
         commit_many(pool, [(pos, sn + 1, sn)])
         tagged.append(image(pool, [pos]))
     word = pool.root.epoch
-    pool.close()
-    pool = crash_with(path, tagged[0] | tagged[1] | tagged[2], epoch=word)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, tagged[0] | tagged[1] | tagged[2], epoch=word)
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
     finally:
@@ -318,11 +325,11 @@ def test_a_settle_cut_after_marking_the_batch_whole_finishes_its_flips(path: Pat
     positions = prepare_many(pool, [1, 2, 3])
     commit_many(pool, in_order(positions, 0))
     cut, word = image(pool, positions), pool.root.epoch
-    pool.close()
+    writer = end_session(pool)
     flipped = bytearray(cut[positions[0]])
     flipped[STATE] = struct.pack("<Q", lib.PM_ST_COMMITTED)
     cut[positions[0]] = bytes(flipped)
-    pool = crash_with(path, cut, epoch=word >> 32 << 32)  # word whole, one flip done
+    pool = crash_with(path, writer, cut, epoch=word >> 32 << 32)  # word whole, one flip done
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
     finally:
@@ -332,14 +339,14 @@ def test_a_settle_cut_after_marking_the_batch_whole_finishes_its_flips(path: Pat
 def test_batch_numbers_wrap_past_32_bits(path: Path):
     pool = Pool(path, POOL, 4)
     positions = prepare_many(pool, [1, 2, 3])
-    pool.close()
-    pool = crash_with(path, {}, epoch=0xFFFFFFFF << 32)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, {}, epoch=0xFFFFFFFF << 32)
     commit_many(pool, [(positions[0], 1, 0)])  # batch 0xFFFFFFFF + 1 = 0
     assert pool.root.epoch >> 32 == 0
     commit_many(pool, [(positions[1], 2, 1), (positions[2], 3, 2)])
     cut, word = image(pool, positions), pool.root.epoch
-    pool.close()
-    pool = crash_with(path, cut, epoch=word)
+    writer = end_session(pool)
+    pool = crash_with(path, writer, cut, epoch=word)
     try:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
     finally:
