@@ -9,13 +9,16 @@ mock cluster is the client's own ceiling (produce only: it keeps ~5 MiB per part
 The client is confluent-kafka, acks=all, linger.ms=5. Each case produces for --seconds
 (only acknowledged messages count), then consumes the topic back. End-to-end latency is
 one message at a time, with fetch.wait.max.ms 1 (polling) and 500 (librdkafka's default,
-where the fetch parks at the tail and depends on being woken). Prints figures and
-ours/peer ratios; asserts nothing.
+where the fetch parks at the tail and depends on being woken), measured on the fresh broker
+(low load) and again after the produce cases (on a PM pool file, whose msyncs are slower
+once the file has been written through), each time after a sync. Prints figures and ours/peer ratios; asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ from common import gateway_ready, percentile, produce_rate, running_cluster, run
 CASES = ((1024, 1), (1024, 4), (100, 1), (100, 4))  # (record bytes, partitions)
 FETCH_WAITS_MS = (1, 500)
 LATENCY_SAMPLES = 500
+LATENCY_PHASES = ("fresh", "after load")
 
 
 def consume_rate(bootstrap: str, topic: str, partitions: int, size: int) -> float:
@@ -77,7 +81,7 @@ def run_broker(bootstrap: str, seconds: float) -> dict[str, float]:
     """Every figure of one broker: produce and consume MB/s per case, latency percentiles."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     conf = {"bootstrap.servers": bootstrap}
-    out: dict[str, float] = {}
+    out = latencies(admin, bootstrap, LATENCY_PHASES[0])
     for size, parts in CASES:
         topic = f"bench-{size}-{parts}-{time.monotonic_ns()}"
         admin.create_topics([NewTopic(topic, num_partitions=parts)])[topic].result(30)
@@ -86,11 +90,20 @@ def run_broker(bootstrap: str, seconds: float) -> dict[str, float]:
         out[f"produce msg {size} x{parts}"] = rate
         out[f"consume {size} x{parts}"] = consume_rate(bootstrap, topic, parts, size)
         admin.delete_topics([topic])[topic].result(30)  # the stores keep every byte until then
+    return out | latencies(admin, bootstrap, LATENCY_PHASES[1])
+
+
+def latencies(admin: AdminClient, bootstrap: str, phase: str) -> dict[str, float]:
+    """End-to-end p50 and p99 for each fetch wait, on a new one-partition topic. After a sync:
+    the disk's backlog (a fresh 4 GiB pool file, the produce cases' bytes) is not a load."""
+    os.sync()
     topic = f"latency-{time.monotonic_ns()}"
     admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(30)
+    out = {}
     for wait in FETCH_WAITS_MS:
         lat = e2e_latency(bootstrap, topic, wait)
-        out[f"p50 {wait}"], out[f"p99 {wait}"] = percentile(lat, 50), percentile(lat, 99)
+        out[f"p50 {phase} {wait}"] = percentile(lat, 50)
+        out[f"p99 {phase} {wait}"] = percentile(lat, 99)
     return out
 
 
@@ -132,10 +145,11 @@ def main() -> None:
         print(f"consume {size:>4} B x{parts}p".ljust(24) + f"{ours[key]:>10.1f}{peer[key]:>12.1f}"
               f"{'-':>11}{ours[key] / peer[key]:>12.2f}")
     print(f"{'end-to-end latency':<24}{'ours p50/p99 ms':>18}{'tansu p50/p99 ms':>20}")
-    for wait in FETCH_WAITS_MS:
-        print(f"fetch.wait.max.ms={wait}".ljust(24)
-              + f"{ours[f'p50 {wait}']:>9.2f} /{ours[f'p99 {wait}']:>7.2f}"
-              + f"{peer[f'p50 {wait}']:>11.2f} /{peer[f'p99 {wait}']:>7.2f}")
+    for phase in LATENCY_PHASES:
+        for wait in FETCH_WAITS_MS:
+            print(f"wait {wait} ms, {phase}".ljust(24)
+                  + f"{ours[f'p50 {phase} {wait}']:>9.2f} /{ours[f'p99 {phase} {wait}']:>7.2f}"
+                  + f"{peer[f'p50 {phase} {wait}']:>11.2f} /{peer[f'p99 {phase} {wait}']:>7.2f}")
 
 
 if __name__ == "__main__":
