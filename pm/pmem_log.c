@@ -127,6 +127,13 @@ static uint64_t commit_word(uint32_t batch, uint32_t sum)
 	return (uint64_t)batch << 32 | sum;
 }
 
+/* The commit word of batch, marked whole (no check left to verify), persisted. */
+static void mark_whole(pm_log *log, uint32_t batch)
+{
+	log->root->epoch = commit_word(batch, 0);
+	pmemobj_persist(POP(log), &log->root->epoch, sizeof log->root->epoch);
+}
+
 static void set_err(char *err, size_t errlen, const char *what, const char *path)
 {
 	snprintf(err, errlen, "%s %s: %s", what, path, pmemobj_errormsg());
@@ -285,36 +292,30 @@ static void extend_tail(pm_log *log)
  * Finish the commit batches a crash cut. The durable commit word names batch
  * B: if it still carries a check, B's entries are COMMITTED only if every one
  * of them reached the media (their commit checks sum to it), else all go back
- * to PREPARED; then the word is marked whole. Entries of the two batches
- * before B are committed (their flips were still lagging), and entries of the
- * batch after B are not (its word never became durable).
+ * to PREPARED. The word is marked whole before a whole batch's flips and after
+ * a cut batch's entries all went back, so a cut settle converges. Entries of
+ * the two batches before B are committed (their flips were still lagging), and
+ * entries of the batch after B are not (its word never became durable).
  */
 static void settle(pm_log *log)
 {
 	pm_root *r = log->root;
 	uint32_t batch = (uint32_t)(r->epoch >> 32);
 	uint32_t check = (uint32_t)r->epoch;
-	int mine = (int)(batch & 3);
+	int whole = 1;
 	if (check != 0) {
 		uint32_t sum = 0;
 		for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
 			pm_entry *e = entry_at(log, pos);
 			if (bad_slot(log, pos, e)) /* pm_scan_count will refuse this arena */
 				return;
-			if (tag_batch(e->state) == mine)
+			if (tag_batch(e->state) == (int)(batch & 3))
 				sum += commit_check(pos, e, batch);
 		}
-		if ((sum ? sum : 1) != check) {
-			for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
-				pm_entry *e = entry_at(log, pos);
-				if (tag_batch(e->state) == mine) {
-					e->state = PM_ST_PREPARED;
-					pmemobj_persist(POP(log), &e->state, sizeof e->state);
-				}
-			}
-		}
-		r->epoch = commit_word(batch, 0);
-		pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+		whole = (sum ? sum : 1) == check;
+		/* Marked whole before any of its flips; a cut batch only once all went back. */
+		if (whole)
+			mark_whole(log, batch);
 	}
 	for (uint64_t pos = r->head; pos < r->tail; pos += entry_at(log, pos)->size) {
 		pm_entry *e = entry_at(log, pos);
@@ -323,9 +324,12 @@ static void settle(pm_log *log)
 		int k = tag_batch(e->state);
 		if (k < 0)
 			continue;
-		e->state = ((batch - (uint32_t)k) & 3) == 3 ? PM_ST_PREPARED : PM_ST_COMMITTED;
+		uint32_t behind = (batch - (uint32_t)k) & 3; /* 3: the batch after the word's */
+		e->state = behind == 3 || (behind == 0 && !whole) ? PM_ST_PREPARED : PM_ST_COMMITTED;
 		pmemobj_persist(POP(log), &e->state, sizeof e->state);
 	}
+	if (!whole)
+		mark_whole(log, batch);
 }
 
 /*
@@ -658,10 +662,8 @@ void pm_settle_commits(pm_log *log)
 {
 	if (log->n_pending == 0)
 		return;
-	pm_root *r = log->root;
-	uint32_t batch = (uint32_t)(r->epoch >> 32);
-	r->epoch = commit_word(batch, 0);
-	pmemobj_persist(POP(log), &r->epoch, sizeof r->epoch);
+	uint32_t batch = (uint32_t)(log->root->epoch >> 32);
+	mark_whole(log, batch);
 	flip_pending(log, batch);
 }
 

@@ -10,6 +10,8 @@ what a replica would find after the power came back.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,10 +59,11 @@ def end_session(pool: Pool) -> int:
     return generation
 
 
-def crash_with(path: Path, writer: int, headers: Image, epoch: int | None = None,
-               tail: int | None = None, arena: dict[int, bytes] | None = None) -> Pool:
-    """Write the bytes the media kept into the closed pool at path, then open it as after a crash:
-    the first open since the session (of generation writer) that wrote them."""
+@contextmanager
+def after_crash(path: Path, writer: int, headers: Image, epoch: int | None = None,
+                tail: int | None = None, arena: dict[int, bytes] | None = None) -> Iterator[Pool]:
+    """Write the bytes the media kept into the closed pool at path, then open it as after a crash
+    (the first open since the session of generation writer that wrote them), and close it after."""
     raw = Pool(path, POOL, 4)
     for pos, data in (headers | (arena or {})).items():
         raw.buf[pos : pos + len(data)] = data
@@ -70,7 +73,17 @@ def crash_with(path: Path, writer: int, headers: Image, epoch: int | None = None
         raw.root.tail = tail
     raw.root.generation = writer  # this open is not a session: the next open follows the writer's
     raw.close()  # opened with nothing pending: the close writes nothing of its own
-    return Pool(path, POOL, 4)
+    with reopened(path) as pool:
+        yield pool
+
+
+@contextmanager
+def reopened(path: Path) -> Iterator[Pool]:
+    pool = Pool(path, POOL, 4)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 def states(pool: Pool, positions: list[int]) -> list[int]:
@@ -88,14 +101,11 @@ def test_a_whole_batch_whose_flips_never_landed_is_committed(path: Path):
     commit_many(pool, in_order(positions, 0))
     cut, word = image(pool, positions), pool.root.epoch
     writer = end_session(pool)
-    pool = crash_with(path, writer, cut, epoch=word)
-    try:
+    with after_crash(path, writer, cut, epoch=word) as pool:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
         runs, prepared = pool.scan()
         assert list(runs[0][0]) == [0, 1, 2] and prepared == []
         assert pool.root.epoch == word >> 32 << 32  # settled: the batch is known whole
-    finally:
-        pool.close()
 
 
 @pytest.mark.parametrize("lost", ["state", "sn", "base offset"])
@@ -114,16 +124,13 @@ def test_a_batch_missing_any_write_goes_back_to_prepared_whole(path: Path, lost:
         field = STATE if lost == "state" else SN
         torn[field] = before[positions[1]][field]
     cut[positions[1]] = bytes(torn)
-    pool = crash_with(path, writer, cut, epoch=word)
-    try:
+    with after_crash(path, writer, cut, epoch=word) as pool:
         assert states(pool, positions) == [lib.PM_ST_PREPARED] * 3
         runs, prepared = pool.scan()
         assert runs == {} and prepared == positions
         # Committed again later, as the replica does, with the SNs rewritten.
         commit_many(pool, in_order(positions, 20))
         assert struct.unpack(">q", pool.payload(positions[2], 8)) == (22,)
-    finally:
-        pool.close()
 
 
 def test_a_batch_whose_word_never_landed_stays_prepared_and_the_one_before_is_kept(path: Path):
@@ -135,18 +142,13 @@ def test_a_batch_whose_word_never_landed_stays_prepared_and_the_one_before_is_ke
     second, second_word = image(pool, positions[2:]), pool.root.epoch
     writer = end_session(pool)
     # The first batch's flips to COMMITTED lag; the second batch's word is either there or not.
-    pool = crash_with(path, writer, first | second, epoch=first_word)
-    try:
+    with after_crash(path, writer, first | second, epoch=first_word) as pool:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 2 + [lib.PM_ST_PREPARED] * 2
-    finally:
-        writer = end_session(pool)
-    pool = crash_with(path, writer, first | second, epoch=second_word)
-    try:
+        writer = pool.root.generation
+    with after_crash(path, writer, first | second, epoch=second_word) as pool:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 4
         runs, _ = pool.scan()
         assert list(runs[0][0]) == [0, 1, 2, 3]
-    finally:
-        pool.close()
 
 
 def test_slots_past_a_lagging_tail_are_found_by_their_checks(path: Path):
@@ -155,13 +157,10 @@ def test_slots_past_a_lagging_tail_are_found_by_their_checks(path: Path):
     rest = prepare_many(pool, [2, 3])
     tail = pool.tail
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=first[0] + slot_bytes(len(batch(1))))
-    try:
+    with after_crash(path, writer, {}, tail=first[0] + slot_bytes(len(batch(1)))) as pool:
         assert pool.tail == tail
         _, prepared = pool.scan()
         assert prepared == first + rest
-    finally:
-        pool.close()
 
 
 @pytest.mark.parametrize("damage", ["none", "torn payload", "older lap", "garbage"])
@@ -179,14 +178,11 @@ def test_the_walk_past_the_tail_stops_at_the_first_slot_that_is_not_whole(path: 
         "garbage": {second: bytes(range(256)) * (slot // 256) + bytes(slot % 256)},
     }[damage]
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=second, arena=arena)
-    try:
+    with after_crash(path, writer, {}, tail=second, arena=arena) as pool:
         kept = 3 if damage == "none" else 1
         assert pool.tail == (positions[2] + slot if kept == 3 else second)
         _, prepared = pool.scan()
         assert prepared == positions[:kept]
-    finally:
-        pool.close()
 
 
 def test_a_changed_base_offset_does_not_fail_the_slot_check(path: Path):
@@ -194,12 +190,9 @@ def test_a_changed_base_offset_does_not_fail_the_slot_check(path: Path):
     pool = Pool(path, POOL, 4)
     positions = prepare_many(pool, [1, 2])
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=positions[1],
-                      arena={positions[1] + ENTRY_HDR: struct.pack(">q", 77)})
-    try:
+    with after_crash(path, writer, {}, tail=positions[1],
+                     arena={positions[1] + ENTRY_HDR: struct.pack(">q", 77)}) as pool:
         assert pool.tail == positions[1] + slot_bytes(len(batch(2)))
-    finally:
-        pool.close()
 
 
 def test_padding_past_a_lagging_tail_is_found_too(path: Path):
@@ -215,12 +208,9 @@ def test_padding_past_a_lagging_tail_is_found_too(path: Path):
     assert wrapped > pad and wrapped % pool.cap == 0
     tail = pool.tail
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=pad)
-    try:
+    with after_crash(path, writer, {}, tail=pad) as pool:
         assert pool.tail == tail
         assert pool.header(wrapped).token == 99
-    finally:
-        pool.close()
 
 
 def test_a_version_1_pool_is_settled_by_the_epoch_parity_and_upgraded(path: Path):
@@ -236,15 +226,12 @@ def test_a_version_1_pool_is_settled_by_the_epoch_parity_and_upgraded(path: Path
         raw.buf[pos + 44 : pos + 48] = struct.pack("<I", 0)
         raw.buf[pos : pos + 8] = struct.pack("<Q", tag)
     raw.close()
-    pool = Pool(path, POOL, 4)
-    try:
+    with reopened(path) as pool:
         # Epoch 7 is odd: the COMMITTING1 entry reached its commit point, the COMMITTING0 one did not.
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 2 + [lib.PM_ST_PREPARED]
         assert (pool.root.version, pool.root.epoch) == (2, 0)
         commit_many(pool, [(positions[2], 3, 2)])
         assert pool.root.epoch >> 32 == 1
-    finally:
-        pool.close()
 
 
 def test_a_slot_an_earlier_crash_left_past_the_tail_is_never_taken_up(path: Path):
@@ -256,19 +243,16 @@ def test_a_slot_an_earlier_crash_left_past_the_tail_is_never_taken_up(path: Path
     last = first + ENTRY_HDR + len(batch(1)) - 1
     torn = {last: bytes([pool.buf[last][0] ^ 1])}
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=first, arena=torn)
-    assert pool.tail == first
-    retry = lib.pm_prepare(pool.log, 2, 1, batch(2), len(batch(2)), 1)
-    assert retry == first and pool.tail == orphan
-    commit_many(pool, [(retry, 2, 0)])
-    writer = end_session(pool)
-    pool = crash_with(path, writer, {}, tail=orphan)  # or a clean close: the tail is the same
-    try:
+    with after_crash(path, writer, {}, tail=first, arena=torn) as pool:
+        assert pool.tail == first
+        retry = lib.pm_prepare(pool.log, 2, 1, batch(2), len(batch(2)), 1)
+        assert retry == first and pool.tail == orphan
+        commit_many(pool, [(retry, 2, 0)])
+        writer = pool.root.generation
+    with after_crash(path, writer, {}, tail=orphan) as pool:  # or a clean close: the tail is the same
         assert pool.tail == orphan
         runs, prepared = pool.scan()
         assert list(runs[0][0]) == [0] and prepared == []
-    finally:
-        pool.close()
 
 
 def test_a_committed_state_word_past_the_tail_is_an_older_lap_not_a_commit(path: Path):
@@ -280,13 +264,10 @@ def test_a_committed_state_word_past_the_tail_is_an_older_lap_not_a_commit(path:
     (second,) = prepare_many(pool, [2])
     writer = end_session(pool)
     stale = {second: struct.pack("<Q", lib.PM_ST_COMMITTED), second + 24: struct.pack("<Q", 41)}
-    pool = crash_with(path, writer, {}, tail=second, arena=stale)
-    try:
+    with after_crash(path, writer, {}, tail=second, arena=stale) as pool:
         assert pool.tail == second
         runs, prepared = pool.scan()
         assert list(runs[0][0]) == [0] and prepared == []
-    finally:
-        pool.close()
 
 
 def test_a_commit_past_a_lagging_tail_is_found_and_settled(path: Path):
@@ -295,12 +276,9 @@ def test_a_commit_past_a_lagging_tail_is_found_and_settled(path: Path):
     commit_many(pool, in_order(positions, 0))
     cut, word = image(pool, positions), pool.root.epoch
     writer = end_session(pool)
-    pool = crash_with(path, writer, cut, epoch=word, tail=positions[0])
-    try:
+    with after_crash(path, writer, cut, epoch=word, tail=positions[0]) as pool:
         assert pool.tail == positions[1] + slot_bytes(len(batch(2)))
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 2
-    finally:
-        pool.close()
 
 
 def test_entries_two_batches_behind_the_word_are_committed(path: Path):
@@ -313,11 +291,8 @@ def test_entries_two_batches_behind_the_word_are_committed(path: Path):
         tagged.append(image(pool, [pos]))
     word = pool.root.epoch
     writer = end_session(pool)
-    pool = crash_with(path, writer, tagged[0] | tagged[1] | tagged[2], epoch=word)
-    try:
+    with after_crash(path, writer, tagged[0] | tagged[1] | tagged[2], epoch=word) as pool:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
-    finally:
-        pool.close()
 
 
 def test_a_settle_cut_after_marking_the_batch_whole_finishes_its_flips(path: Path):
@@ -329,25 +304,19 @@ def test_a_settle_cut_after_marking_the_batch_whole_finishes_its_flips(path: Pat
     flipped = bytearray(cut[positions[0]])
     flipped[STATE] = struct.pack("<Q", lib.PM_ST_COMMITTED)
     cut[positions[0]] = bytes(flipped)
-    pool = crash_with(path, writer, cut, epoch=word >> 32 << 32)  # word whole, one flip done
-    try:
+    with after_crash(path, writer, cut, epoch=word >> 32 << 32) as pool:  # word whole, one flip done
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
-    finally:
-        pool.close()
 
 
 def test_batch_numbers_wrap_past_32_bits(path: Path):
     pool = Pool(path, POOL, 4)
     positions = prepare_many(pool, [1, 2, 3])
     writer = end_session(pool)
-    pool = crash_with(path, writer, {}, epoch=0xFFFFFFFF << 32)
-    commit_many(pool, [(positions[0], 1, 0)])  # batch 0xFFFFFFFF + 1 = 0
-    assert pool.root.epoch >> 32 == 0
-    commit_many(pool, [(positions[1], 2, 1), (positions[2], 3, 2)])
-    cut, word = image(pool, positions), pool.root.epoch
-    writer = end_session(pool)
-    pool = crash_with(path, writer, cut, epoch=word)
-    try:
+    with after_crash(path, writer, {}, epoch=0xFFFFFFFF << 32) as pool:
+        commit_many(pool, [(positions[0], 1, 0)])  # batch 0xFFFFFFFF + 1 = 0
+        assert pool.root.epoch >> 32 == 0
+        commit_many(pool, [(positions[1], 2, 1), (positions[2], 3, 2)])
+        cut, word = image(pool, positions), pool.root.epoch
+        writer = pool.root.generation
+    with after_crash(path, writer, cut, epoch=word) as pool:
         assert states(pool, positions) == [lib.PM_ST_COMMITTED] * 3
-    finally:
-        pool.close()
