@@ -4,7 +4,8 @@
   package (flexlog.core, ...) to its folder, and every folder below it with an
   `__init__.py` becomes a subpackage. A new subpackage is shipped without editing
   anything (a hand-kept list once left flexlog.gateway.protocol.messages out of the wheel).
-- The cffi extensions flexlog.pm._pmem and flexlog.core._records_walk, compiled at install.
+- The cffi extensions flexlog.pm._pmem, flexlog.core._records_walk and
+  flexlog.core._append_wire, compiled at install.
 """
 
 import tomllib
@@ -27,4 +28,5 @@ def packages() -> list[str]:
 
 
 setup(packages=packages(), cffi_modules=["pm/_build_pmem.py:ffibuilder",
-                                              "core/_build_records_walk.py:ffibuilder"])
+                                              "core/_build_records_walk.py:ffibuilder",
+                                              "core/_build_append_wire.py:ffibuilder"])

@@ -89,14 +89,23 @@ async def loopback_ceiling(size: int, seconds: float, in_flight: int) -> tuple[f
     return rate, lat
 
 
-async def run(cfg: object, pids: list[int], size: int, seconds: float, in_flight: int) -> None:
+def role_cpu(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far per role; "client" is this process."""
+    used = {role: cpu_seconds(pids, with_self=False) for role, pids in roles.items()}
+    return {"client": time.process_time(), **used}
+
+
+async def run(cfg: object, roles: dict[str, list[int]], size: int, seconds: float,
+              in_flight: int) -> None:
     async with FlexLogClient(cfg) as client:  # type: ignore[arg-type]
         await client.wait_ready()
         await client.create_color("bench")
         await throughput(client, "bench", size, 1.0, in_flight)  # warm-up
-        cpu0 = cpu_seconds(pids)
-        rate, _ = await throughput(client, "bench", size, seconds, in_flight)
-        cpu_per_entry = (cpu_seconds(pids) - cpu0) / (rate * seconds)
+        before = role_cpu(roles)
+        rate, took = await throughput(client, "bench", size, seconds, in_flight)
+        after = role_cpu(roles)
+        per_role = {role: (after[role] - before[role]) / len(took) for role in after}
+        cpu_per_entry = sum(per_role.values())
         lat = await latency(client, "bench", size, 2000)
     raw_rate, raw_lat = await loopback_ceiling(size, seconds, in_flight)
     print(f"append {size} B entries, 1 shard x 3 replicas, {in_flight} in flight:")
@@ -104,6 +113,7 @@ async def run(cfg: object, pids: list[int], size: int, seconds: float, in_flight
     print(f"  raw loopback  {raw_rate:>10,.0f} frames/s   ratio {rate / raw_rate:.3f}")
     print(f"  CPU per entry, client + all cluster processes: {cpu_per_entry * 1e6:.1f} us "
           f"(= {2 / cpu_per_entry:,.0f} entries/s if 2 cores did nothing else)")
+    print("    by role: " + ", ".join(f"{role} {cpu * 1e6:.1f} us" for role, cpu in per_role.items()))
     print(f"  latency, one append at a time: {summary(lat)}")
     print(f"  raw loopback round trip:       {summary(raw_lat)}")
 
@@ -146,7 +156,10 @@ def main() -> None:
         if args.curve:
             asyncio.run(curve(cl.config, pids, args.size, args.seconds))
         else:
-            asyncio.run(run(cl.config, pids, args.size, args.seconds, args.in_flight))
+            sequencers = {s.name for s in cl.config.sequencers}
+            roles = {"sequencers": [p.pid for n, p in cl.procs.items() if n in sequencers],
+                     "replicas (3)": [p.pid for n, p in cl.procs.items() if n not in sequencers]}
+            asyncio.run(run(cl.config, roles, args.size, args.seconds, args.in_flight))
 
 
 if __name__ == "__main__":

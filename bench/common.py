@@ -35,10 +35,11 @@ CACHE = Path.home() / ".cache" / "flexlog-bench"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes (robust on a noisy machine)."""
+def cpu_seconds(pids: list[int], with_self: bool = True) -> float:
+    """User + system CPU time used so far by these processes and, with_self, this one
+    (robust on a noisy machine)."""
     total = 0
-    for pid in [*pids, os.getpid()]:
+    for pid in [*pids, os.getpid()] if with_self else pids:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])

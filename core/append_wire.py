@@ -5,7 +5,7 @@ protobuf classes each payload was copied four times on the client (into the mess
 by serializing it, by framing it as an element of `ops`, by joining a message) and
 twice on the replica (parsing, then reading the bytes field). Here the client frames
 a payload with a few header bytes in one join, and the replica takes payloads as
-memoryview slices of the message gRPC handed it.
+memoryview slices of the message gRPC handed it, their ranges found in C.
 
 The bytes are exactly those of the generated classes (fields in number order, proto3
 defaults left out) and the decoder accepts anything they may send (any field order,
@@ -14,7 +14,10 @@ unknown fields skipped), so `flexlog.proto` stays the contract for other clients
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from ._append_wire import ffi as _ffi
+from ._append_wire import lib as _wire
 
 _TOKEN = 0x09  # field 1, fixed64
 _COLOR = 0x10  # field 2, varint
@@ -24,15 +27,12 @@ _PAYLOAD = 0x2A  # field 5, length-delimited
 _CONTIGUOUS = 0x30  # field 6, varint
 _OPS = 0x0A  # AppendRequest field 1, length-delimited
 
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-
 
 class MalformedAppend(ValueError):
     """The bytes are not a well-formed AppendRequest."""
 
 
-@dataclass(slots=True, frozen=True)
-class AppendOp:
+class AppendOp(NamedTuple):
     """One append: a RecordBatch v2 for `color`, identified by the client's `token`."""
 
     token: int  # unique per append: client id (high 32 bits) | sequence
@@ -72,85 +72,34 @@ def encode_op(op: AppendOp) -> bytes:
     return b"".join((bytes((_OPS,)), _varint(body_size), head, op.payload, tail))
 
 
-def _read_varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
-    value = 0
-    shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise MalformedAppend("truncated or overlong varint")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value & 0xFFFFFFFFFFFFFFFF, pos
-        shift += 7
-
-
-def _skip(data: memoryview, pos: int, end: int, wire_type: int) -> int:
-    """Position after a field of wire_type (an unknown field a newer sender may add)."""
-    if wire_type == _VARINT:
-        return _read_varint(data, pos, end)[1]
-    if wire_type == _FIXED64:
-        pos += 8
-    elif wire_type == _LENGTH:
-        size, pos = _read_varint(data, pos, end)
-        pos += size
-    elif wire_type == _FIXED32:
-        pos += 4
-    else:
-        raise MalformedAppend(f"unsupported wire type {wire_type}")
-    if pos > end:
-        raise MalformedAppend("field runs past the end of its message")
-    return pos
-
-
-def _decode_op(data: memoryview, pos: int, end: int) -> AppendOp:
-    token = color = owner = count = 0
-    payload: bytes | memoryview = b""
-    contiguous = False
-    while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        if key == _TOKEN:
-            if pos + 8 > end:
-                raise MalformedAppend("truncated token")
-            token = int.from_bytes(data[pos:pos + 8], "little")
-            pos += 8
-        elif key == _PAYLOAD:
-            size, pos = _read_varint(data, pos, end)
-            if pos + size > end:
-                raise MalformedAppend("payload runs past the end of its op")
-            payload = data[pos:pos + size]
-            pos += size
-        elif key == _COLOR:
-            color, pos = _read_varint(data, pos, end)
-        elif key == _OWNER:
-            owner, pos = _read_varint(data, pos, end)
-            owner &= 0xFFFFFFFF
-        elif key == _COUNT:
-            count, pos = _read_varint(data, pos, end)
-            count &= 0xFFFFFFFF
-        elif key == _CONTIGUOUS:
-            flag, pos = _read_varint(data, pos, end)
-            contiguous = flag != 0
-        else:
-            pos = _skip(data, pos, end, key & 7)
-    return AppendOp(token, color, owner, count, payload, contiguous)
+_ERRORS = {
+    _wire.AW_EVARINT: "truncated or overlong varint",
+    _wire.AW_EOP: "op runs past the end of the request",
+    _wire.AW_EPAYLOAD: "payload runs past the end of its op",
+    _wire.AW_ETOKEN: "truncated token",
+    _wire.AW_EWIRETYPE: "unsupported wire type",
+    _wire.AW_EFIELD: "field runs past the end of its message",
+}
+_FIRST_ROWS = 64  # ops a message is decoded for at first; a longer one is decoded again
 
 
 def decode_request(data: bytes) -> list[AppendOp]:
-    """The ops of a serialized AppendRequest; payloads are views of data, not copies."""
+    """The ops of a serialized AppendRequest; payloads are views of data, not copies.
+
+    The walk is C (`append_wire.c`): it returns each op's fields and its payload's range as
+    columns, so the Python left per op is one slice and one tuple."""
+    source = _ffi.from_buffer(data)
+    rows = _FIRST_ROWS
+    while True:
+        columns = _ffi.new("uint64_t[]", _wire.AW_COLUMNS * rows)
+        found = _wire.aw_decode_request(source, len(data), columns, rows)
+        if found < 0:
+            raise MalformedAppend(_ERRORS[found])
+        if found <= rows:
+            break
+        rows = found
+    tokens, colors, owners, counts, starts, sizes, contiguous = (
+        _ffi.unpack(columns + c * rows, found) for c in range(_wire.AW_COLUMNS))
     view = memoryview(data)
-    end = len(view)
-    ops: list[AppendOp] = []
-    pos = 0
-    while pos < end:
-        key, pos = _read_varint(view, pos, end)
-        if key == _OPS:
-            size, pos = _read_varint(view, pos, end)
-            if pos + size > end:
-                raise MalformedAppend("op runs past the end of the request")
-            ops.append(_decode_op(view, pos, pos + size))
-            pos += size
-        else:
-            pos = _skip(view, pos, end, key & 7)
-    return ops
+    payloads = [view[start:start + size] for start, size in zip(starts, sizes, strict=True)]
+    return list(map(AppendOp, tokens, colors, owners, counts, payloads, map(bool, contiguous)))

@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from google.protobuf.message import DecodeError
 
 from flexlog.core.append_wire import AppendOp, MalformedAppend, decode_request, encode_op
 from flexlog.core.proto import flexlog_pb2 as pb
@@ -70,3 +71,79 @@ def test_fields_in_any_order_and_unknown_fields_are_accepted() -> None:
 def test_malformed_requests_are_refused(data: bytes) -> None:
     with pytest.raises(MalformedAppend):
         decode_request(data)
+
+
+def test_a_message_of_more_ops_than_the_first_guess_decodes_whole() -> None:
+    ops = [AppendOp(i + 1, 7, 1, 1, bytes([i % 256]) * (i % 5 + 1), i % 3 == 0) for i in range(1000)]
+    decoded = decode_request(b"".join(encode_op(op) for op in ops))
+    assert [(o.token, o.color, bytes(o.payload), o.contiguous) for o in decoded] \
+        == [(o.token, o.color, bytes(o.payload), o.contiguous) for o in ops]
+
+
+def test_a_repeated_field_keeps_its_last_value() -> None:
+    body = b"\x10\x05\x10\x06" + b"\x2a\x01a\x2a\x02bc" + b"\x18\x01\x18\x02" + b"\x30\x01\x30\x00"
+    (op,) = decode_request(b"\x0a" + bytes([len(body)]) + body)
+    assert (op.color, bytes(op.payload), op.owner, op.contiguous) == (6, b"bc", 2, False)
+    assert op == pb_values(b"\x0a" + bytes([len(body)]) + body)[0]
+
+
+def test_uint32_fields_keep_their_low_32_bits_as_protobuf_does() -> None:
+    body = b"\x18" + b"\xff" * 9 + b"\x01" + b"\x20\x80\x80\x80\x80\x10"  # owner 2**64 - 1, count 2**32
+    data = b"\x0a" + bytes([len(body)]) + body
+    (op,) = decode_request(data)
+    assert (op.owner, op.count) == (2**32 - 1, 0) == (pb.AppendRequest.FromString(data).ops[0].owner,
+                                                      pb.AppendRequest.FromString(data).ops[0].count)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"\x0a\x02\x52\x05", "field runs past the end of its message"),  # unknown field 10, 5 bytes
+    (b"\x0a\x02\x59\x00", "field runs past the end of its message"),  # unknown fixed64 field 11
+    (b"\x0a\x05\x10", "op runs past the end of the request"),
+    (b"\x0a\x03\x2a\x05ab", "payload runs past the end of its op"),
+    (b"\x0a\x02\x09\x01", "truncated token"),
+    (b"\x0a\x01\x0e", "unsupported wire type"),
+])
+def test_a_malformed_request_says_what_is_wrong(data: bytes, reason: str) -> None:
+    with pytest.raises(MalformedAppend, match=reason):
+        decode_request(data)
+
+
+def pb_values(data: bytes) -> list[AppendOp]:
+    return [AppendOp(o.token, o.color, o.owner, o.count, o.payload, o.contiguous)
+            for o in pb.AppendRequest.FromString(data).ops]
+
+
+def test_mutated_messages_decode_as_protobuf_reads_them_or_are_refused() -> None:
+    # The decoder is C reading bytes from the network: any bytes must give either what
+    # protobuf's own parser reads from them, or MalformedAppend, never a crash or a read
+    # outside the message.
+    rng = random.Random(9)
+    agreed = refused = 0
+    for _ in range(3000):
+        ops = [_random_op(rng) for _ in range(rng.randint(1, 3))]
+        for op in ops:
+            if len(op.payload) > 200:
+                ops[ops.index(op)] = op._replace(payload=op.payload[:200])
+        data = bytearray(b"".join(encode_op(op) for op in ops))
+        for _ in range(rng.randint(1, 4)):
+            action = rng.random()
+            at = rng.randrange(len(data))
+            if action < 0.5:
+                data[at] = rng.randrange(256)
+            elif action < 0.75:
+                del data[at:at + rng.randint(1, 8)]
+            else:
+                data[at:at] = rng.randbytes(rng.randint(1, 8))
+        try:
+            ours = decode_request(bytes(data))
+        except MalformedAppend:
+            refused += 1
+            continue
+        try:
+            theirs = pb_values(bytes(data))
+        except DecodeError:  # protobuf refuses a field number 0, which we skip as unknown
+            continue
+        assert [(o.token, o.color, o.owner, o.count, bytes(o.payload), o.contiguous) for o in ours] \
+            == [(o.token, o.color, o.owner, o.count, bytes(o.payload), o.contiguous) for o in theirs]
+        agreed += 1
+    assert agreed > 300 and refused > 300

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 KINDS = ("wheel", "sdist")
 # The compiled cffi bindings: no .py in the tree stands for them.
-EXTENSIONS = ("flexlog.pm._pmem", "flexlog.core._records_walk")
+EXTENSIONS = ("flexlog.pm._pmem", "flexlog.core._records_walk", "flexlog.core._append_wire")
 
 
 def run(cmd: list[str | Path], timeout: float, cwd: Path | None = None) -> str:
