@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flexlog.core import config as config_mod
+from flexlog.core import gc_settings
 from flexlog.core.config import ClusterConfig, ConfigError
 from flexlog.core.storage import StorageEngine
 
@@ -165,6 +166,7 @@ async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await server.start()  # type: ignore[attr-defined]
+    gc_settings.tune_gc()
     await stop.wait()
     stopping = asyncio.ensure_future(server.stop())  # type: ignore[attr-defined]
     # Not wait_for: it would cancel a stuck stop and then wait for that, forever, if it hangs.
