@@ -165,8 +165,8 @@ async def _serve(server: object, on_hangup: Callable[[], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    gc_settings.tune_gc()  # before listening: its one full collection pauses the loop
     await server.start()  # type: ignore[attr-defined]
-    gc_settings.tune_gc()
     await stop.wait()
     stopping = asyncio.ensure_future(server.stop())  # type: ignore[attr-defined]
     # Not wait_for: it would cancel a stuck stop and then wait for that, forever, if it hangs.

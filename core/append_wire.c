@@ -9,7 +9,8 @@
  *   AppendOp: token = 1 (fixed64), color = 2, owner = 3, count = 4 (varints),
  *             payload = 5 (length-delimited), contiguous = 6 (varint)
  * Fields may come in any order, a repeated scalar keeps its last value, and unknown
- * fields are skipped, so a newer sender's messages still decode.
+ * fields are skipped, so a newer sender's messages still decode. Groups (wire types 3
+ * and 4) are refused: proto3, which flexlog.proto is, never writes them.
  */
 #include "append_wire.h"
 
@@ -129,7 +130,8 @@ static int decode_op(const uint8_t *data, size_t pos, size_t end, uint64_t *colu
 /*
  * The number of ops in the request, or an AW_ error. columns holds AW_COLUMNS columns of
  * cap values each, in the order of AW_COLUMNS; only the first cap ops are written, so a
- * caller whose cap was too small calls again with the count returned.
+ * call with cap 0 (and columns NULL) counts and checks the ops, and a second one with
+ * that count decodes them.
  */
 int64_t aw_decode_request(const uint8_t *data, size_t size, uint64_t *columns, size_t cap)
 {

@@ -1,23 +1,27 @@
 """Settings of CPython's cyclic garbage collector for server processes.
 
 Every append makes a few short-lived container objects in each process it passes (the
-decoded op, its grant, futures), and a replica or gateway also holds many long-lived ones
-(modules, recovered indexes, the memory engine's entries). With CPython's defaults a
-young collection runs every 700 allocations, and every hundred or so of those a full
-collection walks every object the process holds: in a replica under native appends that
-was about a seventh of its CPU (docs/performance.md, "Garbage collector").
+decoded op, its grant, futures), and a server also holds many long-lived ones (modules,
+a replica's recovered indexes, the memory engine's entries). With CPython's defaults a
+young collection runs whenever tracked container objects allocated exceed those freed by
+700, and a full collection, which walks every object the process holds, follows every
+hundred young ones (once the objects that survived since the last full one are a quarter
+of those it walked). In a replica under native appends that was about a seventh of its
+CPU (docs/performance.md, "Per-entry cost in the replicas").
 
-So once a server is up, what it holds then is frozen (full collections no longer walk it)
-and young collections run every YOUNG_THRESHOLD allocations. Cyclic garbage is still
-collected, only in larger rounds; objects in the frozen set that later become cyclic
-garbage are not (freed by reference counting, they go as always).
+So before a server starts listening, what it holds then is collected once and frozen
+(full collections no longer walk it: a replica's recovered store, every process's
+modules; a gateway loads its metadata later, which is not frozen), young collections run
+at YOUNG_THRESHOLD and middle ones every MIDDLE_EVERY young ones. Cyclic garbage is still
+collected, in larger rounds; frozen objects that later become cyclic garbage are not
+(freed by reference counting, they go as always).
 """
 
 from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+YOUNG_THRESHOLD = 20_000  # net container allocations between young collections (default 700)
 MIDDLE_EVERY = 20  # young collections per middle one (default 10)
 OLD_EVERY = 10  # middle collections per full one, as the default
 
