@@ -28,5 +28,5 @@ def packages() -> list[str]:
 
 
 setup(packages=packages(), cffi_modules=["pm/_build_pmem.py:ffibuilder",
-                                              "core/_build_records_walk.py:ffibuilder",
-                                              "core/_build_append_wire.py:ffibuilder"])
+                                              "core/_build_extensions.py:records_walk",
+                                              "core/_build_extensions.py:append_wire"])
