@@ -1,6 +1,6 @@
 """What one Python gRPC stream costs by itself: the floor under every hop of the cluster.
 
-Run: .venv/bin/python bench/bench_grpc_floor.py [--seconds 3]
+Run: .venv/bin/python bench/bench_grpc_floor.py [--seconds 3] [--transport both|cq|ee]
 
 A server process with the cluster's gRPC options, event loop and malloc settings
 (`core/rpc.py`, `core/allocator.py`) takes a bidi stream of raw-bytes messages and
@@ -9,6 +9,11 @@ sender, keeping `window` messages in flight, as a shard writer does. For each me
 size and window it prints messages/s, MB/s and the CPU each side spent per GB and per
 message. A replica receives every byte a cluster stores once per copy and the gateway
 sends it three times, so these figures bound what the Kafka produce path can cost.
+
+gRPC core has two TCP transports (`core/grpc_transport.py`): the completion-queue one every
+`flexlog` process selects ("cq") and grpcio's default, the EventEngine ("ee"). gRPC picks one
+when it is imported, so by default this runs itself once per transport, in fresh processes,
+and prints both tables.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from multiprocessing.synchronize import Event
@@ -24,10 +31,11 @@ from multiprocessing.synchronize import Event
 import grpc
 
 from common import cpu_seconds, free_ports
-from flexlog.core import allocator, rpc
+from flexlog.core import allocator, grpc_transport, rpc
 
 CASES = ((1024, 2), (1024, 32), (100 * 1024, 2), (100 * 1024, 32), (1 << 20, 2))
 METHOD = "/bench.Floor/Stream"
+TRANSPORTS = {"cq": grpc_transport.EXPERIMENTS, "ee": ""}
 
 
 async def _ack_each(requests: AsyncIterator[bytes], _context: grpc.aio.ServicerContext
@@ -74,10 +82,7 @@ async def _send(port: int, size: int, window: int, seconds: float) -> int:
         return sent
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
+def measure(seconds: float, transport: str) -> None:
     allocator.tune_malloc()
     rpc.install_uvloop()
     port = free_ports(1)[0]
@@ -88,7 +93,8 @@ def main() -> None:
         if not ready.wait(30):
             raise SystemExit("the gRPC server did not start")
         asyncio.run(_send(port, 1024, 2, 0.5))  # connection and first allocations warm
-        print(f"one gRPC bidi stream on loopback, cluster settings, {args.seconds:g} s per case")
+        print(f"one gRPC bidi stream on loopback, cluster settings, transport {transport} "
+              f"(GRPC_EXPERIMENTS={os.environ.get(grpc_transport.ENV)!r}), {seconds:g} s per case")
         print("| message | in flight | messages/s | MB/s | receiver CPU-s/GB | sender CPU-s/GB "
               "| receiver us per message |")
         print("|---|---|---|---|---|---|---|")
@@ -96,7 +102,7 @@ def main() -> None:
             receiver0 = cpu_seconds([server.pid], with_self=False)
             sender0 = time.process_time()
             start = time.perf_counter()
-            messages = asyncio.run(_send(port, size, window, args.seconds))
+            messages = asyncio.run(_send(port, size, window, seconds))
             elapsed = time.perf_counter() - start
             receiver = cpu_seconds([server.pid], with_self=False) - receiver0
             sender = time.process_time() - sender0
@@ -107,6 +113,21 @@ def main() -> None:
     finally:
         server.terminate()
         server.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--transport", default="both", choices=["both", *TRANSPORTS])
+    args = parser.parse_args()
+    if args.transport != "both":
+        measure(args.seconds, args.transport)
+        return
+    for transport, experiments in TRANSPORTS.items():
+        env = {**os.environ, grpc_transport.ENV: experiments}
+        subprocess.run([sys.executable, __file__, "--seconds", str(args.seconds), "--transport", transport],
+                       env=env, check=True)
+        print(flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ sys.path[:0] = [str(_TESTS), str(_TESTS / "gateway")]
 
 from process_helpers import stop_process  # noqa: E402
 
+from flexlog.core import grpc_transport  # noqa: E402
+
+# A bench's own gRPC client (bench_append's) runs the transport the flexlog processes run;
+# GRPC_EXPERIMENTS= in the environment measures grpcio's default everywhere instead.
+grpc_transport.choose()
+
 from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 

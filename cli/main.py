@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flexlog.core import config as config_mod
-from flexlog.core import gc_settings
+from flexlog.core import gc_settings, grpc_transport
 from flexlog.core.config import ClusterConfig, ConfigError
 from flexlog.core.storage import StorageEngine
 
@@ -593,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    grpc_transport.choose()  # before any command imports grpc, which reads it then
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("users", "topics") and args.action not in ("list",) and not args.name:

@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from flexlog.core import grpc_transport
+
+# The gRPC transport every flexlog process runs, here too and in every child, whichever test
+# imports grpc first.
+grpc_transport.choose()
+
 # Test helpers (tests/cluster.py, tests/gateway/wire_client.py) are imported as plain modules.
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent / "gateway")]
 
