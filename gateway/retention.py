@@ -57,12 +57,18 @@ def trim_point(index: PartitionIndex, retention_ms: int, retention_bytes: int, n
     return drop
 
 
+def applies(topic: Topic, defaults: dict[str, str]) -> bool:
+    """Whether retention trims the topic: then each pass refreshes (and trims) the time
+    index of every partition this gateway leads."""
+    return topic.int_config(RETENTION_MS, defaults) >= 0 or topic.int_config(RETENTION_BYTES, defaults) >= 0
+
+
 async def _enforce(broker: Broker, topic: Topic, partition: int) -> None:
     defaults = broker.topics.defaults
+    if not applies(topic, defaults):
+        return
     retention_ms = topic.int_config(RETENTION_MS, defaults)
     retention_bytes = topic.int_config(RETENTION_BYTES, defaults)
-    if retention_ms < 0 and retention_bytes < 0:
-        return
     color = await broker.topics.color(topic.name, partition)
     index, _, _ = await broker.timestamps.refresh(color)
     drop = trim_point(index, retention_ms, retention_bytes, int(time.time() * 1000))

@@ -103,14 +103,20 @@ class TimestampIndex:
             index = self._parts[color_id] = PartitionIndex()
         return index
 
-    def note(self, color: ColorInfo, sn: int, batch: bytes) -> None:
+    def note(self, color: ColorInfo, sn: int, batch: bytes, start: bool = False) -> None:
         """Record a batch this gateway just appended, so no scan has to read it back.
 
         Indexed at once when it extends the index, otherwise when the index reaches it: a
         scan running now (it holds the lock) or filling a gap below it takes it then. A
         partition of an ordered topic shares its SNs with the others, so its batches rarely
-        continue its index; there only one that does is taken."""
+        continue its index; there only one that does is taken.
+
+        A partition without an index gets one from its first batch (SN 0) when the caller
+        says start (retention trims that index from then on): nothing lies below to scan, so
+        a new topic's first seconds are not read back by the first retention pass."""
         index = self._parts.get(color.id)
+        if index is None and start and sn == 0 and not color.family:
+            index = self.part(color.id)
         if index is None or (color.family and (index.upto != sn or index.lock.locked())):
             return
         header = record_batch.parse_header(batch)

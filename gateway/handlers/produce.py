@@ -26,7 +26,7 @@ from flexlog.core import record_batch
 from flexlog.core.errors import FlexLogError
 from flexlog.core.record_batch import CorruptBatch
 from flexlog.core.registry import ColorInfo
-from flexlog.gateway import authz, offsets_topic
+from flexlog.gateway import authz, offsets_topic, retention
 from flexlog.gateway.authz import Operation
 from flexlog.gateway.broker import Broker
 from flexlog.gateway.handlers.errors import kafka_error
@@ -138,18 +138,19 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
-    return _landed(broker, index, color, records, appended)
+    return _landed(broker, index, color, records, appended,
+                   retention.applies(topic, broker.topics.defaults))
 
 
 async def _landed(broker: Broker, index: int, color: ColorInfo, records: bytes,
-                  appended: Awaitable[int]) -> Body:
+                  appended: Awaitable[int], retained: bool) -> Body:
     try:
         sn = await appended
     except BatchRejected as exc:
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
-    broker.timestamps.note(color, sn, records)
+    broker.timestamps.note(color, sn, records, start=retained)
     return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
 
 

@@ -312,6 +312,35 @@ async def test_batches_appended_during_a_scan_are_not_read_back_by_the_next():
     assert log.reads == 1 and part.upto == tail == 4, "nothing read back"
 
 
+async def test_a_new_partitions_batches_are_indexed_as_appended_not_read_back():
+    batch = record_batch.build([b"x"], timestamp_ms=7)
+
+    class Log:
+        def __init__(self) -> None:
+            self.reads: list[int] = []
+
+        async def state(self, color: object) -> tuple[int, int]:
+            return 0, 3
+
+        async def read_range(self, color: object, sn: int, max_bytes: int) -> object:
+            self.reads.append(sn)
+            return RangeResult([StoredEntry(s, 1, batch) for s in range(sn, 3)], 0, 3)
+
+    log = Log()
+    index = TimestampIndex(log, lambda _, start: start)  # type: ignore[arg-type]
+    new, old, unretained = (SimpleNamespace(id=i, family=0) for i in (1, 2, 3))
+    for sn in range(3):
+        index.note(new, sn, batch, start=True)  # type: ignore[arg-type]
+        index.note(unretained, sn, batch)  # type: ignore[arg-type]
+    index.note(old, 2, batch, start=True)  # type: ignore[arg-type]  # a batch above older ones
+    part, _, _ = await index.refresh(new)  # type: ignore[arg-type]
+    assert part.sns == [0, 1, 2] and log.reads == [], "the first batch started the index"
+    part, _, _ = await index.refresh(old)  # type: ignore[arg-type]
+    assert part.sns == [0, 1, 2] and log.reads == [0], "below its batch the log is read"
+    await index.refresh(unretained)  # type: ignore[arg-type]
+    assert log.reads == [0, 0], "no index was started where retention would not trim it"
+
+
 def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
     index = PartitionIndex()
     for i, ts in enumerate([-1, 100, -1, 900, -1]):
