@@ -107,21 +107,32 @@ def records_count(buf: bytes) -> int:
     return _COUNT.unpack_from(buf, 57)[0]
 
 
-def validate(buf: bytes | bytearray | memoryview) -> BatchHeader:
-    """Check that buf is exactly one well-formed batch with a correct CRC-32C."""
-    header = parse_header(buf)
-    if header.magic != MAGIC:
-        raise CorruptBatch(f"unsupported record batch magic {header.magic}")
-    if header.total_size != len(buf):
-        raise CorruptBatch(f"batchLength says {header.total_size} bytes, buffer has {len(buf)}")
-    if header.records_count < 0 or header.last_offset_delta + 1 != header.records_count:
+# The header fields check() reads: batchLength, magic, crc, lastOffsetDelta, recordsCount.
+_CHECKED = struct.Struct(">8xi4xbI2xi30xi")
+
+
+def check(buf: bytes | bytearray | memoryview) -> int:
+    """Check that buf is exactly one well-formed batch with a correct CRC-32C; returns its
+    recordsCount. A replica checks every entry it stores, so only the fields checked are read."""
+    if len(buf) < HEADER_SIZE:
+        raise CorruptBatch(f"batch header needs {HEADER_SIZE} bytes, got {len(buf)}")
+    batch_length, magic, crc, last_offset_delta, records_count = _CHECKED.unpack_from(buf)
+    if magic != MAGIC:
+        raise CorruptBatch(f"unsupported record batch magic {magic}")
+    if batch_length + LENGTH_PREFIX != len(buf):
+        raise CorruptBatch(f"batchLength says {batch_length + LENGTH_PREFIX} bytes, buffer has {len(buf)}")
+    if records_count < 0 or last_offset_delta + 1 != records_count:
         raise CorruptBatch(
-            f"lastOffsetDelta {header.last_offset_delta} does not match "
-            f"recordsCount {header.records_count}"
-        )
-    if crc32c.crc32c(memoryview(buf)[CRC_START:]) != header.crc:
+            f"lastOffsetDelta {last_offset_delta} does not match recordsCount {records_count}")
+    if crc32c.crc32c(memoryview(buf)[CRC_START:]) != crc:
         raise CorruptBatch("record batch CRC-32C mismatch")
-    return header
+    return records_count
+
+
+def validate(buf: bytes | bytearray | memoryview) -> BatchHeader:
+    """check(buf), and its header."""
+    check(buf)
+    return parse_header(buf)
 
 
 def split(buf: bytes | memoryview) -> Iterator[memoryview]:

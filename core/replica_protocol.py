@@ -347,14 +347,16 @@ class ReplicaProtocol:
         """Prepare the valid entries of one message with one engine call (one durability
         barrier for all of them), then order each one or commit its early grant."""
         self._now = now
+        # Every op of a message passes the loops below: what they touch is looked up once.
+        recent, ungranted, origin = self._recent, self._ungranted, self._origin
         valid: list[AppendOp] = []
         for op in ops:
-            done = self._recent.get(op.token)
+            done = recent.get(op.token)
             if done is not None:
                 # A client's retry of an entry committed here already: same SN, stored once.
                 acks.ack(op.token, done[1])
-            elif op.token in self._ungranted:
-                self._origin[op.token] = acks  # a retry over a new stream: ack it there
+            elif op.token in ungranted:
+                origin[op.token] = acks  # a retry over a new stream: ack it there
             elif self._valid(op, acks):
                 valid.append(op)
         if not valid:
@@ -363,6 +365,9 @@ class ReplicaProtocol:
                                             for op in valid])
         early: list[Grant] = []
         failed: Exception | None = None
+        prepared_at, early_grants, seq = self._prepared_at, self._early, self._prepare_seq
+        responsible, me = self.shard_view.responsible, self.index
+        prepared = 0
         for op, error in zip(valid, results, strict=True):
             token = op.token
             if isinstance(error, StoreFull):
@@ -371,19 +376,19 @@ class ReplicaProtocol:
             if error is not None:
                 failed = failed or error
                 continue
-            self.stats["prepared"] += 1
-            self._origin[token] = acks
-            self._prepared_at[token] = now
-            self._ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
-                                                record_batch.crc_of(op.payload),
-                                                next(self._prepare_seq))
+            prepared += 1
+            origin[token] = acks
+            prepared_at[token] = now
+            ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
+                                          record_batch.crc_of(op.payload), next(seq))
             if op.contiguous:
                 self.color(op.color).shard_local = True
-            grant = self._early.pop(token, None)
+            grant = early_grants.pop(token, None)
             if grant is not None:
                 early.append(grant[0])
-            elif self._responsible(op.color):
+            elif responsible(op.color) == me:
                 self._order(token, op.color, op.owner, op.count)
+        self.stats["prepared"] += prepared
         if early:
             self._apply_grants(early, now)
         # Not a client error: an engine fault, raised once the rest of the message is settled.
@@ -398,13 +403,13 @@ class ReplicaProtocol:
                         f"entry of {len(payload)} bytes exceeds max_entry_bytes {self.max_entry_bytes}")
             return False
         try:
-            header = record_batch.validate(payload)
+            records_count = record_batch.check(payload)
         except record_batch.CorruptBatch as exc:
             acks.reject(op.token, Code.INVALID_ENTRY, str(exc))
             return False
-        if header.records_count != op.count or op.count == 0:
+        if records_count != op.count or op.count == 0:
             acks.reject(op.token, Code.INVALID_ENTRY,
-                        f"count {op.count} does not match the batch's {header.records_count}")
+                        f"count {op.count} does not match the batch's {records_count}")
             return False
         return True
 
@@ -575,6 +580,7 @@ class ReplicaProtocol:
             return
         results = self.engine.commit_many([(g.token, g.sn) for g in grants])
         failed: Exception | None = None
+        committed: list[tuple[Grant, StoredEntry]] = []
         for g, entry in zip(grants, results, strict=True):
             if isinstance(entry, UnknownToken):
                 # The grant outran the client's prepare to this replica; it may still come.
@@ -582,7 +588,8 @@ class ReplicaProtocol:
             elif isinstance(entry, Exception):
                 failed = failed or entry
             else:
-                self._committed(g, entry)
+                committed.append((g, entry))
+        self._committed_all(committed)
         # An engine fault, raised once the other grants of the message are settled.
         if failed is not None:
             raise failed
@@ -630,18 +637,28 @@ class ReplicaProtocol:
         return True
 
     def _committed(self, g: Grant, entry: StoredEntry) -> None:
-        self.stats["committed"] += 1
-        self._order_resolved(g.token)
-        self._prepared_at.pop(g.token, None)
-        self._ungranted.pop(g.token, None)
-        self._awaiting_fill.pop(g.token, None)
-        self._recent[g.token] = (g.color, g.sn, g.count)
-        if len(self._recent) > RECENT_TOKENS:
-            self._recent.popitem(last=False)
-        self._commit_visible(g.color, entry)
-        acks = self._origin.pop(g.token, None)
-        if acks is not None:
-            acks.ack(g.token, g.sn)
+        self._committed_all([(g, entry)])
+
+    def _committed_all(self, done: list[tuple[Grant, StoredEntry]]) -> None:
+        """After the engine committed them, in order: each entry's order request is answered,
+        its token remembered, readers may see it and its client is acked. A message's grants
+        all pass here, so what each one touches is looked up once."""
+        self.stats["committed"] += len(done)
+        prepared_at, ungranted, awaiting_fill = self._prepared_at, self._ungranted, self._awaiting_fill
+        recent, origin, order_resolved = self._recent, self._origin, self._order_resolved
+        for g, entry in done:
+            token = g.token
+            order_resolved(token)
+            prepared_at.pop(token, None)
+            ungranted.pop(token, None)
+            awaiting_fill.pop(token, None)
+            recent[token] = (g.color, g.sn, g.count)
+            if len(recent) > RECENT_TOKENS:
+                recent.popitem(last=False)
+            self._commit_visible(g.color, entry)
+            acks = origin.pop(token, None)
+            if acks is not None:
+                acks.ack(token, g.sn)
 
     def _commit_visible(self, color: int, entry: StoredEntry) -> None:
         view = self.color(color)
@@ -736,7 +753,8 @@ class ReplicaProtocol:
             self.io.seal(color, gap[0], gap[1], members)
 
     def _in_sealed(self, color: int, start: int, end: int) -> bool:
-        return any(s < end and start < e for s, e in self._sealed.get(color, ()))
+        ranges = self._sealed.get(color)
+        return bool(ranges) and any(s < end and start < e for s, e in ranges)
 
     def seal(self, color: int, start: int, end: int) -> pb.QueryResult:
         """Phase 1 at one member: refuse grants in [start, end) from now on, across restarts

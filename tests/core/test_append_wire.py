@@ -12,10 +12,11 @@ from flexlog.core.proto import flexlog_pb2 as pb
 def _random_op(rng: random.Random) -> AppendOp:
     return AppendOp(
         token=rng.choice([0, 1, 2**64 - 1, rng.getrandbits(64)]),
-        color=rng.choice([0, 1, 127, 128, 2**63, 2**64 - 1, rng.getrandbits(40)]),
+        color=rng.choice([0, 1, 127, 128, 2047, 2048, 2**63, 2**64 - 1, rng.getrandbits(40)]),
         owner=rng.choice([0, 1, 300, 2**32 - 1]),
-        count=rng.choice([0, 1, 5000, 2**32 - 1]),
-        payload=rng.randbytes(rng.choice([0, 1, 127, 128, 20_000])),
+        count=rng.choice([0, 1, 2047, 2048, 5000, 2**32 - 1]),
+        # sizes either side of the encoder's small-value tables (2,048), for the payload and the op
+        payload=rng.randbytes(rng.choice([0, 1, 127, 128, 2020, 2047, 2048, 20_000])),
         contiguous=rng.random() < 0.5,
     )
 
