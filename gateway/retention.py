@@ -108,6 +108,7 @@ async def run(broker: Broker) -> None:
     interval_s = broker.config.log_retention_check_interval_ms / 1000
     await broker.ready.wait()
     while True:
+        broker.timestamps.drop_deleted()
         for topic in broker.topics.all():
             for p in range(topic.partitions):
                 if not broker.leads(p):

@@ -5,7 +5,8 @@ from batches it appends itself and, for the rest, by scanning batch headers from
 the log. The log is the only source of truth, so after a restart (or for
 batches another gateway appended) a scan rebuilds exactly the same index.
 Only batch headers are read while indexing; a batch is decoded only to find the
-exact record inside the one batch a lookup lands on.
+exact record inside the one batch a lookup lands on. Each retention pass drops the
+indexes of partitions whose topic was deleted.
 """
 
 from __future__ import annotations
@@ -124,8 +125,12 @@ class TimestampIndex:
         if not index.lock.locked():
             index.take_noted()
 
-    def forget(self, color_id: int) -> None:
-        self._parts.pop(color_id, None)
+    def drop_deleted(self) -> None:
+        """Forget the indexes of partitions whose color is gone: their topic was deleted (here
+        or through another gateway), and a new topic of the same name gets new colors."""
+        live = self.client.registry.by_id
+        for color_id in [c for c in self._parts if c not in live]:
+            del self._parts[color_id]
 
     async def refresh(self, color: ColorInfo) -> tuple[PartitionIndex, int, int]:
         """The index brought up to the current tail; also returns (log start, tail)."""

@@ -34,6 +34,12 @@ def test_encoding_is_the_generated_serialization() -> None:
         assert b"".join(encode_op(op) for op in ops) == expected
 
 
+def test_a_negative_field_is_refused_not_encoded_as_another_value() -> None:
+    for op in (AppendOp(1, -5, 0, 1, b"x"), AppendOp(1, 2, 3, -1, b"x"), AppendOp(1, 2, -3, 1, b"x")):
+        with pytest.raises(ValueError):
+            encode_op(op)
+
+
 def test_decoding_reads_what_the_generated_classes_write() -> None:
     rng = random.Random(8)
     for _ in range(300):

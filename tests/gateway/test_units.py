@@ -341,6 +341,18 @@ async def test_a_new_partitions_batches_are_indexed_as_appended_not_read_back():
     assert log.reads == [0, 0], "no index was started where retention would not trim it"
 
 
+def test_the_indexes_of_deleted_partitions_are_dropped():
+    live = SimpleNamespace(id=1, family=0)
+    client = SimpleNamespace(registry=SimpleNamespace(by_id={1: live, 2: object()}))
+    index = TimestampIndex(client, lambda _, start: start)  # type: ignore[arg-type]
+    for color_id in (1, 2):
+        index.note(SimpleNamespace(id=color_id, family=0), 0,  # type: ignore[arg-type]
+                   record_batch.build([b"x"], timestamp_ms=7), start=True)
+    del client.registry.by_id[2]  # its topic was deleted
+    index.drop_deleted()
+    assert index.part(1).sns == [0] and index.part(2).sns == [], "only the live index is kept"
+
+
 def test_retention_never_expires_a_batch_on_a_timestamp_it_does_not_have():
     index = PartitionIndex()
     for i, ts in enumerate([-1, 100, -1, 900, -1]):
