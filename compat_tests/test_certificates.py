@@ -166,11 +166,14 @@ def test_an_expired_server_certificate_fails_the_handshake_clearly(tmp_path):
         wait_for(lambda: handshake_failures(gateway), "the handshake failures to be logged")
         lines = handshake_failures(gateway)
         for line in lines:
-            assert (f"on the SSL listener {gateway.address} failed: SSLV3_ALERT_CERTIFICATE_EXPIRED; "
-                    f"this gateway's certificate {live_cert} expired at 2021-01-01 00:00:00 UTC "
+            assert (f"on the SSL listener {gateway.address} failed: " in line
+                    and f"; this gateway's certificate {live_cert} expired at 2021-01-01 00:00:00 UTC "
                     "(notAfter), so clients refuse it" in line), line
+        # The client's alert is the reason; a client that resets the connection before its alert
+        # is read leaves a line with that reason instead, which still names the expiry.
+        assert any("failed: SSLV3_ALERT_CERTIFICATE_EXPIRED; " in line for line in lines), lines
         # librdkafka retried for 3 s, every 100 ms or so: all counted, one line per host and reason.
-        assert len(lines) == 1 and gateway.metric("flexlog_gateway_tls_handshake_failures_total") > 5
+        assert len(lines) <= 2 and gateway.metric("flexlog_gateway_tls_handshake_failures_total") > 5
         assert gateway.metric("flexlog_gateway_tls_certificate_not_after_seconds") == datetime(
             2021, 1, 1, tzinfo=UTC).timestamp()
 
