@@ -33,7 +33,7 @@ from flexlog.gateway.handlers.errors import kafka_error
 from flexlog.gateway.handlers.registry import Body, CloseConnection, Deferred, serves
 from flexlog.gateway.idempotence import NO_PRODUCER_ID
 from flexlog.gateway.protocol import ApiKey, ErrorCode, Request
-from flexlog.gateway.topics import MAX_MESSAGE_BYTES
+from flexlog.gateway.topics import MAX_MESSAGE_BYTES, Topic
 
 FIRST_SERVED_VERSION = 3  # v0-2 carry message sets older than RecordBatch v2
 ZSTD_FROM_VERSION = 7
@@ -138,19 +138,20 @@ async def _submit_partition(broker: Broker, topic_name: str, part: Body,
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
-    return _landed(broker, index, color, records, appended,
-                   retention.applies(topic, broker.topics.defaults))
+    return _landed(broker, index, topic, color, records, appended)
 
 
-async def _landed(broker: Broker, index: int, color: ColorInfo, records: bytes,
-                  appended: Awaitable[int], retained: bool) -> Body:
+async def _landed(broker: Broker, index: int, topic: Topic, color: ColorInfo, records: bytes,
+                  appended: Awaitable[int]) -> Body:
     try:
         sn = await appended
     except BatchRejected as exc:
         return _result(index, exc.code, message=str(exc))
     except FlexLogError as exc:
         return _result(index, kafka_error(exc), message=str(exc))
-    broker.timestamps.note(color, sn, records, start=retained)
+    # Only a partition's first batch may start its index: the topic's retention is read then.
+    broker.timestamps.note(color, sn, records,
+                           start=sn == 0 and retention.applies(topic, broker.topics.defaults))
     return _result(index, ErrorCode.NONE, sn, broker.log_starts.get(color.id, 0))
 
 
