@@ -12,6 +12,7 @@ from flexlog.core.storage import (
     STORE_USED_BYTES,
     ColorState,
     CommitItem,
+    Committed,
     CommittedToken,
     PreparedEntry,
     PrepareItem,
@@ -50,7 +51,7 @@ class MemoryEngine:
         self._prepared[token] = (color, payload, count)
         self._used += len(payload)
 
-    def commit(self, token: int, sn: int) -> StoredEntry:
+    def commit(self, token: int, sn: int) -> Committed:
         try:
             color, payload, count = self._prepared.pop(token)
         except KeyError:
@@ -66,7 +67,7 @@ class MemoryEngine:
         log.entries[sn] = entry
         log.tokens[sn] = token
         log.tail = max(log.tail, sn + count)
-        return entry
+        return Committed(sn, count)
 
     def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
         results: list[Exception | None] = []
@@ -79,8 +80,8 @@ class MemoryEngine:
                 results.append(None)
         return results
 
-    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
-        results: list[StoredEntry | Exception] = []
+    def commit_many(self, items: Sequence[CommitItem]) -> list[Committed | Exception]:
+        results: list[Committed | Exception] = []
         for token, sn in items:
             try:
                 results.append(self.commit(token, sn))

@@ -47,7 +47,7 @@ from flexlog.core.append_wire import AppendOp
 from flexlog.core.errors import Code
 from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.registry import is_member
-from flexlog.core.storage import StorageEngine, StoredEntry, StoreFull, UnknownToken
+from flexlog.core.storage import Committed, StorageEngine, StoredEntry, StoreFull, UnknownToken
 from flexlog.core.view import ShardView, View
 
 log = logging.getLogger("flexlog.replica")
@@ -580,7 +580,7 @@ class ReplicaProtocol:
             return
         results = self.engine.commit_many([(g.token, g.sn) for g in grants])
         failed: Exception | None = None
-        committed: list[tuple[Grant, StoredEntry]] = []
+        committed: list[tuple[Grant, Committed]] = []
         for g, entry in zip(grants, results, strict=True):
             if isinstance(entry, UnknownToken):
                 # The grant outran the client's prepare to this replica; it may still come.
@@ -628,7 +628,7 @@ class ReplicaProtocol:
             return True
         if stored.sn == g.sn and record_batch.crc_of(stored.payload) == u.crc:
             self.engine.abort(g.token)
-            self._committed(g, stored)
+            self._committed(g, Committed(stored.sn, stored.count))
             return True
         self.stats["conflicts"] += 1
         log.error("replica %d/%d: grant of SN %d of color %d to token %x, but another entry is "
@@ -636,10 +636,10 @@ class ReplicaProtocol:
         self._fail(g.token, Code.FILLED, f"SN {g.sn} of color {g.color} holds another entry")
         return True
 
-    def _committed(self, g: Grant, entry: StoredEntry) -> None:
+    def _committed(self, g: Grant, entry: Committed) -> None:
         self._committed_all([(g, entry)])
 
-    def _committed_all(self, done: list[tuple[Grant, StoredEntry]]) -> None:
+    def _committed_all(self, done: list[tuple[Grant, Committed]]) -> None:
         """After the engine committed them, in order: each entry's order request is answered,
         its token remembered, readers may see it and its client is acked. A message's grants
         all pass here, so what each one touches is looked up once."""
@@ -660,7 +660,7 @@ class ReplicaProtocol:
             if acks is not None:
                 acks.ack(token, g.sn)
 
-    def _commit_visible(self, color: int, entry: StoredEntry) -> None:
+    def _commit_visible(self, color: int, entry: Committed) -> None:
         view = self.color(color)
         if view.committed(entry.sn, entry.end):
             self._wake(view)

@@ -31,6 +31,18 @@ class StoredEntry(NamedTuple):
         return self.sn + self.count
 
 
+class Committed(NamedTuple):
+    """Where a commit put an entry: its SN block. The bytes are read() when wanted, so a
+    commit copies nothing out of the store (most replicas never serve a given entry)."""
+
+    sn: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.sn + self.count
+
+
 class PreparedEntry(NamedTuple):
     token: int
     color: int
@@ -91,7 +103,7 @@ class StorageEngine(Protocol):
         retry takes no space, so it is not checked against the capacity.
         """
 
-    def commit(self, token: int, sn: int) -> StoredEntry:
+    def commit(self, token: int, sn: int) -> Committed:
         """Make the prepared entry readable as [sn, sn + count). Raises UnknownToken."""
 
     def prepare_many(self, items: Sequence[PrepareItem]) -> list[Exception | None]:
@@ -103,10 +115,10 @@ class StorageEngine(Protocol):
         stored items are durable on return.
         """
 
-    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
+    def commit_many(self, items: Sequence[CommitItem]) -> list[Committed | Exception]:
         """commit() of each item in order, made durable together (one barrier for the batch).
 
-        Result i is item i's StoredEntry, or the exception commit() would have raised
+        Result i is what commit() returns for item i, or the exception commit() would have raised
         for it (UnknownToken, also for a token committed earlier in the same batch).
         A crash before the call returns leaves either all or none of the batch committed.
         """

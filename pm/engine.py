@@ -21,6 +21,7 @@ from flexlog.core.storage import (
     STORE_USED_BYTES,
     ColorState,
     CommitItem,
+    Committed,
     CommittedToken,
     PreparedEntry,
     PrepareItem,
@@ -209,8 +210,8 @@ class PmEngine:
                 results[i] = exc
         return results
 
-    def commit_many(self, items: Sequence[CommitItem]) -> list[StoredEntry | Exception]:
-        results: list[StoredEntry | Exception | None] = [None] * len(items)
+    def commit_many(self, items: Sequence[CommitItem]) -> list[Committed | Exception]:
+        results: list[Committed | Exception | None] = [None] * len(items)
         # (result index, token, sn, prepared item, color slot) of each item sent to C
         batch: list[tuple[int, int, int, _Prepared, int]] = []
         new_slots: dict[int, int] = {}  # colors first committed in this batch claim slots in order
@@ -239,19 +240,18 @@ class PmEngine:
                     results[i] = self._committed(sn, item, slot)
         return results  # type: ignore[return-value]  # every item got a result above
 
-    def _committed(self, sn: int, item: _Prepared, slot: int) -> StoredEntry:
-        """Index and cache an entry the pool has just committed."""
+    def _committed(self, sn: int, item: _Prepared, slot: int) -> Committed:
+        """Index an entry the pool has just committed. It reaches the cache when it is first
+        read: copying every commit out of PM would be wasted on the replicas that never
+        serve it, and would push out of the cache what readers are using."""
         pos, color, count, length = item
         idx = self._colors.get(color)
         if idx is None:
             idx = self._colors[color] = ColorIndex(slot)
         idx.add(sn, count, length, pos)
-        start = pos % self._cap + ENTRY_HDR
-        entry = StoredEntry(sn, count, self._buf[start : start + length])
-        self._cache.put(color, sn, entry)
-        return entry
+        return Committed(sn, count)
 
-    def commit(self, token: int, sn: int) -> StoredEntry:
+    def commit(self, token: int, sn: int) -> Committed:
         item = self._prepared.pop(token, None)
         if item is None:
             raise UnknownToken(token)

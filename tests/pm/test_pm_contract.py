@@ -15,8 +15,8 @@ from flexlog.core.memory_engine import MemoryEngine
 from flexlog.core.storage import (
     COMMON_STATS,
     RECOVERED_TOKENS_PER_COLOR,
+    Committed,
     StorageEngine,
-    StoredEntry,
     StoreFull,
     UnknownToken,
 )
@@ -48,7 +48,9 @@ def append(eng: StorageEngine, token: int, color: int, sn: int, records: int = 1
 def test_commit_rewrites_base_offset_only(engine):
     payload = batch(1, records=3)
     engine.prepare(1, 5, payload, 3)
-    entry = engine.commit(1, 10)
+    committed = engine.commit(1, 10)
+    assert (committed.sn, committed.count, committed.end) == (10, 3, 13)
+    entry = engine.read(5, 10)
     assert (entry.sn, entry.count, entry.end) == (10, 3, 13)
     assert struct.unpack(">q", entry.payload[:8]) == (10,)
     assert entry.payload[8:] == payload[8:]
@@ -84,9 +86,8 @@ def test_second_prepare_of_a_token_is_a_noop(engine):
     first = batch(1)
     engine.prepare(1, 1, first, 1)
     engine.prepare(1, 1, batch(2, records=2), 2)
-    entry = engine.commit(1, 0)
-    assert entry.count == 1
-    assert entry.payload[8:] == first[8:]
+    assert engine.commit(1, 0).count == 1
+    assert engine.read(1, 0).payload[8:] == first[8:]
 
 
 def test_retry_of_a_prepared_token_is_never_refused_for_space(engine):
@@ -99,7 +100,8 @@ def test_retry_of_a_prepared_token_is_never_refused_for_space(engine):
     engine.prepare(1, 1, first, 1)
     results = engine.prepare_many([(1, 1, first, 1), (1000, 1, batch(1000, size=256 << 10), 1)])
     assert results[0] is None and isinstance(results[1], StoreFull)
-    assert engine.commit(1, 0).payload[8:] == first[8:]
+    engine.commit(1, 0)
+    assert engine.read(1, 0).payload[8:] == first[8:]
 
 
 def test_stats_has_the_common_keys(engine):
@@ -134,10 +136,12 @@ def test_pm_color_bytes_follow_entries_to_ssd_and_cache(shm_dir: Path):
     with_cache = PmEngine(shm_dir, pool_size_bytes=SMALL_POOL, cache_bytes=1 << 20)
     try:
         payloads = [append(with_cache, 1 + i, 3, i) for i in range(4)]
+        assert with_cache.color_bytes([3])[3][1] == 0  # commits leave the cache to readers
+        assert all(with_cache.read(3, i) for i in range(4))
         with_cache.checkpoint()  # every committed entry moves to SSD
         pm, cache, ssd = with_cache.color_bytes([3])[3]
         assert (pm, ssd) == (0, sum(len(p) for p in payloads))
-        assert cache == ssd  # commits filled the cache; the move to SSD keeps the copies
+        assert cache == ssd  # reads filled the cache; the move to SSD keeps the copies
         assert [t.name for t in with_cache.tiers()] == ["pm", "cache", "ssd"]
         assert with_cache.tiers()[2].used_bytes >= ssd
     finally:
@@ -291,7 +295,7 @@ def test_prepare_many_refuses_only_the_items_that_cannot_be_stored(engine):
     assert engine.prepare_many([]) == []
     committed = engine.commit_many([(3, 0), (2, 0), (1, 0)])
     assert isinstance(committed[1], UnknownToken)
-    assert [(e.sn, e.count) for e in committed if isinstance(e, StoredEntry)] == [(0, 1), (0, 1)]
+    assert [e for e in committed if isinstance(e, Committed)] == [(0, 1), (0, 1)]
     assert engine.commit_many([]) == []
 
 
@@ -310,7 +314,7 @@ def test_pm_prepare_many_fills_the_pool_like_single_prepares(tmp_path: Path):
             for b in batches:
                 results = [_outcome(r) for r in eng.prepare_many(b)]
                 stored = [item[0] for item, r in zip(b, results, strict=True) if r is None]
-                assert all(isinstance(e, StoredEntry) for e in eng.commit_many(
+                assert all(isinstance(e, Committed) for e in eng.commit_many(
                     [(t, t) for t in stored]))
                 outcomes[-1] += results
             assert eng.recover().prepared == []

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pm_helpers import batch, tag_of
 
+from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import StoredEntry, StoreFull
 from flexlog.pm._pmem import lib
 from flexlog.pm.engine import POOL_FILE, SSD_DIR, PmEngine
@@ -43,8 +44,10 @@ def fill(eng: PmEngine, colors: int, per_color: int, size: int) -> dict[tuple[in
     for i in range(per_color):
         for color in range(colors):
             token += 1
-            eng.prepare(token, color, batch(token, 2, size), 2)
-            stored[(color, 2 * i)] = eng.commit(token, 2 * i).payload
+            payload = batch(token, 2, size)
+            eng.prepare(token, color, payload, 2)
+            eng.commit(token, 2 * i)
+            stored[(color, 2 * i)] = with_base_offset(payload, 2 * i)
     return stored
 
 
@@ -79,6 +82,18 @@ def test_entries_cross_tiers_and_read_back_identically(shm_dir: Path):
         assert read_all(eng, 3) == stored
 
 
+
+def test_a_commit_leaves_the_cache_to_readers(shm_dir: Path):
+    """Commit copies nothing out of PM: the first read of an entry fills the cache."""
+    with opened(shm_dir) as eng:
+        eng.prepare(1, 4, batch(1, 2, 500), 2)
+        assert eng.commit(1, 10) == (10, 2)
+        assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (0, 0)
+        first = eng.read(4, 11)
+        assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (0, 1)
+        assert eng.read(4, 10) == first and first.sn == 10
+        assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (1, 1)
+
 def test_trim_across_the_tier_boundary_frees_both_tiers(shm_dir: Path):
     with opened(shm_dir) as eng:
         stored = fill(eng, colors=2, per_color=600, size=3000)
@@ -107,7 +122,8 @@ def test_store_full_pushes_back_without_damage(shm_dir: Path):
         with pytest.raises(StoreFull, match="store full") as info:
             for token in range(1, 10_000):
                 eng.prepare(token, 0, batch(token, 1, 4000), 1)
-                stored[(0, token)] = eng.commit(token, token).payload
+                eng.commit(token, token)
+                stored[(0, token)] = eng.read(0, token).payload
         assert "SSD tier" in str(info.value)
         assert read_all(eng, 1) == stored
         assert eng.recover().prepared == []
@@ -134,7 +150,8 @@ def test_prepared_entries_move_out_of_the_way_of_checkpoints(shm_dir: Path):
         assert eng.recover().prepared == [(10**9, 5, 1)]
     with opened(shm_dir) as eng:
         assert eng.recover().prepared == [(10**9, 5, 1)]
-        assert tag_of(eng.commit(10**9, 0).payload) == 77
+        assert eng.commit(10**9, 0) == (0, 1)
+        assert tag_of(eng.read(5, 0).payload) == 77
         assert read_all(eng, 1) == stored
 
 

@@ -47,7 +47,7 @@ from flexlog.core.registry import counter_of, family_key
 from flexlog.core.replica_protocol import CopiedEntry, Grant, ReplicaProtocol
 from flexlog.core.sequencer_protocol import SequencerProtocol, Tail
 from flexlog.core.status import ProcessStatus
-from flexlog.core.storage import StoredEntry
+from flexlog.core.storage import Committed, StoredEntry
 from flexlog.core.view import View, ViewConflict, initial_view
 
 SHARDS = 2
@@ -457,11 +457,13 @@ class SimEngine(MemoryEngine):
         self.checker = checker
         self.where = where
 
-    def commit(self, token: int, sn: int) -> StoredEntry:
+    def commit(self, token: int, sn: int) -> Committed:
         color = self._prepared[token][0] if token in self._prepared else -1
-        entry = super().commit(token, sn)
+        committed = super().commit(token, sn)
+        entry = self.read(color, sn)
+        assert entry is not None and entry.sn == sn
         self.checker.stored(self.where, color, entry)
-        return entry
+        return committed
 
 
 class _AckOut:
