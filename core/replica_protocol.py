@@ -839,7 +839,7 @@ class ReplicaProtocol:
             if (stored is not None and u is not None and stored.sn == g.sn
                     and record_batch.crc_of(stored.payload) == u.crc):
                 self.engine.abort(token)  # the fill stored this entry, copied without its token
-                self._committed(g, stored)
+                self._committed(g, Committed(stored.sn, stored.count))
             else:
                 self._fail(token, Code.FILLED, f"SN {g.sn} of color {color} was filled")
         # A seal has nothing left to guard once this fill resolved its whole range (every SN

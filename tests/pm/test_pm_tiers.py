@@ -82,17 +82,20 @@ def test_entries_cross_tiers_and_read_back_identically(shm_dir: Path):
         assert read_all(eng, 3) == stored
 
 
-
 def test_a_commit_leaves_the_cache_to_readers(shm_dir: Path):
     """Commit copies nothing out of PM: the first read of an entry fills the cache."""
     with opened(shm_dir) as eng:
-        eng.prepare(1, 4, batch(1, 2, 500), 2)
+        payload = batch(1, 2, 500)
+        eng.prepare(1, 4, payload, 2)
         assert eng.commit(1, 10) == (10, 2)
-        assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (0, 0)
+        assert eng.color_bytes([4])[4][1] == 0
         first = eng.read(4, 11)
+        assert first == StoredEntry(10, 2, with_base_offset(payload, 10))
+        assert eng.color_bytes([4])[4][1] == len(payload)
         assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (0, 1)
-        assert eng.read(4, 10) == first and first.sn == 10
+        assert eng.read(4, 10) == first
         assert (eng.stats()["cache_hits"], eng.stats()["cache_misses"]) == (1, 1)
+
 
 def test_trim_across_the_tier_boundary_frees_both_tiers(shm_dir: Path):
     with opened(shm_dir) as eng:
@@ -121,9 +124,10 @@ def test_store_full_pushes_back_without_damage(shm_dir: Path):
     with opened(shm_dir, ssd_max_bytes=1 << 20) as eng:
         with pytest.raises(StoreFull, match="store full") as info:
             for token in range(1, 10_000):
-                eng.prepare(token, 0, batch(token, 1, 4000), 1)
+                payload = batch(token, 1, 4000)
+                eng.prepare(token, 0, payload, 1)
                 eng.commit(token, token)
-                stored[(0, token)] = eng.read(0, token).payload
+                stored[(0, token)] = with_base_offset(payload, token)
         assert "SSD tier" in str(info.value)
         assert read_all(eng, 1) == stored
         assert eng.recover().prepared == []

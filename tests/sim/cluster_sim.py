@@ -460,9 +460,7 @@ class SimEngine(MemoryEngine):
     def commit(self, token: int, sn: int) -> Committed:
         color = self._prepared[token][0] if token in self._prepared else -1
         committed = super().commit(token, sn)
-        entry = self.read(color, sn)
-        assert entry is not None and entry.sn == sn
-        self.checker.stored(self.where, color, entry)
+        self.checker.stored(self.where, color, self._colors[color].entries[sn])
         return committed
 
 
