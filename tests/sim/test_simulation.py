@@ -4,6 +4,7 @@ faults, and the schedules that reproduce each failure found in issue 11."""
 from __future__ import annotations
 
 import collections
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -53,7 +54,10 @@ def test_random_schedules_keep_every_acknowledged_append() -> None:
               for s in range(FIRST_SEED, FIRST_SEED + SCHEDULES, chunk)]
     failures: list[str] = []
     totals: collections.Counter[str] = collections.Counter()
-    with ProcessPoolExecutor(WORKERS) as pool:
+    # Spawned, not forked: a forked worker inherits whatever earlier tests left in this process
+    # (after tests/pm/test_pm_shard.py's in-process gRPC client, forked workers spun in
+    # Thread.join from finalizers and never finished).
+    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
         for f, t in pool.map(_run_seeds, ranges):
             failures.extend(f)
             totals.update(t)
