@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
+from functools import partial
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -18,6 +19,7 @@ from group_helpers import (
     consume_with_churn,
     create_topic,
     current_generation,
+    every_member_assigned,
     finish,
     produce,
     unique,
@@ -85,7 +87,8 @@ def test_cooperative_sticky_group_of_three_with_churn(gateways):
     conf = {"partition.assignment.strategy": "cooperative-sticky"}
     members = [Member(bootstrap, group, topic, seen, lock, **conf) for _ in range(2)]
     consume_with_churn(members, lambda: Member(bootstrap, group, topic, seen, lock, **conf),
-                       lambda part: produce(bootstrap, topic, part), values)
+                       lambda part: produce(bootstrap, topic, part), values,
+                       partial(every_member_assigned, bootstrap, group, topic))
 
 
 def test_static_member_restart_resumes_without_duplicates(gateways):

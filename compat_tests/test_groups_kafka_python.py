@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import pytest
 from group_helpers import (
     PARTITIONS,
     MemberThread,
     consume_with_churn,
+    every_member_assigned,
     restart_gateway,
     unique,
     wait_for,
@@ -92,7 +94,8 @@ def test_group_of_three_gets_every_message_once_while_members_come_and_go(gatewa
     lock = threading.Lock()
     members = [Member(bootstrap, group, topic, assignor, seen, lock) for _ in range(2)]
     consume_with_churn(members, lambda: Member(bootstrap, group, topic, assignor, seen, lock),
-                       lambda part: produce(bootstrap, topic, part), values)
+                       lambda part: produce(bootstrap, topic, part), values,
+                       partial(every_member_assigned, bootstrap, group, topic))
 
 
 def test_committed_offsets_and_metadata_resume_after_consumer_and_gateway_restart(gateways):
