@@ -13,6 +13,7 @@
  * and 4) are refused: proto3, which flexlog.proto is, never writes them.
  */
 #include "append_wire.h"
+#include "varint.h"
 
 enum { VARINT = 0, FIXED64 = 1, LENGTH = 2, FIXED32 = 5 };
 
@@ -24,21 +25,9 @@ enum { VARINT = 0, FIXED64 = 1, LENGTH = 2, FIXED32 = 5 };
 #define KEY_PAYLOAD 0x2A
 #define KEY_CONTIGUOUS 0x30
 
-/* At most ten bytes; bits beyond 64 in the tenth are dropped, as protobuf does. */
 static int read_varint(const uint8_t *data, size_t end, size_t *pos, uint64_t *out)
 {
-	uint64_t value = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*pos >= end)
-			return AW_EVARINT;
-		uint8_t b = data[(*pos)++];
-		value |= (uint64_t)(b & 0x7F) << shift;
-		if (!(b & 0x80)) {
-			*out = value;
-			return 0;
-		}
-	}
-	return AW_EVARINT;
+	return varint_read(data, end, pos, out) == VARINT_OK ? 0 : AW_EVARINT;
 }
 
 /* Past an unknown field of the given wire type, within [*pos, end). */
@@ -128,7 +117,7 @@ static int decode_op(const uint8_t *data, size_t pos, size_t end, uint64_t *colu
 }
 
 /*
- * The number of ops in the request, or an AW_ error. columns holds AW_COLUMNS columns of
+ * The number of ops in the request, or an AW_ error (AW_ETOOMANY past AW_MAX_OPS ops). columns holds AW_COLUMNS columns of
  * cap values each, in the order of AW_COLUMNS; only the first cap ops are written, so a
  * call with cap 0 (and columns NULL) counts and checks the ops, and a second one with
  * that count decodes them.
@@ -153,6 +142,8 @@ int64_t aw_decode_request(const uint8_t *data, size_t size, uint64_t *columns, s
 			return rc;
 		if (length > size - pos)
 			return AW_EOP;
+		if (ops == AW_MAX_OPS)
+			return AW_ETOOMANY;
 		rc = decode_op(data, pos, pos + length, columns, cap, (size_t)ops);
 		if (rc)
 			return rc;

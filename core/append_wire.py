@@ -26,6 +26,7 @@ _COUNT = 0x20  # field 4, varint
 _PAYLOAD = 0x2A  # field 5, length-delimited
 _CONTIGUOUS = 0x30  # field 6, varint
 _OPS = 0x0A  # AppendRequest field 1, length-delimited
+MAX_OPS = _wire.AW_MAX_OPS  # per request; a replica refuses a request of more
 
 
 class MalformedAppend(ValueError):
@@ -92,6 +93,7 @@ _ERRORS = {
     _wire.AW_ETOKEN: "truncated token",
     _wire.AW_EWIRETYPE: "unsupported wire type",
     _wire.AW_EFIELD: "field runs past the end of its message",
+    _wire.AW_ETOOMANY: f"more than {_wire.AW_MAX_OPS} ops",
 }
 
 

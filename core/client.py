@@ -27,7 +27,7 @@ from typing import NamedTuple
 import grpc
 
 from flexlog.core import family_fill, record_batch, registry, rpc
-from flexlog.core.append_wire import AppendOp, encode_op
+from flexlog.core.append_wire import MAX_OPS, AppendOp, encode_op
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
 from flexlog.core.errors import (
@@ -320,6 +320,9 @@ class FlexLogClient:
 
     def __init__(self, config: ClusterConfig, *, timeout_ms: int | None = None,
                  max_in_flight: int = 16_384) -> None:
+        if not 0 < max_in_flight <= MAX_OPS:
+            # One append message carries at most every append in flight.
+            raise ValueError(f"max_in_flight must be in [1, {MAX_OPS}], not {max_in_flight}")
         self.config = config
         self.timeout_s = (timeout_ms or config.request_timeout_ms) / 1000
         self.client_id = random.getrandbits(31) | 1

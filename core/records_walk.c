@@ -6,25 +6,19 @@
  * records.
  */
 #include "records_walk.h"
+#include "varint.h"
 
-/*
- * An unsigned varint at body[*pos], still zigzag-encoded; 0 or an RW_ error. Like
- * Kafka's readVarlong: at most ten bytes, bits beyond 64 in the tenth dropped.
- */
+/* A varint still zigzag-encoded; 0 or an RW_ error. */
 static int read_varint(const uint8_t *body, size_t size, size_t *pos, uint64_t *out)
 {
-	uint64_t value = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*pos >= size)
-			return RW_ESHORT;
-		uint8_t b = body[(*pos)++];
-		value |= (uint64_t)(b & 0x7F) << shift;
-		if (!(b & 0x80)) {
-			*out = value;
-			return RW_OK;
-		}
+	switch (varint_read(body, size, pos, out)) {
+	case VARINT_OK:
+		return RW_OK;
+	case VARINT_SHORT:
+		return RW_ESHORT;
+	default:
+		return RW_EVARINT;
 	}
-	return RW_EVARINT;
 }
 
 static int64_t unzigzag(uint64_t raw)

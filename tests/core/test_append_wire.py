@@ -5,7 +5,7 @@ import random
 import pytest
 from google.protobuf.message import DecodeError
 
-from flexlog.core.append_wire import AppendOp, MalformedAppend, decode_request, encode_op
+from flexlog.core.append_wire import MAX_OPS, AppendOp, MalformedAppend, decode_request, encode_op
 from flexlog.core.proto import flexlog_pb2 as pb
 
 
@@ -113,6 +113,13 @@ def test_uint32_fields_keep_their_low_32_bits_as_protobuf_does() -> None:
 def test_a_malformed_request_says_what_is_wrong(data: bytes, reason: str) -> None:
     with pytest.raises(MalformedAppend, match=reason):
         decode_request(data)
+
+
+def test_a_request_of_more_than_max_ops_is_refused() -> None:
+    # An empty op is two bytes on the wire and about 170 in the decoded list.
+    assert len(decode_request(b"\x0a\x00" * MAX_OPS)) == MAX_OPS
+    with pytest.raises(MalformedAppend, match=f"more than {MAX_OPS} ops"):
+        decode_request(b"\x0a\x00" * (MAX_OPS + 1))
 
 
 def pb_values(data: bytes) -> list[AppendOp]:

@@ -9,6 +9,7 @@ import pytest
 
 from cluster import two_level_toml
 from flexlog.core import config, record_batch
+from flexlog.core.append_wire import MAX_OPS
 from flexlog.core.client import FlexLogClient, RangeResult
 from flexlog.core.errors import Filled
 from flexlog.core.registry import ColorInfo
@@ -50,3 +51,12 @@ def test_reading_a_filled_sn_says_so(tmp_path: Path) -> None:
     assert asyncio.run(c.read(3, COLOR)).value == b"b"
     with pytest.raises(Filled):
         asyncio.run(c.read(2, COLOR))
+
+
+@pytest.mark.parametrize("max_in_flight", [0, MAX_OPS + 1])
+def test_more_appends_in_flight_than_one_message_may_carry_are_refused(
+        tmp_path: Path, max_in_flight: int) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(two_level_toml(tmp_path))
+    with pytest.raises(ValueError, match="max_in_flight"):
+        FlexLogClient(config.load(path), max_in_flight=max_in_flight)
