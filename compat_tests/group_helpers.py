@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import struct
 import threading
 import time
 import urllib.request
@@ -79,9 +80,26 @@ def coordinator(bootstrap: str, group: str) -> str:
     return f"{found['host']}:{found['port']}"
 
 
+def assigned_partitions(assignment: bytes) -> dict[str, list[int]]:
+    """The partitions of a consumer protocol assignment (version, then topics with their
+    partitions, then user data, which may name topics too: sticky assignors put a member's
+    previous assignment there)."""
+    pos = 2
+    (topics,) = struct.unpack_from(">i", assignment, pos)
+    pos += 4
+    out: dict[str, list[int]] = {}
+    for _ in range(topics):
+        (length,) = struct.unpack_from(">h", assignment, pos)
+        name = assignment[pos + 2 : pos + 2 + length].decode()
+        pos += 2 + length
+        (count,) = struct.unpack_from(">i", assignment, pos)
+        out[name] = list(struct.unpack_from(f">{count}i", assignment, pos + 4))
+        pos += 4 + 4 * count
+    return out
+
+
 def every_member_assigned(bootstrap: str, group: str, topic: str, members: int) -> bool:
-    """Whether the group is Stable with `members` members, each holding partitions of `topic`
-    (an assignment names the topics it gives out)."""
+    """Whether the group is Stable with `members` members, each holding partitions of `topic`."""
     client = WireClient(coordinator(bootstrap, group))
     try:
         described = client.call(ApiKey.DESCRIBE_GROUPS, 5, {
@@ -89,7 +107,8 @@ def every_member_assigned(bootstrap: str, group: str, topic: str, members: int) 
     finally:
         client.close()
     return (described["group_state"] == "Stable" and len(described["members"]) == members
-            and all(topic.encode() in m["member_assignment"] for m in described["members"]))
+            and all(assigned_partitions(m["member_assignment"]).get(topic)
+                    for m in described["members"]))
 
 
 def requests_served(metrics_port: int) -> dict[str, float]:

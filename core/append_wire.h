@@ -15,7 +15,7 @@
 
 /* Ops per request at most: decoding costs about 170 bytes per op, whatever its size, so
  * this bounds what a request of empty ops costs a replica (a 1 GiB message could carry
- * 500 million). A client has at most 16,384 appends in flight (core/client.py). */
+ * 500 million). The client splits its messages at this many ops (append_wire.requests). */
 #define AW_MAX_OPS 65536
 
 int64_t aw_decode_request(const uint8_t *data, size_t size, uint64_t *columns, size_t cap);

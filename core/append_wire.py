@@ -14,6 +14,7 @@ unknown fields skipped), so `flexlog.proto` stays the contract for other clients
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from ._append_wire import ffi as _ffi
@@ -95,6 +96,24 @@ _ERRORS = {
     _wire.AW_EFIELD: "field runs past the end of its message",
     _wire.AW_ETOOMANY: f"more than {_wire.AW_MAX_OPS} ops",
 }
+
+
+def requests(ops: Sequence[bytes], max_bytes: int) -> Iterator[bytes]:
+    """Encoded ops (`encode_op`) joined, in order, into AppendRequests of at most MAX_OPS ops
+    and max_bytes bytes; an op larger than max_bytes goes alone, as it is (joining one op
+    would copy it)."""
+    start = size = 0
+    for i, op in enumerate(ops):
+        size += len(op)
+        if i > start and (size > max_bytes or i - start == MAX_OPS):
+            yield _joined(ops[start:i])
+            start, size = i, len(op)
+    if ops:
+        yield _joined(ops[start:])
+
+
+def _joined(ops: Sequence[bytes]) -> bytes:
+    return ops[0] if len(ops) == 1 else b"".join(ops)
 
 
 def decode_request(data: bytes) -> list[AppendOp]:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import grpc
 
-from flexlog.core import family_fill, record_batch, registry, rpc
+from flexlog.core import append_wire, family_fill, record_batch, registry, rpc
 from flexlog.core.append_wire import MAX_OPS, AppendOp, encode_op
 from flexlog.core.batching import Batcher, ByteQueue
 from flexlog.core.config import ClusterConfig
@@ -130,6 +130,12 @@ class _ReplicaLink:
         assert self._append_q is not None
         self._append_q.put(data)
 
+    def send_ops(self, ops: list[bytes]) -> None:
+        """Encoded ops, in as many messages as the limits take: after cancelled appends
+        (their slots free, their ops still pending) a resend may exceed MAX_OPS."""
+        for data in append_wire.requests(ops, MESSAGE_BYTES):
+            self.send_appends(data)
+
     async def _read_acks(self, call: grpc.aio.StreamStreamCall, queue: ByteQueue) -> None:
         try:
             async for reply in call:
@@ -223,9 +229,8 @@ class _ShardWriter:
         self._resend(list(self.pending.values()))
 
     def resend_unacked(self, link: _ReplicaLink) -> None:
-        ops = [p.wire for p in self.pending.values() if link.index not in p.acked]
-        if ops and link.index in self.members:
-            link.send_appends(b"".join(ops))
+        if link.index in self.members:
+            link.send_ops([p.wire for p in self.pending.values() if link.index not in p.acked])
 
     def _resend_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -238,9 +243,7 @@ class _ShardWriter:
         not ack them."""
         now = asyncio.get_running_loop().time()
         for member in self.members:
-            ops = [p.wire for p in items if member not in p.acked]
-            if ops:
-                self.links[member].send_appends(b"".join(ops))
+            self.links[member].send_ops([p.wire for p in items if member not in p.acked])
         for p in items:
             p.sent_at = now
 
@@ -259,20 +262,9 @@ class _ShardWriter:
         batch = [len(items)]
         for p in items:
             p.batch = batch
-        start = 0
-        size = 0
-        for i, p in enumerate(items):
-            size += len(p.wire)
-            if size > MESSAGE_BYTES and i > start:
-                self._send(items[start:i])
-                start, size = i, len(p.wire)
-        self._send(items[start:])
-
-    def _send(self, items: list[_PendingAppend]) -> None:
-        # A lone append (a large batch, usually) goes as it is: joining would copy it.
-        data = items[0].wire if len(items) == 1 else b"".join(p.wire for p in items)
-        for member in self.members:
-            self.links[member].send_appends(data)
+        for data in append_wire.requests([p.wire for p in items], MESSAGE_BYTES):
+            for member in self.members:
+                self.links[member].send_appends(data)
 
     def resolve(self, token: int, result: int | FlexLogError) -> None:
         p = self.pending.pop(token, None)
@@ -322,7 +314,7 @@ class FlexLogClient:
                  max_in_flight: int = 16_384) -> None:
         if not 0 < max_in_flight <= MAX_OPS:
             # One append message carries at most every append in flight.
-            raise ValueError(f"max_in_flight must be in [1, {MAX_OPS}], not {max_in_flight}")
+            raise ValueError(f"a client keeps 1 to {MAX_OPS} appends in flight, not {max_in_flight}")
         self.config = config
         self.timeout_s = (timeout_ms or config.request_timeout_ms) / 1000
         self.client_id = random.getrandbits(31) | 1

@@ -5,7 +5,7 @@ import random
 import pytest
 from google.protobuf.message import DecodeError
 
-from flexlog.core.append_wire import MAX_OPS, AppendOp, MalformedAppend, decode_request, encode_op
+from flexlog.core.append_wire import MAX_OPS, AppendOp, MalformedAppend, decode_request, encode_op, requests
 from flexlog.core.proto import flexlog_pb2 as pb
 
 
@@ -120,6 +120,20 @@ def test_a_request_of_more_than_max_ops_is_refused() -> None:
     assert len(decode_request(b"\x0a\x00" * MAX_OPS)) == MAX_OPS
     with pytest.raises(MalformedAppend, match=f"more than {MAX_OPS} ops"):
         decode_request(b"\x0a\x00" * (MAX_OPS + 1))
+
+
+def test_requests_split_at_max_ops_and_max_bytes_keeping_the_order() -> None:
+    empty = [encode_op(AppendOp(token=i + 1, color=1, owner=0, count=1, payload=b""))
+             for i in range(MAX_OPS + 3)]
+    split = list(requests(empty, 1 << 30))
+    assert [len(decode_request(r)) for r in split] == [MAX_OPS, 3]
+    assert b"".join(split) == b"".join(empty)
+    ops = [encode_op(AppendOp(token=i + 1, color=1, owner=0, count=1, payload=b"x" * size))
+           for i, size in enumerate([40, 40, 40, 500, 10])]
+    split = list(requests(ops, 120))  # each 40-byte op is 57 bytes encoded
+    assert split == [ops[0] + ops[1], ops[2], ops[3], ops[4]]
+    assert split[2] is ops[3]  # a lone op is not copied
+    assert list(requests([], 100)) == []
 
 
 def pb_values(data: bytes) -> list[AppendOp]:
