@@ -10,7 +10,9 @@ current view (`core/view.py`) acked it; a view change re-evaluates pending
 appends. An append that a replica refused as unavailable, or that is not
 complete after RESEND_AFTER_S, is sent again with the same token to the
 members that have not acked: the replicas and the leaf recognise the token,
-so a retry never stores an entry twice.
+so a retry never stores an entry twice. Cancelling an append's future only stops
+the wait: the append stays in flight, and counts against max_in_flight, until it is
+acked, refused or expired.
 """
 
 from __future__ import annotations
@@ -131,8 +133,7 @@ class _ReplicaLink:
         self._append_q.put(data)
 
     def send_ops(self, ops: list[bytes]) -> None:
-        """Encoded ops, in as many messages as the limits take: after cancelled appends
-        (their slots free, their ops still pending) a resend may exceed MAX_OPS."""
+        """Encoded ops, in as many messages as the limits take."""
         for data in append_wire.requests(ops, MESSAGE_BYTES):
             self.send_appends(data)
 
@@ -192,8 +193,11 @@ class _ReplicaLink:
 class _ShardWriter:
     """Pending appends of one shard and the links to its replicas."""
 
-    def __init__(self, shard: int, addresses: list[str], timeout_s: float, view: View) -> None:
+    def __init__(self, shard: int, addresses: list[str], timeout_s: float, view: View,
+                 released: Callable[[], None]) -> None:
+        """released: called once per append that leaves `pending` (acked, failed or expired)."""
         self.shard = shard
+        self._released = released
         self.links = [_ReplicaLink(i, a, self) for i, a in enumerate(addresses)]
         self.members = view.shard(shard).members
         self.readable = view.shard(shard).readable
@@ -270,6 +274,7 @@ class _ShardWriter:
         p = self.pending.pop(token, None)
         if p is None:
             return
+        self._released()
         if not p.future.done():
             if isinstance(result, FlexLogError):
                 p.future.set_exception(result)
@@ -369,7 +374,7 @@ class FlexLogClient:
                 self._watch_task = asyncio.create_task(self._watcher.run())
             addresses = [r.address for r in self.config.shard(shard).replicas]
             writer = self._writers[shard] = _ShardWriter(shard, addresses, self.timeout_s,
-                                                         self._watcher.view)
+                                                         self._watcher.view, self._landed)
         return writer
 
     # ---- colors ------------------------------------------------------------
@@ -544,14 +549,15 @@ class FlexLogClient:
         # One shard per client and color keeps this client's appends in submission order.
         shard = info.shards[0] if info.contiguous else info.shards[self.client_id % len(info.shards)]
         writer = self._writers.get(shard) or self._writer(shard)
+        # The slot frees when the append leaves the writer (`_landed`), not when a caller
+        # cancels its future: the op is in flight until acked or expired.
+        self._in_flight += 1
         writer.submit(AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
                                count=record_batch.records_count(batch), payload=batch,
                                contiguous=info.contiguous), fut)
-        self._in_flight += 1
-        fut.add_done_callback(self._landed)
         return fut
 
-    def _landed(self, _: asyncio.Future[int]) -> None:
+    def _landed(self) -> None:
         self._in_flight -= 1
         if self._in_flight < self._max_in_flight:
             self._room.set()

@@ -240,3 +240,19 @@ async def test_pipelined_appends_of_one_client_keep_submission_order(cluster: Cl
             sns = [await f for f in futures]
             assert sns == sorted(sns), "SNs follow submission order"
             assert len(set(sns)) == 500
+
+
+async def test_a_cancelled_append_keeps_its_slot_until_the_replicas_answer(cluster: Cluster) -> None:
+    # Cancelling gives up waiting, not the append: it is stored, and until the replicas
+    # answer it still counts against max_in_flight (so pending ops never outgrow it).
+    async with FlexLogClient(cluster.config, max_in_flight=1) as c:
+        color = await c.create_color(name())
+        first = await c.submit_batch(record_batch.build([b"first"]), color)
+        first.cancel()
+        second = asyncio.create_task(c.submit_batch(record_batch.build([b"second"]), color))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not second.done(), "the cancelled append's slot was freed before its acks"
+        sn = await (await second)
+        assert sn == 1
+        assert (await c.read(0, color)).value == b"first"
