@@ -62,11 +62,19 @@ def open_engine(data_dir: str, high_water: float) -> engine_module.PmEngine:
 
 
 class Reporter:
+    """One line per event, each ending in END: a SIGKILL can tear a write where it crosses
+    a page of the file (seen: "C" written, the rest of the line not), so the reader takes
+    only lines that end in END, and each child starts with a newline to end a line its
+    predecessor tore."""
+
+    END = "."
+
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self.fd, b"\n")
 
     def __call__(self, *fields: object) -> None:
-        os.write(self.fd, (" ".join(map(str, fields)) + "\n").encode())
+        os.write(self.fd, (" ".join(map(str, (*fields, self.END))) + "\n").encode())
 
 
 def install_crash_site(report: Reporter, prob: float, rng: random.Random) -> None:
