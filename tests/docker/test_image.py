@@ -146,13 +146,16 @@ def engine(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     try:
         yield eng
     finally:
-        with eng.phase("every container removed"):
-            # Killed and removed in one call, faster than `docker-compose down`; the volumes and
-            # networks go with the engine's data root.
+        with eng.phase("every container and network removed"):
+            # Killed and removed in one call, faster than `docker-compose down`; the volumes go
+            # with the engine's data root. A network's bridge does not: it stays on the host
+            # after dockerd stops, and once leftovers cover every default address pool no new
+            # network can be made (seen after about thirty runs on one machine).
             ids = subprocess.run([DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True,
                                  timeout=60).stdout.split()
             if ids:
                 subprocess.run([DOCKER, "rm", "-f", "-v", *ids], env=env, capture_output=True, timeout=600)
+            subprocess.run([DOCKER, "network", "prune", "-f"], env=env, capture_output=True, timeout=60)
         with eng.phase("engine stopped, its files deleted"):
             stop_dockerd(dockerd, tmp)
 
