@@ -117,10 +117,10 @@ static int decode_op(const uint8_t *data, size_t pos, size_t end, uint64_t *colu
 }
 
 /*
- * The number of ops in the request, or an AW_ error (AW_ETOOMANY past AW_MAX_OPS ops). columns holds AW_COLUMNS columns of
- * cap values each, in the order of AW_COLUMNS; only the first cap ops are written, so a
- * call with cap 0 (and columns NULL) counts and checks the ops, and a second one with
- * that count decodes them.
+ * The number of ops in the request, or an AW_ error (AW_ETOOMANY past AW_MAX_OPS ops).
+ * columns holds AW_COLUMNS columns of cap values each, in the order of AW_COLUMNS; only the
+ * first cap ops are written, so a call with cap 0 (and columns NULL) counts and checks the
+ * ops, and a second one with that count decodes them.
  */
 int64_t aw_decode_request(const uint8_t *data, size_t size, uint64_t *columns, size_t cap)
 {

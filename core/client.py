@@ -318,7 +318,7 @@ class FlexLogClient:
     def __init__(self, config: ClusterConfig, *, timeout_ms: int | None = None,
                  max_in_flight: int = 16_384) -> None:
         if not 0 < max_in_flight <= MAX_OPS:
-            # One append message carries at most every append in flight.
+            # A window batch holds at most every append in flight: one message, never split by count.
             raise ValueError(f"a client keeps 1 to {MAX_OPS} appends in flight, not {max_in_flight}")
         self.config = config
         self.timeout_s = (timeout_ms or config.request_timeout_ms) / 1000
