@@ -86,6 +86,7 @@ typedef struct pm_log {
     char *arena;
     uint64_t cap;
     int is_pmem;
+    int fd;
     ...;
 } pm_log;
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -349,39 +350,56 @@ static uint64_t next_generation(uint64_t last)
 }
 
 /*
- * On a file, keep the arena in the page cache as 4 KiB pages. A store through the
+ * On a file, keep the pool in the page cache as 4 KiB pages. A store through the
  * mapping into a clean page makes ext4's page_mkwrite dirty every block of the folio
- * holding it, and the kernel caches a mapped file in folios of up to 2 MiB: each barrier
- * then wrote back whole folios around the few pages it changed, about ten bytes to the
- * device per byte stored (docs/storage.md, "Page cache"). The arena's clean cached
- * pages are dropped and read back with readahead off, which caches them one page per
- * folio; MADV_RANDOM keeps a page evicted later at one page when a fault brings it back.
- * Only an optimisation: whatever fails here leaves the pool as it was.
+ * holding it, and the kernel caches a file in folios of up to 2 MiB: each barrier then
+ * wrote back whole folios around the few pages it changed, about ten bytes to the
+ * device per byte stored (docs/storage.md, "Page cache"). The whole file's clean cached
+ * pages are dropped (a folio reaching past a range would be kept) and read back with
+ * readahead off, which caches them one page per folio; MADV_RANDOM keeps a page evicted
+ * later at one page when a fault brings it back. Only an optimisation: whatever fails
+ * here leaves the pool as it was.
  */
-static void cache_base_pages(pm_log *log, const char *path)
+static void cache_base_pages(pm_log *log, int fd)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t start = (uintptr_t)log->arena & ~(uintptr_t)(page - 1);
-	size_t len = (size_t)((uintptr_t)log->arena + log->cap - start);
-	off_t off = (off_t)(start - (uintptr_t)log->pop);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size <= 0)
 		return;
+	size_t len = (size_t)st.st_size;
 	char *buf = malloc(RECACHE_READ);
-	if (buf != NULL && madvise((void *)start, len, MADV_DONTNEED) == 0 &&
-	    posix_fadvise(fd, off, (off_t)len, POSIX_FADV_DONTNEED) == 0 &&
-	    posix_fadvise(fd, off, (off_t)len, POSIX_FADV_RANDOM) == 0) {
+	if (buf != NULL && madvise(log->pop, len, MADV_DONTNEED) == 0 &&
+	    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 &&
+	    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0) {
 		for (size_t done = 0; done < len;) {
 			size_t want = len - done < RECACHE_READ ? len - done : RECACHE_READ;
-			ssize_t got = pread(fd, buf, want, off + (off_t)done);
+			ssize_t got = pread(fd, buf, want, (off_t)done);
 			if (got <= 0)
 				break;
 			done += (size_t)got;
 		}
-		madvise((void *)start, len, MADV_RANDOM);
+		madvise(log->pop, len, MADV_RANDOM);
 	}
 	free(buf);
-	close(fd);
+}
+
+/*
+ * The pool file opened again, for cache_base_pages and write_slot; -1 unless it is the
+ * file libpmemobj mapped from offset 0 (a pool set, or a file replaced meanwhile, is not:
+ * a slot written there would never reach the mapping).
+ */
+static int open_mapped_file(pm_log *log, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	pm_root seen;
+	off_t at = (off_t)((char *)log->root - (char *)log->pop);
+	if (pread(fd, &seen, sizeof seen, at) != (ssize_t)sizeof seen ||
+	    memcmp(&seen, log->root, sizeof seen) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *err,
@@ -416,12 +434,10 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	log->cap = root->arena_cap;
 	/* libpmemobj decides the same way (and PMEM_IS_PMEM_FORCE forces both). */
 	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
-	log->fd = -1;
+	log->fd = log->is_pmem ? -1 : open_mapped_file(log, path);
 	log->arena_file_off = (uint64_t)(log->arena - (char *)pop);
-	if (!log->is_pmem) {
-		cache_base_pages(log, path);
-		log->fd = open(path, O_RDWR | O_CLOEXEC);
-	}
+	if (log->fd >= 0)
+		cache_base_pages(log, log->fd);
 	log->dirty_hi = 0;
 	log->pending = log->fresh = NULL;
 	log->n_pending = log->spare_cap = 0;
@@ -458,10 +474,10 @@ void pm_close(pm_log *log)
 static void write_slot(pm_log *log, pm_entry *e, const pm_entry *slot, const char *payload)
 {
 	if (log->fd >= 0) {
-		struct iovec parts[2] = {{(void *)slot, sizeof *slot},
+		struct iovec parts[2] = {{(void *)slot, PM_ENTRY_HDR},
 					 {(void *)payload, slot->length}};
 		off_t at = (off_t)(log->arena_file_off + (uint64_t)((char *)e - log->arena));
-		size_t want = sizeof *slot + slot->length;
+		size_t want = PM_ENTRY_HDR + slot->length;
 		if (pwritev(log->fd, parts, 2, at) == (ssize_t)want)
 			return;
 	}

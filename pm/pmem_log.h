@@ -60,6 +60,8 @@ typedef struct pm_entry {
 	uint64_t committed_ns;
 } pm_entry;
 
+_Static_assert(sizeof(pm_entry) == PM_ENTRY_HDR, "a slot's header is PM_ENTRY_HDR bytes");
+
 typedef struct pm_color {
 	uint64_t color;
 	uint64_t log_start; /* first SN not trimmed */
