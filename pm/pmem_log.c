@@ -4,11 +4,13 @@
  * barrier happens here, in the order the crash-consistency argument needs
  * (see docs/storage.md).
  */
+#define _GNU_SOURCE /* fallocate */
 #include "pmem_log.h"
 #include "crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -29,7 +31,8 @@
 #define ROOT_VERSION 2 /* 1: no slot checks, commit batches tagged by the epoch's parity */
 #define COLORS_OFF 128
 #define ARENA_STEP (256u * 1024u)
-#define RECACHE_READ (8u << 20) /* bytes per read when the arena is re-cached at open */
+#define RECACHE_READ (8u << 20) /* bytes per read when pages are re-cached at open */
+#define FOLIO_SPAN (2u << 20)	/* the largest page-cache folio, to round those ranges out to */
 
 #define POP(log) ((PMEMobjpool *)(log)->pop)
 
@@ -349,36 +352,73 @@ static uint64_t next_generation(uint64_t last)
 	return g == last ? g + 1 : g;
 }
 
+/* Read [off, off + len) of the file into the page cache, one page per folio. */
+static void read_back(pm_log *log, int fd, char *buf, uint64_t off, uint64_t len)
+{
+	madvise((char *)log->pop + off, len, MADV_DONTNEED);
+	if (posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED) != 0)
+		return;
+	for (uint64_t done = 0; done < len;) {
+		size_t want = len - done < RECACHE_READ ? (size_t)(len - done) : RECACHE_READ;
+		ssize_t got = pread(fd, buf, want, (off_t)(off + done));
+		if (got <= 0)
+			return;
+		done += (uint64_t)got;
+	}
+}
+
 /*
- * On a file, keep the pool in the page cache as 4 KiB pages. A store through the
- * mapping into a clean page makes ext4's page_mkwrite dirty every block of the folio
- * holding it, and the kernel caches a file in folios of up to 2 MiB: each barrier then
- * wrote back whole folios around the few pages it changed, about ten bytes to the
- * device per byte stored (docs/storage.md, "Page cache"). The whole file's clean cached
- * pages are dropped (a folio reaching past a range would be kept) and read back with
- * readahead off, which caches them one page per folio; MADV_RANDOM keeps a page evicted
- * later at one page when a fault brings it back. Only an optimisation: whatever fails
- * here leaves the pool as it was.
+ * The arena's free bytes [from, to) (ring positions mod cap), zeroed and re-cached. Nothing
+ * past the tail is ever taken up once this session's generation is durable, so their
+ * contents do not matter; zeroed, the file system reads them back without the device.
+ */
+static void recache_free(pm_log *log, int fd, char *buf, uint64_t from, uint64_t to)
+{
+	if (from >= to)
+		return;
+	uint64_t off = log->arena_file_off + from;
+	fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(to - from));
+	uint64_t lo = off & ~(uint64_t)(FOLIO_SPAN - 1);
+	uint64_t hi = (log->arena_file_off + to + FOLIO_SPAN - 1) & ~(uint64_t)(FOLIO_SPAN - 1);
+	uint64_t end = log->arena_file_off + log->cap;
+	read_back(log, fd, buf, lo, (hi < end ? hi : end) - lo);
+}
+
+/*
+ * On a file, keep in the page cache as 4 KiB pages what this session will write: the
+ * root and color table, and the arena's free bytes. A store through the mapping into a
+ * clean page makes ext4's page_mkwrite dirty every block of the folio holding it, and
+ * the kernel caches a file in folios of up to 2 MiB: each barrier then wrote back whole
+ * folios around the few pages it changed, about ten bytes to the device per byte stored
+ * (docs/storage.md, "Page cache"). Those pages are dropped (whole 2 MiB spans: a folio
+ * reaching past a range would be kept) and read back with readahead off, which caches
+ * them one page per folio; MADV_RANDOM keeps a page evicted later at one page when a
+ * fault brings it back. Runs once the generation is durable (see recache_free); only an
+ * optimisation, and whatever fails here leaves the pool's contents as they were.
  */
 static void cache_base_pages(pm_log *log, int fd)
 {
 	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size <= 0)
+	if (fstat(fd, &st) != 0 || st.st_size <= 0 ||
+	    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) != 0)
 		return;
-	size_t len = (size_t)st.st_size;
 	char *buf = malloc(RECACHE_READ);
-	if (buf != NULL && madvise(log->pop, len, MADV_DONTNEED) == 0 &&
-	    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 &&
-	    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0) {
-		for (size_t done = 0; done < len;) {
-			size_t want = len - done < RECACHE_READ ? len - done : RECACHE_READ;
-			ssize_t got = pread(fd, buf, want, (off_t)done);
-			if (got <= 0)
-				break;
-			done += (size_t)got;
+	if (buf == NULL)
+		return;
+	uint64_t size = (uint64_t)st.st_size;
+	uint64_t top = (log->arena_file_off + FOLIO_SPAN - 1) & ~(uint64_t)(FOLIO_SPAN - 1);
+	read_back(log, fd, buf, 0, top < size ? top : size);
+	pm_root *r = log->root;
+	if (r->tail - r->head < log->cap) {
+		uint64_t tail = r->tail % log->cap, head = r->head % log->cap;
+		if (tail < head) {
+			recache_free(log, fd, buf, tail, head);
+		} else {
+			recache_free(log, fd, buf, tail, log->cap);
+			recache_free(log, fd, buf, 0, head);
 		}
-		madvise(log->pop, len, MADV_RANDOM);
 	}
+	madvise(log->pop, size, MADV_RANDOM);
 	free(buf);
 }
 
@@ -436,8 +476,6 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
 	log->fd = log->is_pmem ? -1 : open_mapped_file(log, path);
 	log->arena_file_off = (uint64_t)(log->arena - (char *)pop);
-	if (log->fd >= 0)
-		cache_base_pages(log, log->fd);
 	log->dirty_hi = 0;
 	log->pending = log->fresh = NULL;
 	log->n_pending = log->spare_cap = 0;
@@ -448,6 +486,8 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	/* From here on slots carry the new generation; any left past the tail stay out. */
 	root->generation = next_generation(root->generation);
 	pmemobj_persist(pop, &root->generation, sizeof root->generation);
+	if (log->fd >= 0)
+		cache_base_pages(log, log->fd);
 	return log;
 }
 

@@ -105,3 +105,44 @@ def test_slots_go_through_the_mapping_without_the_reopened_file(tmp_path: Path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+
+def test_reopening_zeroes_only_the_free_bytes(tmp_path: Path):
+    """Each open zeroes and re-caches the ring past the tail: every committed entry and a
+    prepared one survive three opens, the ring wrapping meanwhile."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from flexlog.pm.engine import PmEngine
+
+        kept = {{}}
+        token = 0
+        pending = None
+        for session in range(3):
+            eng = PmEngine({str(tmp_path)!r}, pool_size_bytes=8 << 20, ssd_max_bytes=0)
+            for sn, payload in kept.items():
+                assert eng.read(1, sn).payload[8:] == payload[8:], (session, sn)
+            if pending is not None:
+                assert eng.prepared_payload(1 << 40)[8:] == pending[8:]
+                eng.abort(1 << 40)
+            for _ in range(200):
+                token += 1
+                payload = bytes(8) + os.urandom(20000)
+                eng.prepare(token, 1, payload, 1)
+                eng.commit(token, token - 1)
+                kept[token - 1] = payload
+                if token > 40:
+                    eng.trim(1, token - 41)
+                    del kept[token - 41]
+            pending = bytes(8) + os.urandom(3000)
+            eng.prepare(1 << 40, 2, pending, 1)
+            wrapped = eng._pool.tail > eng._pool.cap
+            eng.close()
+        assert wrapped
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
