@@ -4,19 +4,16 @@
  * barrier happens here, in the order the crash-consistency argument needs
  * (see docs/storage.md).
  */
-#define _GNU_SOURCE /* fallocate */
 #include "pmem_log.h"
 #include "crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -31,8 +28,6 @@
 #define ROOT_VERSION 2 /* 1: no slot checks, commit batches tagged by the epoch's parity */
 #define COLORS_OFF 128
 #define ARENA_STEP (256u * 1024u)
-#define RECACHE_READ (8u << 20) /* bytes per read when pages are re-cached at open */
-#define FOLIO_SPAN (2u << 20)	/* the largest page-cache folio, to round those ranges out to */
 
 #define POP(log) ((PMEMobjpool *)(log)->pop)
 
@@ -352,78 +347,8 @@ static uint64_t next_generation(uint64_t last)
 	return g == last ? g + 1 : g;
 }
 
-/* Read [off, off + len) of the file into the page cache, one page per folio. */
-static void read_back(pm_log *log, int fd, char *buf, uint64_t off, uint64_t len)
-{
-	madvise((char *)log->pop + off, len, MADV_DONTNEED);
-	if (posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED) != 0)
-		return;
-	for (uint64_t done = 0; done < len;) {
-		size_t want = len - done < RECACHE_READ ? (size_t)(len - done) : RECACHE_READ;
-		ssize_t got = pread(fd, buf, want, (off_t)(off + done));
-		if (got <= 0)
-			return;
-		done += (uint64_t)got;
-	}
-}
-
 /*
- * The arena's free bytes [from, to) (ring positions mod cap), zeroed and re-cached. Nothing
- * past the tail is ever taken up once this session's generation is durable, so their
- * contents do not matter; zeroed, the file system reads them back without the device.
- */
-static void recache_free(pm_log *log, int fd, char *buf, uint64_t from, uint64_t to)
-{
-	if (from >= to)
-		return;
-	uint64_t off = log->arena_file_off + from;
-	fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(to - from));
-	uint64_t lo = off & ~(uint64_t)(FOLIO_SPAN - 1);
-	uint64_t hi = (log->arena_file_off + to + FOLIO_SPAN - 1) & ~(uint64_t)(FOLIO_SPAN - 1);
-	uint64_t end = log->arena_file_off + log->cap;
-	read_back(log, fd, buf, lo, (hi < end ? hi : end) - lo);
-}
-
-/*
- * On a file, keep in the page cache as 4 KiB pages what this session will write: the
- * root and color table, and the arena's free bytes. A store through the mapping into a
- * clean page makes ext4's page_mkwrite dirty every block of the folio holding it, and
- * the kernel caches a file in folios of up to 2 MiB: each barrier then wrote back whole
- * folios around the few pages it changed, about ten bytes to the device per byte stored
- * (docs/storage.md, "Page cache"). Those pages are dropped (whole 2 MiB spans: a folio
- * reaching past a range would be kept) and read back with readahead off, which caches
- * them one page per folio; MADV_RANDOM keeps a page evicted later at one page when a
- * fault brings it back. Runs once the generation is durable (see recache_free); only an
- * optimisation, and whatever fails here leaves the pool's contents as they were.
- */
-static void cache_base_pages(pm_log *log, int fd)
-{
-	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size <= 0 ||
-	    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) != 0)
-		return;
-	char *buf = malloc(RECACHE_READ);
-	if (buf == NULL)
-		return;
-	uint64_t size = (uint64_t)st.st_size;
-	uint64_t top = (log->arena_file_off + FOLIO_SPAN - 1) & ~(uint64_t)(FOLIO_SPAN - 1);
-	read_back(log, fd, buf, 0, top < size ? top : size);
-	pm_root *r = log->root;
-	if (r->tail - r->head < log->cap) {
-		uint64_t tail = r->tail % log->cap, head = r->head % log->cap;
-		if (tail < head) {
-			recache_free(log, fd, buf, tail, head);
-		} else {
-			recache_free(log, fd, buf, tail, log->cap);
-			recache_free(log, fd, buf, 0, head);
-		}
-	}
-	madvise(log->pop, size, MADV_RANDOM);
-	free(buf);
-}
-
-/*
- * The pool file opened again, for cache_base_pages and write_slot; -1 unless it is the
+ * The pool file opened again, for the stores into the arena (store, write_slot); -1 unless it is the
  * file libpmemobj mapped from offset 0 (a pool set, or a file replaced meanwhile, is not:
  * a slot written there would never reach the mapping).
  */
@@ -475,7 +400,6 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	/* libpmemobj decides the same way (and PMEM_IS_PMEM_FORCE forces both). */
 	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
 	log->fd = log->is_pmem ? -1 : open_mapped_file(log, path);
-	log->arena_file_off = (uint64_t)(log->arena - (char *)pop);
 	log->dirty_hi = 0;
 	log->pending = log->fresh = NULL;
 	log->n_pending = log->spare_cap = 0;
@@ -486,8 +410,6 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	/* From here on slots carry the new generation; any left past the tail stay out. */
 	root->generation = next_generation(root->generation);
 	pmemobj_persist(pop, &root->generation, sizeof root->generation);
-	if (log->fd >= 0)
-		cache_base_pages(log, log->fd);
 	return log;
 }
 
@@ -504,21 +426,30 @@ void pm_close(pm_log *log)
 }
 
 /*
- * A slot's header and payload on a file. A store through the mapping faults on every
- * page it reaches first after a barrier cleaned it, and the fault (ext4's page_mkwrite)
- * costs more than copying the page; pwritev puts the bytes into the same page cache
- * with one system call and dirties only the blocks it writes. The mapping sees them at
- * once, and the next barrier's msync writes them back like any store. If the call
- * fails, the bytes go through the mapping.
+ * Stores into the arena on a file go through the file, not the mapping. The kernel caches
+ * a file in folios of up to 2 MiB, and a store through the mapping into a clean folio makes
+ * ext4's page_mkwrite dirty every block of it: each barrier then wrote back whole folios
+ * around the few bytes it changed, about ten bytes to the device per byte stored
+ * (docs/storage.md, "Page cache"). pwrite dirties only the blocks it writes, in the same page
+ * cache: the mapping sees the bytes at once, and the next barrier's msync makes them durable
+ * like any store. If the call fails, the bytes go through the mapping.
  */
+static void store(pm_log *log, void *dst, const void *src, size_t len)
+{
+	if (log->fd >= 0 &&
+	    pwrite(log->fd, src, len, (off_t)((char *)dst - (char *)log->pop)) == (ssize_t)len)
+		return;
+	memcpy(dst, src, len);
+}
+
+/* A slot's header and payload, with one system call on a file (see store). */
 static void write_slot(pm_log *log, pm_entry *e, const pm_entry *slot, const char *payload)
 {
 	if (log->fd >= 0) {
 		struct iovec parts[2] = {{(void *)slot, PM_ENTRY_HDR},
 					 {(void *)payload, slot->length}};
-		off_t at = (off_t)(log->arena_file_off + (uint64_t)((char *)e - log->arena));
-		size_t want = PM_ENTRY_HDR + slot->length;
-		if (pwritev(log->fd, parts, 2, at) == (ssize_t)want)
+		off_t at = (off_t)((char *)e - (char *)log->pop);
+		if (pwritev(log->fd, parts, 2, at) == (ssize_t)(PM_ENTRY_HDR + slot->length))
 			return;
 	}
 	*e = *slot;
@@ -542,10 +473,9 @@ static int64_t place_slot(pm_log *log, uint64_t *cursor, const pm_entry *hdr,
 		return PM_EFULL;
 	if (pad) {
 		pm_entry *p = entry_at(log, at);
-		memset(p, 0, sizeof *p);
-		p->state = PM_ST_PAD;
-		p->size = (uint32_t)pad;
-		p->check = slot_check(log, at, p, (const char *)p + PM_ENTRY_HDR);
+		pm_entry pad_slot = {.state = PM_ST_PAD, .size = (uint32_t)pad};
+		pad_slot.check = slot_check(log, at, &pad_slot, (const char *)p + PM_ENTRY_HDR);
+		store(log, p, &pad_slot, sizeof pad_slot);
 		wrote(log, p, sizeof *p);
 	}
 	pm_entry slot = *hdr;
@@ -670,16 +600,23 @@ static void reclaim(pm_log *log)
 }
 
 /* sn, slot, timestamp and the payload's baseOffset: the 72 bytes from the entry's start. */
-static void write_sn(pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now)
+static void write_commit(pm_log *log, pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now,
+			 uint64_t state)
 {
-	e->sn = sn;
-	e->slot = slot;
-	e->committed_ns = now;
-	unsigned char *base_offset = (unsigned char *)e + PM_ENTRY_HDR;
+	unsigned char rec[PM_ENTRY_HDR + 8];
+	pm_entry h = *e;
+	h.state = state;
+	h.sn = sn;
+	h.slot = slot;
+	h.committed_ns = now;
+	memcpy(rec, &h, PM_ENTRY_HDR);
+	size_t len = PM_ENTRY_HDR;
 	if (e->length >= 8) {
 		for (int i = 0; i < 8; i++)
-			base_offset[i] = (unsigned char)(sn >> (56 - 8 * i));
+			rec[PM_ENTRY_HDR + i] = (unsigned char)(sn >> (56 - 8 * i));
+		len += 8;
 	}
+	store(log, e, rec, len);
 }
 
 /* Room for a commit batch of n entries in both position lists. */
@@ -706,7 +643,8 @@ static void flip_pending(pm_log *log, uint32_t batch)
 	for (size_t i = 0; i < log->n_pending; i++) {
 		pm_entry *e = entry_at(log, log->pending[i]);
 		if (e->state == tag) {
-			e->state = PM_ST_COMMITTED;
+			uint64_t committed = PM_ST_COMMITTED;
+			store(log, &e->state, &committed, sizeof committed);
 			wrote(log, &e->state, sizeof e->state);
 		}
 	}
@@ -750,8 +688,7 @@ void pm_commit_many(pm_log *log, size_t n, const uint64_t *pos, const uint64_t *
 			out[i] = PM_ECOLOR;
 			continue;
 		}
-		write_sn(e, sns[i], slots[i], now);
-		e->state = tag;
+		write_commit(log, e, sns[i], slots[i], now, tag);
 		wrote(log, e, PM_ENTRY_HDR + 8);
 		sum += commit_check(pos[i], e, batch);
 		log->fresh[committed++] = pos[i];

@@ -106,12 +106,8 @@ typedef struct pm_log {
 	 * the last barrier, which msyncs from the root up to it.
 	 */
 	uint64_t dirty_hi;
-	/*
-	 * msync path only: the pool file, opened again to write prepared slots with
-	 * pwritev (-1: through the mapping), and where the arena starts in it.
-	 */
+	/* msync path only: the pool file, opened again for the arena's stores (-1: the mapping). */
 	int fd;
-	uint64_t arena_file_off;
 	/* The last commit batch's entries, still COMMITTING until the next barrier. */
 	uint64_t *pending;
 	size_t n_pending;

@@ -1,5 +1,6 @@
 """A pool on a normal file system writes back about what it changed (docs/storage.md,
-"Page cache"): a store dirties its 4 KiB page, not the large folio around it."""
+"Page cache"): a barrier writes the blocks the engine stored into, not the large folios
+around them."""
 
 from __future__ import annotations
 
@@ -14,23 +15,32 @@ import pytest
 POOL = 256 << 20
 
 
-def dirtied_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches: int) -> float:
-    """Bytes the engine's process dirtied in the page cache (/proc/self/io write_bytes, which
-    counts whole folios) per payload byte, over prepare_many + commit_many of batches of
-    per_batch entries; run without PMEM_IS_PMEM_FORCE, so every barrier is an msync."""
+def device_stat(path: Path) -> Path:
+    dev = os.stat(path).st_dev
+    stat = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat")
+    if os.major(dev) == 0 or not stat.exists():
+        pytest.skip(f"{path} is on no block device (tmpfs?)")
+    return stat
+
+
+def written_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches: int) -> float:
+    """Bytes the device holding data_dir wrote (its sector count, after a sync) per payload
+    byte, over prepare_many + commit_many of batches of per_batch entries, run without
+    PMEM_IS_PMEM_FORCE so every barrier is an msync. Other writers on the machine add a
+    little; the test's bound leaves room for them."""
+    stat = device_stat(data_dir.parent)
     script = textwrap.dedent(
         f"""
         import os
         from flexlog.pm.engine import PmEngine
 
-        def written():
-            for line in open("/proc/self/io"):
-                if line.startswith("write_bytes:"):
-                    return int(line.split()[1])
+        def sectors():
+            return int(open({str(stat)!r}).read().split()[6])
 
         eng = PmEngine({str(data_dir)!r}, pool_size_bytes={POOL})
         payload = os.urandom({entry})
-        before = written()
+        os.sync()
+        before = sectors()
         token = sn = 0
         for _ in range({batches}):
             items = [(token + i, 1, payload, 1) for i in range({per_batch})]
@@ -38,7 +48,8 @@ def dirtied_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches:
             eng.commit_many([(token + i, sn + i) for i in range({per_batch})])
             token += {per_batch}
             sn += {per_batch}
-        print((written() - before) / ({entry} * {per_batch} * {batches}))
+        os.sync()
+        print((sectors() - before) * 512 / ({entry} * {per_batch} * {batches}))
         eng.close()
         """
     )
@@ -46,10 +57,7 @@ def dirtied_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    ratio = float(done.stdout)
-    if ratio == 0:
-        pytest.skip("this file system accounts no write-back (tmpfs?)")
-    return ratio
+    return float(done.stdout)
 
 
 def read_through(path: Path) -> None:
@@ -65,20 +73,18 @@ def read_through(path: Path) -> None:
 
 
 def test_a_fresh_pool_writes_back_about_what_it_stores(tmp_path: Path):
-    # Creating the pool zeroes the arena through the mapping, so the page cache held it
-    # in large folios: before the pool was re-cached in pages, this was about 8.
-    assert 0.9 < dirtied_per_byte_stored(tmp_path, 100 << 10, 4, 150) < 2.0
+    # Creating the pool zeroes the arena through the mapping, so the page cache holds it in
+    # large folios: with the stores through the mapping this was about 10.
+    assert 0.9 < written_per_byte_stored(tmp_path / "pool", 100 << 10, 4, 150) < 3.0
 
 
 def test_a_reopened_pool_writes_back_about_what_it_stores(tmp_path: Path):
-    dirtied_per_byte_stored(tmp_path, 100 << 10, 4, 150)
-    read_through(tmp_path / "pm.pool")
-    # Before: about 14.
-    assert 0.9 < dirtied_per_byte_stored(tmp_path, 100 << 10, 4, 150) < 2.0
+    written_per_byte_stored(tmp_path / "pool", 100 << 10, 4, 150)
+    read_through(tmp_path / "pool" / "pm.pool")
+    assert 0.9 < written_per_byte_stored(tmp_path / "pool", 100 << 10, 4, 150) < 3.0
 
 
-
-def test_slots_go_through_the_mapping_without_the_reopened_file(tmp_path: Path):
+def test_stores_go_through_the_mapping_without_the_reopened_file(tmp_path: Path):
     """The fallback when the pool file could not be opened again: the same bytes, made
     durable by the same barriers, read back after a reopen."""
     script = textwrap.dedent(
@@ -94,52 +100,12 @@ def test_slots_go_through_the_mapping_without_the_reopened_file(tmp_path: Path):
         payloads = [bytes(8) + os.urandom(n) for n in (100, 5000, 70000)]
         assert eng.prepare_many([(t, 1, p, 1) for t, p in enumerate(payloads)]) == [None] * 3
         eng.commit_many([(t, t) for t in range(3)])
+        eng.commit_many([])
         eng.close()
         eng = PmEngine({str(tmp_path)!r})
         for sn, p in enumerate(payloads):
-            assert eng.read(1, sn).payload[8:] == p[8:]
+            assert eng.read(1, sn).payload == sn.to_bytes(8, "big") + p[8:]
         eng.close()
-        """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-
-
-
-def test_reopening_zeroes_only_the_free_bytes(tmp_path: Path):
-    """Each open zeroes and re-caches the ring past the tail: every committed entry and a
-    prepared one survive three opens, the ring wrapping meanwhile."""
-    script = textwrap.dedent(
-        f"""
-        import os
-        from flexlog.pm.engine import PmEngine
-
-        kept = {{}}
-        token = 0
-        pending = None
-        for session in range(3):
-            eng = PmEngine({str(tmp_path)!r}, pool_size_bytes=8 << 20, ssd_max_bytes=0)
-            for sn, payload in kept.items():
-                assert eng.read(1, sn).payload[8:] == payload[8:], (session, sn)
-            if pending is not None:
-                assert eng.prepared_payload(1 << 40)[8:] == pending[8:]
-                eng.abort(1 << 40)
-            for _ in range(200):
-                token += 1
-                payload = bytes(8) + os.urandom(20000)
-                eng.prepare(token, 1, payload, 1)
-                eng.commit(token, token - 1)
-                kept[token - 1] = payload
-                if token > 40:
-                    eng.trim(1, token - 41)
-                    del kept[token - 41]
-            pending = bytes(8) + os.urandom(3000)
-            eng.prepare(1 << 40, 2, pending, 1)
-            wrapped = eng._pool.tail > eng._pool.cap
-            eng.close()
-        assert wrapped
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
