@@ -399,7 +399,7 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	log->cap = root->arena_cap;
 	/* libpmemobj decides the same way (and PMEM_IS_PMEM_FORCE forces both). */
 	log->is_pmem = pmem_is_pmem(log->arena, log->cap);
-	log->fd = log->is_pmem ? -1 : open_mapped_file(log, path);
+	log->fd = -1;
 	log->dirty_hi = 0;
 	log->pending = log->fresh = NULL;
 	log->n_pending = log->spare_cap = 0;
@@ -410,6 +410,9 @@ pm_log *pm_open(const char *path, uint64_t pool_size, uint64_t color_cap, char *
 	/* From here on slots carry the new generation; any left past the tail stay out. */
 	root->generation = next_generation(root->generation);
 	pmemobj_persist(pop, &root->generation, sizeof root->generation);
+	/* After the new generation is durable: a copy of the file cannot hold it. */
+	if (!log->is_pmem)
+		log->fd = open_mapped_file(log, path);
 	return log;
 }
 
@@ -439,7 +442,10 @@ static void store(pm_log *log, void *dst, const void *src, size_t len)
 	if (log->fd >= 0 &&
 	    pwrite(log->fd, src, len, (off_t)((char *)dst - (char *)log->pop)) == (ssize_t)len)
 		return;
-	memcpy(dst, src, len);
+	if (len == sizeof(uint64_t))
+		*(uint64_t *)dst = *(const uint64_t *)src; /* a state word: one aligned store */
+	else
+		memcpy(dst, src, len);
 }
 
 /* A slot's header and payload, with one system call on a file (see store). */
@@ -603,6 +609,17 @@ static void reclaim(pm_log *log)
 static void write_commit(pm_log *log, pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now,
 			 uint64_t state)
 {
+	if (log->fd < 0) { /* on PM: the state word stays one aligned 8-byte store */
+		e->sn = sn;
+		e->slot = slot;
+		e->committed_ns = now;
+		e->state = state;
+		if (e->length >= 8) {
+			for (int i = 0; i < 8; i++)
+				((unsigned char *)e)[PM_ENTRY_HDR + i] = (unsigned char)(sn >> (56 - 8 * i));
+		}
+		return;
+	}
 	unsigned char rec[PM_ENTRY_HDR + 8];
 	pm_entry h = *e;
 	h.state = state;
@@ -742,7 +759,8 @@ int pm_abort(pm_log *log, uint64_t pos, uint64_t token)
 	pm_entry *e = entry_at(log, pos);
 	if (e->state != PM_ST_PREPARED || e->token != token)
 		return PM_ESTATE;
-	e->state = PM_ST_ABORTED;
+	uint64_t state = PM_ST_ABORTED;
+	store(log, &e->state, &state, sizeof state);
 	pmemobj_persist(POP(log), &e->state, sizeof e->state);
 	reclaim(log);
 	return PM_OK;
@@ -777,7 +795,8 @@ int64_t pm_relocate(pm_log *log, uint64_t pos)
 	int64_t moved = append_slot(log, e, (const char *)e + PM_ENTRY_HDR);
 	if (moved < 0)
 		return moved;
-	e->state = PM_ST_RELOCATED;
+	uint64_t state = PM_ST_RELOCATED;
+	store(log, &e->state, &state, sizeof state);
 	pmemobj_persist(POP(log), &e->state, sizeof e->state);
 	return moved;
 }
