@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -348,9 +347,9 @@ static uint64_t next_generation(uint64_t last)
 }
 
 /*
- * The pool file opened again, for the stores into the arena (store, write_slot); -1 unless it is the
- * file libpmemobj mapped from offset 0 (a pool set, or a file replaced meanwhile, is not:
- * a slot written there would never reach the mapping).
+ * The pool file opened again, for the stores into the arena (store, write_slot); -1 unless
+ * it is the file libpmemobj mapped from offset 0 (a pool set, or a file replaced meanwhile,
+ * is not: a slot written there would never reach the mapping).
  */
 static int open_mapped_file(pm_log *log, const char *path)
 {
@@ -605,35 +604,31 @@ static void reclaim(pm_log *log)
 	}
 }
 
-/* sn, slot, timestamp and the payload's baseOffset: the 72 bytes from the entry's start. */
+/* state, sn, slot, timestamp and the payload's baseOffset: the 72 bytes from the entry's start. */
 static void write_commit(pm_log *log, pm_entry *e, uint64_t sn, uint32_t slot, uint64_t now,
 			 uint64_t state)
 {
+	unsigned char base_offset[8];
+	for (int i = 0; i < 8; i++)
+		base_offset[i] = (unsigned char)(sn >> (56 - 8 * i));
+	size_t offset_len = e->length >= 8 ? sizeof base_offset : 0;
 	if (log->fd < 0) { /* on PM: the state word stays one aligned 8-byte store */
 		e->sn = sn;
 		e->slot = slot;
 		e->committed_ns = now;
 		e->state = state;
-		if (e->length >= 8) {
-			for (int i = 0; i < 8; i++)
-				((unsigned char *)e)[PM_ENTRY_HDR + i] = (unsigned char)(sn >> (56 - 8 * i));
-		}
+		memcpy((char *)e + PM_ENTRY_HDR, base_offset, offset_len);
 		return;
 	}
-	unsigned char rec[PM_ENTRY_HDR + 8];
+	unsigned char rec[PM_ENTRY_HDR + sizeof base_offset];
 	pm_entry h = *e;
 	h.state = state;
 	h.sn = sn;
 	h.slot = slot;
 	h.committed_ns = now;
 	memcpy(rec, &h, PM_ENTRY_HDR);
-	size_t len = PM_ENTRY_HDR;
-	if (e->length >= 8) {
-		for (int i = 0; i < 8; i++)
-			rec[PM_ENTRY_HDR + i] = (unsigned char)(sn >> (56 - 8 * i));
-		len += 8;
-	}
-	store(log, e, rec, len);
+	memcpy(rec + PM_ENTRY_HDR, base_offset, offset_len);
+	store(log, e, rec, PM_ENTRY_HDR + offset_len);
 }
 
 /* Room for a commit batch of n entries in both position lists. */

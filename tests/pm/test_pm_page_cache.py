@@ -5,12 +5,10 @@ around them."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from pm_helpers import run_on_msync_path
 
 POOL = 256 << 20
 
@@ -29,7 +27,7 @@ def written_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches:
     PMEM_IS_PMEM_FORCE so every barrier is an msync. Other writers on the machine add a
     little; the test's bound leaves room for them."""
     stat = device_stat(data_dir.parent)
-    script = textwrap.dedent(
+    return float(run_on_msync_path(
         f"""
         import os
         from flexlog.pm.engine import PmEngine
@@ -52,12 +50,7 @@ def written_per_byte_stored(data_dir: Path, entry: int, per_batch: int, batches:
         print((sectors() - before) * 512 / ({entry} * {per_batch} * {batches}))
         eng.close()
         """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return float(done.stdout)
+    ))
 
 
 def read_through(path: Path) -> None:
@@ -87,7 +80,7 @@ def test_a_reopened_pool_writes_back_about_what_it_stores(tmp_path: Path):
 def test_stores_go_through_the_mapping_without_the_reopened_file(tmp_path: Path):
     """The fallback when the pool file could not be opened again: the same bytes, made
     durable by the same barriers, read back after a reopen."""
-    script = textwrap.dedent(
+    run_on_msync_path(
         f"""
         import os
         from flexlog.pm.engine import PmEngine
@@ -108,7 +101,3 @@ def test_stores_go_through_the_mapping_without_the_reopened_file(tmp_path: Path)
         eng.close()
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr

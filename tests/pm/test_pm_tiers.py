@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pm_helpers import batch, tag_of
+from pm_helpers import batch, run_on_msync_path, tag_of
 
 from flexlog.core.record_batch import with_base_offset
 from flexlog.core.storage import StoredEntry, StoreFull
@@ -203,7 +199,7 @@ def test_a_damaged_segment_record_is_reported(shm_dir: Path):
 @pytest.mark.slow
 def test_msync_path_on_a_normal_file_system(tmp_path: Path):
     """Without PMEM_IS_PMEM_FORCE on a disk file, PMDK persists with msync."""
-    script = textwrap.dedent(
+    run_on_msync_path(
         f"""
         from flexlog.pm.engine import PmEngine
         eng = PmEngine({str(tmp_path)!r}, pool_size_bytes={POOL}, ssd_high_water=0.2)
@@ -220,11 +216,6 @@ def test_msync_path_on_a_normal_file_system(tmp_path: Path):
         eng.close()
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PMEM_IS_PMEM_FORCE"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_a_refused_head_move_leaves_no_segments(shm_dir: Path, monkeypatch):
