@@ -5,7 +5,9 @@ its flush callback together on the next iteration (or after interval_s), so a
 burst of appends becomes one gRPC message without adding a fixed delay. With
 a window (`limit`), at most that many batches are in flight and what arrives
 meanwhile leaves together once one completes: message counts stay low exactly
-when throughput matters.
+when throughput matters. A batch may also be held back while another is in
+flight until it is big enough (`behind_min`), so small items travel in fewer,
+bigger messages and big ones still overlap.
 """
 
 from __future__ import annotations
@@ -25,27 +27,38 @@ _readers: set[asyncio.Task[None]] = set()  # request readers of the streams bein
 
 class Batcher(Generic[T]):
     def __init__(self, flush: Callable[[list[T]], None], interval_s: float = 0.0,
-                 limit: int | None = None) -> None:
-        """limit: batches in flight at most; the owner calls done() once per completed batch."""
+                 limit: int | None = None, size: Callable[[T], int] | None = None,
+                 behind_min: int = 0) -> None:
+        """limit: batches in flight at most; the owner calls done() once per completed batch.
+        behind_min: while a batch is in flight, the next one leaves early only once its
+        items' sizes (size(item)) add up to this; otherwise when a batch completes."""
         self._flush = flush
         self._interval = interval_s
         self._limit = limit
+        self._size = size
+        self._behind_min = behind_min
         self._items: list[T] = []
+        self._pending = 0  # the items' sizes, when size is given
         self._scheduled = False
         self.in_flight = 0
 
     def put(self, item: T) -> None:
         self._items.append(item)
+        if self._size is not None:
+            self._pending += self._size(item)
         self._schedule()
 
     def done(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         self._schedule()
 
+    def _may_leave(self) -> bool:
+        if self._limit is None or self.in_flight == 0:
+            return True
+        return self.in_flight < self._limit and self._pending >= self._behind_min
+
     def _schedule(self) -> None:
-        if not self._items or self._scheduled:
-            return
-        if self._limit is not None and self.in_flight >= self._limit:
+        if not self._items or self._scheduled or not self._may_leave():
             return
         self._scheduled = True
         loop = asyncio.get_running_loop()
@@ -56,9 +69,10 @@ class Batcher(Generic[T]):
 
     def _run(self) -> None:
         self._scheduled = False
-        if not self._items or (self._limit is not None and self.in_flight >= self._limit):
+        if not self._items or not self._may_leave():
             return
         items, self._items = self._items, []
+        self._pending = 0
         if self._limit is not None:
             self.in_flight += 1
         self._flush(items)

@@ -55,6 +55,9 @@ from flexlog.core.view import View, ViewWatcher
 log = logging.getLogger("flexlog.client")
 
 MESSAGE_BYTES = 4 << 20  # split append batches above this so no single message balloons
+# A shard's second batch in flight leaves before the first completes only at this size
+# (docs/performance.md, "Shard window").
+SECOND_BATCH_BYTES = 512 << 10
 READ_WAIT_MS = 2_000  # how long a read waits for an ordered-but-uncommitted SN
 SUBSCRIBE_WAIT_MS = 5_000
 SUBSCRIBE_BYTES = 1 << 20
@@ -89,6 +92,10 @@ class _PendingAppend:
     batch: list[int]  # shared by the appends of one window batch: how many are unresolved
     acked: set[int]  # replica indices that acked
     sn: int = -1
+
+
+def _wire_size(p: _PendingAppend) -> int:
+    return len(p.wire)
 
 
 class _ReplicaLink:
@@ -206,7 +213,10 @@ class _ShardWriter:
         # At most two batches in flight per shard; what arrives meanwhile leaves together. Each
         # gRPC message costs every process on its way far more than its bytes do (docs/performance.md,
         # "Shard window"): four in flight sent smaller messages at 100 B records for no gain at 1 KiB.
-        self.window: Batcher[_PendingAppend] = Batcher(self._flush, limit=2)
+        # The second leaves early only once it holds SECOND_BATCH_BYTES: megabyte batches overlap,
+        # small ones wait for the first and leave as one message.
+        self.window: Batcher[_PendingAppend] = Batcher(self._flush, limit=2, size=_wire_size,
+                                                       behind_min=SECOND_BATCH_BYTES)
         self._timeout_s = timeout_s
         # (deadline, token) in submission order, which is deadline order: one timer for all.
         self._deadlines: deque[tuple[float, int]] = deque()

@@ -1,7 +1,7 @@
 """A storage replica process: the gRPC/asyncio adapter around `ReplicaProtocol`.
 
 Write-all/read-one: a client sends each entry to every member of the shard;
-the one replica responsible for the color (chosen over the readable members of
+the one replica responsible for the shard's colors (the first readable member of
 the current view, `core/view.py`) asks the leaf for an SN block; the leaf
 broadcasts the grant to the whole shard; every replica commits token -> SN and
 acks the client. Every decision is `core/replica_protocol.py`'s; this module

@@ -20,7 +20,7 @@ Where to look:
 Holes. An SN can be ordered and then lost before any replica stored it (a leaf
 dies holding a grant from its parent; a client and its responsible replica die
 between order and write). In a color that lives on this shard alone such an SN
-stops every contiguous reader. The replica responsible for the color fills it
+stops every contiguous reader. The replica responsible for the shard fills it
 after FILL_AFTER_S in two phases, as CORFU fills holes: it *seals* the range at
 every member (from then on a member refuses any grant in it) and collects what
 each member has committed there; then it sends the same *fill* to every member,
@@ -300,8 +300,8 @@ class ReplicaProtocol:
     def waiting_reads(self) -> int:
         return len(self._waiters)
 
-    def _responsible(self, color: int) -> bool:
-        return self.shard_view.responsible(color) == self.index
+    def _responsible(self) -> bool:
+        return self.shard_view.responsible() == self.index
 
     def color(self, color: int) -> ColorView:
         v = self.colors.get(color)
@@ -319,8 +319,8 @@ class ReplicaProtocol:
         else:
             self._maybe_catch_up()
         # Responsibility may have moved here: order what the previous responsible replica may not have.
-        for token, u in list(self._ungranted.items()):
-            if self._responsible(u.color):
+        if self._responsible():
+            for token, u in list(self._ungranted.items()):
                 self._order(token, u.color, u.owner, u.count)
 
     def _maybe_catch_up(self) -> None:
@@ -366,7 +366,7 @@ class ReplicaProtocol:
         early: list[Grant] = []
         failed: Exception | None = None
         prepared_at, early_grants, seq = self._prepared_at, self._early, self._prepare_seq
-        responsible, me = self.shard_view.responsible, self.index
+        responsible = self._responsible()
         prepared = 0
         for op, error in zip(valid, results, strict=True):
             token = op.token
@@ -386,7 +386,7 @@ class ReplicaProtocol:
             grant = early_grants.pop(token, None)
             if grant is not None:
                 early.append(grant[0])
-            elif responsible(op.color) == me:
+            elif responsible:
                 self._order(token, op.color, op.owner, op.count)
         self.stats["prepared"] += prepared
         if early:
@@ -502,7 +502,7 @@ class ReplicaProtocol:
                 keep.append(r)
         self._to_order = keep
         for token, u in list(self._ungranted.items()):
-            if u.color in held and self._responsible(u.color):
+            if u.color in held and self._responsible():
                 self._order(token, u.color, u.owner, u.count)
 
     def hello(self) -> pb.ReplicaToSequencer:
@@ -677,10 +677,10 @@ class ReplicaProtocol:
                 self.io.repair(grant)
         if self._held:
             self._release_held()
+        # Another replica may have missed this one's grant (its leaf stream broke): asking
+        # again makes the leaf send the grant it remembers to the whole shard.
+        due = RESEND_AFTER_S if self._responsible() else 2 * RESEND_AFTER_S
         for token, u in list(self._ungranted.items()):
-            # Another replica may have missed this one's grant (its leaf stream broke): asking
-            # again makes the leaf send the grant it remembers to the whole shard.
-            due = RESEND_AFTER_S if self._responsible(u.color) else 2 * RESEND_AFTER_S
             if now - u.since > due:
                 self._order(token, u.color, u.owner, u.count)
         stale = [t for t, since in self._prepared_at.items() if now - since > PREPARED_TTL_S]
@@ -741,7 +741,7 @@ class ReplicaProtocol:
                 self._gap_copy[color] = now
                 peers = tuple(i for i in self.shard_view.readable if i != self.index)
                 self.io.copy_gap(color, gap[0], gap[1], peers)
-            if age < FILL_AFTER_S or not self._responsible(color):
+            if age < FILL_AFTER_S or not self._responsible():
                 continue
             sent = self._sealing.get(color)
             if sent is not None and now - sent[0] < SEAL_RETRY_S:

@@ -38,11 +38,13 @@ class ShardView:
     def knows(self, index: int, incarnation: int) -> bool:
         return not self.incarnations or self.incarnations.get(index) == incarnation
 
-    def responsible(self, color: int) -> int:
-        """The replica that sends a color's order requests: one per color keeps a client's
-        appends to it in submission order. Chosen among readable members, the stable ones."""
-        chosen = self.readable or self.members
-        return chosen[color % len(chosen)]
+    def responsible(self) -> int:
+        """The replica that sends the shard's order requests, chosen among readable members,
+        the stable ones. One per color keeps a client's appends to it in submission order;
+        one per shard also sends one order batch, so the leaf sends one grant message, per
+        append message, however many colors it holds (docs/performance.md, "One responsible
+        replica per shard")."""
+        return (self.readable or self.members)[0]
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,8 @@ class Results:
         self.results.append(result)
 
 
-def make(index: int = COLOR % 3) -> tuple[ReplicaProtocol, FakeIO]:
-    """Replica `index` of shard 0; by default the one responsible for COLOR."""
+def make(index: int = 0) -> tuple[ReplicaProtocol, FakeIO]:
+    """Replica `index` of shard 0; by default the one responsible for its colors."""
     io = FakeIO()
     view = View({0: ShardView(1, (0, 1, 2), (0, 1, 2))})
     protocol = ReplicaProtocol(0, index, MemoryEngine(), io, view, incarnation=1, copy_tokens=1,

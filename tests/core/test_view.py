@@ -32,9 +32,10 @@ def test_file_store_starts_from_the_config_and_compare_and_set_guards_versions(
     assert FileViewStore(config).get() == (new, 1)
 
 
-def test_responsible_replica_is_chosen_over_readable_members() -> None:
-    sv = ShardView(3, (0, 1, 2), (0, 2))
-    assert [sv.responsible(c) for c in range(4)] == [0, 2, 0, 2]
+def test_responsible_replica_is_the_first_readable_member() -> None:
+    assert ShardView(3, (0, 1, 2), (0, 2)).responsible() == 0
+    assert ShardView(4, (0, 1, 2), (1, 2)).responsible() == 1
+    assert ShardView(5, (1, 2), ()).responsible() == 1
 
 
 def _up(index: int, incarnation: int | None = None, caught_up: int = -1) -> ProcessStatus:
