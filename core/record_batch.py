@@ -222,6 +222,8 @@ def build(
     if not records:
         raise ValueError("a record batch needs at least one record")
     now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    if all(type(r) is bytes for r in records):
+        return _build_values(records, now, base_offset)  # type: ignore[arg-type]
     items = [r if isinstance(r, Record) else Record(value=r) for r in records]
     stamps = [now if r.timestamp_ms is None else r.timestamp_ms for r in items]
     base_ts = min(stamps)
@@ -250,6 +252,24 @@ def build(
 
 _AFTER_CRC = struct.Struct(">hiqqqhii")
 _BEFORE_CRC = struct.Struct(">qiibI")
+
+
+def _build_values(values: Sequence[bytes], now: int, base_offset: int) -> bytes:
+    """build() of plain values (no key, no headers, all stamped now): what a native client
+    appends, without a Record per value (bench/bench_append_path.py)."""
+    parts = []
+    for delta, value in enumerate(values):
+        size = _varint(len(value))
+        prefix = _PLAIN_PREFIX[delta] if delta < 128 else b"\x00\x00" + _varint(delta) + _NULL
+        parts.append(_varint(len(prefix) + len(size) + len(value) + 1))
+        parts.append(prefix)
+        parts.append(size)
+        parts.append(value)
+        parts.append(b"\x00")
+    count = len(values)
+    after_crc = b"".join((_AFTER_CRC.pack(0, count - 1, now, now, -1, -1, -1, count), *parts))
+    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
+    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
 
 
 def fill(base_offset: int, count: int) -> bytes:

@@ -366,15 +366,17 @@ class ReplicaProtocol:
         early: list[Grant] = []
         failed: Exception | None = None
         prepared_at, early_grants, seq = self._prepared_at, self._early, self._prepare_seq
+        ordering, to_order = self._ordering, self._to_order
         responsible = self._responsible()
-        prepared = 0
+        prepared, queued = 0, len(to_order)
+        local: set[int] = set()  # shard-local colors the message's appends name
         for op, error in zip(valid, results, strict=True):
             token = op.token
-            if isinstance(error, StoreFull):
-                acks.reject(token, Code.STORE_FULL, str(error))
-                continue
             if error is not None:
-                failed = failed or error
+                if isinstance(error, StoreFull):
+                    acks.reject(token, Code.STORE_FULL, str(error))
+                else:
+                    failed = failed or error
                 continue
             prepared += 1
             origin[token] = acks
@@ -382,12 +384,18 @@ class ReplicaProtocol:
             ungranted[token] = _Ungranted(op.color, op.owner, op.count, now,
                                           record_batch.crc_of(op.payload), next(seq))
             if op.contiguous:
-                self.color(op.color).shard_local = True
+                local.add(op.color)
             grant = early_grants.pop(token, None)
             if grant is not None:
                 early.append(grant[0])
-            elif responsible:
-                self._order(token, op.color, op.owner, op.count)
+            elif responsible and token not in ordering:
+                # _order, for the whole message: one flush_soon below.
+                ordering.add(token)
+                to_order.append((token, op.color, op.owner, op.count))
+        if len(to_order) > queued:
+            self.io.flush_soon()
+        for color in local:
+            self.color(color).shard_local = True
         self.stats["prepared"] += prepared
         if early:
             self._apply_grants(early, now)
@@ -569,19 +577,28 @@ class ReplicaProtocol:
 
         The leaf grants a token to the whole shard again whenever a replica asks for it, so
         one message may carry the same grant twice: it is applied once."""
-        seen: set[int] = set()
-        unique = []
+        if len({g.token for g in grants}) != len(grants):
+            seen: set[int] = set()
+            unique = []
+            for g in grants:
+                if g.token not in seen:
+                    seen.add(g.token)
+                    unique.append(g)
+            grants = unique
+        recent, sealed, colors = self._recent, self._sealed, self.colors
+        todo = []
         for g in grants:
-            if g.token not in seen:
-                seen.add(g.token)
-                unique.append(g)
-        grants = [g for g in unique if not self._settled(g)]
-        if not grants:
+            view = colors.get(g.color)
+            if g.token not in recent and not sealed.get(g.color) and (view is None or g.sn >= view.high):
+                todo.append(g)  # nearly every grant: nothing for _settled to handle
+            elif not self._settled(g):
+                todo.append(g)
+        if not todo:
             return
-        results = self.engine.commit_many([(g.token, g.sn) for g in grants])
+        results = self.engine.commit_many([(g.token, g.sn) for g in todo])
         failed: Exception | None = None
         committed: list[tuple[Grant, Committed]] = []
-        for g, entry in zip(grants, results, strict=True):
+        for g, entry in zip(todo, results, strict=True):
             if isinstance(entry, UnknownToken):
                 # The grant outran the client's prepare to this replica; it may still come.
                 self._early[g.token] = (g, now)
@@ -646,6 +663,8 @@ class ReplicaProtocol:
         self.stats["committed"] += len(done)
         prepared_at, ungranted, awaiting_fill = self._prepared_at, self._ungranted, self._awaiting_fill
         recent, origin, order_resolved = self._recent, self._origin, self._order_resolved
+        colors = self.colors
+        moved: dict[int, ColorView] = {}  # colors whose visible tail moved: readers woken once
         for g, entry in done:
             token = g.token
             order_resolved(token)
@@ -655,10 +674,14 @@ class ReplicaProtocol:
             recent[token] = (g.color, g.sn, g.count)
             if len(recent) > RECENT_TOKENS:
                 recent.popitem(last=False)
-            self._commit_visible(g.color, entry)
+            view = colors.get(g.color) or self.color(g.color)
+            if view.committed(entry.sn, entry.end):
+                moved[g.color] = view
             acks = origin.pop(token, None)
             if acks is not None:
                 acks.ack(token, g.sn)
+        for view in moved.values():
+            self._wake(view)
 
     def _commit_visible(self, color: int, entry: Committed) -> None:
         view = self.color(color)
