@@ -26,7 +26,7 @@ from flexlog.core.proto import flexlog_pb2 as pb
 from flexlog.core.replica_protocol import Grant, ReplicaProtocol
 from flexlog.core.view import ShardView, View
 
-COLOR = 6  # replica 0 of three is the one responsible for it: it sends the order requests
+COLOR = 6  # replica 0, the first readable member, is responsible: it sends the order requests
 TRIALS = 7
 
 

@@ -92,6 +92,7 @@ class _PendingAppend:
     batch: list[int]  # shared by the appends of one window batch: how many are unresolved
     acked: set[int]  # replica indices that acked
     sn: int = -1
+    resolved: bool = False  # acked, failed or expired, perhaps before its window batch left
 
 
 def _wire_size(p: _PendingAppend) -> int:
@@ -273,6 +274,13 @@ class _ShardWriter:
         self._timer = loop.call_at(deadlines[0][0], self._expire) if deadlines else None
 
     def _flush(self, items: list[_PendingAppend]) -> None:
+        # An append may complete while it waits in the window (a resend reached every replica,
+        # or it expired): it is not sent again, and the batch counts only the others, or it
+        # would never complete and its slot in the window would be lost for good.
+        items = [p for p in items if not p.resolved]
+        if not items:
+            self.window.done()
+            return
         batch = [len(items)]
         for p in items:
             p.batch = batch
@@ -284,6 +292,7 @@ class _ShardWriter:
         p = self.pending.pop(token, None)
         if p is None:
             return
+        p.resolved = True
         self._released()
         if not p.future.done():
             if isinstance(result, FlexLogError):

@@ -509,9 +509,10 @@ class ReplicaProtocol:
             else:
                 keep.append(r)
         self._to_order = keep
-        for token, u in list(self._ungranted.items()):
-            if u.color in held and self._responsible():
-                self._order(token, u.color, u.owner, u.count)
+        if self._responsible():
+            for token, u in list(self._ungranted.items()):
+                if u.color in held:
+                    self._order(token, u.color, u.owner, u.count)
 
     def hello(self) -> pb.ReplicaToSequencer:
         """The first message on a new leaf stream: tails, and the tokens whose SN this replica

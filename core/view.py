@@ -1,8 +1,8 @@
 """The cluster view: which replicas of each shard are members, which are readable, at which epoch.
 
 The controller (`core/controller.py`) is the only writer. Every replica,
-sequencer and client reads it: replicas to know who is responsible for a
-color and whether they may serve reads, leaves to know whose tails they must
+sequencer and client reads it: replicas to know which of them is responsible
+for their shard's colors and whether they may serve reads, leaves to know whose tails they must
 wait for and which epoch is current, clients whose acks count.
 
 Two backends behind one small interface: a JSON file replaced by atomic rename
@@ -39,11 +39,11 @@ class ShardView:
         return not self.incarnations or self.incarnations.get(index) == incarnation
 
     def responsible(self) -> int:
-        """The replica that sends the shard's order requests, chosen among readable members,
-        the stable ones. One per color keeps a client's appends to it in submission order;
-        one per shard also sends one order batch, so the leaf sends one grant message, per
-        append message, however many colors it holds (docs/performance.md, "One responsible
-        replica per shard")."""
+        """The replica that sends the shard's order requests: the first readable member, a
+        stable one. One ordered path per color keeps a client's appends to it in submission
+        order; one for the whole shard also makes one order batch, so one grant message from
+        the leaf, per append message, however many colors it holds (docs/performance.md, "One
+        responsible replica per shard")."""
         return (self.readable or self.members)[0]
 
 

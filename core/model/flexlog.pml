@@ -101,7 +101,7 @@ bool member[NR];
 bool readable[NR];
 
 #define PEER(x) (1 - (x))
-/* ShardView.responsible(color 0): the first readable member, else the first member */
+/* ShardView.responsible(): the first readable member, else the first member */
 #define RESP(x) ((readable[x] && ((x) == 0 || !readable[0])) || \
                  (!readable[0] && !readable[1] && member[x] && ((x) == 0 || !member[0])))
 /* ReplicaProtocol.readable: readable in the view, and the view knows this incarnation */
