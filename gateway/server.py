@@ -61,8 +61,13 @@ log = logging.getLogger("flexlog.gateway.server")
 MAX_REQUEST_BYTES = 100 << 20
 # Frames queued beyond the one being handled before the socket stops being read.
 MAX_QUEUED_FRAMES = 8
-# Deferred responses one connection may have outstanding before it stops starting new requests.
-MAX_DEFERRED = 16
+# Deferred responses one connection may have outstanding before it stops starting new requests,
+# and their requests' bytes: enough one-record requests (a producer with linger.ms=0) to keep a
+# round trip of the log busy, not so many big ones that a connection holds more than the bytes
+# (docs/gateway.md, "Pipelined produce"). A request is started whatever its size once none is
+# outstanding.
+MAX_DEFERRED = 256
+MAX_DEFERRED_BYTES = 32 << 20
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default).
 TLS_HANDSHAKE_TIMEOUT_S = 60.0
 # A client retrying a failing handshake every 100 ms must not flood the log: per peer host and reason,
@@ -91,8 +96,10 @@ class KafkaConnection(asyncio.Protocol):
         self.worker: asyncio.Task[None] | None = None
         self.paused = False
         self.closing = False
-        # Responses in request order; futures are deferred ones still being produced.
-        self.outbox: deque[asyncio.Future[Response]] = deque()
+        # Responses in request order, each with its request's size if deferred (futures still
+        # being produced hold their request's batches); deferred_bytes is those sizes' sum.
+        self.outbox: deque[tuple[asyncio.Future[Response], int]] = deque()
+        self.deferred_bytes = 0
         self.outbox_changed = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
 
@@ -171,15 +178,17 @@ class KafkaConnection(asyncio.Protocol):
                 self._fail(exc)
                 return
             if isinstance(response, asyncio.Future):
-                self.outbox.append(response)
+                self.outbox.append((response, len(frame)))
+                self.deferred_bytes += len(frame)
                 self._start_writer()
-                while len(self.outbox) >= MAX_DEFERRED and not self.closing:
+                while (len(self.outbox) >= MAX_DEFERRED or self.deferred_bytes >= MAX_DEFERRED_BYTES) \
+                        and not self.closing:
                     self.outbox_changed.clear()
                     await self.outbox_changed.wait()
             elif self.outbox:
                 done: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
                 done.set_result(response)
-                self.outbox.append(done)
+                self.outbox.append((done, 0))
                 self._start_writer()
             else:
                 self._send(response)
@@ -215,11 +224,11 @@ class KafkaConnection(asyncio.Protocol):
     async def _write_in_order(self) -> None:
         while self.outbox and not self.closing:
             try:
-                response = await self.outbox[0]
+                response = await self.outbox[0][0]
             except Exception as exc:
                 self._fail(exc)
                 return
-            self.outbox.popleft()
+            self.deferred_bytes -= self.outbox.popleft()[1]
             self.outbox_changed.set()
             self._send(response)
 

@@ -1,0 +1,147 @@
+"""How many requests one Kafka connection keeps started before their responses are written.
+
+Produce answers with a deferred response once its appends are submitted, and the
+connection starts the next request meanwhile (docs/gateway.md, "Pipelined produce"). A
+producer with linger.ms=0 sends one-record requests: too few started at once and they
+queue in the socket, where the client can no longer batch them; too many big ones and a
+connection holds their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from flexlog.core.config import ListenerConfig
+from flexlog.gateway import server as gateway_server
+from flexlog.gateway.server import KafkaConnection
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        pass
+
+
+class _Server:
+    """Answers every request with a deferred response the test completes."""
+
+    max_request_bytes = gateway_server.MAX_REQUEST_BYTES
+    sasl = None
+
+    def __init__(self) -> None:
+        self.connections: set[KafkaConnection] = set()
+        self.started: list[asyncio.Future[bytes]] = []
+
+    async def respond(self, frame: bytes) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.started.append(future)
+        return future
+
+
+def _frame(size: int) -> bytes:
+    return struct.pack(">i", size) + bytes(size)
+
+
+async def _settle() -> None:
+    """Run the loop until the feeder, the worker and the writer have done all they can."""
+    for _ in range(5000):
+        await asyncio.sleep(0)
+
+
+async def _connection(server: _Server) -> tuple[KafkaConnection, _Transport]:
+    listener = ListenerConfig("PLAINTEXT", "PLAINTEXT", "127.0.0.1:0", "127.0.0.1:0")
+    conn = KafkaConnection(server, listener)  # type: ignore[arg-type]
+    transport = _Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport
+
+
+async def _feed(conn: KafkaConnection, frames: list[bytes]) -> None:
+    """Frames as a client writes them, read as the connection's reading allows."""
+    for frame in frames:
+        while conn.paused:
+            await asyncio.sleep(0)
+        conn.data_received(frame)
+        await asyncio.sleep(0)
+
+
+def test_small_requests_are_started_up_to_the_count_limit() -> None:
+    async def scenario() -> None:
+        server = _Server()
+        conn, transport = await _connection(server)
+        feeding = asyncio.ensure_future(_feed(conn, [_frame(100)] * (gateway_server.MAX_DEFERRED + 40)))
+        await _settle()
+        assert len(server.started) == gateway_server.MAX_DEFERRED
+        server.started[0].set_result(b"first")
+        await _settle()
+        assert transport.written == [b"first"]
+        assert len(server.started) == gateway_server.MAX_DEFERRED + 1  # one written, one more started
+        for f in server.started:
+            if not f.done():
+                f.set_result(b"r")
+        await _settle()
+        await asyncio.wait_for(feeding, 5)
+        for f in server.started:
+            if not f.done():
+                f.set_result(b"r")
+        await _settle()
+        assert len(server.started) == gateway_server.MAX_DEFERRED + 40
+        assert conn.deferred_bytes == 0 and not conn.outbox
+        conn.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_big_requests_are_started_up_to_the_byte_limit() -> None:
+    async def scenario() -> None:
+        server = _Server()
+        conn, _ = await _connection(server)
+        size = 1 << 20
+        per_limit = gateway_server.MAX_DEFERRED_BYTES // (size + 4)
+        feeding = asyncio.ensure_future(_feed(conn, [_frame(size)] * (per_limit + 10)))
+        await _settle()
+        # Started until their bytes reach the limit: the last one started crossed it.
+        assert len(server.started) == per_limit + 1
+        assert conn.deferred_bytes >= gateway_server.MAX_DEFERRED_BYTES
+        server.started[0].set_result(b"first")
+        await _settle()
+        assert len(server.started) == per_limit + 2
+        feeding.cancel()
+        conn.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_one_request_bigger_than_the_byte_limit_is_still_started() -> None:
+    async def scenario() -> None:
+        server = _Server()
+        conn, transport = await _connection(server)
+        big = gateway_server.MAX_DEFERRED_BYTES + 1000
+        feeding = asyncio.ensure_future(_feed(conn, [_frame(big), _frame(10)]))
+        await _settle()
+        assert len(server.started) == 1  # started alone; the next waits for its response
+        server.started[0].set_result(b"big")
+        await _settle()
+        assert len(server.started) == 2 and transport.written == [b"big"]
+        server.started[1].set_result(b"small")
+        await _settle()
+        await asyncio.wait_for(feeding, 5)
+        assert transport.written == [b"big", b"small"] and conn.deferred_bytes == 0
+        conn.connection_lost(None)
+
+    asyncio.run(scenario())
