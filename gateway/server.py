@@ -64,8 +64,7 @@ MAX_QUEUED_FRAMES = 8
 # Deferred responses one connection may have outstanding before it stops starting new requests,
 # and their requests' bytes: enough one-record requests (a producer with linger.ms=0) to keep a
 # round trip of the log busy, not so many big ones that a connection holds more than the bytes
-# (docs/gateway.md, "Pipelined produce"). A request is started whatever its size once none is
-# outstanding.
+# (docs/gateway.md, "Pipelined produce"). A request bigger than the bytes is started alone.
 MAX_DEFERRED = 256
 MAX_DEFERRED_BYTES = 32 << 20
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default).
@@ -167,6 +166,9 @@ class KafkaConnection(asyncio.Protocol):
             if muted_for > 0:
                 await self._mute(muted_for)
                 continue
+            if self.deferred_bytes and self.deferred_bytes + len(self.frames[0]) > MAX_DEFERRED_BYTES:
+                await self._outbox_shrinks()
+                continue
             frame = self.frames.popleft()
             if self.paused and len(self.frames) <= MAX_QUEUED_FRAMES // 2:
                 self.paused = False
@@ -181,10 +183,8 @@ class KafkaConnection(asyncio.Protocol):
                 self.outbox.append((response, len(frame)))
                 self.deferred_bytes += len(frame)
                 self._start_writer()
-                while (len(self.outbox) >= MAX_DEFERRED or self.deferred_bytes >= MAX_DEFERRED_BYTES) \
-                        and not self.closing:
-                    self.outbox_changed.clear()
-                    await self.outbox_changed.wait()
+                while len(self.outbox) >= MAX_DEFERRED and not self.closing:
+                    await self._outbox_shrinks()
             elif self.outbox:
                 done: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
                 done.set_result(response)
@@ -192,6 +192,11 @@ class KafkaConnection(asyncio.Protocol):
                 self._start_writer()
             else:
                 self._send(response)
+
+    async def _outbox_shrinks(self) -> None:
+        """Until the writer sends the next response."""
+        self.outbox_changed.clear()
+        await self.outbox_changed.wait()
 
     async def _mute(self, seconds: float) -> None:
         """Kafka's throttling (KIP-219): read nothing from this client until its quota allows."""
@@ -224,7 +229,11 @@ class KafkaConnection(asyncio.Protocol):
     async def _write_in_order(self) -> None:
         while self.outbox and not self.closing:
             try:
-                response = await self.outbox[0][0]
+                # Shielded: closing the connection cancels this writer, and must not cancel the
+                # response's task with it. A produce's appends are in flight either way, and an
+                # idempotent producer's state has to see them land, or its retry on a new
+                # connection would pass as a new batch and be stored twice.
+                response = await asyncio.shield(self.outbox[0][0])
             except Exception as exc:
                 self._fail(exc)
                 return
