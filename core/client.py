@@ -531,7 +531,7 @@ class FlexLogClient:
         """Append records as one entry; returns the SN of the first record."""
         info = self._known(color) or await self.color(color)
         batch = record_batch.build(records)
-        await self._room_for_one()
+        await self.wait_for_room()
         return await self._send(batch, info)
 
     async def append_batch(self, batch: bytes, color: ColorRef, *, validated: bool = False) -> int:
@@ -551,10 +551,12 @@ class FlexLogClient:
                 record_batch.validate(batch)
             except record_batch.CorruptBatch as exc:
                 raise InvalidEntry(str(exc)) from None
-        await self._room_for_one()
+        await self.wait_for_room()
         return self._send(batch, info)
 
-    async def _room_for_one(self) -> None:
+    async def wait_for_room(self) -> None:
+        """Until one more append may be submitted: after this, submit_batch to a color given as
+        its ColorInfo does not suspend, unless another append was submitted meanwhile."""
         while self._in_flight >= self._max_in_flight:
             self._room.clear()
             await self._room.wait()

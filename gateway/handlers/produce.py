@@ -160,7 +160,9 @@ async def _submit_idempotent(broker: Broker, color: ColorInfo, header: record_ba
     """Submit unless it is a retry of a recent batch; raises BatchRejected on a sequence error.
 
     Nothing suspends between the check and the record, so pipelined batches of
-    one producer are checked against each other in request order.
+    one producer are checked against each other in request order, and a retry on
+    another connection sees the batch it repeats: room in the client's window is
+    waited for before the check, not between it and the submission.
     """
     idem = broker.idempotence
     await idem.ensure_loaded(color)
@@ -171,6 +173,7 @@ async def _submit_idempotent(broker: Broker, color: ColorInfo, header: record_ba
             raise BatchRejected(refused, f"producer {header.producer_id} epoch {header.producer_epoch} "
                                 "has no ongoing transaction holding this partition")
     try:
+        await broker.client.wait_for_room()
         states = idem.states
         verdict = states.check(color.id, header)
         if verdict.error:
