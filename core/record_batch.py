@@ -231,8 +231,7 @@ def build(
     for delta, (rec, ts) in enumerate(zip(items, stamps, strict=True)):
         if rec.key is None and not rec.headers and rec.value is not None and ts == base_ts:
             # The common native record: no key, no headers, the batch's timestamp.
-            body = b"".join((_PLAIN_PREFIX[delta] if delta < 128 else b"\x00\x00" + _varint(delta) + _NULL,
-                             _varint(len(rec.value)), rec.value, b"\x00"))
+            body = b"".join((_plain_prefix(delta), _varint(len(rec.value)), rec.value, b"\x00"))
             parts.append(_varint(len(body)))
             parts.append(body)
             continue
@@ -246,12 +245,21 @@ def build(
         parts.append(body)
     count = len(items)
     after_crc = _AFTER_CRC.pack(0, count - 1, base_ts, max(stamps), -1, -1, -1, count) + b"".join(parts)
-    batch_length = len(after_crc) + HEADER_SIZE - LENGTH_PREFIX - (HEADER_SIZE - CRC_START)
-    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+    return _framed(base_offset, after_crc)
 
 
 _AFTER_CRC = struct.Struct(">hiqqqhii")
 _BEFORE_CRC = struct.Struct(">qiibI")
+
+
+def _framed(base_offset: int, after_crc: bytes) -> bytes:
+    """A batch from what follows its CRC: the header fields before it, the CRC-32C included."""
+    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
+    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+
+
+def _plain_prefix(delta: int) -> bytes:
+    return _PLAIN_PREFIX[delta] if delta < 128 else b"\x00\x00" + _varint(delta) + _NULL
 
 
 def _build_values(values: Sequence[bytes], now: int, base_offset: int) -> bytes:
@@ -260,7 +268,7 @@ def _build_values(values: Sequence[bytes], now: int, base_offset: int) -> bytes:
     parts = []
     for delta, value in enumerate(values):
         size = _varint(len(value))
-        prefix = _PLAIN_PREFIX[delta] if delta < 128 else b"\x00\x00" + _varint(delta) + _NULL
+        prefix = _plain_prefix(delta)
         parts.append(_varint(len(prefix) + len(size) + len(value) + 1))
         parts.append(prefix)
         parts.append(size)
@@ -268,8 +276,7 @@ def _build_values(values: Sequence[bytes], now: int, base_offset: int) -> bytes:
         parts.append(b"\x00")
     count = len(values)
     after_crc = b"".join((_AFTER_CRC.pack(0, count - 1, now, now, -1, -1, -1, count), *parts))
-    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
-    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+    return _framed(base_offset, after_crc)
 
 
 def fill(base_offset: int, count: int) -> bytes:
@@ -280,8 +287,7 @@ def fill(base_offset: int, count: int) -> bytes:
     are -1: it has none, and retention never expires anything on its account.
     """
     after_crc = _AFTER_CRC.pack(CONTROL_BIT, count - 1, -1, -1, -1, -1, -1, 0)
-    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
-    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+    return _framed(base_offset, after_crc)
 
 
 CONTROL_ABORT = 0
@@ -308,8 +314,7 @@ def end_marker(producer_id: int, producer_epoch: int, commit: bool, timestamp_ms
     records = _control_record(commit, coordinator_epoch, 0)
     after_crc = _AFTER_CRC.pack(CONTROL_BIT | TRANSACTIONAL_BIT, 0, timestamp_ms, timestamp_ms,
                                 producer_id, producer_epoch, -1, 1) + records
-    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
-    return _BEFORE_CRC.pack(0, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+    return _framed(0, after_crc)
 
 
 def gap(base_offset: int, count: int) -> bytes:
@@ -326,8 +331,7 @@ def gap(base_offset: int, count: int) -> bytes:
     """
     after_crc = _AFTER_CRC.pack(CONTROL_BIT, count - 1, -1, -1, -1, -1, -1, 1) + _control_record(
         True, 0, count - 1)
-    batch_length = len(after_crc) + CRC_START - LENGTH_PREFIX
-    return _BEFORE_CRC.pack(base_offset, batch_length, 0, MAGIC, crc32c.crc32c(after_crc)) + after_crc
+    return _framed(base_offset, after_crc)
 
 
 def is_fill(buf: bytes | memoryview) -> bool:

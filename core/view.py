@@ -2,8 +2,9 @@
 
 The controller (`core/controller.py`) is the only writer. Every replica,
 sequencer and client reads it: replicas to know which of them is responsible
-for their shard's colors and whether they may serve reads, leaves to know whose tails they must
-wait for and which epoch is current, clients whose acks count.
+for their shard's colors and whether they may serve reads, leaves to know
+whose tails they must wait for and which epoch is current, clients whose acks
+count.
 
 Two backends behind one small interface: a JSON file replaced by atomic rename
 (one machine, the launcher's controller is the only writer) and a ZooKeeper

@@ -52,6 +52,12 @@ class _Server:
         self.started.append(future)
         return future
 
+    def answer_all(self, response: bytes) -> None:
+        """Complete every started request still pending."""
+        for f in self.started:
+            if not f.done():
+                f.set_result(response)
+
 
 def _frame(size: int) -> bytes:
     return struct.pack(">i", size) + bytes(size)
@@ -92,14 +98,10 @@ def test_small_requests_are_started_up_to_the_count_limit() -> None:
         await _settle()
         assert transport.written == [b"first"]
         assert len(server.started) == gateway_server.MAX_DEFERRED + 1  # one written, one more started
-        for f in server.started:
-            if not f.done():
-                f.set_result(b"r")
+        server.answer_all(b"r")
         await _settle()
         await asyncio.wait_for(feeding, 5)
-        for f in server.started:
-            if not f.done():
-                f.set_result(b"r")
+        server.answer_all(b"r")
         await _settle()
         assert len(server.started) == gateway_server.MAX_DEFERRED + 40
         assert conn.deferred_bytes == 0 and not conn.outbox
@@ -165,8 +167,7 @@ def test_a_closed_connection_leaves_its_responses_in_flight_to_finish() -> None:
         conn.connection_lost(ConnectionResetError())
         await _settle()
         assert not any(f.cancelled() for f in server.started)
-        for f in server.started:
-            f.set_result(b"late")
+        server.answer_all(b"late")
         await _settle()
         feeding.cancel()
 
