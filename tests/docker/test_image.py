@@ -219,11 +219,13 @@ def project(images: Engine) -> Project:
         del compose["services"][name]
         del compose["volumes"][name]
     published = {}
+    # All at once: ports taken one call at a time may repeat, and two services then race for one.
+    host_ports = iter(free_ports(sum(len(s.get("ports", [])) for s in compose["services"].values())))
     for name, service in compose["services"].items():
         ports = []
         for mapping in service.get("ports", []):
             old_host_port, container_port = mapping.split(":")[-2:]
-            address = f"127.0.0.1:{free_ports(1)[0]}"
+            address = f"127.0.0.1:{next(host_ports)}"
             ports.append(f"{address}:{container_port}")
             published[f"{name}:{container_port}"] = address
             config = config.replace(f'advertised = "localhost:{old_host_port}"', f'advertised = "{address}"')
