@@ -352,7 +352,10 @@ class FlexLogClient:
         self._family_gaps = family_fill.FamilyGaps()
         self._fills: dict[int, asyncio.Task[None]] = {}  # family id -> its fill under way
         self._in_flight = 0
-        self._room = asyncio.Event()
+        # Callers waiting for room, first come first served; a freed slot goes to the first of
+        # them (counted in _handed until it submits), so one freed slot wakes one caller.
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
+        self._handed = 0
         self.registry = Registry(config)
         self._watcher = ViewWatcher(config, self._view_changed)
         self._watch_task: asyncio.Task[None] | None = None
@@ -556,10 +559,34 @@ class FlexLogClient:
 
     async def wait_for_room(self) -> None:
         """Until one more append may be submitted: after this, submit_batch to a color given as
-        its ColorInfo does not suspend, unless another append was submitted meanwhile."""
-        while self._in_flight >= self._max_in_flight:
-            self._room.clear()
-            await self._room.wait()
+        its ColorInfo does not suspend, unless another append was submitted meanwhile.
+
+        Callers get room in the order they asked; with the window full, each append that
+        leaves it wakes one of them."""
+        if self._in_flight + self._handed < self._max_in_flight:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot it will not use
+                self._handed -= 1
+                self._hand_out_room()
+            raise
+        self._handed -= 1
+        if self._room_waiters:
+            # The slot is this caller's until it submits; one it does not take (its append
+            # was refused, or it chose not to send) goes on to the next caller then.
+            asyncio.get_running_loop().call_soon(self._hand_out_room)
+
+    def _hand_out_room(self) -> None:
+        waiters = self._room_waiters
+        while waiters and self._in_flight + self._handed < self._max_in_flight:
+            fut = waiters.popleft()
+            if not fut.done():  # a cancelled waiter is skipped
+                fut.set_result(None)
+                self._handed += 1
 
     def _send(self, batch: bytes, info: ColorInfo) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -580,8 +607,8 @@ class FlexLogClient:
 
     def _landed(self) -> None:
         self._in_flight -= 1
-        if self._in_flight < self._max_in_flight:
-            self._room.set()
+        if self._room_waiters:
+            self._hand_out_room()
 
     # ---- reads -------------------------------------------------------------
 

@@ -1,0 +1,147 @@
+"""The native client's append window: callers waiting for room get it in the order they asked,
+one per append that leaves, and a slot handed to a caller that does not use it goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cluster import two_level_toml
+from flexlog.core import config, record_batch
+from flexlog.core.append_wire import AppendOp
+from flexlog.core.client import FlexLogClient
+from flexlog.core.registry import ColorInfo
+
+COLOR = ColorInfo(id=5, name="events", owner=0, shards=(0,))
+BATCH = record_batch.build([b"x"])
+
+
+class _Writer:
+    """Stands in for the shard writer: records what is submitted, lands it on demand."""
+
+    def __init__(self, landed: object) -> None:
+        self.landed = landed
+        self.submitted: list[asyncio.Future[int]] = []
+
+    def submit(self, op: AppendOp, future: asyncio.Future[int]) -> None:
+        self.submitted.append(future)
+
+    def land(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.submitted.pop(0).set_result(0)
+            self.landed()  # type: ignore[operator]
+
+
+def _client(tmp_path: Path, max_in_flight: int) -> tuple[FlexLogClient, _Writer]:
+    path = tmp_path / "cluster.toml"
+    path.write_text(two_level_toml(tmp_path))
+    c = FlexLogClient(config.load(path), max_in_flight=max_in_flight)
+    writer = _Writer(c._landed)
+    c._writers[0] = writer  # type: ignore[assignment]
+    return c, writer
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _count_calls(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """Counts the callbacks (task steps among them) the loop is asked to run from now on."""
+    count = [0]
+    call_soon = loop.call_soon
+
+    def counted(*args: object, **kwargs: object) -> object:
+        count[0] += 1
+        return call_soon(*args, **kwargs)  # type: ignore[arg-type]
+
+    loop.call_soon = counted  # type: ignore[method-assign]
+    return count
+
+
+class _Counted:
+    """A caller that waits for room and then submits, counting how often it was woken."""
+
+    def __init__(self, c: FlexLogClient, name: int, order: list[int]) -> None:
+        self.wakeups = 0
+        self._c, self._name, self._order = c, name, order
+
+    async def run(self) -> None:
+        await self._c.wait_for_room()
+        self.wakeups += 1
+        self._order.append(self._name)
+        await self._c.submit_batch(BATCH, COLOR, validated=True)
+
+
+def test_callers_get_room_in_the_order_they_asked_and_one_slot_wakes_one(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        c, writer = _client(tmp_path, max_in_flight=2)
+        for _ in range(2):
+            await c.submit_batch(BATCH, COLOR, validated=True)
+        order: list[int] = []
+        callers = [_Counted(c, i, order) for i in range(50)]
+        tasks = [asyncio.create_task(k.run()) for k in callers]
+        await _settle()
+        assert order == [] and len(writer.submitted) == 2  # the window is full
+
+        loop = asyncio.get_running_loop()
+        scheduled = _count_calls(loop)
+        writer.land()
+        await _settle()
+        assert order == [0]  # one slot, one caller: the first to ask
+        # Waking every waiter to let one through scheduled 50 task steps here, each to go back
+        # to sleep; with thousands of produce requests waiting that is the whole CPU.
+        assert scheduled[0] < 10
+        del loop.call_soon
+
+        writer.land(2)
+        await _settle()
+        assert order == [0, 1, 2]
+        assert len(writer.submitted) == 2  # never more than the window
+
+        for _ in range(47):
+            writer.land()
+            await _settle()
+        await asyncio.gather(*tasks)
+        assert order == list(range(50))
+        assert all(k.wakeups == 1 for k in callers)
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_handed_to_a_caller_that_does_not_submit_goes_to_the_next(tmp_path: Path) -> None:
+    """A gateway produce waits for room and then may answer an error without submitting (a
+    producer's sequence check failed): whoever waits behind it must not wait forever."""
+
+    async def scenario() -> None:
+        c, writer = _client(tmp_path, max_in_flight=1)
+        await c.submit_batch(BATCH, COLOR, validated=True)
+        declined = asyncio.create_task(c.wait_for_room())
+        behind = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
+        await _settle()
+        assert not declined.done() and not behind.done()
+        writer.land()  # nothing else is in flight after this
+        await _settle()
+        assert declined.done() and behind.done()
+        assert len(writer.submitted) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_neither_takes_a_slot_nor_loses_one(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        c, writer = _client(tmp_path, max_in_flight=1)
+        await c.submit_batch(BATCH, COLOR, validated=True)
+        gone_early = asyncio.create_task(c.wait_for_room())
+        handed_then_gone = asyncio.create_task(c.wait_for_room())
+        behind = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
+        await _settle()
+        gone_early.cancel()
+        await _settle()
+        writer.land()  # hands the slot to handed_then_gone, which is cancelled before it runs
+        handed_then_gone.cancel()
+        await _settle()
+        assert gone_early.cancelled() and handed_then_gone.cancelled()
+        assert behind.done() and len(writer.submitted) == 1
+
+    asyncio.run(scenario())
