@@ -353,7 +353,7 @@ class FlexLogClient:
         self._fills: dict[int, asyncio.Task[None]] = {}  # family id -> its fill under way
         self._in_flight = 0
         # Callers waiting for room, first come first served; a freed slot goes to the first of
-        # them (counted in _handed until it submits), so one freed slot wakes one caller.
+        # them (counted in _handed until that caller runs), so one freed slot wakes one caller.
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._handed = 0
         self.registry = Registry(config)
@@ -559,7 +559,7 @@ class FlexLogClient:
 
     async def wait_for_room(self) -> None:
         """Until one more append may be submitted: after this, submit_batch to a color given as
-        its ColorInfo does not suspend, unless another append was submitted meanwhile.
+        its ColorInfo does not suspend, unless the caller suspends in between.
 
         Callers get room in the order they asked; with the window full, each append that
         leaves it wakes one of them."""
@@ -576,8 +576,8 @@ class FlexLogClient:
             raise
         self._handed -= 1
         if self._room_waiters:
-            # The slot is this caller's until it submits; one it does not take (its append
-            # was refused, or it chose not to send) goes on to the next caller then.
+            # The slot is this caller's until it next suspends: one it does not take (its
+            # append was refused, or it chose not to send) goes on to the next caller then.
             asyncio.get_running_loop().call_soon(self._hand_out_room)
 
     def _hand_out_room(self) -> None:
