@@ -597,12 +597,13 @@ class FlexLogClient:
         # One shard per client and color keeps this client's appends in submission order.
         shard = info.shards[0] if info.contiguous else info.shards[self.client_id % len(info.shards)]
         writer = self._writers.get(shard) or self._writer(shard)
+        op = AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
+                      count=record_batch.records_count(batch), payload=batch,
+                      contiguous=info.contiguous)
         # The slot frees when the append leaves the writer (`_landed`), not when a caller
         # cancels its future: the op is in flight until acked or expired.
         self._in_flight += 1
-        writer.submit(AppendOp(token=self._next_token(), color=info.id, owner=info.owner,
-                               count=record_batch.records_count(batch), payload=batch,
-                               contiguous=info.contiguous), fut)
+        writer.submit(op, fut)
         return fut
 
     def _landed(self) -> None:
