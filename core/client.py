@@ -12,7 +12,8 @@ complete after RESEND_AFTER_S, is sent again with the same token to the
 members that have not acked: the replicas and the leaf recognise the token,
 so a retry never stores an entry twice. Cancelling an append's future only stops
 the wait: the append stays in flight, and counts against max_in_flight, until it is
-acked, refused or expired.
+acked, refused or expired. Closing the client fails what is still pending, and what waits
+for room, with Unavailable; an append failed so may have been stored, as one that timed out.
 """
 
 from __future__ import annotations
@@ -288,6 +289,15 @@ class _ShardWriter:
             for member in self.members:
                 self.links[member].send_appends(data)
 
+    def close(self, error: FlexLogError) -> None:
+        """Fail what is pending and stop the timers: nothing is sent or resent after this."""
+        for handle in (self._retry, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._retry = self._timer = None
+        for token in list(self.pending):
+            self.resolve(token, error)
+
     def resolve(self, token: int, result: int | FlexLogError) -> None:
         p = self.pending.pop(token, None)
         if p is None:
@@ -356,6 +366,7 @@ class FlexLogClient:
         # them (counted in _handed until that caller runs), so one freed slot wakes one caller.
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._handed = 0
+        self._closed = False
         self.registry = Registry(config)
         self._watcher = ViewWatcher(config, self._view_changed)
         self._watch_task: asyncio.Task[None] | None = None
@@ -379,9 +390,14 @@ class FlexLogClient:
         for task in self._fills.values():
             task.cancel()
         self._fills.clear()
+        self._closed = True
+        closed = Unavailable("the client is closed")
+        waiters, self._room_waiters = self._room_waiters, deque()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(closed)
         for writer in self._writers.values():
-            if writer._retry is not None:
-                writer._retry.cancel()
+            writer.close(closed)
             for link in writer.links:
                 await link.close()
         self._writers.clear()
@@ -562,7 +578,9 @@ class FlexLogClient:
         its ColorInfo does not suspend, unless the caller suspends in between.
 
         Callers get room in the order they asked; with the window full, each append that
-        leaves it wakes one of them."""
+        leaves it wakes one of them. Once the client is closed, Unavailable."""
+        if self._closed:
+            raise Unavailable("the client is closed")
         if self._in_flight + self._handed < self._max_in_flight:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -575,6 +593,8 @@ class FlexLogClient:
                 self._hand_out_room()
             raise
         self._handed -= 1
+        if self._closed:  # handed a slot before the client closed
+            raise Unavailable("the client is closed")
         if self._room_waiters:
             # The slot is this caller's until it next suspends: one it does not take (its
             # append was refused, or it chose not to send) goes on to the next caller then.

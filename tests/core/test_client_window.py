@@ -1,5 +1,6 @@
 """The native client's append window: callers waiting for room get it in the order they asked,
-one per append that leaves, and a slot handed to a caller that does not use it goes on."""
+one per append that leaves, a slot handed to a caller that does not use it goes on, and a
+closed client fails what waits."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cluster import two_level_toml
 from flexlog.core import config, record_batch
 from flexlog.core.append_wire import AppendOp
 from flexlog.core.client import FlexLogClient
+from flexlog.core.errors import Unavailable
 from flexlog.core.registry import ColorInfo
 
 COLOR = ColorInfo(id=5, name="events", owner=0, shards=(0,))
@@ -157,5 +161,34 @@ def test_a_newcomer_waits_behind_the_callers_already_waiting(tmp_path: Path) -> 
         await _settle()
         assert order == [0, 1]
         await asyncio.gather(waiting, newcomer)
+
+    asyncio.run(scenario())
+
+
+def test_closing_the_client_fails_what_waits_for_room_and_what_is_pending(tmp_path: Path) -> None:
+    """A caller of a closed client gets an error, not a wait that never ends, and nothing is
+    sent or resent after the close."""
+
+    async def scenario() -> None:
+        path = tmp_path / "cluster.toml"
+        path.write_text(two_level_toml(tmp_path))
+        c = FlexLogClient(config.load(path), max_in_flight=1)
+        sent: list[bytes] = []
+        writer = c._writer(0)
+        for link in writer.links:
+            link.send_appends = sent.append  # type: ignore[method-assign]
+        pending = await c.submit_batch(BATCH, COLOR, validated=True)
+        waiting = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
+        await _settle()
+        assert len(sent) == 3 and not waiting.done()
+        await c.close()
+        await _settle()
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(pending, 5)
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(Unavailable):
+            await c.submit_batch(BATCH, COLOR, validated=True)
+        assert writer._timer is None and writer._retry is None and len(sent) == 3
 
     asyncio.run(scenario())
