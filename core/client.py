@@ -114,8 +114,11 @@ class _ReplicaLink:
         self._ids = itertools.count()
         self._batcher: Batcher[pb.QueryOp] = Batcher(self._flush_queries)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     def _ensure(self) -> None:
+        if self._closed:  # a read failing over during the client's close must not reopen it
+            raise Unavailable("the client is closed")
         if self._channel is None:
             self._channel = rpc.channel(self.address)
         if self._append_q is None or self._append_q.closed:
@@ -190,6 +193,7 @@ class _ReplicaLink:
                 fut.set_exception(error)
 
     async def close(self) -> None:
+        self._closed = True
         for q in (self._append_q, self._query_q):
             if q is not None:
                 q.close()
@@ -289,14 +293,14 @@ class _ShardWriter:
             for member in self.members:
                 self.links[member].send_appends(data)
 
-    def close(self, error: FlexLogError) -> None:
+    def close(self) -> None:
         """Fail what is pending and stop the timers: nothing is sent or resent after this."""
         for handle in (self._retry, self._timer):
             if handle is not None:
                 handle.cancel()
         self._retry = self._timer = None
         for token in list(self.pending):
-            self.resolve(token, error)
+            self.resolve(token, Unavailable("the client is closed"))
 
     def resolve(self, token: int, result: int | FlexLogError) -> None:
         p = self.pending.pop(token, None)
@@ -391,13 +395,12 @@ class FlexLogClient:
             task.cancel()
         self._fills.clear()
         self._closed = True
-        closed = Unavailable("the client is closed")
         waiters, self._room_waiters = self._room_waiters, deque()
         for fut in waiters:
             if not fut.done():
-                fut.set_exception(closed)
+                fut.set_exception(Unavailable("the client is closed"))
         for writer in self._writers.values():
-            writer.close(closed)
+            writer.close()
             for link in writer.links:
                 await link.close()
         self._writers.clear()
@@ -408,6 +411,8 @@ class FlexLogClient:
     def _writer(self, shard: int) -> _ShardWriter:
         writer = self._writers.get(shard)
         if writer is None:
+            if self._closed:
+                raise Unavailable("the client is closed")
             if self._watch_task is None:
                 self._watch_task = asyncio.create_task(self._watcher.run())
             addresses = [r.address for r in self.config.shard(shard).replicas]
@@ -588,7 +593,8 @@ class FlexLogClient:
         try:
             await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():  # handed a slot it will not use
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                # Handed a slot it will not use.
                 self._handed -= 1
                 self._hand_out_room()
             raise

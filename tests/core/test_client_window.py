@@ -192,3 +192,28 @@ def test_closing_the_client_fails_what_waits_for_room_and_what_is_pending(tmp_pa
         assert writer._timer is None and writer._retry is None and len(sent) == 3
 
     asyncio.run(scenario())
+
+
+def test_a_caller_handed_a_slot_just_before_the_close_sends_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "cluster.toml"
+        path.write_text(two_level_toml(tmp_path))
+        c = FlexLogClient(config.load(path), max_in_flight=1)
+        sent: list[bytes] = []
+        writer = c._writer(0)
+        for link in writer.links:
+            link.send_appends = sent.append  # type: ignore[method-assign]
+        first = await c.submit_batch(BATCH, COLOR, validated=True)
+        waiting = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
+        await _settle()
+        (token,) = writer.pending
+        writer.resolve(token, 0)  # hands the slot to the waiting caller, which has not run yet
+        await c.close()
+        assert await first == 0
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(waiting, 5)
+        assert len(sent) == 3 and not c._writers  # no writer made again on the closed client
+        with pytest.raises(Unavailable):
+            await c.read_range(COLOR, 0, 1024)
+
+    asyncio.run(scenario())
