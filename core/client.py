@@ -72,6 +72,10 @@ RETRIABLE = (Unavailable, Timeout, StaleEpoch)  # a replica's refusal that a res
 ColorRef = str | int | ColorInfo
 
 
+def _client_closed() -> Unavailable:
+    return Unavailable("the client is closed")
+
+
 class RangeResult(NamedTuple):
     entries: list[StoredEntry]
     log_start: int
@@ -118,7 +122,7 @@ class _ReplicaLink:
 
     def _ensure(self) -> None:
         if self._closed:  # a read failing over during the client's close must not reopen it
-            raise Unavailable("the client is closed")
+            raise _client_closed()
         if self._channel is None:
             self._channel = rpc.channel(self.address)
         if self._append_q is None or self._append_q.closed:
@@ -300,7 +304,7 @@ class _ShardWriter:
                 handle.cancel()
         self._retry = self._timer = None
         for token in list(self.pending):
-            self.resolve(token, Unavailable("the client is closed"))
+            self.resolve(token, _client_closed())
 
     def resolve(self, token: int, result: int | FlexLogError) -> None:
         p = self.pending.pop(token, None)
@@ -398,7 +402,7 @@ class FlexLogClient:
         waiters, self._room_waiters = self._room_waiters, deque()
         for fut in waiters:
             if not fut.done():
-                fut.set_exception(Unavailable("the client is closed"))
+                fut.set_exception(_client_closed())
         for writer in self._writers.values():
             writer.close()
             for link in writer.links:
@@ -412,7 +416,7 @@ class FlexLogClient:
         writer = self._writers.get(shard)
         if writer is None:
             if self._closed:
-                raise Unavailable("the client is closed")
+                raise _client_closed()
             if self._watch_task is None:
                 self._watch_task = asyncio.create_task(self._watcher.run())
             addresses = [r.address for r in self.config.shard(shard).replicas]
@@ -585,7 +589,7 @@ class FlexLogClient:
         Callers get room in the order they asked; with the window full, each append that
         leaves it wakes one of them. Once the client is closed, Unavailable."""
         if self._closed:
-            raise Unavailable("the client is closed")
+            raise _client_closed()
         if self._in_flight + self._handed < self._max_in_flight:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -600,7 +604,7 @@ class FlexLogClient:
             raise
         self._handed -= 1
         if self._closed:  # handed a slot before the client closed
-            raise Unavailable("the client is closed")
+            raise _client_closed()
         if self._room_waiters:
             # The slot is this caller's until it next suspends: one it does not take (its
             # append was refused, or it chose not to send) goes on to the next caller then.

@@ -13,7 +13,7 @@ import pytest
 from cluster import two_level_toml
 from flexlog.core import config, record_batch
 from flexlog.core.append_wire import AppendOp
-from flexlog.core.client import FlexLogClient
+from flexlog.core.client import FlexLogClient, _ShardWriter
 from flexlog.core.errors import Unavailable
 from flexlog.core.registry import ColorInfo
 
@@ -37,13 +37,28 @@ class _Writer:
             self.landed()
 
 
-def _client(tmp_path: Path, max_in_flight: int) -> tuple[FlexLogClient, _Writer]:
+def _new_client(tmp_path: Path, max_in_flight: int) -> FlexLogClient:
     path = tmp_path / "cluster.toml"
     path.write_text(two_level_toml(tmp_path))
-    c = FlexLogClient(config.load(path), max_in_flight=max_in_flight)
+    return FlexLogClient(config.load(path), max_in_flight=max_in_flight)
+
+
+def _client(tmp_path: Path, max_in_flight: int) -> tuple[FlexLogClient, _Writer]:
+    c = _new_client(tmp_path, max_in_flight)
     writer = _Writer(c._landed)
     c._writers[0] = writer  # type: ignore[assignment]
     return c, writer
+
+
+def _client_with_a_real_writer(tmp_path: Path) -> tuple[FlexLogClient, _ShardWriter, list[bytes]]:
+    """A client with a window of one whose shard writer is its own; what the writer sends to
+    the replicas is collected instead."""
+    c = _new_client(tmp_path, max_in_flight=1)
+    sent: list[bytes] = []
+    writer = c._writer(0)
+    for link in writer.links:
+        link.send_appends = sent.append  # type: ignore[method-assign]
+    return c, writer, sent
 
 
 async def _settle() -> None:
@@ -170,13 +185,7 @@ def test_closing_the_client_fails_what_waits_for_room_and_what_is_pending(tmp_pa
     sent or resent after the close."""
 
     async def scenario() -> None:
-        path = tmp_path / "cluster.toml"
-        path.write_text(two_level_toml(tmp_path))
-        c = FlexLogClient(config.load(path), max_in_flight=1)
-        sent: list[bytes] = []
-        writer = c._writer(0)
-        for link in writer.links:
-            link.send_appends = sent.append  # type: ignore[method-assign]
+        c, writer, sent = _client_with_a_real_writer(tmp_path)
         pending = await c.submit_batch(BATCH, COLOR, validated=True)
         waiting = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
         await _settle()
@@ -196,13 +205,7 @@ def test_closing_the_client_fails_what_waits_for_room_and_what_is_pending(tmp_pa
 
 def test_a_caller_handed_a_slot_just_before_the_close_sends_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        path = tmp_path / "cluster.toml"
-        path.write_text(two_level_toml(tmp_path))
-        c = FlexLogClient(config.load(path), max_in_flight=1)
-        sent: list[bytes] = []
-        writer = c._writer(0)
-        for link in writer.links:
-            link.send_appends = sent.append  # type: ignore[method-assign]
+        c, writer, sent = _client_with_a_real_writer(tmp_path)
         first = await c.submit_batch(BATCH, COLOR, validated=True)
         waiting = asyncio.create_task(c.submit_batch(BATCH, COLOR, validated=True))
         await _settle()
